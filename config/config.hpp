@@ -1,0 +1,107 @@
+// The daemon's settings: every key of INTERFACE.md's Configuration section as
+// typed values with their defaults, loaded from YAML with positioned errors.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace oauth_relay::config {
+
+// An IP literal and port to listen on ("127.0.0.1:25", "[::1]:25").
+struct listen_address {
+  std::string host;  // IP literal without brackets
+  std::uint16_t port = 0;
+  friend bool operator==(const listen_address&, const listen_address&) = default;
+};
+
+// A CIDR block of the client allow-list; addresses are 4 or 16 bytes.
+struct network {
+  std::vector<std::uint8_t> address;  // 4 bytes (IPv4) or 16 bytes (IPv6)
+  unsigned prefix_length = 0;
+  // True when `ip` (4 or 16 bytes, IPv4-mapped IPv6 treated as IPv4) is inside.
+  bool contains(const std::vector<std::uint8_t>& ip) const;
+};
+
+struct limits_settings {
+  std::uint64_t max_message_size = 35882577;  // Gmail's advertised SIZE
+  std::size_t max_recipients = 100;           // Gmail's per-message cap over SMTP
+  std::size_t max_connections = 200;
+  std::chrono::seconds command_timeout{300};  // RFC 5321 §4.5.3.2.7
+  std::chrono::seconds data_timeout{600};     // RFC 5321 §4.5.3.2.6
+};
+
+enum class upstream_tls { starttls, implicit };
+
+struct upstream_settings {
+  std::string host = "smtp.gmail.com";
+  std::uint16_t port = 587;
+  upstream_tls tls = upstream_tls::starttls;
+  std::optional<std::filesystem::path> ca_file;
+  std::size_t max_connections = 4;
+  std::size_t max_messages_per_connection = 100;
+};
+
+struct queue_settings {
+  std::chrono::seconds retry_initial{60};
+  std::chrono::seconds retry_max{3600};
+  std::chrono::seconds lifetime{5 * 24 * 3600};
+};
+
+struct oauth_settings {
+  std::string client_id;
+  std::string client_secret;  // secret: never logged
+  std::optional<std::filesystem::path> client_secret_file;
+  std::string auth_url = "https://accounts.google.com/o/oauth2/v2/auth";
+  std::string token_url = "https://oauth2.googleapis.com/token";
+  std::optional<std::filesystem::path> ca_file;
+};
+
+struct account_settings {
+  std::string address;               // the Google account that sends
+  std::vector<std::string> senders;  // envelope sender patterns; '*' matches any run
+  bool is_default = false;
+};
+
+struct settings {
+  std::filesystem::path source;  // the file these came from
+  std::vector<listen_address> listen{{"127.0.0.1", 25}, {"::1", 25}};
+  std::string hostname;  // default: the host's name
+  std::filesystem::path state_dir = "/var/lib/oauth-relay";
+  std::filesystem::path health_socket = "/run/oauth-relay/health.sock";
+  std::vector<network> clients_allow;  // default: 127.0.0.0/8 and ::1/128
+  limits_settings limits;
+  upstream_settings upstream;
+  queue_settings queue;
+  oauth_settings oauth;
+  std::vector<account_settings> accounts;
+};
+
+// One problem found in a config file, printed as FILE:LINE:COLUMN: message.
+struct error {
+  std::string file;
+  int line = 0;    // 1-based; 0 when the problem is not at a position
+  int column = 0;  // 1-based
+  std::string message;
+  std::string to_string() const;
+};
+
+struct load_result {
+  std::optional<settings> value;  // set when errors is empty
+  std::vector<error> errors;
+};
+
+// Reads and validates the YAML file at `path`; never throws for bad input.
+load_result load(const std::filesystem::path& path);
+// Same, from text already in memory; `name` is what errors call the file.
+load_result parse(const std::string& yaml_text, const std::string& name);
+
+// "60s", "5m", "1h", "5d", or a plain number of seconds.
+std::optional<std::chrono::seconds> parse_duration(std::string_view text);
+// "35882577", "512K", "35M" (K = 1024).
+std::optional<std::uint64_t> parse_size(std::string_view text);
+
+}  // namespace oauth_relay::config

@@ -1,0 +1,39 @@
+// oauth-relayd: plain SMTP in from local applications, Gmail (XOAUTH2) out.
+// Parses the command line, loads the configuration and runs the service.
+#include <sys/stat.h>
+
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include "config/config.hpp"
+#include "daemon/service.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{"oauth-relayd: relays mail from local applications to Gmail with OAuth"};
+  std::string config_path = "/etc/oauth-relay/config.yaml";
+  bool check_config = false;
+  app.add_option("-c,--config", config_path, "configuration file")->capture_default_str();
+  app.add_flag("--check-config", check_config, "validate the configuration and exit");
+  app.set_version_flag("--version", std::string("oauth-relayd ") + OAUTH_RELAY_VERSION);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int status = app.exit(e);
+    return status == 0 ? 0 : 2;
+  }
+
+  // Everything the daemon creates (database, spool files) is for its own user only.
+  ::umask(077);
+
+  auto loaded = oauth_relay::config::load(config_path);
+  if (!loaded.errors.empty()) {
+    for (const auto& e : loaded.errors) std::cerr << e.to_string() << '\n';
+    return 1;
+  }
+  if (check_config) {
+    std::cout << config_path << ": ok\n";
+    return 0;
+  }
+  return oauth_relay::daemon::run(config_path, std::move(*loaded.value));
+}

@@ -1,0 +1,187 @@
+// Process lifecycle for oauth-relayd. Everything but the spool's writer
+// thread runs on one event loop, so a WATCHDOG=1 sent from a timer on that
+// loop proves the loop is not stuck.
+#include "daemon/service.hpp"
+
+#include <systemd/sd-daemon.h>
+#include <time.h>
+
+#include <csignal>
+#include <memory>
+#include <optional>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "config/log.hpp"
+#include "relay/smtp_server.hpp"
+#include "relay/spool.hpp"
+
+namespace oauth_relay::daemon {
+namespace {
+
+namespace asio = boost::asio;
+
+// Sessions still in DATA get this long after SIGTERM; systemd's default stop
+// timeout is 90 s, so this stays well inside it.
+constexpr auto shutdown_grace = std::chrono::seconds(10);
+constexpr auto status_interval = std::chrono::seconds(5);
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : " ") + item;
+  return out;
+}
+
+class service {
+ public:
+  service(std::filesystem::path config_path, config::settings settings)
+      : config_path_(std::move(config_path)),
+        settings_(std::move(settings)),
+        spool_(settings_.state_dir, io_.get_executor()),
+        server_(io_, spool_, std::make_shared<relay::listener_config>(settings_)),
+        signals_(io_, SIGTERM, SIGINT, SIGHUP),
+        watchdog_timer_(io_),
+        status_timer_(io_) {}
+
+  int run() {
+    const int passed = sd_listen_fds(1);
+    if (passed > 0) {
+      for (int fd = SD_LISTEN_FDS_START; fd < SD_LISTEN_FDS_START + passed; ++fd) server_.adopt(fd);
+    } else {
+      server_.listen(settings_.listen);
+    }
+    server_.start();
+    wait_for_signal();
+    std::uint64_t watchdog_usec = 0;
+    if (sd_watchdog_enabled(1, &watchdog_usec) > 0 && watchdog_usec > 0) {
+      watchdog_interval_ = std::chrono::microseconds(watchdog_usec / 2);
+      watchdog_tick();
+    }
+    status_tick();
+    log::notice("started")
+        .kv("version", OAUTH_RELAY_VERSION)
+        .kv("listen", join(server_.local_endpoints()))
+        .kv("socket_activated", passed > 0 ? "yes" : "no")
+        .kv("state_dir", settings_.state_dir.string());
+    sd_notifyf(0, "READY=1\nSTATUS=%s", status_line().c_str());
+    io_.run();
+    log::notice("stopped").kv("accepted", spool_.messages_stored());
+    return 0;
+  }
+
+ private:
+  std::string status_line() const {
+    return "Accepting SMTP on " + join(server_.local_endpoints()) + "; " +
+           std::to_string(server_.active_sessions()) + " sessions, " +
+           std::to_string(spool_.messages_stored()) + " messages accepted";
+  }
+
+  void wait_for_signal() {
+    signals_.async_wait([this](boost::system::error_code ec, int signal) {
+      if (ec) return;
+      if (signal == SIGHUP) {
+        reload();
+        wait_for_signal();
+      } else {
+        stop(signal);
+      }
+    });
+  }
+
+  void reload() {
+    timespec now{};
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    const auto usec = static_cast<unsigned long long>(now.tv_sec) * 1000000ULL +
+                      static_cast<unsigned long long>(now.tv_nsec / 1000);
+    sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=Reloading %s", usec,
+               config_path_.c_str());
+    auto loaded = config::load(config_path_);
+    if (!loaded.errors.empty()) {
+      for (const auto& e : loaded.errors) log::error("config_reload_rejected").kv("problem", e.to_string());
+      log::error("config_reload_failed")
+          .kv("file", config_path_.string())
+          .kv("problems", loaded.errors.size())
+          .kv("action", "keeping the running configuration");
+    } else {
+      auto& next = *loaded.value;
+      if (next.listen != settings_.listen) {
+        log::warning("config_needs_restart").kv("key", "listen");
+      }
+      if (next.state_dir != settings_.state_dir) {
+        log::warning("config_needs_restart").kv("key", "state_dir");
+      }
+      if (next.health_socket != settings_.health_socket) {
+        log::warning("config_needs_restart").kv("key", "health_socket");
+      }
+      // Keys that need a restart keep their running values.
+      next.listen = settings_.listen;
+      next.state_dir = settings_.state_dir;
+      next.health_socket = settings_.health_socket;
+      settings_ = next;
+      server_.reconfigure(std::make_shared<relay::listener_config>(settings_));
+      log::notice("config_reloaded").kv("file", config_path_.string());
+    }
+    sd_notifyf(0, "READY=1\nSTATUS=%s", status_line().c_str());
+  }
+
+  void stop(int signal) {
+    sd_notify(0, "STOPPING=1\nSTATUS=Stopping: finishing sessions");
+    log::notice("stopping").kv("signal", signal == SIGTERM ? "SIGTERM" : "SIGINT")
+        .kv("sessions", server_.active_sessions());
+    server_.stop(shutdown_grace, [this] {
+      signals_.cancel();
+      watchdog_timer_.cancel();
+      status_timer_.cancel();
+      io_.stop();
+    });
+  }
+
+  void watchdog_tick() {
+    sd_notify(0, "WATCHDOG=1");
+    watchdog_timer_.expires_after(watchdog_interval_);
+    watchdog_timer_.async_wait([this](boost::system::error_code ec) {
+      if (!ec) watchdog_tick();
+    });
+  }
+
+  void status_tick() {
+    status_timer_.expires_after(status_interval);
+    status_timer_.async_wait([this](boost::system::error_code ec) {
+      if (ec) return;
+      sd_notifyf(0, "STATUS=%s", status_line().c_str());
+      status_tick();
+    });
+  }
+
+  std::filesystem::path config_path_;
+  config::settings settings_;
+  asio::io_context io_{1};
+  relay::spool spool_;
+  relay::smtp_server server_;
+  asio::signal_set signals_;
+  asio::steady_timer watchdog_timer_;
+  asio::steady_timer status_timer_;
+  std::chrono::microseconds watchdog_interval_{0};
+};
+
+}  // namespace
+
+int run(const std::filesystem::path& config_path, config::settings settings) {
+  std::signal(SIGPIPE, SIG_IGN);
+  try {
+    service s(config_path, std::move(settings));
+    return s.run();
+  } catch (const relay::spool_error& e) {
+    log::error("spool_unusable").kv("error", e.what());
+    sd_notifyf(0, "STATUS=Failed: %s", e.what());
+    return 1;
+  } catch (const std::system_error& e) {
+    log::error("startup_failed").kv("error", e.what());
+    sd_notifyf(0, "STATUS=Failed: %s", e.what());
+    return 1;
+  }
+}
+
+}  // namespace oauth_relay::daemon

@@ -1,0 +1,24 @@
+// What the SMTP session learns about one message besides its content: the
+// sender, the account chosen for it, the recipients and their DSN parameters.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "relay/smtp_parser.hpp"
+
+namespace oauth_relay::relay {
+
+struct recipient {
+  std::string address;
+  smtp::rcpt_parameters params;
+};
+
+struct envelope {
+  std::string sender;   // empty for the null reverse-path
+  std::string account;  // the Google account that will send it
+  smtp::mail_parameters params;
+  std::vector<recipient> recipients;
+};
+
+}  // namespace oauth_relay::relay

@@ -1,0 +1,80 @@
+// Runs the real oauth-relayd binary for a test: a private directory with its
+// config and state, the port it bound (listen 127.0.0.1:0), its log, and
+// signals to stop, reload or kill it.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace oauth_relay::testing {
+
+// A fresh directory under TMPDIR, removed with everything in it.
+class temp_dir {
+ public:
+  temp_dir();
+  ~temp_dir();
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// The oauth:/accounts: part every test config needs (no real Google data).
+std::string minimal_config_body();
+
+class relay_process {
+ public:
+  // `body` is the YAML after the listen/state_dir/health_socket lines that
+  // the harness writes itself.
+  explicit relay_process(std::string body = minimal_config_body());
+  ~relay_process();  // SIGKILLs a process still running
+
+  // Starts the daemon and waits until it logs event=started (throws if it exits first).
+  void start(std::map<std::string, std::string> environment = {});
+  // Sends `signal` and waits for the exit status (-1 on timeout).
+  int stop(int signal, std::chrono::milliseconds timeout = std::chrono::seconds(20));
+  void kill9();
+  void signal(int signal);
+  // Rewrites config.yaml with a new body (the harness lines stay).
+  void write_config(const std::string& body);
+  // Waits until the log contains `text` (true) or the timeout passes.
+  bool wait_for_log(const std::string& text,
+                    std::chrono::milliseconds timeout = std::chrono::seconds(10)) const;
+
+  std::uint16_t port() const { return port_; }
+  pid_t pid() const { return pid_; }
+  bool running() const { return pid_ > 0; }
+  std::string log() const;
+  const std::filesystem::path& dir() const { return dir_.path(); }
+  std::filesystem::path state_dir() const { return dir_.path() / "state"; }
+  std::filesystem::path config_path() const { return dir_.path() / "config.yaml"; }
+
+ private:
+  temp_dir dir_;
+  std::filesystem::path log_path_;
+  pid_t pid_ = -1;
+  std::uint16_t port_ = 0;
+  int log_offset_ = 0;
+};
+
+// Runs a command (argv) with `input` on stdin; returns exit status and output.
+struct command_result {
+  int status = -1;
+  std::string out;
+  std::string err;
+};
+command_result run_command(const std::vector<std::string>& argv, const std::string& input = {},
+                           std::chrono::milliseconds timeout = std::chrono::seconds(60));
+
+std::string relayd_path();
+std::string source_dir();
+
+}  // namespace oauth_relay::testing

@@ -1,0 +1,191 @@
+// The spool stores exactly what it is given, durably, with group commit; a
+// draft that is not committed leaves nothing behind.
+#include "relay/spool.hpp"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include <boost/asio/io_context.hpp>
+
+namespace oauth_relay::relay {
+namespace {
+
+class spool_test : public testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("spool-test-" + std::to_string(std::random_device{}()));
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  envelope sample_envelope() {
+    envelope env;
+    env.sender = "alice@example.com";
+    env.account = "alice@example.com";
+    env.params.body = smtp::body_type::eight_bit_mime;
+    env.params.smtputf8 = true;
+    env.params.ret = smtp::dsn_ret::headers;
+    env.params.envid = "env+2Bid";
+    recipient bob{"bob@example.org", {}};
+    bob.params.notify.specified = true;
+    bob.params.notify.failure = true;
+    bob.params.orcpt = "rfc822;bob@example.org";
+    env.recipients = {bob, recipient{"carol@example.org", {}}};
+    return env;
+  }
+
+  store_result commit(spool& s, std::unique_ptr<spool_draft> draft, envelope env) {
+    store_result out;
+    bool done = false;
+    s.async_commit(std::move(draft), std::move(env), [&](store_result r) {
+      out = std::move(r);
+      done = true;
+    });
+    io_.restart();
+    while (!done) io_.run_one();
+    return out;
+  }
+
+  unsigned mode_of(const std::filesystem::path& p) {
+    struct stat st{};
+    ::stat(p.c_str(), &st);
+    return st.st_mode & 0777;
+  }
+
+  std::filesystem::path dir_;
+  boost::asio::io_context io_;
+};
+
+TEST_F(spool_test, stores_content_and_envelope_exactly) {
+  std::string id;
+  {
+    spool s(dir_, io_.get_executor());
+    auto draft = s.begin();
+    id = draft->id();
+    draft->append("Subject: hi\r\n");
+    draft->append("\r\nbody\r\n");
+    EXPECT_EQ(commit(s, std::move(draft), sample_envelope()).status, store_status::stored);
+    EXPECT_EQ(s.messages_stored(), 1u);
+  }
+  spool_reader reader(dir_);
+  auto messages = reader.messages();
+  ASSERT_EQ(messages.size(), 1u);
+  const auto& m = messages[0];
+  EXPECT_EQ(m.id, id);
+  EXPECT_EQ(m.size, 21u);
+  EXPECT_EQ(m.env.sender, "alice@example.com");
+  EXPECT_EQ(m.env.account, "alice@example.com");
+  EXPECT_EQ(m.env.params.body, smtp::body_type::eight_bit_mime);
+  EXPECT_TRUE(m.env.params.smtputf8);
+  EXPECT_EQ(m.env.params.ret, smtp::dsn_ret::headers);
+  EXPECT_EQ(m.env.params.envid, "env+2Bid");
+  ASSERT_EQ(m.recipients.size(), 2u);
+  EXPECT_EQ(m.recipients[0].rcpt.address, "bob@example.org");
+  EXPECT_TRUE(m.recipients[0].rcpt.params.notify.specified);
+  EXPECT_TRUE(m.recipients[0].rcpt.params.notify.failure);
+  EXPECT_FALSE(m.recipients[0].rcpt.params.notify.success);
+  EXPECT_EQ(m.recipients[0].rcpt.params.orcpt, "rfc822;bob@example.org");
+  EXPECT_EQ(m.recipients[1].rcpt.address, "carol@example.org");
+  EXPECT_EQ(m.recipients[1].status, 0);
+  EXPECT_EQ(reader.content(id), "Subject: hi\r\n\r\nbody\r\n");
+  EXPECT_EQ(reader.content("0000000000000000"), std::nullopt);
+}
+
+TEST_F(spool_test, state_is_private) {
+  spool s(dir_, io_.get_executor());
+  EXPECT_EQ(mode_of(dir_), 0700u);
+  EXPECT_EQ(mode_of(dir_ / "spool"), 0700u);
+  EXPECT_EQ(mode_of(dir_ / "queue.db"), 0600u);
+}
+
+TEST_F(spool_test, large_content_goes_to_a_file_and_reads_back) {
+  std::string content;
+  std::mt19937 random(7);
+  while (content.size() < 3 * spool_memory_limit) {
+    content += "line " + std::to_string(random()) + "\r\n";
+  }
+  std::string id;
+  {
+    spool s(dir_, io_.get_executor());
+    auto draft = s.begin();
+    id = draft->id();
+    for (std::size_t at = 0; at < content.size(); at += 4000) {
+      draft->append(std::string_view(content).substr(at, 4000));
+    }
+    EXPECT_TRUE(std::filesystem::exists(dir_ / "spool" / id));
+    EXPECT_EQ(mode_of(dir_ / "spool" / id), 0600u);
+    EXPECT_EQ(commit(s, std::move(draft), sample_envelope()).status, store_status::stored);
+  }
+  spool_reader reader(dir_);
+  EXPECT_EQ(reader.content(id), content);
+  ASSERT_EQ(reader.messages().size(), 1u);
+  EXPECT_EQ(reader.messages()[0].size, content.size());
+}
+
+TEST_F(spool_test, abandoned_draft_leaves_nothing) {
+  spool s(dir_, io_.get_executor());
+  {
+    auto draft = s.begin();
+    draft->append(std::string(2 * spool_memory_limit, 'x'));
+    EXPECT_FALSE(std::filesystem::is_empty(dir_ / "spool"));
+  }
+  EXPECT_TRUE(std::filesystem::is_empty(dir_ / "spool"));
+  spool_reader reader(dir_);
+  EXPECT_TRUE(reader.messages().empty());
+}
+
+TEST_F(spool_test, orphan_files_are_removed_at_open_and_committed_files_kept) {
+  std::string kept;
+  {
+    spool s(dir_, io_.get_executor());
+    auto draft = s.begin();
+    kept = draft->id();
+    draft->append(std::string(2 * spool_memory_limit, 'k'));
+    ASSERT_EQ(commit(s, std::move(draft), sample_envelope()).status, store_status::stored);
+  }
+  std::ofstream(dir_ / "spool" / "deadbeefdeadbeef") << "half a message";
+  spool s(dir_, io_.get_executor());
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "spool" / "deadbeefdeadbeef"));
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "spool" / kept));
+}
+
+TEST_F(spool_test, concurrent_commits_are_all_stored) {
+  constexpr int count = 300;
+  int stored = 0, completed = 0;
+  {
+    spool s(dir_, io_.get_executor());
+    for (int i = 0; i < count; ++i) {
+      auto draft = s.begin();
+      draft->append("message " + std::to_string(i) + "\r\n");
+      s.async_commit(std::move(draft), sample_envelope(), [&](store_result r) {
+        ++completed;
+        if (r.status == store_status::stored) ++stored;
+      });
+    }
+    io_.run();
+    EXPECT_EQ(s.messages_stored(), static_cast<std::size_t>(count));
+  }
+  EXPECT_EQ(completed, count);
+  EXPECT_EQ(stored, count);
+  spool_reader reader(dir_);
+  EXPECT_EQ(reader.messages().size(), static_cast<std::size_t>(count));
+}
+
+TEST_F(spool_test, damaged_database_is_refused_with_its_path) {
+  std::filesystem::create_directories(dir_);
+  std::ofstream(dir_ / "queue.db") << std::string(8192, 'Z');
+  try {
+    spool s(dir_, io_.get_executor());
+    FAIL() << "a damaged database was opened";
+  } catch (const spool_error& e) {
+    EXPECT_NE(std::string(e.what()).find((dir_ / "queue.db").string()), std::string::npos)
+        << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace oauth_relay::relay
