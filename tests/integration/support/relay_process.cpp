@@ -14,7 +14,7 @@
 #include <stdexcept>
 #include <thread>
 
-namespace oauth_relay::testing {
+namespace oauth_relay::test_support {
 namespace {
 
 std::string read_file(const std::filesystem::path& path) {
@@ -187,4 +187,4 @@ command_result run_command(const std::vector<std::string>& argv, const std::stri
   return result;
 }
 
-}  // namespace oauth_relay::testing
+}  // namespace oauth_relay::test_support

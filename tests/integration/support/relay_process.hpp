@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-namespace oauth_relay::testing {
+namespace oauth_relay::test_support {
 
 // A fresh directory under TMPDIR, removed with everything in it.
 class temp_dir {
@@ -77,4 +77,4 @@ command_result run_command(const std::vector<std::string>& argv, const std::stri
 std::string relayd_path();
 std::string source_dir();
 
-}  // namespace oauth_relay::testing
+}  // namespace oauth_relay::test_support

@@ -11,7 +11,7 @@
 #include <cstring>
 #include <stdexcept>
 
-namespace oauth_relay::testing {
+namespace oauth_relay::test_support {
 
 std::string client_reply::str() const {
   return std::to_string(code) + " " + (lines.empty() ? std::string() : lines.back());
@@ -134,4 +134,4 @@ std::string queued_id(const client_reply& reply) {
   return at == std::string::npos ? std::string() : text.substr(at + marker.size());
 }
 
-}  // namespace oauth_relay::testing
+}  // namespace oauth_relay::test_support

@@ -9,7 +9,7 @@
 #include <string_view>
 #include <vector>
 
-namespace oauth_relay::testing {
+namespace oauth_relay::test_support {
 
 struct client_reply {
   int code = 0;                    // 0 when the connection closed or timed out first
@@ -47,4 +47,4 @@ class smtp_client {
 // Extracts the queue id from "250 2.0.0 Ok: queued as ID".
 std::string queued_id(const client_reply& reply);
 
-}  // namespace oauth_relay::testing
+}  // namespace oauth_relay::test_support
