@@ -581,7 +581,8 @@ void reader::read_listen(const mapping& top, settings& s) {
       ok = false;
       continue;
     }
-    if (std::find(result.begin(), result.end(), *address) != result.end()) {
+    // Port 0 entries each get their own free port, so they never collide.
+    if (address->port != 0 && std::find(result.begin(), result.end(), *address) != result.end()) {
       add(item, quote(*text) + " is listed twice");
       ok = false;
       continue;
