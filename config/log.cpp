@@ -29,11 +29,21 @@ void append_value(std::string& out, std::string_view value) {
   out += '"';
   for (char c : value) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           static constexpr char hex[] = "0123456789abcdef";
@@ -50,8 +60,12 @@ void append_value(std::string& out, std::string_view value) {
 
 }  // namespace
 
-void set_threshold(level l) { threshold.store(static_cast<int>(l)); }
-bool enabled(level l) { return static_cast<int>(l) <= threshold.load(std::memory_order_relaxed); }
+void set_threshold(level l) {
+  threshold.store(static_cast<int>(l));
+}
+bool enabled(level l) {
+  return static_cast<int>(l) <= threshold.load(std::memory_order_relaxed);
+}
 
 line::line(level l, std::string_view event) : enabled_(enabled(l)) {
   if (!enabled_) return;

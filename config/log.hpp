@@ -26,10 +26,11 @@ class line {
   ~line();
   line& kv(std::string_view key, std::string_view value);
   line& kv(std::string_view key, const char* value) { return kv(key, std::string_view(value)); }
-  line& kv(std::string_view key, const std::string& value) { return kv(key, std::string_view(value)); }
+  line& kv(std::string_view key, const std::string& value) {
+    return kv(key, std::string_view(value));
+  }
   template <typename Integer>
-    requires std::is_integral_v<Integer>
-  line& kv(std::string_view key, Integer value) {
+  requires std::is_integral_v<Integer> line& kv(std::string_view key, Integer value) {
     return kv_number(key, std::to_string(value));
   }
 
@@ -39,10 +40,20 @@ class line {
   std::string text_;
 };
 
-inline line error(std::string_view event) { return line(level::error, event); }
-inline line warning(std::string_view event) { return line(level::warning, event); }
-inline line notice(std::string_view event) { return line(level::notice, event); }
-inline line info(std::string_view event) { return line(level::info, event); }
-inline line debug(std::string_view event) { return line(level::debug, event); }
+inline line error(std::string_view event) {
+  return line(level::error, event);
+}
+inline line warning(std::string_view event) {
+  return line(level::warning, event);
+}
+inline line notice(std::string_view event) {
+  return line(level::notice, event);
+}
+inline line info(std::string_view event) {
+  return line(level::info, event);
+}
+inline line debug(std::string_view event) {
+  return line(level::debug, event);
+}
 
 }  // namespace oauth_relay::log

@@ -99,7 +99,8 @@ class service {
                config_path_.c_str());
     auto loaded = config::load(config_path_);
     if (!loaded.errors.empty()) {
-      for (const auto& e : loaded.errors) log::error("config_reload_rejected").kv("problem", e.to_string());
+      for (const auto& e : loaded.errors)
+        log::error("config_reload_rejected").kv("problem", e.to_string());
       log::error("config_reload_failed")
           .kv("file", config_path_.string())
           .kv("problems", loaded.errors.size())
@@ -128,7 +129,8 @@ class service {
 
   void stop(int signal) {
     sd_notify(0, "STOPPING=1\nSTATUS=Stopping: finishing sessions");
-    log::notice("stopping").kv("signal", signal == SIGTERM ? "SIGTERM" : "SIGINT")
+    log::notice("stopping")
+        .kv("signal", signal == SIGTERM ? "SIGTERM" : "SIGINT")
         .kv("sessions", server_.active_sessions());
     server_.stop(shutdown_grace, [this] {
       signals_.cancel();

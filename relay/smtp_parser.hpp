@@ -23,8 +23,23 @@ inline constexpr std::size_t max_path = 256;
 inline constexpr std::size_t max_local_part = 64;
 inline constexpr std::size_t max_domain = 255;
 
-enum class verb { helo, ehlo, mail, rcpt, data, rset, noop, quit, vrfy, expn, help, starttls,
-                  auth, bdat, unknown };
+enum class verb {
+  helo,
+  ehlo,
+  mail,
+  rcpt,
+  data,
+  rset,
+  noop,
+  quit,
+  vrfy,
+  expn,
+  help,
+  starttls,
+  auth,
+  bdat,
+  unknown
+};
 
 struct command {
   verb name = verb::unknown;

@@ -38,34 +38,42 @@ smtp_protocol::outcome smtp_protocol::on_command(std::string_view line) {
   const auto& cmd = parsed.cmd;
   using smtp::verb;
   switch (cmd.name) {
-    case verb::ehlo: return on_helo(cmd.argument, true);
-    case verb::helo: return on_helo(cmd.argument, false);
+    case verb::ehlo:
+      return on_helo(cmd.argument, true);
+    case verb::helo:
+      return on_helo(cmd.argument, false);
     case verb::mail:
-      if (!parsed.argument_ok) return finish(make_reply(501, "5.5.4", "Syntax: MAIL FROM:<address>"));
+      if (!parsed.argument_ok)
+        return finish(make_reply(501, "5.5.4", "Syntax: MAIL FROM:<address>"));
       return on_mail(cmd.argument);
     case verb::rcpt:
       if (!parsed.argument_ok) return finish(make_reply(501, "5.5.4", "Syntax: RCPT TO:<address>"));
       return on_rcpt(cmd.argument);
-    case verb::data: return on_data(cmd.argument);
+    case verb::data:
+      return on_data(cmd.argument);
     case verb::rset:
       if (!cmd.argument.empty()) return finish(make_reply(501, "5.5.4", "Syntax: RSET"));
       reset_transaction();
       return finish(make_reply(250, "2.0.0", "Ok"));
-    case verb::noop: return finish(make_reply(250, "2.0.0", "Ok"));
+    case verb::noop:
+      return finish(make_reply(250, "2.0.0", "Ok"));
     case verb::quit:
       return finish(make_reply(221, "2.0.0", settings_.hostname + " closing connection"),
                     next::close);
     case verb::vrfy:
       // RFC 5321 §3.5.3: 252 when the server will accept the address but cannot verify it.
       return finish(make_reply(252, "2.5.0", "Cannot VRFY user, but will accept message"));
-    case verb::expn: return finish(make_reply(502, "5.5.1", "EXPN not supported"));
+    case verb::expn:
+      return finish(make_reply(502, "5.5.1", "EXPN not supported"));
     case verb::help:
-      return finish(make_reply(214, "2.0.0",
-                               "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP"));
+      return finish(
+          make_reply(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP"));
     case verb::starttls:
     case verb::auth:
-    case verb::bdat: return finish(make_reply(502, "5.5.1", "Command not implemented"));
-    case verb::unknown: break;
+    case verb::bdat:
+      return finish(make_reply(502, "5.5.1", "Command not implemented"));
+    case verb::unknown:
+      break;
   }
   return finish(make_reply(500, "5.5.2", "Command not recognized"));
 }
@@ -76,7 +84,8 @@ smtp_protocol::outcome smtp_protocol::on_line_too_long() {
 
 smtp_protocol::outcome smtp_protocol::on_helo(std::string_view argument, bool extended) {
   if (!smtp::is_valid_helo(argument)) {
-    return finish(make_reply(501, "5.5.4", extended ? "Syntax: EHLO hostname" : "Syntax: HELO hostname"));
+    return finish(
+        make_reply(501, "5.5.4", extended ? "Syntax: EHLO hostname" : "Syntax: HELO hostname"));
   }
   // RFC 5321 §4.1.4: EHLO/HELO mid-session resets the transaction like RSET.
   envelope_ = envelope{};
@@ -98,7 +107,8 @@ smtp_protocol::outcome smtp_protocol::on_helo(std::string_view argument, bool ex
 }
 
 smtp_protocol::outcome smtp_protocol::on_mail(std::string_view argument) {
-  if (phase_ == phase::connected) return finish(make_reply(503, "5.5.1", "Send HELO or EHLO first"));
+  if (phase_ == phase::connected)
+    return finish(make_reply(503, "5.5.1", "Send HELO or EHLO first"));
   if (phase_ != phase::greeted) return finish(make_reply(503, "5.5.1", "Sender already specified"));
   auto parsed = smtp::parse_mail_from(argument);
   if (auto* error = std::get_if<reply>(&parsed)) return finish(std::move(*error));
@@ -109,13 +119,14 @@ smtp_protocol::outcome smtp_protocol::on_mail(std::string_view argument) {
     return finish(make_reply(555, "5.5.4", "Parameters need EHLO"));
   }
   if (mail.params.size && *mail.params.size > settings_.max_message_size) {
-    return finish(make_reply(552, "5.3.4", "Message size exceeds fixed limit of " +
-                                               std::to_string(settings_.max_message_size)));
+    return finish(make_reply(
+        552, "5.3.4",
+        "Message size exceeds fixed limit of " + std::to_string(settings_.max_message_size)));
   }
   auto account = router_.route(mail.address);
   if (!account) {
-    return finish(make_reply(550, "5.7.1", "Sender <" + mail.address +
-                                               "> is not allowed to send through this relay"));
+    return finish(make_reply(
+        550, "5.7.1", "Sender <" + mail.address + "> is not allowed to send through this relay"));
   }
   envelope_.sender = std::move(mail.address);
   envelope_.params = std::move(mail.params);
@@ -146,10 +157,13 @@ smtp_protocol::outcome smtp_protocol::on_rcpt(std::string_view argument) {
 smtp_protocol::outcome smtp_protocol::on_data(std::string_view argument) {
   if (!argument.empty()) return finish(make_reply(501, "5.5.4", "Syntax: DATA"));
   if (phase_ == phase::have_sender) return finish(make_reply(554, "5.5.1", "No valid recipients"));
-  if (phase_ != phase::have_recipients) return finish(make_reply(503, "5.5.1", "Need RCPT before DATA"));
+  if (phase_ != phase::have_recipients)
+    return finish(make_reply(503, "5.5.1", "Need RCPT before DATA"));
   return finish(make_reply(354, "", "End data with <CR><LF>.<CR><LF>"), next::start_data);
 }
 
-void smtp_protocol::end_data() { reset_transaction(); }
+void smtp_protocol::end_data() {
+  reset_transaction();
+}
 
 }  // namespace oauth_relay::relay

@@ -61,9 +61,8 @@ smtp_server::smtp_server(asio::io_context& io, spool& spool,
 
 void smtp_server::listen(const std::vector<config::listen_address>& addresses) {
   for (const auto& a : addresses) {
-    const std::string name =
-        (a.host.find(':') != std::string::npos ? "[" + a.host + "]" : a.host) + ":" +
-        std::to_string(a.port);
+    const std::string name = (a.host.find(':') != std::string::npos ? "[" + a.host + "]" : a.host) +
+                             ":" + std::to_string(a.port);
     try {
       tcp::endpoint endpoint(asio::ip::make_address(a.host), a.port);
       auto& acceptor = acceptors_.emplace_back(io_);
@@ -133,8 +132,8 @@ asio::awaitable<void> smtp_server::accept_loop(tcp::acceptor& acceptor) {
       log::warning("too_many_connections")
           .kv("client", peer.address().to_string())
           .kv("limit", settings.limits.max_connections);
-      refuse(socket,
-             smtp::make_reply(421, "4.7.0", settings.hostname + " Too many connections, try later"));
+      refuse(socket, smtp::make_reply(421, "4.7.0",
+                                      settings.hostname + " Too many connections, try later"));
       continue;
     }
     socket.set_option(tcp::no_delay(true), peer_ec);

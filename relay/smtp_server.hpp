@@ -20,7 +20,8 @@ namespace oauth_relay::relay {
 
 class smtp_server {
  public:
-  smtp_server(boost::asio::io_context& io, spool& spool, std::shared_ptr<const listener_config> config);
+  smtp_server(boost::asio::io_context& io, spool& spool,
+              std::shared_ptr<const listener_config> config);
 
   // Binds the configured addresses; throws std::system_error naming the address.
   void listen(const std::vector<config::listen_address>& addresses);

@@ -36,7 +36,6 @@ std::string rfc5322_date() {
   return buffer;
 }
 
-
 }  // namespace
 
 listener_config::listener_config(config::settings s)
@@ -49,10 +48,10 @@ smtp_session::smtp_session(asio::ip::tcp::socket socket,
       config_(std::move(config)),
       spool_(spool),
       id_(std::move(id)),
-      protocol_(protocol_settings{config_->settings.hostname,
-                                  config_->settings.limits.max_message_size,
-                                  config_->settings.limits.max_recipients},
-                config_->router),
+      protocol_(
+          protocol_settings{config_->settings.hostname, config_->settings.limits.max_message_size,
+                            config_->settings.limits.max_recipients},
+          config_->router),
       in_(input_buffer_size),
       timer_(socket_.get_executor()) {
   boost::system::error_code ec;
@@ -119,8 +118,8 @@ asio::awaitable<bool> smtp_session::read_more() {
   if (stop_ == stop_reason::timeout || (stop_ == stop_reason::shutdown && !in_data_)) {
     co_return false;
   }
-  auto [ec, n] = co_await socket_.async_read_some(asio::buffer(in_.data() + tail_, in_.size() - tail_),
-                                                  asio::as_tuple(asio::use_awaitable));
+  auto [ec, n] = co_await socket_.async_read_some(
+      asio::buffer(in_.data() + tail_, in_.size() - tail_), asio::as_tuple(asio::use_awaitable));
   if (ec) {
     if (ec != asio::error::operation_aborted && ec != asio::error::eof) {
       log::debug("session_read_failed").kv("session", id_).kv("error", ec.message());
@@ -133,8 +132,8 @@ asio::awaitable<bool> smtp_session::read_more() {
 
 asio::awaitable<bool> smtp_session::flush() {
   if (out_.empty()) co_return true;
-  auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(out_),
-                                            asio::as_tuple(asio::use_awaitable));
+  auto [ec, n] =
+      co_await asio::async_write(socket_, asio::buffer(out_), asio::as_tuple(asio::use_awaitable));
   out_.clear();
   co_return !ec;
 }
@@ -181,8 +180,9 @@ asio::awaitable<bool> smtp_session::receive_data() {
   if (decoder.line_too_long()) {
     reply = make_reply(500, "5.5.2", "Line too long (RFC 5321 limit is 1000 octets with CRLF)");
   } else if (too_big) {
-    reply = make_reply(552, "5.3.4",
-                       "Message size exceeds fixed limit of " + std::to_string(limits.max_message_size));
+    reply = make_reply(
+        552, "5.3.4",
+        "Message size exceeds fixed limit of " + std::to_string(limits.max_message_size));
   } else {
     const std::string message_id = draft->id();
     const auto size = draft->size();
@@ -226,8 +226,7 @@ asio::awaitable<void> smtp_session::run() {
   bool open = true;
   while (open) {
     const char* begin = in_.data() + head_;
-    const auto* newline =
-        static_cast<const char*>(std::memchr(begin, '\n', tail_ - head_));
+    const auto* newline = static_cast<const char*>(std::memchr(begin, '\n', tail_ - head_));
     if (newline == nullptr) {
       if (tail_ - head_ > smtp::max_command_line) {
         discarding = true;
@@ -248,8 +247,11 @@ asio::awaitable<void> smtp_session::run() {
     auto outcome = too_long ? protocol_.on_line_too_long() : protocol_.on_command(line);
     outcome.reply.append_to(out_);
     switch (outcome.then) {
-      case smtp_protocol::next::reply: break;
-      case smtp_protocol::next::close: open = false; break;
+      case smtp_protocol::next::reply:
+        break;
+      case smtp_protocol::next::close:
+        open = false;
+        break;
       case smtp_protocol::next::start_data:
         if (!co_await flush()) {
           open = false;

@@ -14,9 +14,9 @@
 #include <cstring>
 #include <system_error>
 
+#include <boost/asio/execution/outstanding_work.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/prefer.hpp>
-#include <boost/asio/execution/outstanding_work.hpp>
 
 #include "config/log.hpp"
 #include "relay/message_id.hpp"
@@ -146,7 +146,8 @@ void fsync_directory(const std::filesystem::path& dir) {
 
 store_result failure_from(int sqlite_code, std::string detail) {
   const int primary = sqlite_code & 0xff;
-  return {primary == SQLITE_FULL ? store_status::no_space : store_status::failed, std::move(detail)};
+  return {primary == SQLITE_FULL ? store_status::no_space : store_status::failed,
+          std::move(detail)};
 }
 
 store_result failure_from_errno(int error) {
@@ -210,7 +211,9 @@ spool_reader::spool_reader(const std::filesystem::path& state_dir) : dir_(state_
   db_ = open_database(state_dir / "queue.db", SQLITE_OPEN_READONLY);
 }
 
-spool_reader::~spool_reader() { sqlite3_close(db_); }
+spool_reader::~spool_reader() {
+  sqlite3_close(db_);
+}
 
 std::vector<queued_message> spool_reader::messages() {
   std::vector<queued_message> out;
@@ -262,7 +265,8 @@ std::optional<std::string> spool_reader::content(const std::string& id) {
   }
   const std::string file = column_text(s.get(), 1);
   int fd = ::open((dir_ / file).c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw spool_error("message " + id + ": content file missing: " + std::strerror(errno));
+  if (fd < 0)
+    throw spool_error("message " + id + ": content file missing: " + std::strerror(errno));
   std::string out;
   char buffer[65536];
   for (;;) {

@@ -158,8 +158,7 @@ class spool {
   };
 
   struct job;
-  void enqueue(std::unique_ptr<spool_draft> draft, envelope env,
-               std::unique_ptr<completion> done);
+  void enqueue(std::unique_ptr<spool_draft> draft, envelope env, std::unique_ptr<completion> done);
   void writer_loop();
   void write_batch(std::vector<std::unique_ptr<job>>& batch);
   int insert(job& j);  // an SQLite result code

@@ -47,7 +47,8 @@ TEST(daemon, check_config_names_file_line_and_column) {
 }
 
 TEST(daemon, dev_config_is_valid) {
-  auto result = run_command({relayd_path(), "-c", source_dir() + "/config/dev.yaml", "--check-config"});
+  auto result =
+      run_command({relayd_path(), "-c", source_dir() + "/config/dev.yaml", "--check-config"});
   EXPECT_EQ(result.status, 0) << result.err;
 }
 
@@ -153,7 +154,8 @@ class notify_socket {
   }
   ~notify_socket() { ::close(fd_); }
   // Collects datagrams until one contains `wanted` (returns all seen), or times out.
-  std::vector<std::string> until(const std::string& wanted, std::chrono::milliseconds timeout = 10s) {
+  std::vector<std::string> until(const std::string& wanted,
+                                 std::chrono::milliseconds timeout = 10s) {
     std::vector<std::string> seen;
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < deadline) {
@@ -223,7 +225,8 @@ TEST(daemon, full_disk_answers_452_and_recovers_when_space_returns) {
   {
     std::ofstream out(filler, std::ios::binary);
     std::string block(64 * 1024, 'f');
-    for (int i = 0; i < 200 && out; ++i) out.write(block.data(), static_cast<std::streamsize>(block.size()));
+    for (int i = 0; i < 200 && out; ++i)
+      out.write(block.data(), static_cast<std::streamsize>(block.size()));
   }
   // Small contents fail in SQLite, large ones while spilling to a file: both say 452.
   for (std::size_t size : {std::size_t{0}, std::size_t{600 * 1024}}) {
@@ -250,8 +253,9 @@ TEST(daemon, secrets_never_reach_the_log) {
   relay_process relay;
   relay.start();
   EXPECT_EQ(send_one(relay.port(), "secret test").code, 250);
-  relay.write_config("oauth:\n  client_id: x\n  client_secret: \"s3cret-never-logged\"\n"
-                     "  bogus: 1\naccounts: []\n");
+  relay.write_config(
+      "oauth:\n  client_id: x\n  client_secret: \"s3cret-never-logged\"\n"
+      "  bogus: 1\naccounts: []\n");
   relay.signal(SIGHUP);
   ASSERT_TRUE(relay.wait_for_log("event=config_reload_failed"));
   EXPECT_EQ(relay.stop(SIGTERM), 0);

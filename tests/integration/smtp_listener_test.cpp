@@ -64,7 +64,8 @@ TEST_F(smtp_listener, message_is_stored_byte_for_byte_with_received_header) {
             "\r\n"
             "last line\r\n");
   EXPECT_EQ(content.rfind("Received: from client.test ([127.0.0.1])\r\n\tby relay.test "
-                          "(oauth-relay) with ESMTP id " + id + "\r\n\tfor <rcpt@example.org>; ",
+                          "(oauth-relay) with ESMTP id " +
+                              id + "\r\n\tfor <rcpt@example.org>; ",
                           0),
             0u)
       << content;
@@ -156,10 +157,10 @@ TEST_F(smtp_listener, swaks_delivers_into_the_spool) {
 
 TEST_F(smtp_listener, msmtp_delivers_into_the_spool) {
   start();
-  auto result = run_command(
-      {"msmtp", "--host=127.0.0.1", "--port=" + std::to_string(relay_->port()), "--auth=off",
-       "--tls=off", "--from=sender@example.com", "rcpt@example.org"},
-      "Subject: from msmtp\nTo: rcpt@example.org\n\nbody line\n.\n..\nend\n");
+  auto result =
+      run_command({"msmtp", "--host=127.0.0.1", "--port=" + std::to_string(relay_->port()),
+                   "--auth=off", "--tls=off", "--from=sender@example.com", "rcpt@example.org"},
+                  "Subject: from msmtp\nTo: rcpt@example.org\n\nbody line\n.\n..\nend\n");
   ASSERT_EQ(result.status, 0) << result.out << result.err;
   relay::spool_reader reader(relay_->state_dir());
   auto messages = reader.messages();
@@ -186,8 +187,8 @@ TEST_F(smtp_listener, limits_answer_with_their_codes) {
   EXPECT_EQ(client.command("RCPT TO:<b@example.org>").code, 250);
   EXPECT_EQ(client.command("RCPT TO:<c@example.org>").str(), "452 4.5.3 Too many recipients");
   ASSERT_EQ(client.command("DATA").code, 354);
-  client.send("Subject: big\r\n\r\n" + std::string(2100, 'x').insert(900, "\r\n").insert(1800, "\r\n") +
-              "\r\n.\r\n");
+  client.send("Subject: big\r\n\r\n" +
+              std::string(2100, 'x').insert(900, "\r\n").insert(1800, "\r\n") + "\r\n.\r\n");
   EXPECT_EQ(client.read_reply().str(), "552 5.3.4 Message size exceeds fixed limit of 2048");
 
   // A data line of 1000 octets with CRLF is fine, 1001 is not.
@@ -200,7 +201,8 @@ TEST_F(smtp_listener, limits_answer_with_their_codes) {
   ASSERT_EQ(client.command("RCPT TO:<a@example.org>").code, 250);
   ASSERT_EQ(client.command("DATA").code, 354);
   client.send(std::string(999, 'a') + "\r\n.\r\n");
-  EXPECT_EQ(client.read_reply().str(), "500 5.5.2 Line too long (RFC 5321 limit is 1000 octets with CRLF)");
+  EXPECT_EQ(client.read_reply().str(),
+            "500 5.5.2 Line too long (RFC 5321 limit is 1000 octets with CRLF)");
 
   // An overlong command line is refused and the session goes on.
   EXPECT_EQ(client.command("NOOP " + std::string(2000, 'n')).code, 500);
@@ -284,7 +286,8 @@ TEST_F(smtp_listener, ten_protocol_errors_close_the_session) {
   smtp_client client(relay_->port());
   ASSERT_EQ(client.read_reply().code, 220);
   for (int i = 0; i < 9; ++i) EXPECT_EQ(client.command("BOGUS").code, 500);
-  EXPECT_EQ(client.command("BOGUS").str(), "421 4.7.0 relay.test Too many errors, closing connection");
+  EXPECT_EQ(client.command("BOGUS").str(),
+            "421 4.7.0 relay.test Too many errors, closing connection");
   EXPECT_TRUE(client.wait_closed());
 }
 

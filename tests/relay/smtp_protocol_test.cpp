@@ -32,7 +32,9 @@ std::vector<config::account_settings> accounts() {
   return {alice, ops};
 }
 
-protocol_settings settings() { return {"relay.test", 1000, 3}; }
+protocol_settings settings() {
+  return {"relay.test", 1000, 3};
+}
 
 using N = smtp_protocol::next;
 
@@ -40,7 +42,9 @@ const std::vector<dialogue> dialogues = {
     {"mail_before_helo", {{"MAIL FROM:<alice@example.com>", 503, "5.5.1"}}},
     {"rcpt_before_mail", {{"EHLO c", 250, ""}, {"RCPT TO:<b@example.com>", 503, "5.5.1"}}},
     {"data_before_rcpt",
-     {{"EHLO c", 250, ""}, {"MAIL FROM:<alice@example.com>", 250, "2.1.0"}, {"DATA", 554, "5.5.1"}}},
+     {{"EHLO c", 250, ""},
+      {"MAIL FROM:<alice@example.com>", 250, "2.1.0"},
+      {"DATA", 554, "5.5.1"}}},
     {"data_before_mail", {{"HELO c", 250, ""}, {"DATA", 503, "5.5.1"}}},
     {"full_transaction",
      {{"EHLO client.example", 250, ""},
@@ -69,8 +73,7 @@ const std::vector<dialogue> dialogues = {
       {"MAIL FROM:<alice@example.com>", 250, "2.1.0"},
       {"EHLO c", 250, ""},
       {"RCPT TO:<bob@example.org>", 503, "5.5.1"}}},
-    {"unroutable_sender",
-     {{"EHLO c", 250, ""}, {"MAIL FROM:<mallory@example.net>", 550, "5.7.1"}}},
+    {"unroutable_sender", {{"EHLO c", 250, ""}, {"MAIL FROM:<mallory@example.net>", 550, "5.7.1"}}},
     {"pattern_sender",
      {{"EHLO c", 250, ""}, {"MAIL FROM:<invoices@Billing.Example.com>", 250, "2.1.0"}}},
     {"size_over_limit",
@@ -128,9 +131,10 @@ TEST_P(protocol_table, replies_as_specified) {
   smtp_protocol protocol(settings(), router);
   int index = 0;
   for (const auto& s : GetParam().steps) {
-    auto outcome = s.line == "<too long>" ? protocol.on_line_too_long() : protocol.on_command(s.line);
-    EXPECT_EQ(outcome.reply.code, s.code) << "step " << index << ": " << s.line << " -> "
-                                          << outcome.reply.wire();
+    auto outcome =
+        s.line == "<too long>" ? protocol.on_line_too_long() : protocol.on_command(s.line);
+    EXPECT_EQ(outcome.reply.code, s.code)
+        << "step " << index << ": " << s.line << " -> " << outcome.reply.wire();
     EXPECT_EQ(outcome.reply.enhanced, s.enhanced) << "step " << index << ": " << s.line;
     EXPECT_EQ(outcome.then, s.then) << "step " << index << ": " << s.line;
     ++index;
@@ -160,7 +164,8 @@ TEST(smtp_protocol, envelope_carries_account_and_parameters) {
   smtp_protocol protocol(settings(), router);
   protocol.on_command("EHLO c");
   protocol.on_command("MAIL FROM:<x@billing.example.com> BODY=8BITMIME RET=HDRS ENVID=abc");
-  protocol.on_command("RCPT TO:<bob@example.org> NOTIFY=FAILURE,DELAY ORCPT=rfc822;bob@example.org");
+  protocol.on_command(
+      "RCPT TO:<bob@example.org> NOTIFY=FAILURE,DELAY ORCPT=rfc822;bob@example.org");
   protocol.on_command("RCPT TO:<carol@example.org>");
   const auto& env = protocol.current_envelope();
   EXPECT_EQ(env.sender, "x@billing.example.com");

@@ -51,7 +51,7 @@ class spool_test : public testing::Test {
   }
 
   unsigned mode_of(const std::filesystem::path& p) {
-    struct stat st{};
+    struct stat st {};
     ::stat(p.c_str(), &st);
     return st.st_mode & 0777;
   }

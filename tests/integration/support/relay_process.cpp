@@ -39,8 +39,12 @@ int wait_exit(pid_t pid, std::chrono::milliseconds timeout) {
 
 }  // namespace
 
-std::string relayd_path() { return OAUTH_RELAYD_PATH; }
-std::string source_dir() { return OAUTH_RELAY_SOURCE_DIR; }
+std::string relayd_path() {
+  return OAUTH_RELAYD_PATH;
+}
+std::string source_dir() {
+  return OAUTH_RELAY_SOURCE_DIR;
+}
 
 temp_dir::temp_dir() {
   const char* base = std::getenv("TMPDIR");
@@ -81,9 +85,8 @@ void relay_process::write_config(const std::string& body) {
 }
 
 void relay_process::start(std::map<std::string, std::string> environment) {
-  log_offset_ = static_cast<int>(std::filesystem::exists(log_path_)
-                                     ? std::filesystem::file_size(log_path_)
-                                     : 0);
+  log_offset_ = static_cast<int>(
+      std::filesystem::exists(log_path_) ? std::filesystem::file_size(log_path_) : 0);
   pid_t pid = ::fork();
   if (pid < 0) throw std::runtime_error("fork failed");
   if (pid == 0) {
@@ -148,7 +151,9 @@ void relay_process::signal(int sig) {
   if (pid_ > 0) ::kill(pid_, sig);
 }
 
-std::string relay_process::log() const { return read_file(log_path_); }
+std::string relay_process::log() const {
+  return read_file(log_path_);
+}
 
 bool relay_process::wait_for_log(const std::string& text, std::chrono::milliseconds timeout) const {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
