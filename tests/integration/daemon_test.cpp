@@ -1,7 +1,9 @@
 // oauth-relayd as a process: config checking, durability across kill -9,
 // SIGTERM and SIGHUP, the systemd notify conversation, a full disk, and no
 // secret in the log.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
@@ -247,6 +249,27 @@ TEST(daemon, full_disk_answers_452_and_recovers_when_space_returns) {
     EXPECT_EQ(content->substr(content->size() - 5), "end\r\n");  // nothing half-written
   }
   EXPECT_EQ(full, 0) << "a message answered 452 was stored";
+}
+
+TEST(daemon, uses_a_socket_passed_by_systemd) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(::listen(fd, 16), 0);
+  socklen_t length = sizeof address;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  const auto port = ntohs(address.sin_port);
+
+  relay_process relay;
+  relay.start({}, fd);
+  ::close(fd);
+  EXPECT_EQ(relay.port(), port);
+  EXPECT_NE(relay.log().find("socket_activated=yes"), std::string::npos) << relay.log();
+  EXPECT_EQ(send_one(port, "socket activated").code, 250);
+  EXPECT_EQ(relay.stop(SIGTERM), 0);
 }
 
 TEST(daemon, secrets_never_reach_the_log) {

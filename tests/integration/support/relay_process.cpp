@@ -84,7 +84,7 @@ void relay_process::write_config(const std::string& body) {
       << body;
 }
 
-void relay_process::start(std::map<std::string, std::string> environment) {
+void relay_process::start(std::map<std::string, std::string> environment, int listening_fd) {
   log_offset_ = static_cast<int>(
       std::filesystem::exists(log_path_) ? std::filesystem::file_size(log_path_) : 0);
   pid_t pid = ::fork();
@@ -99,6 +99,16 @@ void relay_process::start(std::map<std::string, std::string> environment) {
     ::unsetenv("LISTEN_FDS");
     ::unsetenv("LISTEN_PID");
     ::unsetenv("WATCHDOG_USEC");
+    if (listening_fd >= 0) {
+      // sd_listen_fds(3): the first passed socket is fd 3, inherited across exec.
+      if (listening_fd != 3) {
+        ::dup2(listening_fd, 3);
+      } else {
+        ::fcntl(3, F_SETFD, 0);
+      }
+      ::setenv("LISTEN_FDS", "1", 1);
+      ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
+    }
     for (const auto& [key, value] : environment) {
       if (value == "$PID") {
         ::setenv(key.c_str(), std::to_string(::getpid()).c_str(), 1);

@@ -38,7 +38,8 @@ class relay_process {
   ~relay_process();  // SIGKILLs a process still running
 
   // Starts the daemon and waits until it logs event=started (throws if it exits first).
-  void start(std::map<std::string, std::string> environment = {});
+  // A `listening_fd` is handed over as systemd does (fd 3, LISTEN_FDS=1, LISTEN_PID).
+  void start(std::map<std::string, std::string> environment = {}, int listening_fd = -1);
   // Sends `signal` and waits for the exit status (-1 on timeout).
   int stop(int signal, std::chrono::milliseconds timeout = std::chrono::seconds(20));
   void kill9();
