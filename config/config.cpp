@@ -416,7 +416,8 @@ mapping::mapping(reader& r, const field& self, std::initializer_list<std::string
   }
   ok_ = true;
   for (auto it = self.value.begin(); it != self.value.end(); ++it) {
-    const YAML::Node& key = it->first;
+    // A copy: yaml-cpp iterators hand out a temporary pair, a reference would dangle.
+    const YAML::Node key = it->first;
     const position key_at = position_of(key).line ? position_of(key) : self.where();
     if (!key.IsScalar()) {
       r.add(key_at, self.prefix() + "expected a key name, got " + describe(key));
