@@ -104,7 +104,8 @@ std::variant<rcpt_to, reply> parse_rcpt_to(std::string_view argument, bool smtpu
 
 // A mailbox ("local@domain") as RFC 5321 §4.1.2 (and RFC 6531 §3.3 when
 // `allow_utf8`) allows: dot-string or quoted local part, domain name or address
-// literal, within the length limits above.
+// literal, within the length limits above (so at most max_path - 2 octets: it
+// must fit in "<mailbox>").
 bool is_valid_mailbox(std::string_view mailbox, bool allow_utf8);
 
 // A domain name: dot-separated labels of letters, digits and inner hyphens
