@@ -4,6 +4,7 @@
 #include "relay/spool.hpp"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -281,13 +282,7 @@ std::optional<std::string> spool_reader::content(const std::string& id) {
 
 // ---------------------------------------------------------------- spool
 
-struct spool::job {
-  std::unique_ptr<spool_draft> draft;
-  envelope env;
-  std::int64_t received_ms = 0;
-  std::unique_ptr<completion> done;
-  store_result result;
-};
+// ---------------------------------------------------------------- writer tasks
 
 struct spool::statements {
   explicit statements(sqlite3* db)
@@ -300,9 +295,321 @@ struct spool::statements {
                        "VALUES(?,?,?,?,?,?,?,?,?,?,?,?)"),
         insert_recipient(db,
                          "INSERT INTO recipients(message_id, position, address, notify, orcpt) "
-                         "VALUES(?,?,?,?,?)") {}
-  statement begin, commit, rollback, insert_message, insert_recipient;
+                         "VALUES(?,?,?,?,?)"),
+        due(db,
+            "SELECT id, received_at, sender, account, body_type, smtputf8, dsn_ret, envid, size, "
+            "attempts, next_attempt_ms, last_error FROM messages WHERE next_attempt_ms <= ? "
+            "ORDER BY next_attempt_ms, received_at LIMIT ?"),
+        recipients_of(db,
+                      "SELECT address, notify, orcpt, status, last_reply FROM recipients "
+                      "WHERE message_id = ? ORDER BY position"),
+        next_due(db, "SELECT min(next_attempt_ms) FROM messages"),
+        content(db, "SELECT content, content_file FROM messages WHERE id = ?"),
+        update_recipient(db,
+                         "UPDATE recipients SET status = ?, last_reply = ? "
+                         "WHERE message_id = ? AND position = ?"),
+        update_message(db,
+                       "UPDATE messages SET attempts = attempts + ?, next_attempt_ms = ?, "
+                       "last_error = ? WHERE id = ?"),
+        delete_message(db, "DELETE FROM messages WHERE id = ? RETURNING content_file") {}
+  statement begin, commit, rollback, insert_message, insert_recipient, due, recipients_of, next_due,
+      content, update_recipient, update_message, delete_message;
 };
+
+// One unit of work for the writer thread. Tasks of a batch share one
+// transaction; prepare() runs before it (syncing content files), apply()
+// inside it, committed() after a successful COMMIT, finish() posts the result.
+struct spool::task {
+  virtual ~task() = default;
+  virtual bool prepare(spool&) { return true; }
+  virtual int apply(spool&) = 0;  // SQLITE_DONE on success
+  virtual void committed(spool&) {}
+  virtual void fail(int rc, std::string detail) = 0;
+  virtual void finish() = 0;
+  bool stores_message = false;
+  bool failed = false;
+};
+
+namespace {
+
+queued_message read_message_row(sqlite3_stmt* s) {
+  queued_message q;
+  q.id = column_text(s, 0);
+  q.received_at = sqlite3_column_int64(s, 1);
+  q.env.sender = column_text(s, 2);
+  q.env.account = column_text(s, 3);
+  q.env.params.body = static_cast<smtp::body_type>(sqlite3_column_int(s, 4));
+  q.env.params.smtputf8 = sqlite3_column_int(s, 5) != 0;
+  q.env.params.ret = static_cast<smtp::dsn_ret>(sqlite3_column_int(s, 6));
+  q.env.params.envid = column_text(s, 7);
+  q.size = static_cast<std::uint64_t>(sqlite3_column_int64(s, 8));
+  q.attempts = sqlite3_column_int(s, 9);
+  q.next_attempt_ms = sqlite3_column_int64(s, 10);
+  q.last_error = column_text(s, 11);
+  return q;
+}
+
+void read_recipients(sqlite3_stmt* r, queued_message& q) {
+  sqlite3_bind_text(r, 1, q.id.data(), static_cast<int>(q.id.size()), SQLITE_STATIC);
+  while (sqlite3_step(r) == SQLITE_ROW) {
+    queued_recipient qr;
+    qr.rcpt.address = column_text(r, 0);
+    qr.rcpt.params.notify = decode_notify(sqlite3_column_int(r, 1));
+    qr.rcpt.params.orcpt = column_text(r, 2);
+    qr.status = sqlite3_column_int(r, 3);
+    qr.last_reply = column_text(r, 4);
+    q.env.recipients.push_back(qr.rcpt);
+    q.recipients.push_back(std::move(qr));
+  }
+  sqlite3_reset(r);
+  sqlite3_clear_bindings(r);
+}
+
+std::optional<std::string> read_content_file(const std::filesystem::path& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  std::string out;
+  struct stat st {};
+  if (::fstat(fd, &st) == 0) out.reserve(static_cast<std::size_t>(st.st_size));
+  char buffer[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    out.append(buffer, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+// Inserts a message row and its recipients with the writer's statements.
+int insert_message(spool::statements& st, const std::string& id, const envelope& env,
+                   std::int64_t received_ms, std::uint64_t size, std::string_view memory_content,
+                   bool in_file) {
+  auto& m = st.insert_message;
+  m.bind(1, std::string_view(id));
+  m.bind(2, static_cast<std::int64_t>(received_ms / 1000));
+  m.bind(3, std::string_view(env.sender));
+  m.bind(4, std::string_view(env.account));
+  m.bind(5, static_cast<std::int64_t>(env.params.body));
+  m.bind(6, static_cast<std::int64_t>(env.params.smtputf8 ? 1 : 0));
+  m.bind(7, static_cast<std::int64_t>(env.params.ret));
+  m.bind(8, std::string_view(env.params.envid));
+  m.bind(9, static_cast<std::int64_t>(size));
+  if (in_file) {
+    m.bind_null(10);
+    m.bind(11, std::string_view(id));
+  } else {
+    m.bind_blob(10, memory_content);
+    m.bind_null(11);
+  }
+  m.bind(12, received_ms);
+  int rc = m.step_once();
+  if (rc != SQLITE_DONE) return rc;
+  std::int64_t position = 0;
+  for (const auto& r : env.recipients) {
+    auto& s = st.insert_recipient;
+    s.bind(1, std::string_view(id));
+    s.bind(2, position++);
+    s.bind(3, std::string_view(r.address));
+    s.bind(4, static_cast<std::int64_t>(encode_notify(r.params.notify)));
+    s.bind(5, std::string_view(r.params.orcpt));
+    rc = s.step_once();
+    if (rc != SQLITE_DONE) return rc;
+  }
+  return SQLITE_DONE;
+}
+
+struct insert_task final : spool::task {
+  std::unique_ptr<spool_draft> draft;
+  envelope env;
+  std::int64_t received_ms = 0;
+  std::unique_ptr<spool_completion<store_result>> done;
+  store_result result{store_status::stored, {}};
+
+  bool prepare(spool& s) override;
+  int apply(spool& s) override;
+  void committed(spool&) override;
+  void fail(int rc, std::string detail) override { result = failure_from(rc, std::move(detail)); }
+  void finish() override {
+    draft.reset();  // free the content (or remove an unstored file) before the session resumes
+    done->post(std::move(result));
+  }
+};
+
+}  // namespace
+
+// Friends of spool_draft need namespace-level access: these reach its members.
+struct spool_draft_access {
+  static int& fd(spool_draft& d) { return d.fd_; }
+  static int write_errno(const spool_draft& d) { return d.write_errno_; }
+  static const std::string& memory(const spool_draft& d) { return d.memory_; }
+};
+
+namespace {
+
+bool insert_task::prepare(spool& s) {
+  if (int e = spool_draft_access::write_errno(*draft); e != 0) {
+    result = failure_from_errno(e);
+    return false;
+  }
+  int fd = spool_draft_access::fd(*draft);
+  if (fd >= 0) {
+    // Content files are synced before any row names them.
+    if (::fdatasync(fd) != 0) {
+      result = failure_from_errno(errno);
+      return false;
+    }
+    s.note_file_written();
+  }
+  return true;
+}
+
+int insert_task::apply(spool& s) {
+  return insert_message(s.sql(), draft->id(), env, received_ms, draft->size(),
+                        spool_draft_access::memory(*draft), spool_draft_access::fd(*draft) >= 0);
+}
+
+void insert_task::committed(spool&) {
+  int& fd = spool_draft_access::fd(*draft);
+  if (fd >= 0) {
+    ::close(fd);
+    fd = -1;  // the file now belongs to the row
+  }
+}
+
+struct due_task final : spool::task {
+  std::int64_t now_ms = 0;
+  std::size_t limit = 0;
+  std::vector<std::string> busy;
+  std::unique_ptr<spool_completion<std::vector<queued_message>>> done;
+  std::vector<queued_message> result;
+
+  int apply(spool& s) override {
+    result.clear();
+    auto& st = s.sql();
+    st.due.bind(1, now_ms);
+    // Fetch enough to fill `limit` after leaving out the busy ones.
+    st.due.bind(2, static_cast<std::int64_t>(limit + busy.size()));
+    int rc;
+    while ((rc = sqlite3_step(st.due.get())) == SQLITE_ROW) {
+      auto q = read_message_row(st.due.get());
+      if (std::find(busy.begin(), busy.end(), q.id) != busy.end()) continue;
+      if (result.size() < limit) result.push_back(std::move(q));
+    }
+    sqlite3_reset(st.due.get());
+    sqlite3_clear_bindings(st.due.get());
+    if (rc != SQLITE_DONE) return rc;
+    for (auto& q : result) read_recipients(st.recipients_of.get(), q);
+    return SQLITE_DONE;
+  }
+  void fail(int, std::string) override { result.clear(); }
+  void finish() override { done->post(std::move(result)); }
+};
+
+struct next_due_task final : spool::task {
+  std::unique_ptr<spool_completion<std::optional<std::int64_t>>> done;
+  std::optional<std::int64_t> result;
+
+  int apply(spool& s) override {
+    auto* stmt = s.sql().next_due.get();
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW && sqlite3_column_type(stmt, 0) != SQLITE_NULL) {
+      result = sqlite3_column_int64(stmt, 0);
+    }
+    sqlite3_reset(stmt);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_DONE : rc;
+  }
+  void fail(int, std::string) override { result.reset(); }
+  void finish() override { done->post(result); }
+};
+
+struct content_task final : spool::task {
+  std::string id;
+  std::unique_ptr<spool_completion<std::optional<std::string>>> done;
+  std::optional<std::string> result;
+  std::string file;
+
+  int apply(spool& s) override {
+    auto& stmt = s.sql().content;
+    stmt.bind(1, std::string_view(id));
+    int rc = sqlite3_step(stmt.get());
+    if (rc == SQLITE_ROW) {
+      if (sqlite3_column_type(stmt.get(), 0) == SQLITE_BLOB) {
+        const auto* p = static_cast<const char*>(sqlite3_column_blob(stmt.get(), 0));
+        result.emplace(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt.get(), 0)));
+      } else {
+        file = column_text(stmt.get(), 1);
+      }
+    }
+    sqlite3_reset(stmt.get());
+    sqlite3_clear_bindings(stmt.get());
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return rc;
+    // Large contents are read outside SQLite, after the (read-only) transaction.
+    return SQLITE_DONE;
+  }
+  void committed(spool& s) override {
+    if (!file.empty()) result = read_content_file(s.files_dir() / file);
+  }
+  void fail(int, std::string) override { result.reset(); }
+  void finish() override { done->post(std::move(result)); }
+};
+
+struct record_task final : spool::task {
+  delivery_record record;
+  std::optional<generated_message> bounce;
+  std::string bounce_id;
+  std::unique_ptr<spool_completion<store_result>> done;
+  store_result result{store_status::stored, {}};
+  std::string removed_file;
+
+  int apply(spool& s) override {
+    auto& st = s.sql();
+    for (const auto& r : record.recipients) {
+      st.update_recipient.bind(1, static_cast<std::int64_t>(r.status));
+      st.update_recipient.bind(2, std::string_view(r.reply));
+      st.update_recipient.bind(3, std::string_view(record.id));
+      st.update_recipient.bind(4, static_cast<std::int64_t>(r.position));
+      int rc = st.update_recipient.step_once();
+      if (rc != SQLITE_DONE) return rc;
+    }
+    if (record.finished) {
+      auto& del = st.delete_message;
+      del.bind(1, std::string_view(record.id));
+      int rc = sqlite3_step(del.get());
+      if (rc == SQLITE_ROW) {
+        removed_file = column_text(del.get(), 0);
+        rc = sqlite3_step(del.get());
+      }
+      sqlite3_reset(del.get());
+      sqlite3_clear_bindings(del.get());
+      if (rc != SQLITE_DONE) return rc;
+    } else {
+      auto& up = st.update_message;
+      up.bind(1, static_cast<std::int64_t>(record.count_attempt ? 1 : 0));
+      up.bind(2, record.next_attempt_ms);
+      up.bind(3, std::string_view(record.last_error));
+      up.bind(4, std::string_view(record.id));
+      int rc = up.step_once();
+      if (rc != SQLITE_DONE) return rc;
+    }
+    if (bounce) {
+      if (bounce_id.empty()) bounce_id = new_message_id();
+      return insert_message(st, bounce_id, bounce->env, now_ms(), bounce->content.size(),
+                            bounce->content, false);
+    }
+    return SQLITE_DONE;
+  }
+  void committed(spool& s) override {
+    if (!removed_file.empty()) ::unlink((s.files_dir() / removed_file).c_str());
+  }
+  void fail(int rc, std::string detail) override { result = failure_from(rc, std::move(detail)); }
+  void finish() override { done->post(std::move(result)); }
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------- spool
 
 spool::spool(const std::filesystem::path& state_dir, boost::asio::any_io_executor executor)
     : state_dir_(state_dir), files_dir_(state_dir / "spool"), executor_(std::move(executor)) {
@@ -323,8 +630,11 @@ spool::spool(const std::filesystem::path& state_dir, boost::asio::any_io_executo
   }
   db_ = open_database(db_path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   try {
-    // WAL + synchronous=FULL: each COMMIT is synced, readers never block the writer.
-    exec(db_, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
+    // WAL + synchronous=FULL: each COMMIT is synced, readers never block the
+    // writer. A small page cache: the writer appends, it rarely re-reads.
+    exec(db_,
+         "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; "
+         "PRAGMA cache_size=-512; PRAGMA journal_size_limit=67108864;");
     if (existed) {
       statement check(db_, "PRAGMA quick_check");
       if (sqlite3_step(check.get()) != SQLITE_ROW || column_text(check.get(), 0) != "ok") {
@@ -336,13 +646,36 @@ spool::spool(const std::filesystem::path& state_dir, boost::asio::any_io_executo
     }
     exec(db_, schema);
     statements_ = std::make_unique<statements>(db_);
+    checkpoint_db_ = open_database(db_path, SQLITE_OPEN_READWRITE);
+    // A connection only knows the database is in WAL mode once it has read
+    // it; until then a checkpoint through it silently does nothing.
+    exec(checkpoint_db_, "PRAGMA journal_mode=WAL; SELECT count(*) FROM sqlite_master;");
   } catch (const spool_error& e) {
     statements_.reset();
     sqlite3_close(db_);
+    sqlite3_close(checkpoint_db_);
     const std::string what = e.what();
     throw spool_error(what.rfind(db_path.string(), 0) == 0 ? what : db_path.string() + ": " + what);
   }
   remove_orphan_files();
+  // Replaces SQLite's automatic checkpoint, which would copy the WAL into the
+  // database inside a COMMIT and stall every session waiting for it.
+  sqlite3_wal_hook(
+      db_,
+      [](void* self, sqlite3*, const char*, int pages) {
+        auto* s = static_cast<spool*>(self);
+        if (pages >= 1000) {
+          {
+            std::lock_guard lock(s->checkpoint_mutex_);
+            s->checkpoint_wanted_ = true;
+            s->wal_pages_ = pages;
+          }
+          s->checkpoint_wake_.notify_one();
+        }
+        return SQLITE_OK;
+      },
+      this);
+  checkpointer_ = std::thread([this] { checkpoint_loop(); });
   writer_ = std::thread([this] { writer_loop(); });
 }
 
@@ -353,7 +686,14 @@ spool::~spool() {
   }
   wake_.notify_one();
   if (writer_.joinable()) writer_.join();
+  {
+    std::lock_guard lock(checkpoint_mutex_);
+    checkpoint_stopping_ = true;
+  }
+  checkpoint_wake_.notify_one();
+  if (checkpointer_.joinable()) checkpointer_.join();
   statements_.reset();
+  sqlite3_close(checkpoint_db_);
   sqlite3_close(db_);
 }
 
@@ -364,6 +704,10 @@ std::unique_ptr<spool_draft> spool::begin() {
 std::size_t spool::messages_stored() const {
   std::lock_guard lock(mutex_);
   return stored_;
+}
+
+void spool::on_stored(std::function<void()> callback) {
+  on_stored_ = std::move(callback);
 }
 
 void spool::remove_orphan_files() {
@@ -381,25 +725,78 @@ void spool::remove_orphan_files() {
   }
 }
 
-void spool::enqueue(std::unique_ptr<spool_draft> draft, envelope env,
-                    std::unique_ptr<completion> done) {
-  auto j = std::make_unique<job>();
-  j->draft = std::move(draft);
-  j->env = std::move(env);
-  j->received_ms = now_ms();
-  j->done = std::move(done);
+void spool::enqueue(std::unique_ptr<task> t) {
   {
     std::lock_guard lock(mutex_);
-    pending_.push_back(std::move(j));
+    pending_.push_back(std::move(t));
   }
   wake_.notify_one();
 }
 
+void spool::enqueue_insert(std::unique_ptr<spool_draft> draft, envelope env,
+                           std::unique_ptr<spool_completion<store_result>> done) {
+  auto t = std::make_unique<insert_task>();
+  t->draft = std::move(draft);
+  t->env = std::move(env);
+  t->received_ms = now_ms();
+  t->done = std::move(done);
+  t->stores_message = true;
+  enqueue(std::move(t));
+}
+
+void spool::enqueue_due(std::int64_t now, std::size_t limit, std::vector<std::string> busy,
+                        std::unique_ptr<spool_completion<std::vector<queued_message>>> done) {
+  auto t = std::make_unique<due_task>();
+  t->now_ms = now;
+  t->limit = limit;
+  t->busy = std::move(busy);
+  t->done = std::move(done);
+  enqueue(std::move(t));
+}
+
+void spool::enqueue_next_due(std::unique_ptr<spool_completion<std::optional<std::int64_t>>> done) {
+  auto t = std::make_unique<next_due_task>();
+  t->done = std::move(done);
+  enqueue(std::move(t));
+}
+
+void spool::enqueue_content(std::string id,
+                            std::unique_ptr<spool_completion<std::optional<std::string>>> done) {
+  auto t = std::make_unique<content_task>();
+  t->id = std::move(id);
+  t->done = std::move(done);
+  enqueue(std::move(t));
+}
+
+void spool::enqueue_record(delivery_record record, std::optional<generated_message> bounce,
+                           std::unique_ptr<spool_completion<store_result>> done) {
+  auto t = std::make_unique<record_task>();
+  t->record = std::move(record);
+  t->stores_message = bounce.has_value();
+  t->bounce = std::move(bounce);
+  t->done = std::move(done);
+  enqueue(std::move(t));
+}
+
 void spool::writer_loop() {
-  std::vector<std::unique_ptr<job>> batch;
+  // After a burst, hand SQLite's cache and freed heap back to the system so
+  // an idle relay stays small.
+  constexpr auto idle_release_after = std::chrono::seconds(1);
+  bool released = true;
+  std::vector<std::unique_ptr<task>> batch;
   std::unique_lock lock(mutex_);
   for (;;) {
-    wake_.wait(lock, [this] { return stopping_ || !pending_.empty(); });
+    if (released) {
+      wake_.wait(lock, [this] { return stopping_ || !pending_.empty(); });
+    } else if (!wake_.wait_for(lock, idle_release_after,
+                               [this] { return stopping_ || !pending_.empty(); })) {
+      lock.unlock();
+      sqlite3_db_release_memory(db_);
+      ::malloc_trim(0);
+      released = true;
+      lock.lock();
+      continue;
+    }
     if (pending_.empty()) break;  // stopping and nothing left
     batch.clear();
     while (!pending_.empty()) {
@@ -407,125 +804,97 @@ void spool::writer_loop() {
       pending_.pop_front();
     }
     lock.unlock();
-    write_batch(batch);
+    run_batch(batch);
     std::size_t stored = 0;
-    for (auto& j : batch) {
-      if (j->result.status == store_status::stored) ++stored;
-      auto done = std::move(j->done);
-      auto result = std::move(j->result);
-      j.reset();  // free the content before the session resumes
-      done->post(std::move(result));
+    for (auto& t : batch) {
+      if (t->stores_message && !t->failed) ++stored;
     }
+    {
+      // Counted before anyone is told, so a session that got its 250 sees it.
+      std::lock_guard count_lock(mutex_);
+      stored_ += stored;
+    }
+    for (auto& t : batch) t->finish();
+    batch.clear();
+    if (stored > 0 && on_stored_) boost::asio::post(executor_, on_stored_);
+    released = false;
     lock.lock();
-    stored_ += stored;
   }
 }
 
-void spool::write_batch(std::vector<std::unique_ptr<job>>& batch) {
-  // Content files first: synced before any row names them.
-  bool any_file = false;
-  for (auto& j : batch) {
-    auto& d = *j->draft;
-    if (d.write_errno_ != 0) {
-      j->result = failure_from_errno(d.write_errno_);
-      continue;
-    }
-    if (d.fd_ >= 0) {
-      if (::fdatasync(d.fd_) != 0) {
-        j->result = failure_from_errno(errno);
-        continue;
-      }
-      any_file = true;
-    }
-    j->result = {store_status::stored, {}};
-  }
-  if (any_file) fsync_directory(files_dir_);
-
+int spool::run_transaction(std::vector<std::unique_ptr<task>>& batch, std::size_t first,
+                           std::size_t last) {
   auto& st = *statements_;
-  auto run = [&](std::size_t first, std::size_t last) -> int {
-    int rc = st.begin.step_once();
-    if (rc != SQLITE_DONE) return rc;
-    for (std::size_t i = first; i < last; ++i) {
-      auto& j = *batch[i];
-      if (j.result.status != store_status::stored) continue;
-      rc = insert(j);
-      if (rc != SQLITE_DONE) {
-        st.rollback.step_once();
-        return rc;
-      }
+  int rc = st.begin.step_once();
+  if (rc != SQLITE_DONE) return rc;
+  for (std::size_t i = first; i < last; ++i) {
+    if (batch[i]->failed) continue;
+    rc = batch[i]->apply(*this);
+    if (rc != SQLITE_DONE) {
+      st.rollback.step_once();
+      return rc;
     }
-    rc = st.commit.step_once();
-    if (rc != SQLITE_DONE) st.rollback.step_once();
-    return rc;
-  };
+  }
+  rc = st.commit.step_once();
+  if (rc != SQLITE_DONE) st.rollback.step_once();
+  return rc;
+}
 
-  int rc = run(0, batch.size());
+void spool::run_batch(std::vector<std::unique_ptr<task>>& batch) {
+  directory_dirty_ = false;
+  for (auto& t : batch) {
+    if (!t->prepare(*this)) t->failed = true;
+  }
+  // New content files' names must be durable before rows point at them.
+  if (directory_dirty_) fsync_directory(files_dir_);
+
+  int rc = run_transaction(batch, 0, batch.size());
   if (rc == SQLITE_DONE) {
-    for (auto& j : batch) {
-      if (j->result.status == store_status::stored && j->draft->fd_ >= 0) {
-        ::close(j->draft->fd_);
-        j->draft->fd_ = -1;  // now owned by the row
-      }
+    for (auto& t : batch) {
+      if (!t->failed) t->committed(*this);
     }
     return;
   }
   if (batch.size() > 1) {
-    // One bad message must not fail the others: store each on its own.
+    // One bad task must not fail the others: run each on its own.
     for (std::size_t i = 0; i < batch.size(); ++i) {
-      if (batch[i]->result.status != store_status::stored) continue;
-      int one = run(i, i + 1);
+      if (batch[i]->failed) continue;
+      int one = run_transaction(batch, i, i + 1);
       if (one == SQLITE_DONE) {
-        if (batch[i]->draft->fd_ >= 0) {
-          ::close(batch[i]->draft->fd_);
-          batch[i]->draft->fd_ = -1;
-        }
+        batch[i]->committed(*this);
       } else {
-        batch[i]->result = failure_from(one, sqlite3_errstr(one));
+        batch[i]->fail(one, sqlite3_errstr(one));
+        batch[i]->failed = true;
       }
     }
     return;
   }
-  for (auto& j : batch) {
-    if (j->result.status == store_status::stored) j->result = failure_from(rc, sqlite3_errstr(rc));
+  for (auto& t : batch) {
+    if (t->failed) continue;
+    t->fail(rc, sqlite3_errstr(rc));
+    t->failed = true;
   }
 }
 
-int spool::insert(job& j) {
-  auto& st = *statements_;
-  auto& m = st.insert_message;
-  const auto& env = j.env;
-  const auto& d = *j.draft;
-  m.bind(1, std::string_view(d.id_));
-  m.bind(2, static_cast<std::int64_t>(j.received_ms / 1000));
-  m.bind(3, std::string_view(env.sender));
-  m.bind(4, std::string_view(env.account));
-  m.bind(5, static_cast<std::int64_t>(env.params.body));
-  m.bind(6, static_cast<std::int64_t>(env.params.smtputf8 ? 1 : 0));
-  m.bind(7, static_cast<std::int64_t>(env.params.ret));
-  m.bind(8, std::string_view(env.params.envid));
-  m.bind(9, static_cast<std::int64_t>(d.size_));
-  if (d.fd_ >= 0) {
-    m.bind_null(10);
-    m.bind(11, std::string_view(d.id_));
-  } else {
-    m.bind_blob(10, d.memory_);
-    m.bind_null(11);
+void spool::checkpoint_loop() {
+  // PASSIVE copies what it can without blocking the writer. Under sustained
+  // load the WAL cannot restart while frames keep arriving; past ~80 MB a
+  // RESTART checkpoint waits for the writer once so the file stops growing.
+  constexpr int restart_pages = 20000;
+  std::unique_lock lock(checkpoint_mutex_);
+  for (;;) {
+    checkpoint_wake_.wait(lock, [this] { return checkpoint_stopping_ || checkpoint_wanted_; });
+    if (checkpoint_stopping_) break;
+    checkpoint_wanted_ = false;
+    const int pages = wal_pages_;
+    lock.unlock();
+    const int mode = pages >= restart_pages ? SQLITE_CHECKPOINT_RESTART : SQLITE_CHECKPOINT_PASSIVE;
+    int rc = sqlite3_wal_checkpoint_v2(checkpoint_db_, nullptr, mode, nullptr, nullptr);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+      log::warning("spool_checkpoint_failed").kv("error", sqlite3_errstr(rc));
+    }
+    lock.lock();
   }
-  m.bind(12, j.received_ms);
-  int rc = m.step_once();
-  if (rc != SQLITE_DONE) return rc;
-  std::int64_t position = 0;
-  for (const auto& r : env.recipients) {
-    auto& s = st.insert_recipient;
-    s.bind(1, std::string_view(d.id_));
-    s.bind(2, position++);
-    s.bind(3, std::string_view(r.address));
-    s.bind(4, static_cast<std::int64_t>(encode_notify(r.params.notify)));
-    s.bind(5, std::string_view(r.params.orcpt));
-    rc = s.step_once();
-    if (rc != SQLITE_DONE) return rc;
-  }
-  return SQLITE_DONE;
 }
 
 }  // namespace oauth_relay::relay

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <deque>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -59,6 +60,7 @@ class spool_draft {
 
  private:
   friend class spool;
+  friend struct spool_draft_access;
   spool_draft(std::string id, std::filesystem::path dir);
   void spill();
 
@@ -104,6 +106,58 @@ class spool_reader {
   sqlite3* db_ = nullptr;
 };
 
+// What a delivery attempt changed about one message.
+struct recipient_update {
+  std::size_t position = 0;  // index in queued_message::recipients
+  int status = 0;            // 0 pending, 1 delivered, 2 failed
+  std::string reply;         // the upstream's reply, for the queue listing and bounces
+};
+
+struct delivery_record {
+  std::string id;
+  std::vector<recipient_update> recipients;
+  bool finished = false;             // nothing pending any more: the message leaves the queue
+  std::int64_t next_attempt_ms = 0;  // when not finished
+  std::string last_error;
+  bool count_attempt = true;
+};
+
+// A message the relay writes itself (a bounce), stored in the same
+// transaction as the delivery record that caused it.
+struct generated_message {
+  envelope env;
+  std::string content;
+};
+
+// Completions of spool operations, type-erased and run on the handler's own
+// executor. (Boost 1.81's any_completion_handler recurses without end with
+// awaitable handlers, so this small version is used instead.)
+template <typename Result>
+struct spool_completion {
+  virtual ~spool_completion() = default;
+  virtual void post(Result result) = 0;
+};
+
+template <typename Result, typename Handler>
+struct spool_completion_impl final : spool_completion<Result> {
+  spool_completion_impl(Handler h, const boost::asio::any_io_executor& fallback)
+      : handler(std::move(h)),
+        // Tracked work keeps the event loop running while the operation is pending.
+        work(boost::asio::prefer(boost::asio::get_associated_executor(handler, fallback),
+                                 boost::asio::execution::outstanding_work.tracked)) {}
+  void post(Result result) override {
+    auto w = std::move(work);
+    boost::asio::post(w, [h = std::move(handler), r = std::move(result)]() mutable {
+      std::move(h)(std::move(r));
+    });
+  }
+  Handler handler;
+  decltype(boost::asio::prefer(
+      boost::asio::get_associated_executor(std::declval<Handler&>(),
+                                           std::declval<const boost::asio::any_io_executor&>()),
+      boost::asio::execution::outstanding_work.tracked)) work;
+};
+
 class spool {
  public:
   // Opens or creates state_dir (0700) with queue.db and spool/ inside;
@@ -121,62 +175,120 @@ class spool {
   auto async_commit(std::unique_ptr<spool_draft> draft, envelope env, CompletionToken&& token) {
     return boost::asio::async_initiate<CompletionToken, void(store_result)>(
         [this](auto handler, std::unique_ptr<spool_draft> d, envelope e) {
-          using handler_type = decltype(handler);
-          enqueue(std::move(d), std::move(e),
-                  std::make_unique<completion_impl<handler_type>>(std::move(handler), executor_));
+          enqueue_insert(std::move(d), std::move(e),
+                         make_completion<store_result>(std::move(handler)));
         },
         token, std::move(draft), std::move(env));
   }
 
+  // Messages whose next attempt is due at `now_ms`, oldest first, at most
+  // `limit`, leaving out `busy` ones (already being delivered).
+  template <typename CompletionToken>
+  auto async_due(std::int64_t now_ms, std::size_t limit, std::vector<std::string> busy,
+                 CompletionToken&& token) {
+    return boost::asio::async_initiate<CompletionToken, void(std::vector<queued_message>)>(
+        [this, now_ms, limit](auto handler, std::vector<std::string> b) {
+          enqueue_due(now_ms, limit, std::move(b),
+                      make_completion<std::vector<queued_message>>(std::move(handler)));
+        },
+        token, std::move(busy));
+  }
+
+  // The earliest next attempt of any queued message (unix ms), if any.
+  template <typename CompletionToken>
+  auto async_next_due(CompletionToken&& token) {
+    return boost::asio::async_initiate<CompletionToken, void(std::optional<std::int64_t>)>(
+        [this](auto handler) {
+          enqueue_next_due(make_completion<std::optional<std::int64_t>>(std::move(handler)));
+        },
+        token);
+  }
+
+  // A message's content (the Received header and the data, CRLF lines).
+  template <typename CompletionToken>
+  auto async_content(std::string id, CompletionToken&& token) {
+    return boost::asio::async_initiate<CompletionToken, void(std::optional<std::string>)>(
+        [this](auto handler, std::string i) {
+          enqueue_content(std::move(i),
+                          make_completion<std::optional<std::string>>(std::move(handler)));
+        },
+        token, std::move(id));
+  }
+
+  // Records a delivery attempt and, atomically with it, stores a bounce.
+  template <typename CompletionToken>
+  auto async_record(delivery_record record, std::optional<generated_message> bounce,
+                    CompletionToken&& token) {
+    return boost::asio::async_initiate<CompletionToken, void(store_result)>(
+        [this](auto handler, delivery_record r, std::optional<generated_message> b) {
+          enqueue_record(std::move(r), std::move(b),
+                         make_completion<store_result>(std::move(handler)));
+        },
+        token, std::move(record), std::move(bounce));
+  }
+
+  // Called on the executor after a commit stored new messages, so delivery
+  // starts at once instead of on a polling interval.
+  void on_stored(std::function<void()> callback);
+
   std::size_t messages_stored() const;
 
- private:
-  // A commit's completion handler, type-erased, run on its own executor.
-  // (Boost 1.81's any_completion_handler recurses without end with awaitable handlers.)
-  struct completion {
-    virtual ~completion() = default;
-    virtual void post(store_result result) = 0;
-  };
-  template <typename Handler>
-  struct completion_impl final : completion {
-    completion_impl(Handler h, const boost::asio::any_io_executor& fallback)
-        : handler(std::move(h)),
-          // Tracked work keeps the event loop running while the commit is pending.
-          work(boost::asio::prefer(boost::asio::get_associated_executor(handler, fallback),
-                                   boost::asio::execution::outstanding_work.tracked)) {}
-    void post(store_result result) override {
-      auto w = std::move(work);
-      boost::asio::post(w, [h = std::move(handler), r = std::move(result)]() mutable {
-        std::move(h)(std::move(r));
-      });
-    }
-    Handler handler;
-    decltype(boost::asio::prefer(
-        boost::asio::get_associated_executor(std::declval<Handler&>(),
-                                             std::declval<const boost::asio::any_io_executor&>()),
-        boost::asio::execution::outstanding_work.tracked)) work;
-  };
+  struct task;  // one unit of work for the writer thread (spool.cpp)
 
-  struct job;
-  void enqueue(std::unique_ptr<spool_draft> draft, envelope env, std::unique_ptr<completion> done);
+ private:
+  template <typename Result, typename Handler>
+  std::unique_ptr<spool_completion<Result>> make_completion(Handler handler) {
+    return std::make_unique<spool_completion_impl<Result, Handler>>(std::move(handler), executor_);
+  }
+  void enqueue(std::unique_ptr<task> t);
+  void enqueue_insert(std::unique_ptr<spool_draft> draft, envelope env,
+                      std::unique_ptr<spool_completion<store_result>> done);
+  void enqueue_due(std::int64_t now_ms, std::size_t limit, std::vector<std::string> busy,
+                   std::unique_ptr<spool_completion<std::vector<queued_message>>> done);
+  void enqueue_next_due(std::unique_ptr<spool_completion<std::optional<std::int64_t>>> done);
+  void enqueue_content(std::string id,
+                       std::unique_ptr<spool_completion<std::optional<std::string>>> done);
+  void enqueue_record(delivery_record record, std::optional<generated_message> bounce,
+                      std::unique_ptr<spool_completion<store_result>> done);
   void writer_loop();
-  void write_batch(std::vector<std::unique_ptr<job>>& batch);
-  int insert(job& j);  // an SQLite result code
+  void run_batch(std::vector<std::unique_ptr<task>>& batch);
+  int run_transaction(std::vector<std::unique_ptr<task>>& batch, std::size_t first,
+                      std::size_t last);
+  void checkpoint_loop();
   void remove_orphan_files();
 
+ public:
+  // For tasks (spool.cpp): the writer's connection and statements.
+  struct statements;
+  sqlite3* db() { return db_; }
+  statements& sql() { return *statements_; }
+  const std::filesystem::path& files_dir() const { return files_dir_; }
+  void note_file_written() { directory_dirty_ = true; }
+
+ private:
   std::filesystem::path state_dir_;
   std::filesystem::path files_dir_;
   boost::asio::any_io_executor executor_;
   sqlite3* db_ = nullptr;
-  struct statements;
   std::unique_ptr<statements> statements_;
+  bool directory_dirty_ = false;  // writer thread only
+  std::function<void()> on_stored_;
 
   mutable std::mutex mutex_;
   std::condition_variable wake_;
-  std::deque<std::unique_ptr<job>> pending_;
+  std::deque<std::unique_ptr<task>> pending_;
   bool stopping_ = false;
   std::size_t stored_ = 0;
   std::thread writer_;
+
+  // WAL checkpoints run on their own connection and thread, off the commit path.
+  sqlite3* checkpoint_db_ = nullptr;
+  std::mutex checkpoint_mutex_;
+  std::condition_variable checkpoint_wake_;
+  bool checkpoint_wanted_ = false;
+  bool checkpoint_stopping_ = false;
+  int wal_pages_ = 0;
+  std::thread checkpointer_;
 };
 
 }  // namespace oauth_relay::relay
