@@ -1,0 +1,116 @@
+// libcurl behind the http_client seam. Each request gets its own easy handle,
+// so calls from several workers never share state.
+#include "auth/http_client.hpp"
+
+#include <curl/curl.h>
+
+#include <memory>
+#include <mutex>
+
+namespace oauth_relay::auth {
+namespace {
+
+// A token response is a few hundred bytes; anything far larger is not one.
+constexpr std::size_t max_response_body = 1024 * 1024;
+
+struct easy_free {
+  void operator()(CURL* c) const { curl_easy_cleanup(c); }
+};
+struct slist_free {
+  void operator()(curl_slist* l) const { curl_slist_free_all(l); }
+};
+
+std::size_t collect_body(char* data, std::size_t size, std::size_t count, void* user) {
+  auto* body = static_cast<std::string*>(user);
+  const std::size_t n = size * count;
+  if (body->size() + n > max_response_body) return 0;  // makes curl fail with a write error
+  body->append(data, n);
+  return n;
+}
+
+int check_cancel(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  const auto* cancel = static_cast<const std::atomic<bool>*>(user);
+  return cancel != nullptr && cancel->load() ? 1 : 0;
+}
+
+std::string escape(std::string_view text) {
+  // Since 7.82 curl_easy_escape needs no handle.
+  char* escaped = curl_easy_escape(nullptr, text.data(), static_cast<int>(text.size()));
+  if (escaped == nullptr) throw std::bad_alloc();
+  std::string out(escaped);
+  curl_free(escaped);
+  return out;
+}
+
+}  // namespace
+
+std::string form_encode(const form_fields& fields) {
+  std::string out;
+  for (const auto& [name, value] : fields) {
+    if (!out.empty()) out += '&';
+    out += escape(name);
+    out += '=';
+    out += escape(value);
+  }
+  return out;
+}
+
+curl_http_client::curl_http_client() {
+  // curl_global_init is not safe to run concurrently with anything else in curl.
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+http_response curl_http_client::post_form(const std::string& url, const form_fields& fields,
+                                          const http_options& options) {
+  http_response response;
+  std::unique_ptr<CURL, easy_free> curl(curl_easy_init());
+  if (!curl) {
+    response.error = "cannot create a libcurl handle";
+    return response;
+  }
+  CURL* c = curl.get();
+  const std::string body = form_encode(fields);
+  char error_buffer[CURL_ERROR_SIZE] = {};
+  std::unique_ptr<curl_slist, slist_free> headers(
+      curl_slist_append(nullptr, "Accept: application/json"));
+
+  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, error_buffer);
+  // Worker threads: signals for DNS timeouts would hit random threads.
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  // Credentials travel in the body: never over anything but verified HTTPS.
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
+  curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "https");
+  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+  curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+  curl_easy_setopt(c, CURLOPT_SSLVERSION, static_cast<long>(CURL_SSLVERSION_TLSv1_2));
+  if (options.ca_file) curl_easy_setopt(c, CURLOPT_CAINFO, options.ca_file->c_str());
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
+                   static_cast<long>(options.connect_timeout.count()));
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(options.total_timeout.count()));
+  curl_easy_setopt(c, CURLOPT_POST, 1L);
+  curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.c_str());
+  curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
+  curl_easy_setopt(c, CURLOPT_USERAGENT, "oauth-relay");
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect_body);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &response.body);
+  curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, check_cancel);
+  curl_easy_setopt(c, CURLOPT_XFERINFODATA, const_cast<std::atomic<bool>*>(options.cancel));
+
+  const CURLcode rc = curl_easy_perform(c);
+  if (rc != CURLE_OK) {
+    response.body.clear();
+    response.error = error_buffer[0] != '\0' ? error_buffer : curl_easy_strerror(rc);
+    if (rc == CURLE_WRITE_ERROR) response.error = "response body too large";
+    if (rc == CURLE_ABORTED_BY_CALLBACK) response.error = "cancelled";
+    return response;
+  }
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &response.status);
+  return response;
+}
+
+}  // namespace oauth_relay::auth

@@ -1,0 +1,249 @@
+// Token endpoint requests (RFC 6749 §6 refresh, §4.1.3 code exchange with
+// RFC 7636 PKCE) and the classification of Google's answers.
+#include "auth/token_client.hpp"
+
+#include <cctype>
+
+#include <nlohmann/json.hpp>
+
+namespace oauth_relay::auth {
+namespace {
+
+// Long enough for Google's descriptions ("Token has been expired or revoked.").
+constexpr std::size_t max_description = 200;
+// Google's lifetime when an answer leaves expires_in out (RFC 6749 §5.1 makes it optional).
+constexpr std::chrono::seconds default_expires_in{3600};
+
+// The endpoint's "error" code, kept only if it looks like one.
+std::string clean_code(std::string_view code) {
+  if (code.empty() || code.size() > 64) return {};
+  for (char c : code) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.') return {};
+  }
+  return std::string(code);
+}
+
+// One printable line, bounded.
+std::string one_line(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    if (out.size() >= max_description) {
+      out += "...";
+      break;
+    }
+    out += static_cast<unsigned char>(c) < 0x20 || c == 0x7f ? ' ' : c;
+  }
+  return out;
+}
+
+std::optional<std::string> base64url_decode(std::string_view in) {
+  auto value = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '-' || c == '+') return 62;
+    if (c == '_' || c == '/') return 63;
+    return -1;
+  };
+  while (!in.empty() && in.back() == '=') in.remove_suffix(1);
+  std::string out;
+  unsigned buffer = 0;
+  int bits = 0;
+  for (char c : in) {
+    const int v = value(c);
+    if (v < 0) return std::nullopt;
+    buffer = (buffer << 6) | static_cast<unsigned>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out += static_cast<char>((buffer >> bits) & 0xff);
+    }
+  }
+  return out;
+}
+
+enum class grant { refresh, code };
+
+token_response classify(const http_response& http, grant g,
+                        std::initializer_list<std::string_view> secrets) {
+  token_response r;
+  r.http_status = http.status;
+  if (!http.error.empty()) {
+    r.failure = token_failure::temporary;
+    r.error = "token endpoint unreachable: " + redact(one_line(http.error), secrets);
+    return r;
+  }
+
+  const auto json = nlohmann::json::parse(http.body, nullptr, /*allow_exceptions=*/false);
+  if (http.status == 200) {
+    if (!json.is_object() || !json.contains("access_token") || !json["access_token"].is_string() ||
+        json["access_token"].get<std::string>().empty()) {
+      r.failure = token_failure::temporary;
+      r.error = "token endpoint answered HTTP 200 without an access token (malformed body)";
+      return r;
+    }
+    r.access_token = json["access_token"].get<std::string>();
+    r.expires_in = default_expires_in;
+    if (auto it = json.find("expires_in"); it != json.end()) {
+      if (it->is_number_integer()) {
+        r.expires_in = std::chrono::seconds(it->get<std::int64_t>());
+      } else if (it->is_string()) {
+        // Some endpoints quote it; a non-number is as bad as a missing token.
+        try {
+          r.expires_in = std::chrono::seconds(std::stoll(it->get<std::string>()));
+        } catch (const std::exception&) {
+          r.failure = token_failure::temporary;
+          r.error = "token endpoint answered HTTP 200 with a malformed expires_in";
+          r.access_token.clear();
+          return r;
+        }
+      }
+    }
+    auto text = [&](const char* key) {
+      auto it = json.find(key);
+      return it != json.end() && it->is_string() ? it->get<std::string>() : std::string();
+    };
+    r.refresh_token = text("refresh_token");
+    r.id_token = text("id_token");
+    r.scope = text("scope");
+    if (!r.id_token.empty()) r.email = id_token_email(r.id_token).value_or("");
+    return r;
+  }
+
+  std::string description;
+  if (json.is_object()) {
+    if (auto it = json.find("error"); it != json.end() && it->is_string()) {
+      r.oauth_error = clean_code(it->get<std::string>());
+    }
+    if (auto it = json.find("error_description"); it != json.end() && it->is_string()) {
+      description = redact(one_line(it->get<std::string>()), secrets);
+    }
+  }
+  const std::string detail = r.oauth_error.empty()
+                                 ? "HTTP " + std::to_string(http.status)
+                                 : r.oauth_error +
+                                       (description.empty() ? "" : " (" + description + ")") +
+                                       ", HTTP " + std::to_string(http.status);
+  const bool client_error = http.status == 400 || http.status == 401;
+
+  if (client_error && r.oauth_error == "invalid_grant") {
+    r.failure = token_failure::invalid_grant;
+    r.error = g == grant::refresh ? "token endpoint refused the refresh token: " + detail
+                                  : "token endpoint refused the authorization code: " + detail;
+  } else if (r.oauth_error == "invalid_client" || r.oauth_error == "unauthorized_client") {
+    r.failure = token_failure::invalid_client;
+    r.error = "token endpoint refused the OAuth client: " + detail +
+              ": wrong oauth.client_id or client secret";
+  } else if (http.status >= 500 || http.status == 429 || http.status == 408) {
+    r.failure = token_failure::temporary;
+    r.error = "token endpoint answered " + detail;
+  } else if (http.status >= 400 && http.status < 500) {
+    r.failure = token_failure::rejected;
+    r.error = "token endpoint refused the request: " + detail;
+    if (r.oauth_error.empty()) r.error += " (check oauth.token_url)";
+  } else {
+    r.failure = token_failure::temporary;
+    r.error = "token endpoint answered " + detail;
+  }
+  return r;
+}
+
+}  // namespace
+
+std::string_view to_string(token_failure f) {
+  switch (f) {
+    case token_failure::none:
+      return "none";
+    case token_failure::invalid_grant:
+      return "invalid_grant";
+    case token_failure::invalid_client:
+      return "invalid_client";
+    case token_failure::rejected:
+      return "rejected";
+    case token_failure::temporary:
+      return "temporary";
+  }
+  return "temporary";
+}
+
+std::string redact(std::string text, std::initializer_list<std::string_view> secrets) {
+  for (auto secret : secrets) {
+    if (secret.empty()) continue;
+    for (auto pos = text.find(secret); pos != std::string::npos; pos = text.find(secret, pos + 8)) {
+      text.replace(pos, secret.size(), "********");
+    }
+  }
+  return text;
+}
+
+std::optional<std::string> id_token_email(std::string_view id_token) {
+  const auto first = id_token.find('.');
+  if (first == std::string_view::npos) return std::nullopt;
+  const auto second = id_token.find('.', first + 1);
+  if (second == std::string_view::npos) return std::nullopt;
+  const auto payload = base64url_decode(id_token.substr(first + 1, second - first - 1));
+  if (!payload) return std::nullopt;
+  const auto json = nlohmann::json::parse(*payload, nullptr, /*allow_exceptions=*/false);
+  if (!json.is_object()) return std::nullopt;
+  auto it = json.find("email");
+  if (it == json.end() || !it->is_string()) return std::nullopt;
+  return it->get<std::string>();
+}
+
+token_client::token_client(std::shared_ptr<http_client> http, config::oauth_settings oauth,
+                           std::chrono::milliseconds connect_timeout,
+                           std::chrono::milliseconds total_timeout)
+    : http_(std::move(http)), oauth_(std::move(oauth)) {
+  options_.connect_timeout = connect_timeout;
+  options_.total_timeout = total_timeout;
+  options_.ca_file = oauth_.ca_file;
+}
+
+token_response token_client::refresh(const std::string& refresh_token,
+                                     const std::atomic<bool>* cancel) const {
+  http_options options = options_;
+  options.cancel = cancel;
+  const auto http = http_->post_form(oauth_.token_url,
+                                     {{"grant_type", "refresh_token"},
+                                      {"client_id", oauth_.client_id},
+                                      {"client_secret", oauth_.client_secret},
+                                      {"refresh_token", refresh_token}},
+                                     options);
+  return classify(http, grant::refresh, {oauth_.client_secret, refresh_token});
+}
+
+token_response token_client::exchange_code(const std::string& code,
+                                           const std::string& code_verifier,
+                                           const std::string& redirect_uri) const {
+  const auto http = http_->post_form(oauth_.token_url,
+                                     {{"grant_type", "authorization_code"},
+                                      {"code", code},
+                                      {"code_verifier", code_verifier},
+                                      {"redirect_uri", redirect_uri},
+                                      {"client_id", oauth_.client_id},
+                                      {"client_secret", oauth_.client_secret}},
+                                     options_);
+  auto r = classify(http, grant::code, {oauth_.client_secret, code, code_verifier});
+  if (!r.ok()) return r;
+  // The id_token's signature is not checked: it came straight from the token
+  // endpoint over TLS verified against oauth.token_url's host, in answer to
+  // our own client credentials, which is the assurance OpenID Connect Core
+  // §3.1.3.7 accepts in place of a signature check.
+  auto refuse = [&r](std::string why) {
+    token_response refused;
+    refused.failure = token_failure::rejected;
+    refused.http_status = r.http_status;
+    refused.error = std::move(why);
+    r = std::move(refused);
+  };
+  if (r.refresh_token.empty()) {
+    refuse("token endpoint issued no refresh token (the consent must ask for access_type=offline)");
+  } else if (r.email.empty()) {
+    refuse(
+        "token endpoint returned no id_token with an email claim (the scope must include "
+        "\"openid email\")");
+  }
+  return r;
+}
+
+}  // namespace oauth_relay::auth

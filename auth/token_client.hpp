@@ -1,0 +1,77 @@
+// Google's token endpoint: refreshing an access token and exchanging an
+// authorization code, with every answer classified into what to do next.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "auth/http_client.hpp"
+#include "config/config.hpp"
+
+namespace oauth_relay::auth {
+
+// What a failed request means for the account.
+enum class token_failure {
+  none,
+  invalid_grant,   // the refresh token (or code) is dead: re-authorize; permanent for this token
+  invalid_client,  // wrong oauth.client_id or client secret: permanent until the config changes
+  rejected,        // another OAuth refusal (invalid_scope, redirect_uri_mismatch, ...)
+  temporary,       // 5xx, 429, timeout, connection or TLS failure, malformed answer: retry later
+};
+
+std::string_view to_string(token_failure);
+
+struct token_response {
+  token_failure failure = token_failure::none;
+  long http_status = 0;     // 0 when no HTTP exchange happened
+  std::string oauth_error;  // the endpoint's "error" code, when it sent one
+  std::string error;        // one line for logs and status; never contains a secret
+
+  // Set on success. All but `email` and `expires_in` are secrets.
+  std::string access_token;
+  std::chrono::seconds expires_in{0};
+  std::string refresh_token;  // a new refresh token when the endpoint rotated (or issued) one
+  std::string id_token;
+  std::string scope;
+  std::string email;  // the id_token's "email" claim, when there is one
+
+  bool ok() const { return failure == token_failure::none; }
+};
+
+class token_client {
+ public:
+  token_client(std::shared_ptr<http_client> http, config::oauth_settings oauth,
+               std::chrono::milliseconds connect_timeout = default_connect_timeout,
+               std::chrono::milliseconds total_timeout = default_total_timeout);
+
+  // grant_type=refresh_token. Blocks for up to the total timeout; `cancel`
+  // abandons the request early.
+  token_response refresh(const std::string& refresh_token,
+                         const std::atomic<bool>* cancel = nullptr) const;
+
+  // grant_type=authorization_code with the PKCE verifier (oauth-relayctl
+  // authorize). Succeeds only with a refresh token and an id_token that names
+  // the consenting account in `email`.
+  token_response exchange_code(const std::string& code, const std::string& code_verifier,
+                               const std::string& redirect_uri) const;
+
+  const config::oauth_settings& oauth() const { return oauth_; }
+
+ private:
+  std::shared_ptr<http_client> http_;
+  config::oauth_settings oauth_;
+  http_options options_;
+};
+
+// The "email" claim of a JWT's payload, without checking its signature.
+std::optional<std::string> id_token_email(std::string_view id_token);
+
+// `text` with every occurrence of each non-empty secret replaced by ********.
+std::string redact(std::string text, std::initializer_list<std::string_view> secrets);
+
+}  // namespace oauth_relay::auth

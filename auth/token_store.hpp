@@ -1,0 +1,103 @@
+// Accounts and their OAuth tokens, kept in the spool's SQLite database
+// (state_dir/queue.db) so oauth-relayctl and the daemon share one source of truth.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/config.hpp"
+
+struct sqlite3;
+
+namespace oauth_relay::auth {
+
+// INTERFACE.md's token states, as stored and shown by `oauth-relayctl accounts`.
+enum class token_state { valid, expired, needs_reauth, refresh_failing, missing };
+
+std::string_view to_string(token_state);
+std::optional<token_state> parse_token_state(std::string_view);
+
+// The database cannot be opened or written.
+class token_store_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct account_record {
+  std::string address;
+  std::string refresh_token;           // secret: never logged; empty when none
+  std::string access_token;            // secret: never logged; empty when none
+  std::int64_t access_expires_at = 0;  // unix seconds; 0 when there is no access token
+  token_state state = token_state::missing;
+  std::string last_error;
+  std::optional<std::int64_t> last_delivery;  // unix seconds
+  int refresh_failures = 0;
+  std::int64_t token_generation = 0;  // bumped whenever a new refresh token is stored
+  std::int64_t updated_at = 0;        // unix seconds
+};
+
+// Thread-safe: one connection behind a mutex. Other processes (oauth-relayctl)
+// write the same database; SQLite's locking and busy timeout arbitrate.
+class token_store {
+ public:
+  // Opens or creates state_dir (0700) and state_dir/queue.db (0600) and the
+  // accounts table. Throws token_store_error.
+  explicit token_store(const std::filesystem::path& state_dir);
+  ~token_store();
+  token_store(const token_store&) = delete;
+  token_store& operator=(const token_store&) = delete;
+
+  std::vector<account_record> load_all() const;
+  std::optional<account_record> get(std::string_view address) const;
+
+  // A refresh token from `oauth-relayctl authorize/import`: creates the account
+  // when needed, drops the access token, clears errors and failures, sets
+  // state `expired` so the daemon refreshes, and bumps the generation, which
+  // the running daemon polls for. Returns the new generation.
+  std::int64_t store_refresh_token(std::string_view address, std::string_view refresh_token);
+
+  // A successful refresh. Applies only while the account's generation is
+  // still `generation` (a token stored meanwhile by oauth-relayctl wins);
+  // state becomes `valid`, errors and failures are cleared. A non-empty
+  // `new_refresh_token` (the endpoint rotated it) replaces the stored one and
+  // bumps the generation. Returns the generation now stored, or nothing when
+  // the update did not apply.
+  std::optional<std::int64_t> store_access_token(std::string_view address, std::int64_t generation,
+                                                 std::string_view access_token,
+                                                 std::int64_t expires_at,
+                                                 std::string_view new_refresh_token = {});
+
+  // Forgets the access token (state `expired`) if it is still `access_token`.
+  void clear_access_token(std::string_view address, std::string_view access_token);
+
+  // Sets state and last error; with `generation`, only while it is unchanged.
+  // Returns whether a row was updated.
+  bool set_state(std::string_view address, token_state state, std::string_view error,
+                 std::optional<std::int64_t> generation = std::nullopt);
+
+  // A failed refresh: state, error, and refresh_failures + 1, under the same
+  // generation rule. Returns the new failure count, or nothing when the
+  // update did not apply.
+  std::optional<int> record_refresh_failure(std::string_view address, token_state state,
+                                            std::string_view error, std::int64_t generation);
+
+  void record_delivery(std::string_view address, std::int64_t when);
+
+  // Adds configured accounts that have no row yet, in state `missing`.
+  void ensure_accounts(const std::vector<config::account_settings>& accounts);
+
+ private:
+  void exec(const char* sql) const;
+
+  std::filesystem::path db_path_;
+  sqlite3* db_ = nullptr;
+  mutable std::mutex mutex_;
+};
+
+}  // namespace oauth_relay::auth

@@ -1,0 +1,77 @@
+// Shared by the auth tests: a temporary state directory, a fake token
+// endpoint with its CA on disk, and settings pointing at both.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <thread>
+
+#include <boost/asio/io_context.hpp>
+
+#include "config/config.hpp"
+#include "fakes/fake_oauth.hpp"
+#include "fakes/test_pki.hpp"
+
+namespace oauth_relay::auth::testing_support {
+
+class temp_dir {
+ public:
+  temp_dir()
+      : path_(std::filesystem::temp_directory_path() /
+              ("auth-test-" + std::to_string(std::random_device{}()) + "-" +
+               std::to_string(std::random_device{}()))) {
+    std::filesystem::create_directories(path_);
+  }
+  ~temp_dir() { std::filesystem::remove_all(path_); }
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// A token endpoint on loopback and the settings that trust it.
+struct oauth_env {
+  temp_dir dir;
+  fakes::test_pki pki;
+  fakes::fake_oauth fake{pki};
+  std::filesystem::path ca_file = pki.write_ca(dir.path() / "ca.pem");
+
+  config::settings settings() const {
+    config::settings s;
+    s.state_dir = dir.path() / "state";
+    s.oauth.client_id = fake.client_id();
+    s.oauth.client_secret = fake.client_secret();
+    s.oauth.token_url = fake.token_url();
+    s.oauth.auth_url = fake.auth_url();
+    s.oauth.ca_file = ca_file;
+    config::account_settings alice;
+    alice.address = "alice@example.com";
+    alice.senders = {"alice@example.com"};
+    config::account_settings bob;
+    bob.address = "bob@example.com";
+    bob.is_default = true;
+    s.accounts = {alice, bob};
+    return s;
+  }
+};
+
+// Runs `io` until `done()` or the deadline; false on timeout.
+template <typename Predicate>
+bool run_until(boost::asio::io_context& io, Predicate done,
+               std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    io.restart();
+    if (io.run_for(std::chrono::milliseconds(10)) == 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+  return true;
+}
+
+}  // namespace oauth_relay::auth::testing_support

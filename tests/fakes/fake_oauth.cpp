@@ -1,0 +1,539 @@
+// Google's token endpoint and consent screen, as far as oauth-relay uses
+// them: Beast over asio::ssl, one coroutine per connection, on its own thread.
+#include "fakes/fake_oauth.hpp"
+
+#include <openssl/evp.h>
+
+#include <atomic>
+#include <cctype>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <nlohmann/json.hpp>
+
+namespace oauth_relay::fakes {
+namespace {
+
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+using tcp = asio::ip::tcp;
+using steady = std::chrono::steady_clock;
+using fields = std::map<std::string, std::string>;
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// application/x-www-form-urlencoded and query strings.
+fields decode_form(std::string_view text) {
+  auto unescape = [](std::string_view in) {
+    std::string out;
+    for (std::size_t i = 0; i < in.size(); ++i) {
+      if (in[i] == '+') {
+        out += ' ';
+      } else if (in[i] == '%' && i + 2 < in.size() &&
+                 std::isxdigit(static_cast<unsigned char>(in[i + 1])) &&
+                 std::isxdigit(static_cast<unsigned char>(in[i + 2]))) {
+        out += static_cast<char>(std::stoi(std::string(in.substr(i + 1, 2)), nullptr, 16));
+        i += 2;
+      } else {
+        out += in[i];
+      }
+    }
+    return out;
+  };
+  fields out;
+  while (!text.empty()) {
+    const auto amp = text.find('&');
+    const auto pair = text.substr(0, amp);
+    text = amp == std::string_view::npos ? std::string_view() : text.substr(amp + 1);
+    if (pair.empty()) continue;
+    const auto eq = pair.find('=');
+    out[unescape(pair.substr(0, eq))] =
+        eq == std::string_view::npos ? std::string() : unescape(pair.substr(eq + 1));
+  }
+  return out;
+}
+
+std::string escape(std::string_view in) {
+  static constexpr char hex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : in) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 0xf];
+    }
+  }
+  return out;
+}
+
+std::string base64url(std::string_view bytes) {
+  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(bytes.data()),
+                                static_cast<int>(bytes.size()));
+  out.resize(static_cast<std::size_t>(n));
+  while (!out.empty() && out.back() == '=') out.pop_back();
+  for (char& c : out) {
+    if (c == '+') c = '-';
+    if (c == '/') c = '_';
+  }
+  return out;
+}
+
+// RFC 7636 §4.2: BASE64URL(SHA256(ASCII(code_verifier))).
+std::string s256(std::string_view verifier) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_Digest(verifier.data(), verifier.size(), digest, &length, EVP_sha256(), nullptr);
+  return base64url(std::string_view(reinterpret_cast<const char*>(digest), length));
+}
+
+std::set<std::string> split_scope(std::string_view scope) {
+  std::set<std::string> out;
+  while (!scope.empty()) {
+    const auto space = scope.find(' ');
+    if (space != 0) out.emplace(scope.substr(0, space));
+    if (space == std::string_view::npos) break;
+    scope.remove_prefix(space + 1);
+  }
+  return out;
+}
+
+// Google accepts loopback redirects on any port and path (installed-app flow).
+bool loopback_redirect(std::string_view uri) {
+  constexpr std::string_view prefix = "http://127.0.0.1:";
+  if (uri.substr(0, prefix.size()) != prefix) return false;
+  uri.remove_prefix(prefix.size());
+  std::size_t digits = 0;
+  while (digits < uri.size() && std::isdigit(static_cast<unsigned char>(uri[digits]))) ++digits;
+  return digits > 0 && digits <= 5 && (digits == uri.size() || uri[digits] == '/');
+}
+
+struct reply {
+  http::status status = http::status::ok;
+  std::string content_type = "application/json; charset=utf-8";
+  std::string body;
+  std::string location;
+};
+
+reply json_reply(http::status status, const nlohmann::json& body) {
+  return {status, "application/json; charset=utf-8", body.dump(), {}};
+}
+
+reply oauth_error(http::status status, const std::string& error, const std::string& description) {
+  return json_reply(status, {{"error", error}, {"error_description", description}});
+}
+
+reply page(http::status status, const std::string& text) {
+  return {status, "text/html; charset=utf-8", "<html><body>" + text + "</body></html>", {}};
+}
+
+}  // namespace
+
+struct fake_oauth::impl {
+  struct grant {
+    std::string email;
+    bool revoked = false;
+  };
+  struct access {
+    std::string email;
+    std::string refresh_token;  // the grant it was issued under
+    steady::time_point expires_at;
+  };
+  struct code {
+    std::string email;
+    std::string redirect_uri;
+    std::string challenge;
+    std::string scope;
+    bool offline = false;
+  };
+
+  impl(const test_pki& pki, std::string id, std::string secret)
+      : client_id(std::move(id)), client_secret(std::move(secret)) {
+    const auto cert = pki.issue({"localhost"}, {"127.0.0.1"});
+    tls.use_certificate_chain(asio::buffer(cert.certificate));
+    tls.use_private_key(asio::buffer(cert.private_key), asio::ssl::context::pem);
+    tls.set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                    asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                    asio::ssl::context::no_tlsv1_1);
+    tcp::endpoint endpoint(asio::ip::make_address("127.0.0.1"), 0);
+    acceptor.open(endpoint.protocol());
+    acceptor.set_option(tcp::acceptor::reuse_address(true));
+    acceptor.bind(endpoint);
+    acceptor.listen();
+    port = acceptor.local_endpoint().port();
+    asio::co_spawn(io, accept_loop(), asio::detached);
+    thread = std::thread([this] { io.run(); });
+  }
+
+  ~impl() {
+    io.stop();
+    thread.join();
+  }
+
+  asio::awaitable<void> accept_loop() {
+    for (;;) {
+      auto [ec, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
+      if (ec) co_return;
+      asio::co_spawn(io, serve(std::move(socket)), asio::detached);
+    }
+  }
+
+  asio::awaitable<void> serve(tcp::socket socket) {
+    asio::ssl::stream<tcp::socket> stream(std::move(socket), tls);
+    auto [hs] = co_await stream.async_handshake(asio::ssl::stream_base::server,
+                                                asio::as_tuple(asio::use_awaitable));
+    if (hs) co_return;  // e.g. the client refused our certificate
+    boost::beast::flat_buffer buffer;
+    for (;;) {
+      http::request<http::string_body> request;
+      auto [rec, n] =
+          co_await http::async_read(stream, buffer, request, asio::as_tuple(asio::use_awaitable));
+      if (rec) co_return;
+      const auto pause = delay.load();
+      if (pause.count() > 0) {
+        asio::steady_timer timer(io, pause);
+        co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+      }
+      const reply r = handle(request);
+      http::response<http::string_body> response(r.status, request.version());
+      response.set(http::field::server, "fake-oauth");
+      response.set(http::field::content_type, r.content_type);
+      response.set(http::field::cache_control, "no-cache, no-store, max-age=0, must-revalidate");
+      if (!r.location.empty()) response.set(http::field::location, r.location);
+      response.body() = r.body;
+      response.keep_alive(request.keep_alive());
+      response.prepare_payload();
+      auto [wec, w] =
+          co_await http::async_write(stream, response, asio::as_tuple(asio::use_awaitable));
+      if (wec || !response.keep_alive()) break;
+    }
+    co_await stream.async_shutdown(asio::as_tuple(asio::use_awaitable));
+  }
+
+  reply handle(const http::request<http::string_body>& request) {
+    const std::string_view target(request.target().data(), request.target().size());
+    const auto question = target.find('?');
+    const auto path = target.substr(0, question);
+    if (path == "/token" && request.method() == http::verb::post) {
+      return token(decode_form(request.body()));
+    }
+    if (path == "/auth" && request.method() == http::verb::get) {
+      return consent(question == std::string_view::npos ? fields()
+                                                        : decode_form(target.substr(question + 1)));
+    }
+    return page(http::status::not_found, "Not Found");
+  }
+
+  // ---------------------------------------------------------------- POST /token
+
+  reply token(const fields& form) {
+    std::lock_guard lock(mutex);
+    ++token_requests;
+    last_token_request = form;
+    if (fail_503) return page(http::status::service_unavailable, "Service Unavailable");
+    if (malformed) return {http::status::ok, "application/json", "{\"access_token\": ", {}};
+    auto field = [&](const char* name) {
+      auto it = form.find(name);
+      return it == form.end() ? std::string() : it->second;
+    };
+    if (field("client_id") != client_id) {
+      return oauth_error(http::status::unauthorized, "invalid_client",
+                         "The OAuth client was not found.");
+    }
+    if (field("client_secret") != client_secret) {
+      return oauth_error(http::status::unauthorized, "invalid_client", "Unauthorized");
+    }
+    const auto grant_type = field("grant_type");
+    if (grant_type == "refresh_token") return refresh(field("refresh_token"));
+    if (grant_type == "authorization_code") {
+      return exchange(field("code"), field("code_verifier"), field("redirect_uri"));
+    }
+    return oauth_error(http::status::bad_request, "unsupported_grant_type",
+                       "Invalid grant_type: " + grant_type);
+  }
+
+  reply refresh(const std::string& refresh_token) {
+    auto it = grants.find(refresh_token);
+    if (it == grants.end() || it->second.revoked) {
+      return oauth_error(http::status::bad_request, "invalid_grant",
+                         "Token has been expired or revoked.");
+    }
+    const std::string email = it->second.email;
+    std::string current = refresh_token;
+    nlohmann::json body = issue_access(email, refresh_token, "https://mail.google.com/");
+    if (rotate) {
+      it->second.revoked = true;
+      current = new_refresh_token(email);
+      body["refresh_token"] = current;
+      // Access tokens stay tied to the grant chain, not to one string.
+      for (auto& [t, a] : accesses)
+        if (a.refresh_token == refresh_token) a.refresh_token = current;
+    }
+    ++refreshes;
+    return json_reply(http::status::ok, body);
+  }
+
+  reply exchange(const std::string& code_value, const std::string& verifier,
+                 const std::string& redirect_uri) {
+    auto it = codes.find(code_value);
+    if (it == codes.end()) {
+      return oauth_error(http::status::bad_request, "invalid_grant", "Malformed auth code.");
+    }
+    const code c = it->second;
+    codes.erase(it);  // single use, as RFC 6749 §4.1.2 requires
+    if (redirect_uri != c.redirect_uri) {
+      return oauth_error(http::status::bad_request, "redirect_uri_mismatch", "Bad Request");
+    }
+    if (verifier.empty()) {
+      return oauth_error(http::status::bad_request, "invalid_grant", "Missing code verifier.");
+    }
+    if (s256(verifier) != c.challenge) {
+      return oauth_error(http::status::bad_request, "invalid_grant", "Invalid code verifier.");
+    }
+    std::string refresh_token;
+    if (c.offline) refresh_token = new_refresh_token(c.email);
+    nlohmann::json body = issue_access(c.email, refresh_token, c.scope);
+    if (!refresh_token.empty()) body["refresh_token"] = refresh_token;
+    const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+    const nlohmann::json header = {{"alg", "RS256"}, {"kid", "fake"}, {"typ", "JWT"}};
+    const nlohmann::json claims = {{"iss", "https://accounts.google.com"},
+                                   {"azp", client_id},
+                                   {"aud", client_id},
+                                   {"sub", "10000000000000000000" + std::to_string(codes_issued)},
+                                   {"email", c.email},
+                                   {"email_verified", true},
+                                   {"iat", now},
+                                   {"exp", now + 3600}};
+    body["id_token"] =
+        base64url(header.dump()) + "." + base64url(claims.dump()) + "." + base64url("fake-sig");
+    ++exchanges;
+    return json_reply(http::status::ok, body);
+  }
+
+  nlohmann::json issue_access(const std::string& email, const std::string& refresh_token,
+                              const std::string& scope) {
+    const std::string token = "ya29.fake-" + std::to_string(++access_issued);
+    accesses[token] = {email, refresh_token, steady::now() + expires_in};
+    return {{"access_token", token},
+            {"expires_in", expires_in.count()},
+            {"scope", scope},
+            {"token_type", "Bearer"}};
+  }
+
+  std::string new_refresh_token(const std::string& email) {
+    std::string token = "1//fake-refresh-" + std::to_string(++refresh_issued);
+    grants[token] = {email, false};
+    latest[lower(email)] = token;
+    return token;
+  }
+
+  // ---------------------------------------------------------------- GET /auth
+
+  reply consent(const fields& query) {
+    std::lock_guard lock(mutex);
+    last_auth_request = query;
+    auto field = [&](const char* name) {
+      auto it = query.find(name);
+      return it == query.end() ? std::string() : it->second;
+    };
+    // Errors Google shows on its own page (no redirect): the client or the
+    // redirect cannot be trusted with an answer.
+    auto refuse = [&](const std::string& error, const std::string& text) {
+      last_auth_error = error;
+      return page(http::status::bad_request, "Error 400: " + error + ". " + text);
+    };
+    if (field("client_id") != client_id)
+      return refuse("invalid_client", "The OAuth client was not found.");
+    const auto redirect_uri = field("redirect_uri");
+    if (!loopback_redirect(redirect_uri)) {
+      return refuse("redirect_uri_mismatch", "Use a Desktop app client with a loopback redirect.");
+    }
+    if (field("response_type") != "code") return refuse("unsupported_response_type", "");
+    const auto scopes = split_scope(field("scope"));
+    for (const char* needed : {"https://mail.google.com/", "openid", "email"}) {
+      if (!scopes.count(needed)) return refuse("invalid_scope", std::string("missing ") + needed);
+    }
+    if (field("code_challenge_method") != "S256" || field("code_challenge").size() != 43) {
+      return refuse("invalid_request", "PKCE with code_challenge_method=S256 is required.");
+    }
+    const std::string state = field("state");
+    const char separator = redirect_uri.find('?') == std::string::npos ? '?' : '&';
+    reply r;
+    r.status = http::status::found;
+    r.content_type = "text/html; charset=utf-8";
+    if (deny || consenting.empty()) {
+      last_auth_error = "access_denied";
+      r.location = redirect_uri + separator + "error=access_denied&state=" + escape(state);
+      return r;
+    }
+    last_auth_error.clear();
+    const std::string code_value = "4/fake-code-" + std::to_string(++codes_issued);
+    codes[code_value] = {consenting, redirect_uri, field("code_challenge"), field("scope"),
+                         field("access_type") == "offline"};
+    r.location = redirect_uri + separator + "state=" + escape(state) +
+                 "&code=" + escape(code_value) + "&scope=" + escape(field("scope"));
+    return r;
+  }
+
+  const std::string client_id;
+  const std::string client_secret;
+  asio::io_context io;
+  asio::ssl::context tls{asio::ssl::context::tls_server};
+  tcp::acceptor acceptor{io};
+  std::uint16_t port = 0;
+  std::thread thread;
+  std::atomic<std::chrono::milliseconds> delay{std::chrono::milliseconds(0)};
+
+  mutable std::mutex mutex;                   // everything below
+  std::map<std::string, grant> grants;        // by refresh token
+  std::map<std::string, std::string> latest;  // lower-cased email -> newest refresh token
+  std::map<std::string, access> accesses;     // by access token
+  std::map<std::string, code> codes;          // by authorization code
+  std::chrono::seconds expires_in{3599};
+  bool fail_503 = false;
+  bool malformed = false;
+  bool rotate = false;
+  bool deny = false;
+  std::string consenting;
+  std::size_t token_requests = 0;
+  std::size_t refreshes = 0;
+  std::size_t exchanges = 0;
+  std::size_t access_issued = 0;
+  std::size_t refresh_issued = 0;
+  std::size_t codes_issued = 0;
+  fields last_token_request;
+  fields last_auth_request;
+  std::string last_auth_error;
+};
+
+fake_oauth::fake_oauth(const test_pki& pki, std::string client_id, std::string client_secret)
+    : impl_(std::make_unique<impl>(pki, std::move(client_id), std::move(client_secret))) {}
+
+fake_oauth::~fake_oauth() = default;
+
+std::uint16_t fake_oauth::port() const {
+  return impl_->port;
+}
+std::string fake_oauth::token_url() const {
+  return "https://127.0.0.1:" + std::to_string(impl_->port) + "/token";
+}
+std::string fake_oauth::auth_url() const {
+  return "https://127.0.0.1:" + std::to_string(impl_->port) + "/auth";
+}
+const std::string& fake_oauth::client_id() const {
+  return impl_->client_id;
+}
+const std::string& fake_oauth::client_secret() const {
+  return impl_->client_secret;
+}
+
+void fake_oauth::add_account(const std::string& email, const std::string& refresh_token) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->grants[refresh_token] = {email, false};
+  impl_->latest[lower(email)] = refresh_token;
+}
+
+void fake_oauth::revoke(const std::string& refresh_token) {
+  std::lock_guard lock(impl_->mutex);
+  auto it = impl_->grants.find(refresh_token);
+  if (it != impl_->grants.end()) it->second.revoked = true;
+  for (auto& [token, a] : impl_->accesses) {
+    if (a.refresh_token == refresh_token) a.expires_at = steady::time_point::min();
+  }
+}
+
+void fake_oauth::expire_access_tokens() {
+  std::lock_guard lock(impl_->mutex);
+  for (auto& [token, a] : impl_->accesses) a.expires_at = steady::time_point::min();
+}
+
+std::optional<std::string> fake_oauth::refresh_token_of(const std::string& email) const {
+  std::lock_guard lock(impl_->mutex);
+  auto it = impl_->latest.find(lower(email));
+  if (it == impl_->latest.end()) return std::nullopt;
+  auto grant = impl_->grants.find(it->second);
+  if (grant == impl_->grants.end() || grant->second.revoked) return std::nullopt;
+  return it->second;
+}
+
+bool fake_oauth::token_valid(const std::string& user, const std::string& access_token) const {
+  std::lock_guard lock(impl_->mutex);
+  auto it = impl_->accesses.find(access_token);
+  return it != impl_->accesses.end() && lower(it->second.email) == lower(user) &&
+         steady::now() < it->second.expires_at;
+}
+
+void fake_oauth::set_expires_in(std::chrono::seconds s) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->expires_in = s;
+}
+void fake_oauth::fail_with_503(bool on) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->fail_503 = on;
+}
+void fake_oauth::set_delay(std::chrono::milliseconds d) {
+  impl_->delay.store(d);
+}
+void fake_oauth::rotate_refresh_tokens(bool on) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->rotate = on;
+}
+void fake_oauth::respond_malformed(bool on) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->malformed = on;
+}
+void fake_oauth::set_consenting_account(const std::string& email) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->consenting = email;
+}
+void fake_oauth::deny_consent(bool on) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->deny = on;
+}
+
+std::size_t fake_oauth::token_requests() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->token_requests;
+}
+std::size_t fake_oauth::refreshes_served() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->refreshes;
+}
+std::size_t fake_oauth::codes_exchanged() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->exchanges;
+}
+std::map<std::string, std::string> fake_oauth::last_token_request() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->last_token_request;
+}
+std::map<std::string, std::string> fake_oauth::last_auth_request() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->last_auth_request;
+}
+std::string fake_oauth::last_auth_error() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->last_auth_error;
+}
+
+}  // namespace oauth_relay::fakes
