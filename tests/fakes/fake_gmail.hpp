@@ -1,0 +1,91 @@
+// An in-process stand-in for smtp.gmail.com on loopback: real TLS (STARTTLS
+// like port 587 or implicit like 465), Gmail's replies and XOAUTH2 dance, and
+// fault switches, for tests and benchmarks. Runs its own thread.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fakes/test_pki.hpp"
+
+namespace oauth_relay::fakes {
+
+class fake_gmail {
+ public:
+  enum class mode { starttls, implicit };
+
+  struct message {
+    std::string user;                        // the account that authenticated
+    std::string sender;                      // MAIL FROM address
+    std::vector<std::string> recipients;     // the accepted RCPT TO addresses
+    std::string content;                     // after dot-unstuffing, without the final "."
+    std::string mail_command;                // the MAIL line as received, parameters included
+    std::vector<std::string> rcpt_commands;  // every RCPT line of the transaction
+    bool pipelined = false;                  // MAIL, every RCPT and DATA came in one read
+  };
+
+  // Decides whether an XOAUTH2 login is good. Unset: every token is good.
+  using token_validator = std::function<bool(const std::string& user, const std::string& token)>;
+
+  // Listens on 127.0.0.1 (a free port) and serves at once. `certificate` is
+  // what the server presents (issue it with test_pki).
+  fake_gmail(mode m, pem_pair certificate);
+  ~fake_gmail();
+  fake_gmail(const fake_gmail&) = delete;
+  fake_gmail& operator=(const fake_gmail&) = delete;
+
+  std::uint16_t port() const;
+  // Stops serving and closes every connection (the destructor does it too).
+  void stop();
+
+  void set_token_validator(token_validator validator);
+
+  // --- fault switches: thread-safe, take effect on the next event -----------
+  // Greet the next `n` connections with 421 and close.
+  void greet_421(int n);
+  // Answer "451 4.3.0" after the content of the next `n` messages.
+  void fail_data_451(int n);
+  // Close the connection after the content of the next `n` messages, before replying.
+  void drop_after_data(int n);
+  // RCPT TO for this address gets Gmail's 550 5.1.1 "does not exist".
+  void reject_recipient(std::string address);
+  // Every reply (greeting included) waits this long first: a slow upstream.
+  void set_reply_delay(std::chrono::milliseconds delay);
+  // false: a plain server whose EHLO offers AUTH but no STARTTLS (mode starttls only).
+  void set_offer_starttls(bool offer);
+  // The next `n` AUTH XOAUTH2 fail (334 dance, 535) even with a good token.
+  void reject_auth(int n);
+  // What EHLO advertises besides Gmail's list (PIPELINING and SMTPUTF8 are on
+  // by default, DSN off, as Gmail does).
+  void set_offer_pipelining(bool offer);
+  void set_offer_smtputf8(bool offer);
+  void set_offer_dsn(bool offer);
+  // Bytes sent right after "220 2.0.0 Ready to start TLS", in the same write:
+  // a STARTTLS command-injection attempt the client must discard.
+  void inject_after_starttls(std::string bytes);
+
+  // --- what it saw ----------------------------------------------------------
+  std::vector<message> messages() const;
+  // True when at least `n` messages were delivered within `timeout`.
+  bool wait_for_messages(std::size_t n, std::chrono::milliseconds timeout) const;
+  // Every command line received outside DATA, in order, over all connections;
+  // AUTH data is shown as "AUTH XOAUTH2 ********" and the empty line a client
+  // sends in the XOAUTH2 error dance as "".
+  std::vector<std::string> commands() const;
+  std::size_t connections() const;
+  std::size_t tls_handshakes() const;  // completed
+  std::size_t auth_attempts() const;   // AUTH commands, with or without TLS
+  std::size_t logins() const;          // 235
+  std::size_t auth_failures() const;   // 535
+
+ private:
+  struct impl;
+  std::shared_ptr<impl> impl_;
+};
+
+}  // namespace oauth_relay::fakes
