@@ -14,7 +14,11 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "auth/http_client.hpp"
+#include "auth/token_manager.hpp"
+#include "auth/token_store.hpp"
 #include "config/log.hpp"
+#include "relay/delivery_scheduler.hpp"
 #include "relay/smtp_server.hpp"
 #include "relay/spool.hpp"
 
@@ -40,6 +44,10 @@ class service {
       : config_path_(std::move(config_path)),
         settings_(std::move(settings)),
         spool_(settings_.state_dir, io_.get_executor()),
+        token_store_(settings_.state_dir),
+        tokens_(io_.get_executor(), settings_, token_store_,
+                std::make_shared<auth::curl_http_client>()),
+        scheduler_(io_.get_executor(), spool_, tokens_, settings_),
         server_(io_, spool_, std::make_shared<relay::listener_config>(settings_)),
         signals_(io_, SIGTERM, SIGINT, SIGHUP),
         watchdog_timer_(io_),
@@ -53,6 +61,12 @@ class service {
       server_.listen(settings_.listen);
     }
     server_.start();
+    spool_.on_stored([this] { scheduler_.wake(); });
+    tokens_.on_state_change([this](const std::string& account, auth::token_state state) {
+      scheduler_.account_state_changed(account, state);
+    });
+    tokens_.start();
+    scheduler_.start();
     wait_for_signal();
     std::uint64_t watchdog_usec = 0;
     if (sd_watchdog_enabled(1, &watchdog_usec) > 0 && watchdog_usec > 0) {
@@ -122,6 +136,8 @@ class service {
       next.health_socket = settings_.health_socket;
       settings_ = next;
       server_.reconfigure(std::make_shared<relay::listener_config>(settings_));
+      tokens_.reconfigure(settings_);
+      scheduler_.reconfigure(settings_);
       log::notice("config_reloaded").kv("file", config_path_.string());
     }
     sd_notifyf(0, "READY=1\nSTATUS=%s", status_line().c_str());
@@ -132,7 +148,9 @@ class service {
     log::notice("stopping")
         .kv("signal", signal == SIGTERM ? "SIGTERM" : "SIGINT")
         .kv("sessions", server_.active_sessions());
+    scheduler_.stop();
     server_.stop(shutdown_grace, [this] {
+      tokens_.stop();
       signals_.cancel();
       watchdog_timer_.cancel();
       status_timer_.cancel();
@@ -161,6 +179,9 @@ class service {
   config::settings settings_;
   asio::io_context io_{1};
   relay::spool spool_;
+  auth::token_store token_store_;
+  auth::token_manager tokens_;
+  relay::delivery_scheduler scheduler_;
   relay::smtp_server server_;
   asio::signal_set signals_;
   asio::steady_timer watchdog_timer_;
@@ -179,7 +200,11 @@ int run(const std::filesystem::path& config_path, config::settings settings) {
     log::error("spool_unusable").kv("error", e.what());
     sd_notifyf(0, "STATUS=Failed: %s", e.what());
     return 1;
-  } catch (const std::system_error& e) {
+  } catch (const auth::token_store_error& e) {
+    log::error("token_store_unusable").kv("error", e.what());
+    sd_notifyf(0, "STATUS=Failed: %s", e.what());
+    return 1;
+  } catch (const std::exception& e) {
     log::error("startup_failed").kv("error", e.what());
     sd_notifyf(0, "STATUS=Failed: %s", e.what());
     return 1;

@@ -21,4 +21,11 @@ struct envelope {
   std::vector<recipient> recipients;
 };
 
+// A message the relay writes itself (a bounce), stored by the spool in the
+// same transaction as the delivery record that caused it.
+struct generated_message {
+  envelope env;
+  std::string content;
+};
+
 }  // namespace oauth_relay::relay

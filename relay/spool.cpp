@@ -20,6 +20,7 @@
 #include <boost/asio/prefer.hpp>
 
 #include "config/log.hpp"
+#include "config/private_file.hpp"
 #include "relay/message_id.hpp"
 
 namespace oauth_relay::relay {
@@ -311,9 +312,12 @@ struct spool::statements {
         update_message(db,
                        "UPDATE messages SET attempts = attempts + ?, next_attempt_ms = ?, "
                        "last_error = ? WHERE id = ?"),
-        delete_message(db, "DELETE FROM messages WHERE id = ? RETURNING content_file") {}
+        delete_message(db, "DELETE FROM messages WHERE id = ? RETURNING content_file"),
+        reschedule(db,
+                   "UPDATE messages SET next_attempt_ms = ?1 "
+                   "WHERE (?2 = '' OR account = ?2 COLLATE NOCASE) AND next_attempt_ms > ?1") {}
   statement begin, commit, rollback, insert_message, insert_recipient, due, recipients_of, next_due,
-      content, update_recipient, update_message, delete_message;
+      content, update_recipient, update_message, delete_message, reschedule;
 };
 
 // One unit of work for the writer thread. Tasks of a batch share one
@@ -607,6 +611,24 @@ struct record_task final : spool::task {
   void finish() override { done->post(std::move(result)); }
 };
 
+struct reschedule_task final : spool::task {
+  std::string account;
+  std::int64_t when_ms = 0;
+  std::unique_ptr<spool_completion<std::size_t>> done;
+  std::size_t result = 0;
+
+  int apply(spool& s) override {
+    auto& st = s.sql().reschedule;
+    st.bind(1, when_ms);
+    st.bind(2, std::string_view(account));
+    int rc = st.step_once();
+    result = static_cast<std::size_t>(sqlite3_changes(s.db()));
+    return rc;
+  }
+  void fail(int, std::string) override { result = 0; }
+  void finish() override { done->post(result); }
+};
+
 }  // namespace
 
 // ---------------------------------------------------------------- spool
@@ -621,13 +643,7 @@ spool::spool(const std::filesystem::path& state_dir, boost::asio::any_io_executo
   ::chmod(files_dir_.c_str(), 0700);
   const auto db_path = state_dir_ / "queue.db";
   const bool existed = std::filesystem::exists(db_path);
-  {
-    // SQLite creates the database with the process umask: make it 0600 first.
-    int fd = ::open(db_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) throw spool_error(db_path.string() + ": cannot open: " + std::strerror(errno));
-    ::fchmod(fd, 0600);
-    ::close(fd);
-  }
+  if (auto error = ensure_private_file(db_path); !error.empty()) throw spool_error(error);
   db_ = open_database(db_path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   try {
     // WAL + synchronous=FULL: each COMMIT is synced, readers never block the
@@ -764,6 +780,15 @@ void spool::enqueue_content(std::string id,
                             std::unique_ptr<spool_completion<std::optional<std::string>>> done) {
   auto t = std::make_unique<content_task>();
   t->id = std::move(id);
+  t->done = std::move(done);
+  enqueue(std::move(t));
+}
+
+void spool::enqueue_reschedule(std::string account, std::int64_t when_ms,
+                               std::unique_ptr<spool_completion<std::size_t>> done) {
+  auto t = std::make_unique<reschedule_task>();
+  t->account = std::move(account);
+  t->when_ms = when_ms;
   t->done = std::move(done);
   enqueue(std::move(t));
 }

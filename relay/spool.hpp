@@ -122,13 +122,6 @@ struct delivery_record {
   bool count_attempt = true;
 };
 
-// A message the relay writes itself (a bounce), stored in the same
-// transaction as the delivery record that caused it.
-struct generated_message {
-  envelope env;
-  std::string content;
-};
-
 // Completions of spool operations, type-erased and run on the handler's own
 // executor. (Boost 1.81's any_completion_handler recurses without end with
 // awaitable handlers, so this small version is used instead.)
@@ -227,6 +220,18 @@ class spool {
         token, std::move(record), std::move(bounce));
   }
 
+  // Makes the messages of `account` (all messages when empty) due at `when_ms`;
+  // completes with how many changed.
+  template <typename CompletionToken>
+  auto async_reschedule(std::string account, std::int64_t when_ms, CompletionToken&& token) {
+    return boost::asio::async_initiate<CompletionToken, void(std::size_t)>(
+        [this, when_ms](auto handler, std::string a) {
+          enqueue_reschedule(std::move(a), when_ms,
+                             make_completion<std::size_t>(std::move(handler)));
+        },
+        token, std::move(account));
+  }
+
   // Called on the executor after a commit stored new messages, so delivery
   // starts at once instead of on a polling interval.
   void on_stored(std::function<void()> callback);
@@ -248,6 +253,8 @@ class spool {
   void enqueue_next_due(std::unique_ptr<spool_completion<std::optional<std::int64_t>>> done);
   void enqueue_content(std::string id,
                        std::unique_ptr<spool_completion<std::optional<std::string>>> done);
+  void enqueue_reschedule(std::string account, std::int64_t when_ms,
+                          std::unique_ptr<spool_completion<std::size_t>> done);
   void enqueue_record(delivery_record record, std::optional<generated_message> bounce,
                       std::unique_ptr<spool_completion<store_result>> done);
   void writer_loop();

@@ -175,6 +175,112 @@ TEST_F(spool_test, concurrent_commits_are_all_stored) {
   EXPECT_EQ(reader.messages().size(), static_cast<std::size_t>(count));
 }
 
+// Runs one spool operation to its completion on the test's io_context.
+template <typename Result, typename Start>
+Result run_op(boost::asio::io_context& io, Start start) {
+  Result out{};
+  bool done = false;
+  start([&](Result r) {
+    out = std::move(r);
+    done = true;
+  });
+  io.restart();
+  while (!done) io.run_one();
+  return out;
+}
+
+TEST_F(spool_test, due_messages_then_records_move_and_finish_them) {
+  spool s(dir_, io_.get_executor());
+  auto draft = s.begin();
+  const std::string id = draft->id();
+  draft->append("Subject: x\r\n\r\nbody\r\n");
+  ASSERT_EQ(commit(s, std::move(draft), sample_envelope()).status, store_status::stored);
+  const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+
+  auto due =
+      run_op<std::vector<queued_message>>(io_, [&](auto h) { s.async_due(now + 1000, 10, {}, h); });
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due[0].id, id);
+  EXPECT_EQ(due[0].recipients.size(), 2u);
+  EXPECT_TRUE(run_op<std::vector<queued_message>>(io_, [&](auto h) {
+                s.async_due(now + 1000, 10, {id}, h);
+              }).empty());
+  EXPECT_EQ(run_op<std::optional<std::string>>(io_, [&](auto h) { s.async_content(id, h); }),
+            "Subject: x\r\n\r\nbody\r\n");
+
+  // First attempt: bob delivered, carol deferred.
+  delivery_record first;
+  first.id = id;
+  first.recipients = {{0, 1, "250 2.0.0 OK"}, {1, 0, "451 4.3.0 try later"}};
+  first.next_attempt_ms = now + 60000;
+  first.last_error = "451 4.3.0 try later";
+  EXPECT_EQ(
+      run_op<store_result>(io_, [&](auto h) { s.async_record(first, std::nullopt, h); }).status,
+      store_status::stored);
+  EXPECT_TRUE(run_op<std::vector<queued_message>>(io_, [&](auto h) {
+                s.async_due(now + 1000, 10, {}, h);
+              }).empty());
+  EXPECT_EQ(run_op<std::optional<std::int64_t>>(io_, [&](auto h) { s.async_next_due(h); }),
+            now + 60000);
+  {
+    spool_reader reader(dir_);
+    auto m = reader.messages().at(0);
+    EXPECT_EQ(m.attempts, 1);
+    EXPECT_EQ(m.last_error, "451 4.3.0 try later");
+    EXPECT_EQ(m.recipients[0].status, 1);
+    EXPECT_EQ(m.recipients[1].status, 0);
+  }
+
+  // Retry now; carol fails for good and the message leaves with a bounce.
+  EXPECT_EQ(
+      run_op<std::size_t>(io_, [&](auto h) { s.async_reschedule("alice@example.com", now, h); }),
+      1u);
+  EXPECT_EQ(
+      run_op<std::vector<queued_message>>(io_, [&](auto h) { s.async_due(now + 1000, 10, {}, h); })
+          .size(),
+      1u);
+  delivery_record last;
+  last.id = id;
+  last.finished = true;
+  last.recipients = {{1, 2, "550 5.1.1 no such user"}};
+  generated_message bounce;
+  bounce.env.account = "alice@example.com";
+  bounce.env.recipients = {recipient{"alice@example.com", {}}};
+  bounce.content = "bounce body\r\n";
+  EXPECT_EQ(run_op<store_result>(io_, [&](auto h) { s.async_record(last, bounce, h); }).status,
+            store_status::stored);
+  spool_reader reader(dir_);
+  auto left = reader.messages();
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_NE(left[0].id, id);
+  EXPECT_EQ(left[0].env.sender, "");
+  EXPECT_EQ(reader.content(left[0].id), "bounce body\r\n");
+}
+
+TEST_F(spool_test, finishing_a_large_message_removes_its_file) {
+  spool s(dir_, io_.get_executor());
+  auto draft = s.begin();
+  const std::string id = draft->id();
+  draft->append(std::string(2 * spool_memory_limit, 'L'));
+  ASSERT_EQ(commit(s, std::move(draft), sample_envelope()).status, store_status::stored);
+  ASSERT_TRUE(std::filesystem::exists(dir_ / "spool" / id));
+  EXPECT_EQ(
+      run_op<std::optional<std::string>>(io_, [&](auto h) { s.async_content(id, h); })->size(),
+      2 * spool_memory_limit);
+  delivery_record done;
+  done.id = id;
+  done.finished = true;
+  done.recipients = {{0, 1, "250 ok"}, {1, 1, "250 ok"}};
+  ASSERT_EQ(
+      run_op<store_result>(io_, [&](auto h) { s.async_record(done, std::nullopt, h); }).status,
+      store_status::stored);
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "spool" / id));
+  spool_reader reader(dir_);
+  EXPECT_TRUE(reader.messages().empty());
+}
+
 TEST_F(spool_test, damaged_database_is_refused_with_its_path) {
   std::filesystem::create_directories(dir_);
   std::ofstream(dir_ / "queue.db") << std::string(8192, 'Z');

@@ -1,0 +1,42 @@
+// Builds the delivery status notification (RFC 3464 inside RFC 6522
+// multipart/report) that tells an envelope sender which recipients failed.
+// Pure: the scheduler stores the result with the spool.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "relay/envelope.hpp"
+
+namespace oauth_relay::relay {
+
+struct failed_recipient {
+  recipient rcpt;
+  std::string status;      // RFC 3463 code, e.g. "5.1.1"
+  std::string diagnostic;  // the upstream's reply ("550-5.1.1 ..." joined) or the relay's reason
+  bool from_upstream = true;
+};
+
+struct bounce_input {
+  std::string reporting_host;     // the relay's hostname
+  std::string upstream_host;      // Remote-MTA when the reason came from upstream
+  std::string original_id;        // queue id of the failed message
+  std::int64_t arrival_time = 0;  // unix seconds
+  std::int64_t now = 0;           // unix seconds
+  envelope original;              // sender, account, DSN parameters
+  std::vector<failed_recipient> failed;
+  const std::string* original_content = nullptr;  // the message as queued
+};
+
+// Whether the sender asked not to hear about this recipient's failure
+// (NOTIFY=NEVER, or NOTIFY without FAILURE).
+bool wants_failure_notice(const recipient& rcpt);
+
+// Nothing when no notice is due: a null sender (bounces are never bounced)
+// or no recipient that wants one. Otherwise the bounce, from the null sender
+// to the original sender, through the original's account.
+std::optional<generated_message> make_bounce(const bounce_input& input);
+
+}  // namespace oauth_relay::relay
