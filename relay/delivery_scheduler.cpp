@@ -20,8 +20,10 @@ namespace {
 namespace asio = boost::asio;
 using asio::use_awaitable;
 
-// How many due messages one look at the spool takes.
+// How many due messages one look at the spool takes, and how many may wait
+// in memory at most (a large backlog is taken in slices, not all at once).
 constexpr std::size_t due_batch = 500;
+constexpr std::size_t max_claimed = 2000;
 // With mail in flight, look at the spool again this often even without a wake.
 constexpr auto busy_poll = std::chrono::seconds(1);
 // Without any queued mail, look at least this often (messages made due by
@@ -166,23 +168,56 @@ void delivery_scheduler::start_workers(const std::shared_ptr<account_queue>& q) 
 asio::awaitable<void> delivery_scheduler::dispatch_loop() {
   while (!stopping_) {
     wake_pending_ = false;
-    std::vector<std::string> busy(claimed_.begin(), claimed_.end());
-    auto due = co_await spool_.async_due(now_ms(), due_batch, std::move(busy), use_awaitable);
+    const std::size_t room = max_claimed - std::min(max_claimed, claimed_.size());
+    std::vector<queued_message> due;
+    if (room > 0) {
+      std::unordered_set<std::string> busy(claimed_);
+      due = co_await spool_.async_due(now_ms(), std::min(due_batch, room), std::move(busy),
+                                      use_awaitable);
+    }
     if (stopping_) break;
-    std::set<std::string> touched;
+
+    // An account nobody has authorized (or whose consent was revoked) cannot
+    // send: its mail is parked in one statement until a token arrives.
+    std::map<std::string, std::string> blocked;
+    for (const auto& status : tokens_.status()) {
+      if (status.state == auth::token_state::needs_reauth) {
+        blocked[status.address] = auth::needs_reauth_message(status.address);
+      } else if (status.state == auth::token_state::missing) {
+        blocked[status.address] = "account " + status.address +
+                                  " is not authorized yet: run \"oauth-relayctl authorize " +
+                                  status.address + "\"";
+      }
+    }
+    std::set<std::string> touched, parked;
     for (auto& m : due) {
+      if (blocked.count(m.env.account) != 0) {
+        parked.insert(m.env.account);
+        continue;
+      }
       if (!claimed_.insert(m.id).second) continue;
       auto q = queue_for(m.env.account);
       touched.insert(m.env.account);
       q->waiting.push_back(std::move(m));
     }
     for (const auto& account : touched) start_workers(queues_[account]);
+    for (const auto& account : parked) {
+      const auto until =
+          now_ms() +
+          std::chrono::duration_cast<std::chrono::milliseconds>(settings_.queue.retry_max).count();
+      const std::string reason = blocked[account];
+      const auto count = co_await spool_.async_postpone(account, until, reason, use_awaitable);
+      log::warning("account_mail_waiting")
+          .kv("account", account)
+          .kv("messages", count)
+          .kv("reason", reason);
+    }
     if (wake_pending_) continue;
 
     auto next = co_await spool_.async_next_due(use_awaitable);
     if (stopping_ || wake_pending_) continue;
     auto delay = std::chrono::milliseconds(idle_poll);
-    if (due.size() == due_batch) {
+    if (room > 0 && due.size() == std::min(due_batch, room) && parked.empty()) {
       delay = std::chrono::milliseconds(0);
     } else if (next) {
       const auto until = std::chrono::milliseconds(std::max<std::int64_t>(0, *next - now_ms()));

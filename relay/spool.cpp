@@ -313,11 +313,14 @@ struct spool::statements {
                        "UPDATE messages SET attempts = attempts + ?, next_attempt_ms = ?, "
                        "last_error = ? WHERE id = ?"),
         delete_message(db, "DELETE FROM messages WHERE id = ? RETURNING content_file"),
+        postpone(db,
+                 "UPDATE messages SET next_attempt_ms = ?1, last_error = ?3 "
+                 "WHERE account = ?2 COLLATE NOCASE AND next_attempt_ms < ?1"),
         reschedule(db,
                    "UPDATE messages SET next_attempt_ms = ?1 "
                    "WHERE (?2 = '' OR account = ?2 COLLATE NOCASE) AND next_attempt_ms > ?1") {}
   statement begin, commit, rollback, insert_message, insert_recipient, due, recipients_of, next_due,
-      content, update_recipient, update_message, delete_message, reschedule;
+      content, update_recipient, update_message, delete_message, postpone, reschedule;
 };
 
 // One unit of work for the writer thread. Tasks of a batch share one
@@ -485,7 +488,7 @@ void insert_task::committed(spool&) {
 struct due_task final : spool::task {
   std::int64_t now_ms = 0;
   std::size_t limit = 0;
-  std::vector<std::string> busy;
+  std::unordered_set<std::string> busy;
   std::unique_ptr<spool_completion<std::vector<queued_message>>> done;
   std::vector<queued_message> result;
 
@@ -498,7 +501,7 @@ struct due_task final : spool::task {
     int rc;
     while ((rc = sqlite3_step(st.due.get())) == SQLITE_ROW) {
       auto q = read_message_row(st.due.get());
-      if (std::find(busy.begin(), busy.end(), q.id) != busy.end()) continue;
+      if (busy.count(q.id) != 0) continue;
       if (result.size() < limit) result.push_back(std::move(q));
     }
     sqlite3_reset(st.due.get());
@@ -609,6 +612,26 @@ struct record_task final : spool::task {
   }
   void fail(int rc, std::string detail) override { result = failure_from(rc, std::move(detail)); }
   void finish() override { done->post(std::move(result)); }
+};
+
+struct postpone_task final : spool::task {
+  std::string account;
+  std::int64_t until_ms = 0;
+  std::string reason;
+  std::unique_ptr<spool_completion<std::size_t>> done;
+  std::size_t result = 0;
+
+  int apply(spool& s) override {
+    auto& st = s.sql().postpone;
+    st.bind(1, until_ms);
+    st.bind(2, std::string_view(account));
+    st.bind(3, std::string_view(reason));
+    int rc = st.step_once();
+    result = static_cast<std::size_t>(sqlite3_changes(s.db()));
+    return rc;
+  }
+  void fail(int, std::string) override { result = 0; }
+  void finish() override { done->post(result); }
 };
 
 struct reschedule_task final : spool::task {
@@ -760,7 +783,7 @@ void spool::enqueue_insert(std::unique_ptr<spool_draft> draft, envelope env,
   enqueue(std::move(t));
 }
 
-void spool::enqueue_due(std::int64_t now, std::size_t limit, std::vector<std::string> busy,
+void spool::enqueue_due(std::int64_t now, std::size_t limit, std::unordered_set<std::string> busy,
                         std::unique_ptr<spool_completion<std::vector<queued_message>>> done) {
   auto t = std::make_unique<due_task>();
   t->now_ms = now;
@@ -780,6 +803,16 @@ void spool::enqueue_content(std::string id,
                             std::unique_ptr<spool_completion<std::optional<std::string>>> done) {
   auto t = std::make_unique<content_task>();
   t->id = std::move(id);
+  t->done = std::move(done);
+  enqueue(std::move(t));
+}
+
+void spool::enqueue_postpone(std::string account, std::int64_t until_ms, std::string reason,
+                             std::unique_ptr<spool_completion<std::size_t>> done) {
+  auto t = std::make_unique<postpone_task>();
+  t->account = std::move(account);
+  t->until_ms = until_ms;
+  t->reason = std::move(reason);
   t->done = std::move(done);
   enqueue(std::move(t));
 }

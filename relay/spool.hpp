@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -177,10 +178,10 @@ class spool {
   // Messages whose next attempt is due at `now_ms`, oldest first, at most
   // `limit`, leaving out `busy` ones (already being delivered).
   template <typename CompletionToken>
-  auto async_due(std::int64_t now_ms, std::size_t limit, std::vector<std::string> busy,
+  auto async_due(std::int64_t now_ms, std::size_t limit, std::unordered_set<std::string> busy,
                  CompletionToken&& token) {
     return boost::asio::async_initiate<CompletionToken, void(std::vector<queued_message>)>(
-        [this, now_ms, limit](auto handler, std::vector<std::string> b) {
+        [this, now_ms, limit](auto handler, std::unordered_set<std::string> b) {
           enqueue_due(now_ms, limit, std::move(b),
                       make_completion<std::vector<queued_message>>(std::move(handler)));
         },
@@ -232,6 +233,19 @@ class spool {
         token, std::move(account));
   }
 
+  // Puts off the due messages of `account` until `until_ms` with `reason` as
+  // their last error, in one statement (an account that cannot send at all).
+  template <typename CompletionToken>
+  auto async_postpone(std::string account, std::int64_t until_ms, std::string reason,
+                      CompletionToken&& token) {
+    return boost::asio::async_initiate<CompletionToken, void(std::size_t)>(
+        [this, until_ms](auto handler, std::string a, std::string r) {
+          enqueue_postpone(std::move(a), until_ms, std::move(r),
+                           make_completion<std::size_t>(std::move(handler)));
+        },
+        token, std::move(account), std::move(reason));
+  }
+
   // Called on the executor after a commit stored new messages, so delivery
   // starts at once instead of on a polling interval.
   void on_stored(std::function<void()> callback);
@@ -248,7 +262,9 @@ class spool {
   void enqueue(std::unique_ptr<task> t);
   void enqueue_insert(std::unique_ptr<spool_draft> draft, envelope env,
                       std::unique_ptr<spool_completion<store_result>> done);
-  void enqueue_due(std::int64_t now_ms, std::size_t limit, std::vector<std::string> busy,
+  void enqueue_postpone(std::string account, std::int64_t until_ms, std::string reason,
+                        std::unique_ptr<spool_completion<std::size_t>> done);
+  void enqueue_due(std::int64_t now_ms, std::size_t limit, std::unordered_set<std::string> busy,
                    std::unique_ptr<spool_completion<std::vector<queued_message>>> done);
   void enqueue_next_due(std::unique_ptr<spool_completion<std::optional<std::int64_t>>> done);
   void enqueue_content(std::string id,

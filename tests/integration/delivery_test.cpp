@@ -177,6 +177,7 @@ TEST_F(delivery, revoked_token_waits_for_reauthorization_then_goes_out_without_r
   oauth_.expire_access_tokens();
   ASSERT_EQ(send({"a@example.org"}, "Subject: waits\r\n\r\nx\r\n").code, 250);
   ASSERT_TRUE(relay_->wait_for_log("needs re-authorization", 10s)) << relay_->log();
+  ASSERT_TRUE(relay_->wait_for_log("event=account_mail_waiting", 10s)) << relay_->log();
   EXPECT_NE(relay_->log().find("oauth-relayctl authorize sender@example.com"), std::string::npos);
   std::this_thread::sleep_for(2s);
   EXPECT_EQ(gmail_->messages().size(), 0u);
