@@ -24,6 +24,9 @@ using asio::use_awaitable;
 // in memory at most (a large backlog is taken in slices, not all at once).
 constexpr std::size_t due_batch = 500;
 constexpr std::size_t max_claimed = 2000;
+// Wakes that come faster than this are merged into one look at the spool, so
+// a burst of incoming mail costs a few queries, not one per commit.
+constexpr auto min_pass_interval = std::chrono::milliseconds(25);
 // With mail in flight, look at the spool again this often even without a wake.
 constexpr auto busy_poll = std::chrono::seconds(1);
 // Without any queued mail, look at least this often (messages made due by
@@ -166,7 +169,14 @@ void delivery_scheduler::start_workers(const std::shared_ptr<account_queue>& q) 
 }
 
 asio::awaitable<void> delivery_scheduler::dispatch_loop() {
+  auto last_pass = std::chrono::steady_clock::now() - min_pass_interval;
   while (!stopping_) {
+    if (auto since = std::chrono::steady_clock::now() - last_pass; since < min_pass_interval) {
+      wake_timer_.expires_after(min_pass_interval - since);
+      co_await wake_timer_.async_wait(asio::as_tuple(use_awaitable));
+      if (stopping_) break;
+    }
+    last_pass = std::chrono::steady_clock::now();
     wake_pending_ = false;
     const std::size_t room = max_claimed - std::min(max_claimed, claimed_.size());
     std::vector<queued_message> due;

@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS recipients(
   PRIMARY KEY(message_id, position)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS messages_due ON messages(next_attempt_ms);
+CREATE INDEX IF NOT EXISTS messages_account_due ON messages(account COLLATE NOCASE, next_attempt_ms);
 PRAGMA user_version = 1;
 )sql";
 
