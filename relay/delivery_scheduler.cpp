@@ -63,12 +63,18 @@ std::string status_of(const std::string& reply_text, const char* fallback) {
 
 struct delivery_scheduler::account_queue {
   explicit account_queue(asio::any_io_executor ex, std::string a)
-      : account(std::move(a)), work_arrived(ex) {}
+      : account(std::move(a)), executor(std::move(ex)) {}
   std::string account;
   std::deque<queued_message> waiting;
   std::size_t workers = 0;
   std::size_t idle_workers = 0;
-  asio::steady_timer work_arrived;  // idle workers wait on it; cancelled when work comes
+  asio::any_io_executor executor;
+  // Each idle worker waits on its own timer (a shared one would wake them all
+  // whenever one re-arms it); cancelled when work comes.
+  std::set<asio::steady_timer*> idle_timers;
+  void wake_idle() {
+    for (auto* t : idle_timers) t->cancel();
+  }
 };
 
 struct delivery_scheduler::connection_result {
@@ -133,7 +139,7 @@ void delivery_scheduler::reconfigure(const config::settings& settings) {
 void delivery_scheduler::stop() {
   stopping_ = true;
   wake_timer_.cancel();
-  for (auto& [account, q] : queues_) q->work_arrived.cancel();
+  for (auto& [account, q] : queues_) q->wake_idle();
   for (auto* client : open_) client->close();
 }
 
@@ -152,7 +158,7 @@ std::shared_ptr<delivery_scheduler::account_queue> delivery_scheduler::queue_for
 }
 
 void delivery_scheduler::start_workers(const std::shared_ptr<account_queue>& q) {
-  if (q->idle_workers > 0) q->work_arrived.cancel();
+  if (q->idle_workers > 0) q->wake_idle();
   const std::size_t wanted = std::min(settings_.upstream.max_connections,
                                       q->waiting.size() + q->workers - q->idle_workers);
   while (q->workers < wanted) {
@@ -305,10 +311,18 @@ asio::awaitable<void> delivery_scheduler::worker(std::shared_ptr<account_queue> 
   while (!stopping_) {
     if (q->waiting.empty()) {
       if (!connection) break;
-      ++q->idle_workers;
-      q->work_arrived.expires_after(connection_idle);
-      co_await q->work_arrived.async_wait(asio::as_tuple(use_awaitable));
-      --q->idle_workers;
+      // Keep the connection for the next message; woken for work another
+      // worker already took, wait on until the idle time is really over.
+      const auto idle_until = std::chrono::steady_clock::now() + connection_idle;
+      asio::steady_timer idle(q->executor);
+      while (q->waiting.empty() && !stopping_ && std::chrono::steady_clock::now() < idle_until) {
+        ++q->idle_workers;
+        q->idle_timers.insert(&idle);
+        idle.expires_at(idle_until);
+        co_await idle.async_wait(asio::as_tuple(use_awaitable));
+        q->idle_timers.erase(&idle);
+        --q->idle_workers;
+      }
       if (q->waiting.empty()) break;
       continue;
     }
