@@ -37,7 +37,7 @@ CREATE TABLE IF NOT EXISTS messages(
   dsn_ret INTEGER NOT NULL,
   envid TEXT NOT NULL,
   size INTEGER NOT NULL,
-  content BLOB,
+  content_id INTEGER,
   content_file TEXT,
   attempts INTEGER NOT NULL DEFAULT 0,
   next_attempt_ms INTEGER NOT NULL,
@@ -53,10 +53,28 @@ CREATE TABLE IF NOT EXISTS recipients(
   last_reply TEXT NOT NULL DEFAULT '',
   PRIMARY KEY(message_id, position)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS contents(
+  id INTEGER PRIMARY KEY,
+  data BLOB NOT NULL
+);
 CREATE INDEX IF NOT EXISTS messages_due ON messages(next_attempt_ms);
 CREATE INDEX IF NOT EXISTS messages_account_due ON messages(account COLLATE NOCASE, next_attempt_ms);
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;
 )sql";
+
+// Version 1 kept the content inside the message row, so every change of a
+// message's schedule rewrote its content and every scan of the queue read it.
+constexpr const char* migrate_from_1 = R"sql(
+BEGIN IMMEDIATE;
+CREATE TABLE contents(id INTEGER PRIMARY KEY, data BLOB NOT NULL);
+ALTER TABLE messages ADD COLUMN content_id INTEGER;
+INSERT INTO contents(id, data) SELECT rowid, content FROM messages WHERE content IS NOT NULL;
+UPDATE messages SET content_id = rowid WHERE content IS NOT NULL;
+ALTER TABLE messages DROP COLUMN content;
+PRAGMA user_version = 2;
+COMMIT;
+)sql";
+constexpr int schema_version = 2;
 
 // NOTIFY flags as stored: bit 0 specified, 1 never, 2 success, 3 failure, 4 delay.
 int encode_notify(const smtp::dsn_notify& n) {
@@ -259,7 +277,9 @@ std::vector<queued_message> spool_reader::messages() {
 }
 
 std::optional<std::string> spool_reader::content(const std::string& id) {
-  statement s(db_, "SELECT content, content_file FROM messages WHERE id = ?");
+  statement s(db_,
+              "SELECT c.data, m.content_file FROM messages m LEFT JOIN contents c "
+              "ON c.id = m.content_id WHERE m.id = ?");
   s.bind(1, std::string_view(id));
   if (sqlite3_step(s.get()) != SQLITE_ROW) return std::nullopt;
   if (sqlite3_column_type(s.get(), 0) == SQLITE_BLOB) {
@@ -293,7 +313,7 @@ struct spool::statements {
         rollback(db, "ROLLBACK"),
         insert_message(db,
                        "INSERT INTO messages(id, received_at, sender, account, body_type, "
-                       "smtputf8, dsn_ret, envid, size, content, content_file, next_attempt_ms) "
+                       "smtputf8, dsn_ret, envid, size, content_id, content_file, next_attempt_ms) "
                        "VALUES(?,?,?,?,?,?,?,?,?,?,?,?)"),
         insert_recipient(db,
                          "INSERT INTO recipients(message_id, position, address, notify, orcpt) "
@@ -306,22 +326,27 @@ struct spool::statements {
                       "SELECT address, notify, orcpt, status, last_reply FROM recipients "
                       "WHERE message_id = ? ORDER BY position"),
         next_due(db, "SELECT min(next_attempt_ms) FROM messages"),
-        content(db, "SELECT content, content_file FROM messages WHERE id = ?"),
+        content(db,
+                "SELECT c.data, m.content_file FROM messages m LEFT JOIN contents c "
+                "ON c.id = m.content_id WHERE m.id = ?"),
+        insert_content(db, "INSERT INTO contents(data) VALUES(?)"),
+        delete_content(db, "DELETE FROM contents WHERE id = ?"),
         update_recipient(db,
                          "UPDATE recipients SET status = ?, last_reply = ? "
                          "WHERE message_id = ? AND position = ?"),
         update_message(db,
                        "UPDATE messages SET attempts = attempts + ?, next_attempt_ms = ?, "
                        "last_error = ? WHERE id = ?"),
-        delete_message(db, "DELETE FROM messages WHERE id = ? RETURNING content_file"),
+        delete_message(db, "DELETE FROM messages WHERE id = ? RETURNING content_file, content_id"),
         postpone(db,
                  "UPDATE messages SET next_attempt_ms = ?1, last_error = ?3 "
-                 "WHERE account = ?2 COLLATE NOCASE AND next_attempt_ms < ?1"),
+                 "WHERE account = ?2 COLLATE NOCASE AND next_attempt_ms <= ?4"),
         reschedule(db,
                    "UPDATE messages SET next_attempt_ms = ?1 "
                    "WHERE (?2 = '' OR account = ?2 COLLATE NOCASE) AND next_attempt_ms > ?1") {}
   statement begin, commit, rollback, insert_message, insert_recipient, due, recipients_of, next_due,
-      content, update_recipient, update_message, delete_message, postpone, reschedule;
+      content, insert_content, delete_content, update_recipient, update_message, delete_message,
+      postpone, reschedule;
 };
 
 // One unit of work for the writer thread. Tasks of a batch share one
@@ -404,15 +429,22 @@ int insert_message(spool::statements& st, const std::string& id, const envelope&
   m.bind(7, static_cast<std::int64_t>(env.params.ret));
   m.bind(8, std::string_view(env.params.envid));
   m.bind(9, static_cast<std::int64_t>(size));
+  int rc = SQLITE_DONE;
   if (in_file) {
     m.bind_null(10);
     m.bind(11, std::string_view(id));
   } else {
-    m.bind_blob(10, memory_content);
+    // The content has a table of its own: the message row stays small, so
+    // scheduling changes and queue scans never touch the content's pages.
+    auto& c = st.insert_content;
+    c.bind_blob(1, memory_content);
+    rc = c.step_once();
+    if (rc != SQLITE_DONE) return rc;
+    m.bind(10, static_cast<std::int64_t>(sqlite3_last_insert_rowid(sqlite3_db_handle(c.get()))));
     m.bind_null(11);
   }
   m.bind(12, received_ms);
-  int rc = m.step_once();
+  rc = m.step_once();
   if (rc != SQLITE_DONE) return rc;
   std::int64_t position = 0;
   for (const auto& r : env.recipients) {
@@ -532,6 +564,26 @@ struct next_due_task final : spool::task {
   void finish() override { done->post(result); }
 };
 
+// Deletes a message row, its recipients and its content row; `removed_file`
+// gets the name of a content file to unlink once the transaction commits.
+int delete_message_row(spool::statements& st, const std::string& id, std::string& removed_file) {
+  auto& del = st.delete_message;
+  del.bind(1, std::string_view(id));
+  std::optional<std::int64_t> content_id;
+  int rc = sqlite3_step(del.get());
+  if (rc == SQLITE_ROW) {
+    removed_file = column_text(del.get(), 0);
+    if (sqlite3_column_type(del.get(), 1) != SQLITE_NULL)
+      content_id = sqlite3_column_int64(del.get(), 1);
+    rc = sqlite3_step(del.get());
+  }
+  sqlite3_reset(del.get());
+  sqlite3_clear_bindings(del.get());
+  if (rc != SQLITE_DONE || !content_id) return rc;
+  st.delete_content.bind(1, *content_id);
+  return st.delete_content.step_once();
+}
+
 struct content_task final : spool::task {
   std::string id;
   std::unique_ptr<spool_completion<std::optional<std::string>>> done;
@@ -584,13 +636,7 @@ struct record_task final : spool::task {
     if (record.finished) {
       auto& del = st.delete_message;
       del.bind(1, std::string_view(record.id));
-      int rc = sqlite3_step(del.get());
-      if (rc == SQLITE_ROW) {
-        removed_file = column_text(del.get(), 0);
-        rc = sqlite3_step(del.get());
-      }
-      sqlite3_reset(del.get());
-      sqlite3_clear_bindings(del.get());
+      int rc = delete_message_row(st, record.id, removed_file);
       if (rc != SQLITE_DONE) return rc;
     } else {
       auto& up = st.update_message;
@@ -627,6 +673,8 @@ struct postpone_task final : spool::task {
     st.bind(1, until_ms);
     st.bind(2, std::string_view(account));
     st.bind(3, std::string_view(reason));
+    // Only what is due now: mail parked earlier is not rewritten again.
+    st.bind(4, now_ms());
     int rc = st.step_once();
     result = static_cast<std::size_t>(sqlite3_changes(s.db()));
     return rc;
@@ -683,6 +731,18 @@ spool::spool(const std::filesystem::path& state_dir, boost::asio::any_io_executo
                           "refusing to start so no queued mail is lost. Move it aside and "
                           "recover it with `sqlite3 queue.db .recover`");
       }
+    }
+    statement version_query(db_, "PRAGMA user_version");
+    const int version = sqlite3_step(version_query.get()) == SQLITE_ROW
+                            ? sqlite3_column_int(version_query.get(), 0)
+                            : 0;
+    if (version > schema_version) {
+      throw spool_error(db_path.string() + ": written by a newer oauth-relay (schema version " +
+                        std::to_string(version) + "); refusing to start so no queued mail is lost");
+    }
+    if (version == 1) {
+      exec(db_, migrate_from_1);
+      log::info("spool_migrated").kv("from", 1).kv("to", schema_version);
     }
     exec(db_, schema);
     statements_ = std::make_unique<statements>(db_);

@@ -3,6 +3,7 @@
 #include "relay/spool.hpp"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <sys/stat.h>
 
 #include <filesystem>
@@ -291,6 +292,122 @@ TEST_F(spool_test, damaged_database_is_refused_with_its_path) {
     EXPECT_NE(std::string(e.what()).find((dir_ / "queue.db").string()), std::string::npos)
         << e.what();
   }
+}
+
+// One value from the spool's database, read with a connection of the test's own.
+std::int64_t query_int(const std::filesystem::path& db_path, const char* sql) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  EXPECT_EQ(sqlite3_prepare_v2(db, sql, -1, &stmt, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+  std::int64_t value = -1;
+  if (sqlite3_step(stmt) == SQLITE_ROW) value = sqlite3_column_int64(stmt, 0);
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return value;
+}
+
+void exec_sql(const std::filesystem::path& db_path, const char* sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(db_path.c_str(), &db), SQLITE_OK);
+  char* error = nullptr;
+  ASSERT_EQ(sqlite3_exec(db, sql, nullptr, nullptr, &error), SQLITE_OK) << error;
+  sqlite3_close(db);
+}
+
+TEST_F(spool_test, finished_messages_leave_no_content_behind) {
+  spool s(dir_, io_.get_executor());
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    auto draft = s.begin();
+    ids.push_back(draft->id());
+    draft->append("Subject: " + std::to_string(i) + "\r\n\r\nbody\r\n");
+    ASSERT_EQ(commit(s, std::move(draft), sample_envelope()).status, store_status::stored);
+  }
+  EXPECT_EQ(query_int(dir_ / "queue.db", "SELECT count(*) FROM contents"), 3);
+  for (const auto& id : {ids[0], ids[2]}) {
+    delivery_record done;
+    done.id = id;
+    done.finished = true;
+    done.recipients = {{0, 1, "250 ok"}, {1, 1, "250 ok"}};
+    ASSERT_EQ(
+        run_op<store_result>(io_, [&](auto h) { s.async_record(done, std::nullopt, h); }).status,
+        store_status::stored);
+  }
+  EXPECT_EQ(query_int(dir_ / "queue.db", "SELECT count(*) FROM contents"), 1);
+  EXPECT_EQ(run_op<std::optional<std::string>>(io_, [&](auto h) { s.async_content(ids[1], h); }),
+            "Subject: 1\r\n\r\nbody\r\n");
+}
+
+TEST_F(spool_test, postpone_moves_only_the_mail_that_is_due) {
+  spool s(dir_, io_.get_executor());
+  auto store_one = [&] {
+    auto draft = s.begin();
+    draft->append("Subject: x\r\n\r\nbody\r\n");
+    ASSERT_EQ(commit(s, std::move(draft), sample_envelope()).status, store_status::stored);
+  };
+  store_one();
+  store_one();
+  const auto hour_later = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count() +
+                          3600 * 1000;
+  EXPECT_EQ(
+      run_op<std::size_t>(
+          io_, [&](auto h) { s.async_postpone("alice@example.com", hour_later, "no token", h); }),
+      2u);
+  store_one();
+  // The two parked an hour ago are not rewritten; only the new one is due.
+  EXPECT_EQ(
+      run_op<std::size_t>(
+          io_,
+          [&](auto h) { s.async_postpone("ALICE@example.com", hour_later + 1, "no token", h); }),
+      1u);
+  spool_reader reader(dir_);
+  for (const auto& m : reader.messages()) EXPECT_EQ(m.last_error, "no token");
+}
+
+TEST_F(spool_test, version_1_database_is_migrated_with_its_mail) {
+  std::filesystem::create_directories(dir_);
+  exec_sql(dir_ / "queue.db", R"sql(
+    CREATE TABLE messages(id TEXT PRIMARY KEY, received_at INTEGER NOT NULL, sender TEXT NOT NULL,
+      account TEXT NOT NULL, body_type INTEGER NOT NULL, smtputf8 INTEGER NOT NULL,
+      dsn_ret INTEGER NOT NULL, envid TEXT NOT NULL, size INTEGER NOT NULL, content BLOB,
+      content_file TEXT, attempts INTEGER NOT NULL DEFAULT 0, next_attempt_ms INTEGER NOT NULL,
+      last_error TEXT NOT NULL DEFAULT '');
+    CREATE TABLE recipients(message_id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+      position INTEGER NOT NULL, address TEXT NOT NULL, notify INTEGER NOT NULL,
+      orcpt TEXT NOT NULL, status INTEGER NOT NULL DEFAULT 0,
+      last_reply TEXT NOT NULL DEFAULT '', PRIMARY KEY(message_id, position)) WITHOUT ROWID;
+    INSERT INTO messages VALUES('m1', 1, 'a@example.com', 'a@example.com', 0, 0, 0, '', 8,
+      CAST('old mail' AS BLOB), NULL, 2, 5, 'x');
+    INSERT INTO recipients VALUES('m1', 0, 'b@example.org', 0, '', 0, '');
+    PRAGMA user_version = 1;
+  )sql");
+  {
+    spool s(dir_, io_.get_executor());
+    EXPECT_EQ(run_op<std::optional<std::string>>(io_, [&](auto h) { s.async_content("m1", h); }),
+              "old mail");
+  }
+  EXPECT_EQ(query_int(dir_ / "queue.db", "PRAGMA user_version"), 2);
+  spool_reader reader(dir_);
+  auto messages = reader.messages();
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_EQ(messages[0].attempts, 2);
+  EXPECT_EQ(messages[0].recipients.at(0).rcpt.address, "b@example.org");
+  EXPECT_EQ(reader.content("m1"), "old mail");
+}
+
+TEST_F(spool_test, database_of_a_newer_version_is_refused) {
+  std::filesystem::create_directories(dir_);
+  exec_sql(dir_ / "queue.db", "CREATE TABLE t(x); PRAGMA user_version = 99;");
+  try {
+    spool s(dir_, io_.get_executor());
+    FAIL() << "a database of a newer version was opened";
+  } catch (const spool_error& e) {
+    EXPECT_NE(std::string(e.what()).find("newer oauth-relay"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(query_int(dir_ / "queue.db", "PRAGMA user_version"), 99);
 }
 
 }  // namespace
