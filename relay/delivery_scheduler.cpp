@@ -24,6 +24,11 @@ using asio::use_awaitable;
 // in memory at most (a large backlog is taken in slices, not all at once).
 constexpr std::size_t due_batch = 500;
 constexpr std::size_t max_claimed = 2000;
+// While this many claimed messages wait in memory for a connection, the spool
+// is not asked for more: workers wake the dispatcher when the backlog runs
+// low. Under load this spares a query per commit that would step over every
+// claimed row again.
+constexpr std::size_t refill_below = 250;
 // Wakes that come faster than this are merged into one look at the spool, so
 // a burst of incoming mail costs a few queries, not one per commit.
 constexpr auto min_pass_interval = std::chrono::milliseconds(25);
@@ -143,6 +148,12 @@ void delivery_scheduler::stop() {
   for (auto* client : open_) client->close();
 }
 
+std::size_t delivery_scheduler::waiting_total() const {
+  std::size_t n = 0;
+  for (const auto& [account, q] : queues_) n += q->waiting.size();
+  return n;
+}
+
 std::chrono::milliseconds delivery_scheduler::backoff(int attempts) const {
   auto delay = std::chrono::duration_cast<std::chrono::milliseconds>(settings_.queue.retry_initial);
   const auto max = std::chrono::duration_cast<std::chrono::milliseconds>(settings_.queue.retry_max);
@@ -185,8 +196,9 @@ asio::awaitable<void> delivery_scheduler::dispatch_loop() {
     last_pass = std::chrono::steady_clock::now();
     wake_pending_ = false;
     const std::size_t room = max_claimed - std::min(max_claimed, claimed_.size());
+    const bool backlog = waiting_total() >= refill_below;
     std::vector<queued_message> due;
-    if (room > 0) {
+    if (room > 0 && !backlog) {
       std::unordered_set<std::string> busy(claimed_);
       due = co_await spool_.async_due(now_ms(), std::min(due_batch, room), std::move(busy),
                                       use_awaitable);
@@ -233,7 +245,9 @@ asio::awaitable<void> delivery_scheduler::dispatch_loop() {
     auto next = co_await spool_.async_next_due(use_awaitable);
     if (stopping_ || wake_pending_) continue;
     auto delay = std::chrono::milliseconds(idle_poll);
-    if (room > 0 && due.size() == std::min(due_batch, room) && parked.empty()) {
+    if (backlog) {
+      delay = std::chrono::milliseconds(busy_poll);  // a worker wakes us sooner
+    } else if (room > 0 && due.size() == std::min(due_batch, room) && parked.empty()) {
       delay = std::chrono::milliseconds(0);
     } else if (next) {
       const auto until = std::chrono::milliseconds(std::max<std::int64_t>(0, *next - now_ms()));
@@ -328,6 +342,7 @@ asio::awaitable<void> delivery_scheduler::worker(std::shared_ptr<account_queue> 
     }
     queued_message m = std::move(q->waiting.front());
     q->waiting.pop_front();
+    if (!wake_pending_ && waiting_total() + 1 == refill_below) wake();
 
     auto content = co_await spool_.async_content(m.id, use_awaitable);
     if (!content) {
@@ -360,6 +375,7 @@ asio::awaitable<void> delivery_scheduler::worker(std::shared_ptr<account_queue> 
         std::deque<queued_message> all;
         all.swap(q->waiting);
         all.push_front(std::move(m));
+        wake();  // the backlog in memory is gone: other accounts may need more
         for (auto& each : all) co_await record(each, nullptr, opened.error, opened.delay, nullptr);
         break;
       }
@@ -380,12 +396,26 @@ asio::awaitable<void> delivery_scheduler::worker(std::shared_ptr<account_queue> 
     counters_.delivery_seconds.push_back(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     if (counters_.delivery_seconds.size() > 100000) counters_.delivery_seconds.clear();
-    co_await record(m, &result, result.message, std::chrono::milliseconds(-1), &*content);
+    // The next message need not wait for this one's sync: the outcome is
+    // recorded on the side (group-committed with others) while the
+    // connection goes on. Until it is stored the message stays claimed; a
+    // crash before then sends it again, which Gmail's 250 already allows.
+    std::optional<std::string> kept;
+    if (!result.all_delivered()) kept = std::move(content);  // a bounce may quote it
+    asio::co_spawn(executor_, record_later(std::move(m), std::move(result), std::move(kept)),
+                   asio::detached);
   }
   co_await close_connection();
   --q->workers;
   // Work that arrived while this worker was leaving is not stranded.
   if (!stopping_ && !q->waiting.empty()) start_workers(q);
+}
+
+asio::awaitable<void> delivery_scheduler::record_later(queued_message m, send_result result,
+                                                       std::optional<std::string> content) {
+  const std::string deferral = result.message;
+  co_await record(m, &result, deferral, std::chrono::milliseconds(-1),
+                  content ? &*content : nullptr);
 }
 
 asio::awaitable<void> delivery_scheduler::record(const queued_message& m, const send_result* result,

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <unordered_set>
@@ -66,6 +67,9 @@ class delivery_scheduler {
   boost::asio::awaitable<void> dispatch_loop();
   boost::asio::awaitable<void> worker(std::shared_ptr<account_queue> queue);
   boost::asio::awaitable<connection_result> open_connection(const std::string& account);
+  std::size_t waiting_total() const;  // claimed messages not yet on a connection
+  boost::asio::awaitable<void> record_later(queued_message message, send_result result,
+                                            std::optional<std::string> content);
   boost::asio::awaitable<void> record(const queued_message& message, const send_result* result,
                                       const std::string& deferral, std::chrono::milliseconds delay,
                                       const std::string* content);

@@ -526,6 +526,9 @@ asio::awaitable<void> fake_gmail::impl::accept_loop() {
     auto [ec, socket] = co_await acceptor_.async_accept(asio::as_tuple(asio::use_awaitable));
     if (ec) co_return;
     ++connections_;
+    // As Google's servers do: replies are not held back waiting for ACKs.
+    boost::system::error_code ignored;
+    socket.set_option(asio::ip::tcp::no_delay(true), ignored);
     asio::co_spawn(ioc_, run_session(std::make_shared<session>(*this, std::move(socket))),
                    asio::detached);
   }

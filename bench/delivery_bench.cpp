@@ -1,0 +1,273 @@
+// delivery-bench: end-to-end figures for delivery to Gmail. Starts the in-repo
+// fake Gmail (STARTTLS, XOAUTH2) and fake token endpoint, runs the real
+// oauth-relayd against them and smtp-load against it, and reports accepted
+// and delivered messages per second, upstream logins per 1,000 messages and
+// the latency of the applications' 250 replies.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "auth/token_store.hpp"
+#include "fakes/fake_gmail.hpp"
+#include "fakes/fake_oauth.hpp"
+#include "fakes/test_pki.hpp"
+
+extern char** environ;
+
+namespace oauth_relay::bench {
+namespace {
+
+namespace fs = std::filesystem;
+using steady = std::chrono::steady_clock;
+
+constexpr const char* account = "bench@example.com";
+
+struct options {
+  std::string relayd;
+  std::string load;
+  int sessions = 20;
+  std::uint64_t messages = 10000;
+  std::uint64_t warmup = 200;
+  std::size_t size = 10240;
+  int reply_delay_ms = 0;
+  int max_connections = 4;
+  bool keep = false;
+};
+
+[[noreturn]] void die(const std::string& why) {
+  std::cerr << "delivery-bench: " << why << '\n';
+  std::exit(1);
+}
+
+pid_t spawn(const std::vector<std::string>& argv, const fs::path& out, const fs::path& err) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  posix_spawn_file_actions_addopen(&actions, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = -1;
+  const int rc = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) die("cannot start " + argv[0] + ": " + std::strerror(rc));
+  return pid;
+}
+
+int wait_exit(pid_t pid) {
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// Field NAME of a "k=v k=v" line.
+std::string field(const std::string& line, const std::string& name) {
+  std::istringstream words(line);
+  for (std::string w; words >> w;) {
+    if (w.rfind(name + "=", 0) == 0) return w.substr(name.size() + 1);
+  }
+  return {};
+}
+
+// User + system CPU seconds of a process so far.
+double cpu_seconds(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::istringstream fields(text.substr(text.rfind(')') + 2));
+  std::string f;
+  double ticks = 0;
+  for (int i = 3; i <= 15 && fields >> f; ++i) {
+    if (i == 14 || i == 15) ticks += std::stod(f);
+  }
+  return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+long rss_kb(pid_t pid, const std::string& key) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(key + ":", 0) == 0) return std::stol(line.substr(key.size() + 1));
+  }
+  return 0;
+}
+
+struct load_result {
+  std::string line;
+  double seconds = 0;
+};
+
+load_result run_load(const options& o, std::uint16_t port, std::uint64_t messages,
+                     const fs::path& dir) {
+  const auto out = dir / "load.out";
+  const auto err = dir / "load.err";
+  const auto pid = spawn(
+      {o.load, "--port", std::to_string(port), "--sessions", std::to_string(o.sessions),
+       "--messages", std::to_string(messages), "--size", std::to_string(o.size), "--from", account},
+      out, err);
+  const int status = wait_exit(pid);
+  load_result r;
+  r.line = read_file(out);
+  while (!r.line.empty() && r.line.back() == '\n') r.line.pop_back();
+  if (status != 0 || field(r.line, "failed") != "0") {
+    die("smtp-load failed (exit " + std::to_string(status) + "): " + r.line + " " + read_file(err));
+  }
+  r.seconds = std::stod(field(r.line, "seconds"));
+  return r;
+}
+
+int run(const options& o) {
+  fs::path dir = fs::temp_directory_path() /
+                 ("oauth-relay-delivery-bench." + std::to_string(std::random_device{}()));
+  fs::create_directories(dir);
+  fs::permissions(dir, fs::perms::owner_all);
+
+  fakes::test_pki pki;
+  fakes::fake_oauth google(pki);
+  fakes::fake_gmail gmail(fakes::fake_gmail::mode::starttls,
+                          pki.issue({"localhost"}, {"127.0.0.1"}));
+  gmail.set_token_validator([&google](const std::string& user, const std::string& token) {
+    return google.token_valid(user, token);
+  });
+  gmail.set_reply_delay(std::chrono::milliseconds(o.reply_delay_ms));
+  const std::string refresh_token = "bench-refresh-token";
+  google.add_account(account, refresh_token);
+  const auto ca = pki.write_ca(dir / "ca.pem");
+
+  const auto state = dir / "state";
+  fs::create_directories(state);
+  fs::permissions(state, fs::perms::owner_all);
+  auth::token_store(state).store_refresh_token(account, refresh_token);
+
+  std::ofstream(dir / "config.yaml") << "listen: [\"127.0.0.1:0\"]\n"
+                                     << "state_dir: " << state.string() << "\n"
+                                     << "health_socket: " << (dir / "health.sock").string() << "\n"
+                                     << "hostname: relay.bench\n"
+                                     << "upstream:\n"
+                                     << "  host: 127.0.0.1\n"
+                                     << "  port: " << gmail.port() << "\n"
+                                     << "  tls: starttls\n"
+                                     << "  ca_file: " << ca.string() << "\n"
+                                     << "  max_connections: " << o.max_connections << "\n"
+                                     << "oauth:\n"
+                                     << "  client_id: \"" << google.client_id() << "\"\n"
+                                     << "  client_secret: \"" << google.client_secret() << "\"\n"
+                                     << "  token_url: " << google.token_url() << "\n"
+                                     << "  ca_file: " << ca.string() << "\n"
+                                     << "accounts:\n"
+                                     << "  - address: " << account << "\n"
+                                     << "    default: true\n";
+
+  const auto log = dir / "relayd.log";
+  const pid_t relayd =
+      spawn({o.relayd, "-c", (dir / "config.yaml").string()}, dir / "relayd.out", log);
+  std::uint16_t port = 0;
+  for (int i = 0; i < 100 && port == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    const auto text = read_file(log);
+    const auto at = text.find("event=started");
+    if (at == std::string::npos) continue;
+    const auto listen = text.find("listen=127.0.0.1:", at);
+    if (listen != std::string::npos) port = std::stoi(text.substr(listen + 17));
+  }
+  if (port == 0) die("oauth-relayd did not start: " + read_file(log));
+
+  // Warm-up: the first token refresh, TLS session and connections.
+  run_load(o, port, o.warmup, dir);
+  if (!gmail.wait_for_messages(o.warmup, std::chrono::seconds(60))) {
+    die("warm-up messages were not delivered; see " + log.string());
+  }
+  const auto logins_before = gmail.logins();
+  const auto refreshes_before = google.refreshes_served();
+
+  const double relayd_cpu_before = cpu_seconds(relayd);
+  const double fakes_cpu_before = cpu_seconds(::getpid());
+  const auto start = steady::now();
+  const auto load = run_load(o, port, o.messages, dir);
+  const auto accepted_at = steady::now();
+  const long peak_kb = rss_kb(relayd, "VmHWM");
+  if (!gmail.wait_for_messages(o.warmup + o.messages, std::chrono::minutes(10))) {
+    die("not every message was delivered within 10 minutes; see " + log.string());
+  }
+  const auto delivered_at = steady::now();
+  const double relayd_cpu = cpu_seconds(relayd) - relayd_cpu_before;
+  const double fakes_cpu = cpu_seconds(::getpid()) - fakes_cpu_before;
+  const double e2e_seconds = std::chrono::duration<double>(delivered_at - start).count();
+  const auto logins = gmail.logins() - logins_before;
+  const auto delivered = gmail.messages().size();
+
+  ::kill(relayd, SIGTERM);
+  const int relayd_status = wait_exit(relayd);
+
+  std::printf(
+      "delivery sessions=%d messages=%llu size=%zu reply_delay_ms=%d accepted_rate=%s "
+      "p50_ms=%s p99_ms=%s e2e_seconds=%.3f e2e_rate=%.1f delivered=%zu logins=%zu "
+      "logins_per_1000=%.2f refreshes=%zu peak_rss_mb=%.1f drain_after_accept_s=%.3f "
+      "relayd_cpu_s=%.2f fakes_cpu_s=%.2f relayd_exit=%d\n",
+      o.sessions, static_cast<unsigned long long>(o.messages), o.size, o.reply_delay_ms,
+      field(load.line, "rate").c_str(), field(load.line, "p50_ms").c_str(),
+      field(load.line, "p99_ms").c_str(), e2e_seconds,
+      static_cast<double>(o.messages) / e2e_seconds, delivered, logins,
+      1000.0 * static_cast<double>(logins) / static_cast<double>(o.messages),
+      google.refreshes_served() - refreshes_before, static_cast<double>(peak_kb) / 1024.0,
+      std::chrono::duration<double>(delivered_at - accepted_at).count(), relayd_cpu, fakes_cpu,
+      relayd_status);
+
+  std::fflush(stdout);
+  if (o.keep) {
+    std::cerr << "delivery-bench: kept " << dir << '\n';
+  } else {
+    fs::remove_all(dir);
+  }
+  const bool exact = delivered == o.warmup + o.messages;
+  if (!exact)
+    std::cerr << "delivery-bench: delivered " << delivered << " messages, expected "
+              << o.warmup + o.messages << " (duplicates)\n";
+  return relayd_status == 0 && exact ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace oauth_relay::bench
+
+int main(int argc, char** argv) {
+  oauth_relay::bench::options o;
+  CLI::App app{"End-to-end delivery benchmark against the in-repo fake Gmail"};
+  app.add_option("--relayd", o.relayd, "path of oauth-relayd")->required();
+  app.add_option("--load", o.load, "path of smtp-load")->required();
+  app.add_option("--sessions", o.sessions, "parallel SMTP sessions")->capture_default_str();
+  app.add_option("--messages", o.messages, "messages measured")->capture_default_str();
+  app.add_option("--warmup", o.warmup, "messages sent first, not measured")->capture_default_str();
+  app.add_option("--size", o.size, "octets per message")->capture_default_str();
+  app.add_option("--reply-delay-ms", o.reply_delay_ms, "the fake Gmail waits before each reply")
+      ->capture_default_str();
+  app.add_option("--max-connections", o.max_connections, "upstream.max_connections")
+      ->capture_default_str();
+  app.add_flag("--keep", o.keep, "keep the temporary directory (config, state, log)");
+  CLI11_PARSE(app, argc, argv);
+  return oauth_relay::bench::run(o);
+}
