@@ -46,6 +46,7 @@ struct options {
   std::size_t size = 10240;
   std::uint64_t per_session = 0;  // 0: all of a session's messages on one connection
   bool pipeline = false;
+  double rate = 0;  // messages per second over all sessions; 0: as fast as replies come
   std::string from = "bench@example.com";
   std::string to = "rcpt@example.com";
 };
@@ -281,7 +282,18 @@ class session {
 
   session_result run() {
     std::uint64_t on_connection = 0;
+    // Paced: each session starts a message every `interval`, sessions offset
+    // from each other, so the server sees a steady rate, not bursts.
+    const auto interval = options_.rate > 0
+                              ? std::chrono::duration<double>(options_.sessions / options_.rate)
+                              : std::chrono::duration<double>(0);
+    auto next = steady::now() + std::chrono::duration_cast<steady::duration>(
+                                    interval * index_ / std::max(1, options_.sessions));
     for (std::uint64_t n = 0; n < messages_; ++n) {
+      if (options_.rate > 0) {
+        std::this_thread::sleep_until(next);
+        next += std::chrono::duration_cast<steady::duration>(interval);
+      }
       if (!connection_.is_open()) {
         on_connection = 0;
         if (auto error = start(); !error.empty()) {
@@ -483,6 +495,8 @@ int main(int argc, char** argv) {
   app.add_option("--size", o.size, "octets per message, headers included")->capture_default_str();
   app.add_option("--per-session", o.per_session,
                  "messages per connection before QUIT (default: all on one)");
+  app.add_option("--rate", o.rate, "messages per second in all (0: as fast as possible)")
+      ->capture_default_str();
   app.add_flag("--pipeline", o.pipeline, "send MAIL, RCPT and DATA in one write (RFC 2920)");
   app.add_option("--from", o.from, "envelope sender and From:")->capture_default_str();
   app.add_option("--to", o.to, "envelope recipient and To:")->capture_default_str();
