@@ -251,10 +251,14 @@ int run_test(const context& ctx, const std::string& address_arg) {
   if (!authed.ok()) {
     if (authed.reply && authed.status != relay::auth_status::connection_lost) {
       const auto& r = *authed.reply;
+      std::string text;  // all lines: Gmail puts its help link on the last one
+      for (const auto& line : r.lines) {
+        const auto begin = line.find_first_not_of(' ');
+        if (begin == std::string::npos) continue;
+        text += (text.empty() ? "" : " ") + line.substr(begin);
+      }
       throw fail(step_auth,
-                 auth::explain_smtp_auth_refusal(r.code, r.enhanced,
-                                                 r.lines.empty() ? std::string() : r.lines.front(),
-                                                 address, where.host));
+                 auth::explain_smtp_auth_refusal(r.code, r.enhanced, text, address, where.host));
     }
     if (authed.status == relay::auth_status::permanent) {
       throw fail(step_auth, {at + ": " + authed.message,
