@@ -117,6 +117,7 @@ token_response classify(const http_response& http, grant g,
     }
     if (auto it = json.find("error_description"); it != json.end() && it->is_string()) {
       description = redact(one_line(it->get<std::string>()), secrets);
+      r.oauth_description = description;
     }
   }
   const std::string detail = r.oauth_error.empty()

@@ -28,9 +28,10 @@ std::string_view to_string(token_failure);
 
 struct token_response {
   token_failure failure = token_failure::none;
-  long http_status = 0;     // 0 when no HTTP exchange happened
-  std::string oauth_error;  // the endpoint's "error" code, when it sent one
-  std::string error;        // one line for logs and status; never contains a secret
+  long http_status = 0;           // 0 when no HTTP exchange happened
+  std::string oauth_error;        // the endpoint's "error" code, when it sent one
+  std::string oauth_description;  // its "error_description", one line, secrets redacted
+  std::string error;              // one line for logs and status; never contains a secret
 
   // Set on success. All but `email` and `expires_in` are secrets.
   std::string access_token;

@@ -388,10 +388,11 @@ struct fake_oauth::impl {
     }
     last_auth_error.clear();
     const std::string code_value = "4/fake-code-" + std::to_string(++codes_issued);
-    codes[code_value] = {consenting, redirect_uri, field("code_challenge"), field("scope"),
+    const std::string granted = granted_scopes.empty() ? field("scope") : granted_scopes;
+    codes[code_value] = {consenting, redirect_uri, field("code_challenge"), granted,
                          field("access_type") == "offline"};
     r.location = redirect_uri + separator + "state=" + escape(state) +
-                 "&code=" + escape(code_value) + "&scope=" + escape(field("scope"));
+                 "&code=" + escape(code_value) + "&scope=" + escape(granted);
     return r;
   }
 
@@ -415,6 +416,7 @@ struct fake_oauth::impl {
   bool rotate = false;
   bool deny = false;
   std::string consenting;
+  std::string granted_scopes;
   std::size_t token_requests = 0;
   std::size_t refreshes = 0;
   std::size_t exchanges = 0;
@@ -509,6 +511,10 @@ void fake_oauth::set_consenting_account(const std::string& email) {
 void fake_oauth::deny_consent(bool on) {
   std::lock_guard lock(impl_->mutex);
   impl_->deny = on;
+}
+void fake_oauth::grant_only(const std::string& scopes) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->granted_scopes = scopes;
 }
 
 std::size_t fake_oauth::token_requests() const {

@@ -58,6 +58,9 @@ class fake_oauth {
   // ---- the consent stand-in (GET /auth)
   void set_consenting_account(const std::string& email);  // who "signs in"
   void deny_consent(bool);                                // redirect with error=access_denied
+  // Google's granular consent lets the user untick scopes: the code then
+  // grants only `scopes` (space-separated). Empty: what was asked for.
+  void grant_only(const std::string& scopes);
 
   // ---- what happened
   std::size_t token_requests() const;    // every POST /token

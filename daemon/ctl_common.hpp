@@ -1,0 +1,65 @@
+// What every oauth-relayctl command shares: the loaded config, the failure
+// that becomes "error: CAUSE" and "hint: FIX" with exit status 1, formatting
+// of durations and times, and access to the token store.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <iosfwd>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "auth/oauth_errors.hpp"
+#include "auth/token_store.hpp"
+#include "config/config.hpp"
+
+namespace oauth_relay::ctl {
+
+// A command failed: exit status 1, `what()` is the one-line cause, `fix` the hint.
+class failure : public std::runtime_error {
+ public:
+  failure(const std::string& cause, std::string fix)
+      : std::runtime_error(cause), fix_(std::move(fix)) {}
+  explicit failure(const auth::advice& a) : failure(a.cause, a.fix) {}
+  const std::string& fix() const { return fix_; }
+
+ private:
+  std::string fix_;
+};
+
+struct context {
+  std::filesystem::path config_path;
+  config::settings settings;
+};
+
+std::string lower(std::string_view text);
+
+// The configured account named `address` (case-insensitive), or a failure
+// saying to add it to the config.
+const config::account_settings& require_account(const context& ctx, std::string_view address);
+
+// "45s", "5m", "2h 3m", "3d 4h": coarse, for people.
+std::string format_duration(std::int64_t seconds);
+// 2026-11-30T08:00:00Z
+std::string format_time(std::int64_t unix_seconds);
+std::int64_t unix_now();
+
+// Columns padded to the widest cell, two spaces apart.
+void print_table(std::ostream& out, const std::vector<std::vector<std::string>>& rows);
+
+// The accounts table in state_dir, or a failure saying who may open it.
+std::unique_ptr<auth::token_store> open_store(const context& ctx);
+
+// Run as root, the token store may have just created state_dir/queue.db owned
+// by root; the daemon runs as the owner of state_dir and must keep access.
+// Gives such files to state_dir's owner. Call after the store is closed.
+void give_state_files_to_owner(const std::filesystem::path& state_dir);
+
+// Tells a running daemon to re-read the token store for `address` (POST
+// /accounts/reload), and says on `out` whether it did. Never fails.
+void notify_daemon(const context& ctx, std::string_view address, std::ostream& out);
+
+}  // namespace oauth_relay::ctl
