@@ -174,63 +174,69 @@ asio::awaitable<void> health_server::serve(local::socket socket) {
   auto* raw = &stream.socket();
   connections_.insert(raw);
   beast::flat_buffer buffer;
-  while (!stopping_) {
-    http::request_parser<http::string_body> parser;
-    parser.header_limit(health_max_header_bytes);
-    parser.body_limit(health_max_body_bytes);
-    stream.expires_after(health_request_deadline);
-    auto [read_ec, read_n] =
-        co_await http::async_read_header(stream, buffer, parser, asio::as_tuple(use_awaitable));
-    if (!read_ec && !parser.is_done()) {
-      // curl asks before sending a body over 1 KiB; an oversized one was
-      // already refused with the header (body_limit), so it is never sent.
-      if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
-        http::response<http::empty_body> go_on{http::status::continue_, parser.get().version()};
-        auto [continue_ec, continue_n] =
-            co_await http::async_write(stream, go_on, asio::as_tuple(use_awaitable));
-        read_ec = continue_ec;
+  // Whatever happens, the connection leaves connections_ below: stop()
+  // closes every socket in it.
+  try {
+    while (!stopping_) {
+      http::request_parser<http::string_body> parser;
+      parser.header_limit(health_max_header_bytes);
+      parser.body_limit(health_max_body_bytes);
+      stream.expires_after(health_request_deadline);
+      auto [read_ec, read_n] =
+          co_await http::async_read_header(stream, buffer, parser, asio::as_tuple(use_awaitable));
+      if (!read_ec && !parser.is_done()) {
+        // curl asks before sending a body over 1 KiB; an oversized one was
+        // already refused with the header (body_limit), so it is never sent.
+        if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
+          http::response<http::empty_body> go_on{http::status::continue_, parser.get().version()};
+          auto [continue_ec, continue_n] =
+              co_await http::async_write(stream, go_on, asio::as_tuple(use_awaitable));
+          read_ec = continue_ec;
+        }
+        if (!read_ec) {
+          auto [body_ec, body_n] =
+              co_await http::async_read(stream, buffer, parser, asio::as_tuple(use_awaitable));
+          read_ec = body_ec;
+        }
       }
-      if (!read_ec) {
-        auto [body_ec, body_n] =
-            co_await http::async_read(stream, buffer, parser, asio::as_tuple(use_awaitable));
-        read_ec = body_ec;
+      reply answer;
+      bool keep_alive = false;
+      unsigned version = 11;
+      if (read_ec == http::error::body_limit || read_ec == http::error::header_limit) {
+        answer = {413, "application/json", error_json("request too large"), {}};
+      } else if (read_ec &&
+                 read_ec.category() == http::make_error_code(http::error::bad_target).category() &&
+                 read_ec != http::error::end_of_stream && read_ec != http::error::partial_message) {
+        answer = {400, "application/json", error_json("malformed HTTP request"), {}};
+      } else if (read_ec) {
+        break;  // closed, timed out, or stopped
+      } else {
+        auto& request = parser.get();
+        version = request.version();
+        keep_alive = request.keep_alive();
+        std::string method(request.method_string());
+        std::string target(request.target());
+        std::string body = std::move(request.body());
+        answer = co_await respond(std::move(method), std::move(target), std::move(body));
+        log::debug("health_request")
+            .kv("method", std::string(request.method_string()))
+            .kv("target", std::string(request.target()))
+            .kv("status", answer.status);
       }
+      http::response<http::string_body> response{static_cast<http::status>(answer.status), version};
+      response.set(http::field::content_type, answer.content_type);
+      response.set(http::field::cache_control, "no-store");
+      if (!answer.allow.empty()) response.set(http::field::allow, answer.allow);
+      response.keep_alive(keep_alive && !stopping_);
+      response.body() = std::move(answer.body);
+      response.prepare_payload();
+      stream.expires_after(health_request_deadline);
+      auto [write_ec, write_n] =
+          co_await http::async_write(stream, response, asio::as_tuple(use_awaitable));
+      if (write_ec || !response.keep_alive()) break;
     }
-    reply answer;
-    bool keep_alive = false;
-    unsigned version = 11;
-    if (read_ec == http::error::body_limit || read_ec == http::error::header_limit) {
-      answer = {413, "application/json", error_json("request too large"), {}};
-    } else if (read_ec &&
-               read_ec.category() == http::make_error_code(http::error::bad_target).category() &&
-               read_ec != http::error::end_of_stream && read_ec != http::error::partial_message) {
-      answer = {400, "application/json", error_json("malformed HTTP request"), {}};
-    } else if (read_ec) {
-      break;  // closed, timed out, or stopped
-    } else {
-      auto& request = parser.get();
-      version = request.version();
-      keep_alive = request.keep_alive();
-      std::string method(request.method_string());
-      std::string target(request.target());
-      std::string body = std::move(request.body());
-      answer = co_await respond(std::move(method), std::move(target), std::move(body));
-      log::debug("health_request")
-          .kv("method", std::string(request.method_string()))
-          .kv("target", std::string(request.target()))
-          .kv("status", answer.status);
-    }
-    http::response<http::string_body> response{static_cast<http::status>(answer.status), version};
-    response.set(http::field::content_type, answer.content_type);
-    response.set(http::field::cache_control, "no-store");
-    if (!answer.allow.empty()) response.set(http::field::allow, answer.allow);
-    response.keep_alive(keep_alive && !stopping_);
-    response.body() = std::move(answer.body);
-    response.prepare_payload();
-    stream.expires_after(health_request_deadline);
-    auto [write_ec, write_n] =
-        co_await http::async_write(stream, response, asio::as_tuple(use_awaitable));
-    if (write_ec || !response.keep_alive()) break;
+  } catch (const std::exception& e) {
+    log::warning("health_connection_failed").kv("error", e.what());
   }
   boost::system::error_code ignored;
   stream.socket().shutdown(local::socket::shutdown_both, ignored);
