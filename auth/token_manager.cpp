@@ -385,22 +385,44 @@ void token_manager::load_accounts(const std::vector<config::account_settings>& a
   wake_.notify_all();
 }
 
-void token_manager::poll_store() {
+std::vector<std::pair<std::string, token_state>> token_manager::poll_store() {
+  std::vector<std::pair<std::string, token_state>> changed;
   std::lock_guard persist(persist_mutex_);
   std::vector<account_record> rows;
   try {
     rows = store_.load_all();
   } catch (const token_store_error& e) {
     log::warning("token_store_poll_failed").kv("reason", e.what());
-    return;
+    return changed;
   }
   std::lock_guard lock(mutex_);
   for (const auto& row : rows) {
     auto it = accounts_.find(key_of(row.address));
     if (it == accounts_.end()) continue;
     account& a = it->second;
-    if (a.loaded && row.token_generation != a.generation) adopt_locked(a, row);
+    if (a.loaded && row.token_generation != a.generation) {
+      adopt_locked(a, row);
+      changed.emplace_back(a.address, a.state);
+    }
   }
+  return changed;
+}
+
+void token_manager::reload(
+    std::function<void(std::vector<std::pair<std::string, token_state>>)> done) {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopped_) {
+      boost::asio::post(loop_, [done = std::move(done)] { done({}); });
+      return;
+    }
+  }
+  boost::asio::post(pool_, [this, done = std::move(done)]() mutable {
+    auto changed = poll_store();
+    boost::asio::post(loop_, [done = std::move(done), changed = std::move(changed)]() mutable {
+      done(std::move(changed));
+    });
+  });
 }
 
 // ---------------------------------------------------------------- background

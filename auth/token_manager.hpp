@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -115,6 +116,11 @@ class token_manager {
 
   std::vector<account_status> status() const;
 
+  // Reads the store now instead of at the next poll (a token oauth-relayctl
+  // just stored), on a worker thread; `done` runs on `loop` with the accounts
+  // whose stored token changed and their new state.
+  void reload(std::function<void(std::vector<std::pair<std::string, token_state>> changed)> done);
+
   // Called on `loop` whenever an account's stored state changes.
   void on_state_change(std::function<void(const std::string& account, token_state)> callback);
 
@@ -182,7 +188,8 @@ class token_manager {
   void set_state_locked(account& a, token_state state);
   void fail_waiters_locked(account& a, const std::string& error);
   void load_accounts(const std::vector<config::account_settings>& accounts);
-  void poll_store();
+  // Adopts rows whose generation changed; returns those accounts and states.
+  std::vector<std::pair<std::string, token_state>> poll_store();
   // Starts due background refreshes; returns when the next one is due.
   steady_time schedule_locked();
   void scheduler_loop();

@@ -18,6 +18,7 @@
 #include "auth/token_manager.hpp"
 #include "auth/token_store.hpp"
 #include "config/log.hpp"
+#include "daemon/health_server.hpp"
 #include "relay/delivery_scheduler.hpp"
 #include "relay/smtp_server.hpp"
 #include "relay/spool.hpp"
@@ -49,6 +50,8 @@ class service {
                 std::make_shared<auth::curl_http_client>()),
         scheduler_(io_.get_executor(), spool_, tokens_, settings_),
         server_(io_, spool_, std::make_shared<relay::listener_config>(settings_)),
+        health_(io_, settings_.health_socket, {spool_, tokens_, scheduler_, server_},
+                OAUTH_RELAY_VERSION),
         signals_(io_, SIGTERM, SIGINT, SIGHUP),
         watchdog_timer_(io_),
         status_timer_(io_) {}
@@ -60,6 +63,7 @@ class service {
     } else {
       server_.listen(settings_.listen);
     }
+    health_.start();
     server_.start();
     spool_.on_stored([this] { scheduler_.wake(); });
     tokens_.on_state_change([this](const std::string& account, auth::token_state state) {
@@ -78,6 +82,7 @@ class service {
         .kv("version", OAUTH_RELAY_VERSION)
         .kv("listen", join(server_.local_endpoints()))
         .kv("socket_activated", passed > 0 ? "yes" : "no")
+        .kv("health_socket", health_.path().string())
         .kv("state_dir", settings_.state_dir.string());
     sd_notifyf(0, "READY=1\nSTATUS=%s", status_line().c_str());
     io_.run();
@@ -128,7 +133,11 @@ class service {
         log::warning("config_needs_restart").kv("key", "state_dir");
       }
       if (next.health_socket != settings_.health_socket) {
-        log::warning("config_needs_restart").kv("key", "health_socket");
+        // Rebinding would need the new directory's rights, which a sandboxed
+        // service may not have: the socket stays where it is until a restart.
+        log::warning("config_needs_restart")
+            .kv("key", "health_socket")
+            .kv("serving", health_.path().string());
       }
       // Keys that need a restart keep their running values.
       next.listen = settings_.listen;
@@ -150,6 +159,7 @@ class service {
         .kv("sessions", server_.active_sessions());
     scheduler_.stop();
     server_.stop(shutdown_grace, [this] {
+      health_.stop();
       tokens_.stop();
       signals_.cancel();
       watchdog_timer_.cancel();
@@ -183,6 +193,7 @@ class service {
   auth::token_manager tokens_;
   relay::delivery_scheduler scheduler_;
   relay::smtp_server server_;
+  health_server health_;
   asio::signal_set signals_;
   asio::steady_timer watchdog_timer_;
   asio::steady_timer status_timer_;

@@ -348,6 +348,13 @@ asio::awaitable<void> delivery_scheduler::worker(std::shared_ptr<account_queue> 
     if (!content) {
       // Deleted meanwhile (oauth-relayctl queue delete), or its content file is gone.
       log::warning("delivery_skipped").kv("id", m.id).kv("reason", "content not found");
+      doomed_.erase(m.id);
+      claimed_.erase(m.id);
+      continue;
+    }
+    if (doomed_.count(m.id) != 0) {
+      // Deleted by the administrator before its attempt began: it is not sent.
+      co_await delete_doomed(m.id);
       claimed_.erase(m.id);
       continue;
     }
@@ -367,6 +374,8 @@ asio::awaitable<void> delivery_scheduler::worker(std::shared_ptr<account_queue> 
       auto opened = co_await open_connection(q->account);
       if (!opened.client) {
         counters_.last_upstream_error = opened.error;
+        ++counters_.failures_in_a_row[q->account];
+        counters_.last_error_by_account[q->account] = opened.error;
         log::warning("delivery_deferred")
             .kv("account", q->account)
             .kv("messages", q->waiting.size() + 1)
@@ -494,6 +503,7 @@ asio::awaitable<void> delivery_scheduler::record(const queued_message& m, const 
 
   const bool bounced = bounce.has_value();
   auto stored = co_await spool_.async_record(std::move(rec), std::move(bounce), use_awaitable);
+  if (doomed_.count(m.id) != 0) co_await delete_doomed(m.id);
   claimed_.erase(m.id);
   if (stored.status != store_status::stored) {
     log::error("delivery_record_failed").kv("id", m.id).kv("error", stored.detail);
@@ -504,6 +514,11 @@ asio::awaitable<void> delivery_scheduler::record(const queued_message& m, const 
   if (delivered_now > 0) {
     tokens_.record_delivery(m.env.account, now / 1000);
     counters_.last_upstream_error.clear();
+    counters_.failures_in_a_row[m.env.account] = 0;
+    counters_.last_error_by_account.erase(m.env.account);
+  } else if (result && !finished) {
+    ++counters_.failures_in_a_row[m.env.account];
+    counters_.last_error_by_account[m.env.account] = deferral;
   }
   if (result) {
     if (delivered_now > 0) ++counters_.attempts_delivered;
@@ -526,6 +541,52 @@ asio::awaitable<void> delivery_scheduler::record(const queued_message& m, const 
       .kv("failed", failed);
   if (!finished) line.kv("attempt", m.attempts + 1).kv("reason", deferral);
   if (bounced) line.kv("bounce", "sent to sender");
+}
+
+void delivery_scheduler::delete_messages(std::vector<std::string> ids,
+                                         std::function<void(queue_change)> done) {
+  std::vector<std::string> now;
+  std::size_t later = 0;
+  for (auto& id : ids) {
+    if (claimed_.count(id) == 0) {
+      now.push_back(std::move(id));
+      continue;
+    }
+    bool was_waiting = false;
+    for (auto& [account, q] : queues_) {
+      auto it = std::find_if(q->waiting.begin(), q->waiting.end(),
+                             [&](const queued_message& m) { return m.id == id; });
+      if (it == q->waiting.end()) continue;
+      q->waiting.erase(it);
+      was_waiting = true;
+      break;
+    }
+    if (was_waiting) {
+      // The spool's delete runs before any later look for due mail, so the
+      // id may leave claimed_ now.
+      claimed_.erase(id);
+      now.push_back(std::move(id));
+    } else if (doomed_.insert(id).second) {
+      ++later;
+    }
+  }
+  spool_.async_delete(std::move(now), [later, done = std::move(done)](queue_change result) {
+    if (result.error.empty()) result.changed += later;
+    done(std::move(result));
+  });
+}
+
+asio::awaitable<void> delivery_scheduler::delete_doomed(const std::string& id) {
+  doomed_.erase(id);
+  std::vector<std::string> ids{id};
+  auto result = co_await spool_.async_delete(std::move(ids), use_awaitable);
+  if (!result.error.empty()) {
+    log::error("message_delete_failed").kv("id", id).kv("error", result.error);
+  } else if (result.changed == 0) {
+    log::notice("message_delete_skipped").kv("id", id).kv("reason", "it left the queue meanwhile");
+  } else {
+    log::notice("message_deleted").kv("id", id).kv("after", "its delivery attempt");
+  }
 }
 
 }  // namespace oauth_relay::relay

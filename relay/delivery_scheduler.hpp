@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -38,6 +39,11 @@ struct delivery_counters {
   std::size_t upstream_connections_active = 0;
   std::vector<double> delivery_seconds;  // durations not yet taken by the metrics
   std::string last_upstream_error;       // empty once a delivery succeeds again
+  // Per account, for health: temporary failures in a row (a connection that
+  // could not be opened or logged into, an attempt that delivered nothing and
+  // was deferred), reset by any delivery, and the last such error.
+  std::map<std::string, std::uint64_t> failures_in_a_row;
+  std::map<std::string, std::string> last_error_by_account;
 };
 
 class delivery_scheduler {
@@ -56,6 +62,13 @@ class delivery_scheduler {
   void reconfigure(const config::settings& settings);
   // Starts no new work and closes upstream connections; queued mail stays queued.
   void stop();
+
+  // For /queue/delete. Messages waiting in memory for a connection are taken
+  // back and deleted at once with the unclaimed ones; a message in the middle
+  // of a delivery attempt is deleted right after that attempt is recorded, so
+  // it is never half-deleted (it counts as deleted in the answer). `done` runs
+  // on the event loop.
+  void delete_messages(std::vector<std::string> ids, std::function<void(queue_change)> done);
 
   const delivery_counters& counters() const { return counters_; }
   delivery_counters& counters() { return counters_; }
@@ -76,6 +89,7 @@ class delivery_scheduler {
   void start_workers(const std::shared_ptr<account_queue>& queue);
   std::shared_ptr<account_queue> queue_for(const std::string& account);
   std::chrono::milliseconds backoff(int attempts) const;
+  boost::asio::awaitable<void> delete_doomed(const std::string& id);
 
   boost::asio::any_io_executor executor_;
   spool& spool_;
@@ -84,6 +98,7 @@ class delivery_scheduler {
   std::unique_ptr<boost::asio::ssl::context> tls_;
   std::map<std::string, std::shared_ptr<account_queue>> queues_;
   std::unordered_set<std::string> claimed_;  // ids waiting in a queue or being delivered
+  std::unordered_set<std::string> doomed_;   // claimed ids to delete once their attempt ends
   std::set<upstream_client*> open_;          // for stop()
   boost::asio::steady_timer wake_timer_;
   bool wake_pending_ = false;

@@ -510,7 +510,8 @@ int insert_task::apply(spool& s) {
                         spool_draft_access::memory(*draft), spool_draft_access::fd(*draft) >= 0);
 }
 
-void insert_task::committed(spool&) {
+void insert_task::committed(spool& s) {
+  s.note_received();
   int& fd = spool_draft_access::fd(*draft);
   if (fd >= 0) {
     ::close(fd);
@@ -566,11 +567,13 @@ struct next_due_task final : spool::task {
 
 // Deletes a message row, its recipients and its content row; `removed_file`
 // gets the name of a content file to unlink once the transaction commits.
-int delete_message_row(spool::statements& st, const std::string& id, std::string& removed_file) {
+int delete_message_row(spool::statements& st, const std::string& id, std::string& removed_file,
+                       bool* found = nullptr) {
   auto& del = st.delete_message;
   del.bind(1, std::string_view(id));
   std::optional<std::int64_t> content_id;
   int rc = sqlite3_step(del.get());
+  if (found) *found = rc == SQLITE_ROW;
   if (rc == SQLITE_ROW) {
     removed_file = column_text(del.get(), 0);
     if (sqlite3_column_type(del.get(), 1) != SQLITE_NULL)
@@ -634,8 +637,6 @@ struct record_task final : spool::task {
       if (rc != SQLITE_DONE) return rc;
     }
     if (record.finished) {
-      auto& del = st.delete_message;
-      del.bind(1, std::string_view(record.id));
       int rc = delete_message_row(st, record.id, removed_file);
       if (rc != SQLITE_DONE) return rc;
     } else {
@@ -699,6 +700,143 @@ struct reschedule_task final : spool::task {
   }
   void fail(int, std::string) override { result = 0; }
   void finish() override { done->post(result); }
+};
+
+// ---------------------------------------------------------------- administration
+// Tasks for the health socket. They prepare their statements per use: they
+// run on an administrator's request, never on the delivery path.
+
+// A statement that cannot be prepared fails the task, never the writer thread.
+template <typename Body>
+int guarded(Body body) {
+  try {
+    return body();
+  } catch (const spool_error&) {
+    return SQLITE_ERROR;
+  }
+}
+
+struct summary_task final : spool::task {
+  std::unique_ptr<spool_completion<queue_summary>> done;
+  queue_summary result;
+
+  int apply(spool& s) override {
+    return guarded([&] { return run(s); });
+  }
+  int run(spool& s) {
+    statement st(s.db(),
+                 "SELECT count(*), count(CASE WHEN attempts > 0 THEN 1 END), min(received_at) "
+                 "FROM messages");
+    int rc = sqlite3_step(st.get());
+    if (rc != SQLITE_ROW) return rc;
+    result.depth = static_cast<std::size_t>(sqlite3_column_int64(st.get(), 0));
+    result.deferred = static_cast<std::size_t>(sqlite3_column_int64(st.get(), 1));
+    if (sqlite3_column_type(st.get(), 2) != SQLITE_NULL)
+      result.oldest_received_at = sqlite3_column_int64(st.get(), 2);
+    return SQLITE_DONE;
+  }
+  void fail(int, std::string) override { result = {}; }
+  void finish() override { done->post(result); }
+};
+
+struct list_task final : spool::task {
+  std::unique_ptr<spool_completion<std::vector<queued_message>>> done;
+  std::vector<queued_message> result;
+
+  int apply(spool& s) override {
+    return guarded([&] { return run(s); });
+  }
+  int run(spool& s) {
+    result.clear();
+    statement st(s.db(),
+                 "SELECT id, received_at, sender, account, body_type, smtputf8, dsn_ret, envid, "
+                 "size, attempts, next_attempt_ms, last_error FROM messages "
+                 "ORDER BY received_at, rowid");
+    int rc;
+    while ((rc = sqlite3_step(st.get())) == SQLITE_ROW)
+      result.push_back(read_message_row(st.get()));
+    if (rc != SQLITE_DONE) return rc;
+    for (auto& q : result) read_recipients(s.sql().recipients_of.get(), q);
+    return SQLITE_DONE;
+  }
+  void fail(int, std::string) override { result.clear(); }
+  void finish() override { done->post(std::move(result)); }
+};
+
+struct retry_task final : spool::task {
+  std::vector<std::string> ids;
+  bool all = false;
+  std::int64_t when_ms = 0;
+  std::unique_ptr<spool_completion<queue_change>> done;
+  queue_change result;
+
+  int apply(spool& s) override {
+    return guarded([&] { return run(s); });
+  }
+  int run(spool& s) {
+    result = {};
+    if (all) {
+      statement st(s.db(), "UPDATE messages SET next_attempt_ms = min(next_attempt_ms, ?1)");
+      st.bind(1, when_ms);
+      int rc = st.step_once();
+      result.changed = static_cast<std::size_t>(sqlite3_changes(s.db()));
+      return rc;
+    }
+    statement st(s.db(),
+                 "UPDATE messages SET next_attempt_ms = min(next_attempt_ms, ?1) WHERE id = ?2");
+    for (const auto& id : ids) {
+      st.bind(1, when_ms);
+      st.bind(2, std::string_view(id));
+      int rc = st.step_once();
+      if (rc != SQLITE_DONE) return rc;
+      if (sqlite3_changes(s.db()) > 0) {
+        ++result.changed;
+      } else {
+        result.unknown.push_back(id);
+      }
+    }
+    return SQLITE_DONE;
+  }
+  void fail(int, std::string detail) override {
+    result = {};
+    result.error = std::move(detail);
+  }
+  void finish() override { done->post(std::move(result)); }
+};
+
+struct delete_task final : spool::task {
+  std::vector<std::string> ids;
+  std::unique_ptr<spool_completion<queue_change>> done;
+  queue_change result;
+  std::vector<std::string> files;
+
+  int apply(spool& s) override {
+    result = {};
+    files.clear();
+    for (const auto& id : ids) {
+      bool found = false;
+      std::string file;
+      int rc = delete_message_row(s.sql(), id, file, &found);
+      if (rc != SQLITE_DONE) return rc;
+      if (!file.empty()) files.push_back(std::move(file));
+      if (found) {
+        ++result.changed;
+      } else {
+        result.unknown.push_back(id);
+      }
+    }
+    return SQLITE_DONE;
+  }
+  // Content files go only once no row names them; a crash in between leaves
+  // orphans that the next start removes.
+  void committed(spool& s) override {
+    for (const auto& f : files) ::unlink((s.files_dir() / f).c_str());
+  }
+  void fail(int, std::string detail) override {
+    result = {};
+    result.error = std::move(detail);
+  }
+  void finish() override { done->post(std::move(result)); }
 };
 
 }  // namespace
@@ -893,6 +1031,36 @@ void spool::enqueue_record(delivery_record record, std::optional<generated_messa
   t->record = std::move(record);
   t->stores_message = bounce.has_value();
   t->bounce = std::move(bounce);
+  t->done = std::move(done);
+  enqueue(std::move(t));
+}
+
+void spool::enqueue_summary(std::unique_ptr<spool_completion<queue_summary>> done) {
+  auto t = std::make_unique<summary_task>();
+  t->done = std::move(done);
+  enqueue(std::move(t));
+}
+
+void spool::enqueue_list(std::unique_ptr<spool_completion<std::vector<queued_message>>> done) {
+  auto t = std::make_unique<list_task>();
+  t->done = std::move(done);
+  enqueue(std::move(t));
+}
+
+void spool::enqueue_retry(std::vector<std::string> ids, bool all, std::int64_t when_ms,
+                          std::unique_ptr<spool_completion<queue_change>> done) {
+  auto t = std::make_unique<retry_task>();
+  t->ids = std::move(ids);
+  t->all = all;
+  t->when_ms = when_ms;
+  t->done = std::move(done);
+  enqueue(std::move(t));
+}
+
+void spool::enqueue_delete(std::vector<std::string> ids,
+                           std::unique_ptr<spool_completion<queue_change>> done) {
+  auto t = std::make_unique<delete_task>();
+  t->ids = std::move(ids);
   t->done = std::move(done);
   enqueue(std::move(t));
 }

@@ -3,6 +3,7 @@
 // durably on disk. Everything else refers to messages by id.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -121,6 +122,20 @@ struct delivery_record {
   std::int64_t next_attempt_ms = 0;  // when not finished
   std::string last_error;
   bool count_attempt = true;
+};
+
+// Queue figures for the health socket, counted without loading messages.
+struct queue_summary {
+  std::size_t depth = 0;
+  std::size_t deferred = 0;  // messages that have had at least one failed attempt
+  std::optional<std::int64_t> oldest_received_at;  // unix seconds; unset when empty
+};
+
+// What an administrator's retry or delete did.
+struct queue_change {
+  std::size_t changed = 0;           // messages made due, or deleted
+  std::vector<std::string> unknown;  // ids that are not queued
+  std::string error;                 // set when the spool could not do it at all
 };
 
 // Completions of spool operations, type-erased and run on the handler's own
@@ -246,6 +261,53 @@ class spool {
         token, std::move(account), std::move(reason));
   }
 
+  // Depth, deferred count and oldest arrival, in one aggregate query.
+  template <typename CompletionToken>
+  auto async_summary(CompletionToken&& token) {
+    return boost::asio::async_initiate<CompletionToken, void(queue_summary)>(
+        [this](auto handler) {
+          enqueue_summary(make_completion<queue_summary>(std::move(handler)));
+        },
+        token);
+  }
+
+  // Every queued message with its recipients, oldest first (the queue listing).
+  template <typename CompletionToken>
+  auto async_list(CompletionToken&& token) {
+    return boost::asio::async_initiate<CompletionToken, void(std::vector<queued_message>)>(
+        [this](auto handler) {
+          enqueue_list(make_completion<std::vector<queued_message>>(std::move(handler)));
+        },
+        token);
+  }
+
+  // Makes the messages `ids` (every message when `all`) due at `when_ms` at
+  // the latest; `changed` counts the queued ones, `unknown` lists the rest.
+  template <typename CompletionToken>
+  auto async_retry(std::vector<std::string> ids, bool all, std::int64_t when_ms,
+                   CompletionToken&& token) {
+    return boost::asio::async_initiate<CompletionToken, void(queue_change)>(
+        [this, all, when_ms](auto handler, std::vector<std::string> i) {
+          enqueue_retry(std::move(i), all, when_ms,
+                        make_completion<queue_change>(std::move(handler)));
+        },
+        token, std::move(ids));
+  }
+
+  // Removes the messages `ids`: rows and recipients in one transaction, then
+  // their content files. The caller makes sure none is being delivered.
+  template <typename CompletionToken>
+  auto async_delete(std::vector<std::string> ids, CompletionToken&& token) {
+    return boost::asio::async_initiate<CompletionToken, void(queue_change)>(
+        [this](auto handler, std::vector<std::string> i) {
+          enqueue_delete(std::move(i), make_completion<queue_change>(std::move(handler)));
+        },
+        token, std::move(ids));
+  }
+
+  // Messages taken from SMTP clients since start (bounces not included).
+  std::uint64_t messages_received() const { return received_.load(); }
+
   // Called on the executor after a commit stored new messages, so delivery
   // starts at once instead of on a polling interval.
   void on_stored(std::function<void()> callback);
@@ -273,6 +335,12 @@ class spool {
                           std::unique_ptr<spool_completion<std::size_t>> done);
   void enqueue_record(delivery_record record, std::optional<generated_message> bounce,
                       std::unique_ptr<spool_completion<store_result>> done);
+  void enqueue_summary(std::unique_ptr<spool_completion<queue_summary>> done);
+  void enqueue_list(std::unique_ptr<spool_completion<std::vector<queued_message>>> done);
+  void enqueue_retry(std::vector<std::string> ids, bool all, std::int64_t when_ms,
+                     std::unique_ptr<spool_completion<queue_change>> done);
+  void enqueue_delete(std::vector<std::string> ids,
+                      std::unique_ptr<spool_completion<queue_change>> done);
   void writer_loop();
   void run_batch(std::vector<std::unique_ptr<task>>& batch);
   int run_transaction(std::vector<std::unique_ptr<task>>& batch, std::size_t first,
@@ -287,6 +355,7 @@ class spool {
   statements& sql() { return *statements_; }
   const std::filesystem::path& files_dir() const { return files_dir_; }
   void note_file_written() { directory_dirty_ = true; }
+  void note_received() { ++received_; }
 
  private:
   std::filesystem::path state_dir_;
@@ -302,6 +371,7 @@ class spool {
   std::deque<std::unique_ptr<task>> pending_;
   bool stopping_ = false;
   std::size_t stored_ = 0;
+  std::atomic<std::uint64_t> received_{0};
   std::thread writer_;
 
   // WAL checkpoints run on their own connection and thread, off the commit path.

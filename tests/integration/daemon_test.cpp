@@ -10,8 +10,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <map>
 #include <thread>
 
 #include "integration/support/relay_process.hpp"
@@ -170,6 +172,17 @@ class notify_socket {
     ADD_FAILURE() << "no notification with " << wanted;
     return seen;
   }
+  // Every datagram that arrives within `window`.
+  std::vector<std::string> collect(std::chrono::milliseconds window) {
+    std::vector<std::string> seen;
+    const auto deadline = std::chrono::steady_clock::now() + window;
+    while (std::chrono::steady_clock::now() < deadline) {
+      char buffer[4096];
+      ssize_t n = ::recv(fd_, buffer, sizeof buffer, 0);
+      if (n > 0) seen.emplace_back(buffer, static_cast<std::size_t>(n));
+    }
+    return seen;
+  }
 
  private:
   std::filesystem::path path_;
@@ -208,6 +221,104 @@ TEST(daemon, talks_to_systemd_ready_watchdog_reloading_stopping) {
   auto stopping = notify.until("STOPPING=1");
   ASSERT_FALSE(stopping.empty());
   EXPECT_EQ(relay.stop(0), 0);
+}
+
+std::size_t count_with(const std::vector<std::string>& datagrams, const std::string& text) {
+  return static_cast<std::size_t>(std::count_if(datagrams.begin(), datagrams.end(), [&](auto& d) {
+    return d.find(text) != std::string::npos;
+  }));
+}
+
+// The index of the first datagram containing `text`, or -1.
+long first_with(const std::vector<std::string>& datagrams, const std::string& text) {
+  for (std::size_t i = 0; i < datagrams.size(); ++i) {
+    if (datagrams[i].find(text) != std::string::npos) return static_cast<long>(i);
+  }
+  return -1;
+}
+
+TEST(daemon, watchdog_pings_at_half_the_interval_systemd_gives) {
+  relay_process relay;
+  notify_socket notify(relay.dir() / "notify.sock");
+  relay.start({{"NOTIFY_SOCKET", (relay.dir() / "notify.sock").string()},
+               {"WATCHDOG_USEC", "1000000"},
+               {"WATCHDOG_PID", "$PID"}});
+  ASSERT_FALSE(notify.until("READY=1").empty());
+  // WatchdogSec=1s: a ping every 500 ms, so about 3 in 1.5 s. Only a loose
+  // lower bound is asserted (a loaded machine may be late), and an upper one
+  // that catches a ping loop.
+  const auto window = notify.collect(1500ms);
+  const auto pings = count_with(window, "WATCHDOG=1");
+  EXPECT_GE(pings, 2u);
+  EXPECT_LE(pings, 10u);
+  EXPECT_EQ(relay.stop(SIGTERM), 0);
+}
+
+TEST(daemon, no_watchdog_pings_when_systemd_asks_for_none_or_for_another_process) {
+  for (const auto& watchdog_pid : {std::string(), std::string("1")}) {
+    relay_process relay;
+    notify_socket notify(relay.dir() / "notify.sock");
+    std::map<std::string, std::string> environment{
+        {"NOTIFY_SOCKET", (relay.dir() / "notify.sock").string()}};
+    if (!watchdog_pid.empty()) {
+      environment["WATCHDOG_USEC"] = "200000";
+      environment["WATCHDOG_PID"] = watchdog_pid;  // the watchdog is for PID 1, not us
+    }
+    relay.start(environment);
+    ASSERT_FALSE(notify.until("READY=1").empty());
+    EXPECT_EQ(count_with(notify.collect(600ms), "WATCHDOG=1"), 0u)
+        << "WATCHDOG_PID=" << watchdog_pid;
+    EXPECT_EQ(relay.stop(SIGTERM), 0);
+  }
+}
+
+TEST(daemon, ready_means_smtp_and_health_socket_answer) {
+  relay_process relay;
+  notify_socket notify(relay.dir() / "notify.sock");
+  relay.start({{"NOTIFY_SOCKET", (relay.dir() / "notify.sock").string()}});
+  auto startup = notify.until("READY=1");
+  ASSERT_FALSE(startup.empty());
+  EXPECT_EQ(count_with(startup, "READY=1"), 1u);
+  EXPECT_EQ(send_one(relay.port(), "right after READY").code, 250);
+  auto health = run_command({"curl", "--silent", "--max-time", "10", "--unix-socket",
+                             (relay.dir() / "health.sock").string(), "-o", "/dev/null", "-w",
+                             "%{http_code}", "http://localhost/health"});
+  EXPECT_EQ(health.out, "503");  // the harness's account has no token yet
+  EXPECT_EQ(relay.stop(SIGTERM), 0);
+}
+
+TEST(daemon, sighup_says_reloading_then_ready_and_sigterm_says_stopping) {
+  relay_process relay;
+  notify_socket notify(relay.dir() / "notify.sock");
+  relay.start({{"NOTIFY_SOCKET", (relay.dir() / "notify.sock").string()}});
+  ASSERT_FALSE(notify.until("READY=1").empty());
+
+  for (int round = 0; round < 2; ++round) {
+    relay.signal(SIGHUP);
+    auto reload = notify.until("READY=1");
+    const auto reloading = first_with(reload, "RELOADING=1");
+    const auto ready = first_with(reload, "READY=1");
+    ASSERT_GE(reloading, 0) << "round " << round;
+    EXPECT_LT(reloading, ready) << "READY=1 came before RELOADING=1";
+    EXPECT_NE(reload[static_cast<std::size_t>(reloading)].find("MONOTONIC_USEC="),
+              std::string::npos);
+    EXPECT_NE(reload[static_cast<std::size_t>(ready)].find("STATUS=Accepting SMTP on"),
+              std::string::npos)
+        << reload[static_cast<std::size_t>(ready)];
+  }
+  // A bad file: still RELOADING then READY, with the old configuration kept.
+  relay.write_config("limits:\n  max_recipients: lots\n" + minimal_config_body());
+  relay.signal(SIGHUP);
+  auto rejected = notify.until("READY=1");
+  EXPECT_LT(first_with(rejected, "RELOADING=1"), first_with(rejected, "READY=1"));
+  ASSERT_TRUE(relay.wait_for_log("event=config_reload_failed"));
+
+  relay.signal(SIGTERM);
+  auto stopping = notify.until("STOPPING=1");
+  ASSERT_FALSE(stopping.empty());
+  EXPECT_EQ(count_with(stopping, "READY=1"), 0u);
+  EXPECT_EQ(relay.stop(0), 0);
+  EXPECT_EQ(count_with(notify.collect(200ms), "READY=1"), 0u);
 }
 
 TEST(daemon, full_disk_answers_452_and_recovers_when_space_returns) {

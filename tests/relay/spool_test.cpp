@@ -282,6 +282,156 @@ TEST_F(spool_test, finishing_a_large_message_removes_its_file) {
   EXPECT_TRUE(reader.messages().empty());
 }
 
+// Stores one message (content `body`, padded past the memory limit when
+// `spilled`) and returns its id.
+std::string store_one(spool& s, boost::asio::io_context& io, const envelope& env,
+                      bool spilled = false) {
+  auto draft = s.begin();
+  const std::string id = draft->id();
+  draft->append(spilled ? std::string(2 * spool_memory_limit, 'S') : std::string("x\r\n"));
+  EXPECT_EQ(
+      run_op<store_result>(io, [&](auto h) { s.async_commit(std::move(draft), env, h); }).status,
+      store_status::stored);
+  return id;
+}
+
+std::int64_t unix_ms_now() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+TEST_F(spool_test, summary_counts_depth_deferred_and_oldest_arrival) {
+  spool s(dir_, io_.get_executor());
+  auto empty = run_op<queue_summary>(io_, [&](auto h) { s.async_summary(h); });
+  EXPECT_EQ(empty.depth, 0u);
+  EXPECT_EQ(empty.deferred, 0u);
+  EXPECT_FALSE(empty.oldest_received_at.has_value());
+
+  const auto before = unix_ms_now() / 1000;
+  const auto first = store_one(s, io_, sample_envelope());
+  store_one(s, io_, sample_envelope());
+  store_one(s, io_, sample_envelope());
+  const auto after = unix_ms_now() / 1000;
+  delivery_record deferred;
+  deferred.id = first;
+  deferred.next_attempt_ms = unix_ms_now() + 60000;
+  deferred.last_error = "451 4.3.0 later";
+  ASSERT_EQ(
+      run_op<store_result>(io_, [&](auto h) { s.async_record(deferred, std::nullopt, h); }).status,
+      store_status::stored);
+
+  auto summary = run_op<queue_summary>(io_, [&](auto h) { s.async_summary(h); });
+  EXPECT_EQ(summary.depth, 3u);
+  EXPECT_EQ(summary.deferred, 1u);
+  ASSERT_TRUE(summary.oldest_received_at.has_value());
+  EXPECT_GE(*summary.oldest_received_at, before);
+  EXPECT_LE(*summary.oldest_received_at, after);
+  EXPECT_EQ(s.messages_received(), 3u);
+}
+
+TEST_F(spool_test, list_returns_every_message_oldest_first_with_recipients) {
+  spool s(dir_, io_.get_executor());
+  std::vector<std::string> ids;
+  for (int i = 0; i < 4; ++i) ids.push_back(store_one(s, io_, sample_envelope()));
+  auto listed = run_op<std::vector<queued_message>>(io_, [&](auto h) { s.async_list(h); });
+  ASSERT_EQ(listed.size(), 4u);
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    EXPECT_EQ(listed[i].id, ids[i]);  // same second: arrival order decides
+    ASSERT_EQ(listed[i].recipients.size(), 2u);
+    EXPECT_EQ(listed[i].recipients[1].rcpt.address, "carol@example.org");
+    EXPECT_EQ(listed[i].env.sender, "alice@example.com");
+  }
+}
+
+TEST_F(spool_test, retry_makes_named_or_all_messages_due_and_names_unknown_ids) {
+  spool s(dir_, io_.get_executor());
+  const auto a = store_one(s, io_, sample_envelope());
+  const auto b = store_one(s, io_, sample_envelope());
+  const auto now = unix_ms_now();
+  for (const auto& id : {a, b}) {
+    delivery_record later;
+    later.id = id;
+    later.next_attempt_ms = now + 3600000;
+    ASSERT_EQ(
+        run_op<store_result>(io_, [&](auto h) { s.async_record(later, std::nullopt, h); }).status,
+        store_status::stored);
+  }
+  auto due_now = [&] {
+    return run_op<std::vector<queued_message>>(io_,
+                                               [&](auto h) { s.async_due(now + 10, 10, {}, h); });
+  };
+  EXPECT_TRUE(due_now().empty());
+
+  auto one = run_op<queue_change>(io_, [&](auto h) {
+    s.async_retry({a, "ffffffffffffffff"}, false, now, h);
+  });
+  EXPECT_EQ(one.changed, 1u);
+  EXPECT_EQ(one.unknown, std::vector<std::string>{"ffffffffffffffff"});
+  EXPECT_TRUE(one.error.empty());
+  auto due = due_now();
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due[0].id, a);
+  EXPECT_EQ(due[0].next_attempt_ms, now);
+
+  // A message already due earlier keeps its time; "all" counts every message.
+  auto all = run_op<queue_change>(io_, [&](auto h) { s.async_retry({}, true, now + 5, h); });
+  EXPECT_EQ(all.changed, 2u);
+  EXPECT_TRUE(all.unknown.empty());
+  due = due_now();
+  ASSERT_EQ(due.size(), 2u);
+  EXPECT_EQ(due[0].next_attempt_ms, now);
+  EXPECT_EQ(due[1].next_attempt_ms, now + 5);
+}
+
+TEST_F(spool_test, delete_removes_rows_recipients_and_content_files) {
+  spool s(dir_, io_.get_executor());
+  const auto small = store_one(s, io_, sample_envelope());
+  const auto big = store_one(s, io_, sample_envelope(), /*spilled=*/true);
+  const auto kept = store_one(s, io_, sample_envelope());
+  ASSERT_TRUE(std::filesystem::exists(dir_ / "spool" / big));
+
+  auto result = run_op<queue_change>(io_, [&](auto h) {
+    s.async_delete({small, big, "0123456789abcdef"}, h);
+  });
+  EXPECT_EQ(result.changed, 2u);
+  EXPECT_EQ(result.unknown, std::vector<std::string>{"0123456789abcdef"});
+  EXPECT_TRUE(result.error.empty());
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "spool" / big));
+  EXPECT_EQ(run_op<std::optional<std::string>>(io_, [&](auto h) { s.async_content(big, h); }),
+            std::nullopt);
+
+  spool_reader reader(dir_);
+  auto left = reader.messages();
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(left[0].id, kept);
+  // No recipient rows are left behind for the deleted ones.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open_v2((dir_ / "queue.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr),
+            SQLITE_OK);
+  sqlite3_stmt* count = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT count(*) FROM recipients WHERE message_id IN (?1, ?2)",
+                               -1, &count, nullptr),
+            SQLITE_OK);
+  sqlite3_bind_text(count, 1, small.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(count, 2, big.c_str(), -1, SQLITE_TRANSIENT);
+  ASSERT_EQ(sqlite3_step(count), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(count, 0), 0);
+  sqlite3_finalize(count);
+  // Only the kept message's content row is left.
+  sqlite3_stmt* contents = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT count(*) FROM contents", -1, &contents, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(contents), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(contents, 0), 1);
+  sqlite3_finalize(contents);
+  sqlite3_close(db);
+  // Deleting again: nothing is queued under that id any more.
+  auto again = run_op<queue_change>(io_, [&](auto h) { s.async_delete({small}, h); });
+  EXPECT_EQ(again.changed, 0u);
+  EXPECT_EQ(again.unknown, std::vector<std::string>{small});
+}
+
 TEST_F(spool_test, damaged_database_is_refused_with_its_path) {
   std::filesystem::create_directories(dir_);
   std::ofstream(dir_ / "queue.db") << std::string(8192, 'Z');
