@@ -199,7 +199,7 @@ asio::awaitable<void> delivery_scheduler::dispatch_loop() {
     const bool backlog = waiting_total() >= refill_below;
     std::vector<queued_message> due;
     if (room > 0 && !backlog) {
-      std::unordered_set<std::string> busy(claimed_);
+      message_id_set busy(claimed_);
       due = co_await spool_.async_due(now_ms(), std::min(due_batch, room), std::move(busy),
                                       use_awaitable);
     }

@@ -97,9 +97,9 @@ class delivery_scheduler {
   config::settings settings_;
   std::unique_ptr<boost::asio::ssl::context> tls_;
   std::map<std::string, std::shared_ptr<account_queue>> queues_;
-  std::unordered_set<std::string> claimed_;  // ids waiting in a queue or being delivered
-  std::unordered_set<std::string> doomed_;   // claimed ids to delete once their attempt ends
-  std::set<upstream_client*> open_;          // for stop()
+  message_id_set claimed_;                  // ids waiting in a queue or being delivered
+  std::unordered_set<std::string> doomed_;  // claimed ids to delete once their attempt ends
+  std::set<upstream_client*> open_;         // for stop()
   boost::asio::steady_timer wake_timer_;
   bool wake_pending_ = false;
   bool stopping_ = false;

@@ -522,7 +522,7 @@ void insert_task::committed(spool& s) {
 struct due_task final : spool::task {
   std::int64_t now_ms = 0;
   std::size_t limit = 0;
-  std::unordered_set<std::string> busy;
+  message_id_set busy;
   std::unique_ptr<spool_completion<std::vector<queued_message>>> done;
   std::vector<queued_message> result;
 
@@ -534,9 +534,13 @@ struct due_task final : spool::task {
     st.due.bind(2, static_cast<std::int64_t>(limit + busy.size()));
     int rc;
     while ((rc = sqlite3_step(st.due.get())) == SQLITE_ROW) {
-      auto q = read_message_row(st.due.get());
-      if (busy.count(q.id) != 0) continue;
-      if (result.size() < limit) result.push_back(std::move(q));
+      // Claimed rows are skipped by id alone: under a backlog they are most
+      // of what the query steps over.
+      const auto* id = reinterpret_cast<const char*>(sqlite3_column_text(st.due.get(), 0));
+      const auto id_size = static_cast<std::size_t>(sqlite3_column_bytes(st.due.get(), 0));
+      if (busy.find(std::string_view(id ? id : "", id ? id_size : 0)) != busy.end()) continue;
+      result.push_back(read_message_row(st.due.get()));
+      if (result.size() >= limit) break;
     }
     sqlite3_reset(st.due.get());
     sqlite3_clear_bindings(st.due.get());
@@ -982,7 +986,7 @@ void spool::enqueue_insert(std::unique_ptr<spool_draft> draft, envelope env,
   enqueue(std::move(t));
 }
 
-void spool::enqueue_due(std::int64_t now, std::size_t limit, std::unordered_set<std::string> busy,
+void spool::enqueue_due(std::int64_t now, std::size_t limit, message_id_set busy,
                         std::unique_ptr<spool_completion<std::vector<queued_message>>> done) {
   auto t = std::make_unique<due_task>();
   t->now_ms = now;

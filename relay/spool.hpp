@@ -14,6 +14,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_set>
 #include <vector>
@@ -30,6 +31,15 @@
 struct sqlite3;
 
 namespace oauth_relay::relay {
+
+// A set of message ids that can be searched with a string_view (no copy).
+struct message_id_hash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view id) const noexcept {
+    return std::hash<std::string_view>{}(id);
+  }
+};
+using message_id_set = std::unordered_set<std::string, message_id_hash, std::equal_to<>>;
 
 // A content larger than this goes to a file in the spool directory while it
 // arrives, so a message of max_message_size never sits whole in memory.
@@ -193,10 +203,10 @@ class spool {
   // Messages whose next attempt is due at `now_ms`, oldest first, at most
   // `limit`, leaving out `busy` ones (already being delivered).
   template <typename CompletionToken>
-  auto async_due(std::int64_t now_ms, std::size_t limit, std::unordered_set<std::string> busy,
+  auto async_due(std::int64_t now_ms, std::size_t limit, message_id_set busy,
                  CompletionToken&& token) {
     return boost::asio::async_initiate<CompletionToken, void(std::vector<queued_message>)>(
-        [this, now_ms, limit](auto handler, std::unordered_set<std::string> b) {
+        [this, now_ms, limit](auto handler, message_id_set b) {
           enqueue_due(now_ms, limit, std::move(b),
                       make_completion<std::vector<queued_message>>(std::move(handler)));
         },
@@ -326,7 +336,7 @@ class spool {
                       std::unique_ptr<spool_completion<store_result>> done);
   void enqueue_postpone(std::string account, std::int64_t until_ms, std::string reason,
                         std::unique_ptr<spool_completion<std::size_t>> done);
-  void enqueue_due(std::int64_t now_ms, std::size_t limit, std::unordered_set<std::string> busy,
+  void enqueue_due(std::int64_t now_ms, std::size_t limit, message_id_set busy,
                    std::unique_ptr<spool_completion<std::vector<queued_message>>> done);
   void enqueue_next_due(std::unique_ptr<spool_completion<std::optional<std::int64_t>>> done);
   void enqueue_content(std::string id,
