@@ -118,6 +118,21 @@ double cpu_seconds(pid_t pid) {
   return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
+// Seconds the threads of a process have spent runnable but waiting for a CPU
+// (/proc/PID/task/TID/schedstat, second field): how much other work on the
+// machine held the daemon back. 0 without schedstats.
+double run_queue_wait_seconds(pid_t pid) {
+  double ns = 0;
+  std::error_code ec;
+  for (const auto& task : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    std::ifstream in(task.path() / "schedstat");
+    double cpu = 0;
+    double wait = 0;
+    if (in >> cpu >> wait) ns += wait;
+  }
+  return ns / 1e9;
+}
+
 long rss_kb(pid_t pid, const std::string& key) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
   for (std::string line; std::getline(in, line);) {
@@ -271,6 +286,7 @@ int run(const options& o) {
   const auto refreshes_before = google.refreshes_served();
 
   const double relayd_cpu_before = cpu_seconds(relayd);
+  const double relayd_wait_before = run_queue_wait_seconds(relayd);
   const double fakes_cpu_before = cpu_seconds(::getpid());
   const auto start = steady::now();
   const auto load = run_client(o, port, o.messages, dir);
@@ -281,6 +297,7 @@ int run(const options& o) {
   }
   const auto delivered_at = steady::now();
   const double relayd_cpu = cpu_seconds(relayd) - relayd_cpu_before;
+  const double relayd_wait = run_queue_wait_seconds(relayd) - relayd_wait_before;
   const double fakes_cpu = cpu_seconds(::getpid()) - fakes_cpu_before;
   const double e2e_seconds = std::chrono::duration<double>(delivered_at - start).count();
   const auto logins = gmail.logins() - logins_before;
@@ -293,7 +310,7 @@ int run(const options& o) {
       "delivery client=%s sessions=%d messages=%llu size=%zu reply_delay_ms=%d accepted_rate=%s "
       "p50_ms=%s p99_ms=%s e2e_seconds=%.3f e2e_rate=%.1f delivered=%zu logins=%zu "
       "logins_per_1000=%.2f refreshes=%zu peak_rss_mb=%.1f drain_after_accept_s=%.3f "
-      "relayd_cpu_s=%.2f fakes_cpu_s=%.2f relayd_exit=%d\n",
+      "relayd_cpu_s=%.2f relayd_wait_s=%.2f fakes_cpu_s=%.2f relayd_exit=%d\n",
       o.client == client_kind::smtp_source ? (o.reuse_connections ? "smtp-source-d" : "smtp-source")
                                            : "smtp-load",
       o.sessions, static_cast<unsigned long long>(o.messages), o.size, o.reply_delay_ms,
@@ -302,8 +319,8 @@ int run(const options& o) {
       static_cast<double>(o.messages) / e2e_seconds, delivered, logins,
       1000.0 * static_cast<double>(logins) / static_cast<double>(o.messages),
       google.refreshes_served() - refreshes_before, static_cast<double>(peak_kb) / 1024.0,
-      std::chrono::duration<double>(delivered_at - accepted_at).count(), relayd_cpu, fakes_cpu,
-      relayd_status);
+      std::chrono::duration<double>(delivered_at - accepted_at).count(), relayd_cpu, relayd_wait,
+      fakes_cpu, relayd_status);
 
   std::fflush(stdout);
   if (o.keep) {
