@@ -343,11 +343,9 @@ int main(int argc, char** argv) {
   CLI::App app{"End-to-end delivery benchmark against the in-repo fake Gmail"};
   app.add_option("--relayd", o.relayd, "path of oauth-relayd")->required();
   app.add_option("--load", o.load, "path of smtp-load (with --client smtp-load)");
-  const std::map<std::string, oauth_relay::bench::client_kind> clients{
-      {"smtp-load", oauth_relay::bench::client_kind::smtp_load},
-      {"smtp-source", oauth_relay::bench::client_kind::smtp_source}};
-  app.add_option("--client", o.client, "the SMTP client that offers the load")
-      ->transform(CLI::CheckedTransformer(clients, CLI::ignore_case))
+  std::string client = "smtp-load";
+  app.add_option("--client", client, "the SMTP client that offers the load")
+      ->check(CLI::IsMember({"smtp-load", "smtp-source"}))
       ->capture_default_str();
   app.add_option("--smtp-source", o.smtp_source, "path of Postfix's smtp-source")
       ->capture_default_str();
@@ -366,7 +364,13 @@ int main(int argc, char** argv) {
   app.add_flag("--no-drain", o.no_drain,
                "measure acceptance only: stop the daemon after the load (mail stays queued)");
   app.add_flag("--keep", o.keep, "keep the temporary directory (config, state, log)");
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int status = app.exit(e);
+    return status == 0 ? 0 : 2;
+  }
+  if (client == "smtp-source") o.client = oauth_relay::bench::client_kind::smtp_source;
   if (o.client == oauth_relay::bench::client_kind::smtp_load && o.load.empty()) {
     std::cerr << "delivery-bench: --load is required with --client smtp-load\n";
     return 2;
