@@ -62,8 +62,18 @@ struct options {
   bool no_drain = false;  // stop after the load; do not wait for delivery
 };
 
+// The daemon under test, stopped by die() so that a failed run leaves no
+// oauth-relayd behind; its directory stays, for the log.
+pid_t relayd_pid = -1;
+fs::path run_dir;
+
 [[noreturn]] void die(const std::string& why) {
   std::cerr << "delivery-bench: " << why << '\n';
+  if (!run_dir.empty()) std::cerr << "delivery-bench: kept " << run_dir.string() << '\n';
+  if (relayd_pid > 0) {
+    ::kill(relayd_pid, SIGKILL);
+    ::waitpid(relayd_pid, nullptr, 0);
+  }
   std::exit(1);
 }
 
@@ -226,6 +236,7 @@ int run(const options& o) {
                  ("oauth-relay-delivery-bench." + std::to_string(std::random_device{}()));
   fs::create_directories(dir);
   fs::permissions(dir, fs::perms::owner_all);
+  run_dir = dir;
 
   fakes::test_pki pki;
   fakes::fake_oauth google(pki);
@@ -266,6 +277,7 @@ int run(const options& o) {
   const auto log = dir / "relayd.log";
   const pid_t relayd =
       spawn({o.relayd, "-c", (dir / "config.yaml").string()}, dir / "relayd.out", log);
+  relayd_pid = relayd;
   std::uint16_t port = 0;
   for (int i = 0; i < 100 && port == 0; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -305,6 +317,7 @@ int run(const options& o) {
 
   ::kill(relayd, SIGTERM);
   const int relayd_status = wait_exit(relayd);
+  relayd_pid = -1;
 
   std::printf(
       "delivery client=%s sessions=%d messages=%llu size=%zu reply_delay_ms=%d accepted_rate=%s "
