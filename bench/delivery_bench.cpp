@@ -1,8 +1,9 @@
 // delivery-bench: end-to-end figures for delivery to Gmail. Starts the in-repo
 // fake Gmail (STARTTLS, XOAUTH2) and fake token endpoint, runs the real
-// oauth-relayd against them and smtp-load against it, and reports accepted
-// and delivered messages per second, upstream logins per 1,000 messages and
-// the latency of the applications' 250 replies.
+// oauth-relayd against them and smtp-load (or Postfix's smtp-source, for the
+// comparison with Postfix in bench/compare) against it, and reports accepted
+// and delivered messages per second, upstream logins per 1,000 messages and,
+// with smtp-load, the latency of the applications' 250 replies.
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -40,10 +41,16 @@ namespace fs = std::filesystem;
 using steady = std::chrono::steady_clock;
 
 constexpr const char* account = "bench@example.com";
+constexpr const char* recipient = "rcpt@example.com";
+
+enum class client_kind { smtp_load, smtp_source };
 
 struct options {
   std::string relayd;
   std::string load;
+  client_kind client = client_kind::smtp_load;
+  std::string smtp_source = "/usr/sbin/smtp-source";
+  bool reuse_connections = false;  // smtp-source -d
   int sessions = 20;
   std::uint64_t messages = 10000;
   std::uint64_t warmup = 200;
@@ -55,8 +62,18 @@ struct options {
   bool no_drain = false;  // stop after the load; do not wait for delivery
 };
 
+// The daemon under test, stopped by die() so that a failed run leaves no
+// oauth-relayd behind; its directory stays, for the log.
+pid_t relayd_pid = -1;
+fs::path run_dir;
+
 [[noreturn]] void die(const std::string& why) {
   std::cerr << "delivery-bench: " << why << '\n';
+  if (!run_dir.empty()) std::cerr << "delivery-bench: kept " << run_dir.string() << '\n';
+  if (relayd_pid > 0) {
+    ::kill(relayd_pid, SIGKILL);
+    ::waitpid(relayd_pid, nullptr, 0);
+  }
   std::exit(1);
 }
 
@@ -111,6 +128,21 @@ double cpu_seconds(pid_t pid) {
   return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
+// Seconds the threads of a process have spent runnable but waiting for a CPU
+// (/proc/PID/task/TID/schedstat, second field): how much other work on the
+// machine held the daemon back. 0 without schedstats.
+double run_queue_wait_seconds(pid_t pid) {
+  double ns = 0;
+  std::error_code ec;
+  for (const auto& task : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    std::ifstream in(task.path() / "schedstat");
+    double cpu = 0;
+    double wait = 0;
+    if (in >> cpu >> wait) ns += wait;
+  }
+  return ns / 1e9;
+}
+
 long rss_kb(pid_t pid, const std::string& key) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
   for (std::string line; std::getline(in, line);) {
@@ -144,11 +176,67 @@ load_result run_load(const options& o, std::uint16_t port, std::uint64_t message
   return r;
 }
 
+// smtp-source prints no summary: with -c, a running count of completed DATA
+// commands separated by CR (or LF); the last number is what it sent. It stops
+// at the first unexpected reply, so the exit status and the count are the checks.
+std::uint64_t last_count(const std::string& text) {
+  std::uint64_t count = 0;
+  std::size_t at = 0;
+  while (at < text.size()) {
+    const auto end = text.find_first_of("\r\n", at);
+    const auto token = text.substr(at, end == std::string::npos ? std::string::npos : end - at);
+    if (!token.empty() && token.find_first_not_of("0123456789") == std::string::npos) {
+      count = std::stoull(token);
+    }
+    if (end == std::string::npos) break;
+    at = end + 1;
+  }
+  return count;
+}
+
+// The same command line as bench/compare gives smtp-source against Postfix.
+load_result run_source(const options& o, std::uint16_t port, std::uint64_t messages,
+                       const fs::path& dir) {
+  const auto out = dir / "source.out";
+  const auto err = dir / "source.err";
+  std::vector<std::string> argv{o.smtp_source};
+  if (o.reuse_connections) argv.emplace_back("-d");
+  for (const auto& a :
+       {std::string("-c"), std::string("-s"), std::to_string(o.sessions), std::string("-m"),
+        std::to_string(messages), std::string("-l"), std::to_string(o.size), std::string("-f"),
+        std::string(account), std::string("-t"), std::string(recipient),
+        "127.0.0.1:" + std::to_string(port)}) {
+    argv.push_back(a);
+  }
+  const auto start = steady::now();
+  const auto pid = spawn(argv, out, err);
+  const int status = wait_exit(pid);
+  const double seconds = std::chrono::duration<double>(steady::now() - start).count();
+  const auto output = read_file(out) + "\n" + read_file(err);
+  const auto count = last_count(output);
+  if (status != 0 || count != messages) {
+    die("smtp-source failed (exit " + std::to_string(status) + ", " + std::to_string(count) +
+        " of " + std::to_string(messages) + " messages): " + read_file(err));
+  }
+  char line[160];
+  std::snprintf(line, sizeof line, "accepted=%llu seconds=%.3f rate=%.1f p50_ms=- p99_ms=-",
+                static_cast<unsigned long long>(count), seconds,
+                static_cast<double>(count) / seconds);
+  return {line, seconds};
+}
+
+load_result run_client(const options& o, std::uint16_t port, std::uint64_t messages,
+                       const fs::path& dir) {
+  return o.client == client_kind::smtp_source ? run_source(o, port, messages, dir)
+                                              : run_load(o, port, messages, dir);
+}
+
 int run(const options& o) {
   fs::path dir = fs::temp_directory_path() /
                  ("oauth-relay-delivery-bench." + std::to_string(std::random_device{}()));
   fs::create_directories(dir);
   fs::permissions(dir, fs::perms::owner_all);
+  run_dir = dir;
 
   fakes::test_pki pki;
   fakes::fake_oauth google(pki);
@@ -189,6 +277,7 @@ int run(const options& o) {
   const auto log = dir / "relayd.log";
   const pid_t relayd =
       spawn({o.relayd, "-c", (dir / "config.yaml").string()}, dir / "relayd.out", log);
+  relayd_pid = relayd;
   std::uint16_t port = 0;
   for (int i = 0; i < 100 && port == 0; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -201,7 +290,7 @@ int run(const options& o) {
   if (port == 0) die("oauth-relayd did not start: " + read_file(log));
 
   // Warm-up: the first token refresh, TLS session and connections.
-  run_load(o, port, o.warmup, dir);
+  run_client(o, port, o.warmup, dir);
   if (!gmail.wait_for_messages(o.warmup, std::chrono::seconds(60))) {
     die("warm-up messages were not delivered; see " + log.string());
   }
@@ -209,9 +298,10 @@ int run(const options& o) {
   const auto refreshes_before = google.refreshes_served();
 
   const double relayd_cpu_before = cpu_seconds(relayd);
+  const double relayd_wait_before = run_queue_wait_seconds(relayd);
   const double fakes_cpu_before = cpu_seconds(::getpid());
   const auto start = steady::now();
-  const auto load = run_load(o, port, o.messages, dir);
+  const auto load = run_client(o, port, o.messages, dir);
   const auto accepted_at = steady::now();
   const long peak_kb = rss_kb(relayd, "VmHWM");
   if (!o.no_drain && !gmail.wait_for_messages(o.warmup + o.messages, std::chrono::minutes(10))) {
@@ -219,6 +309,7 @@ int run(const options& o) {
   }
   const auto delivered_at = steady::now();
   const double relayd_cpu = cpu_seconds(relayd) - relayd_cpu_before;
+  const double relayd_wait = run_queue_wait_seconds(relayd) - relayd_wait_before;
   const double fakes_cpu = cpu_seconds(::getpid()) - fakes_cpu_before;
   const double e2e_seconds = std::chrono::duration<double>(delivered_at - start).count();
   const auto logins = gmail.logins() - logins_before;
@@ -226,20 +317,23 @@ int run(const options& o) {
 
   ::kill(relayd, SIGTERM);
   const int relayd_status = wait_exit(relayd);
+  relayd_pid = -1;
 
   std::printf(
-      "delivery sessions=%d messages=%llu size=%zu reply_delay_ms=%d accepted_rate=%s "
+      "delivery client=%s sessions=%d messages=%llu size=%zu reply_delay_ms=%d accepted_rate=%s "
       "p50_ms=%s p99_ms=%s e2e_seconds=%.3f e2e_rate=%.1f delivered=%zu logins=%zu "
       "logins_per_1000=%.2f refreshes=%zu peak_rss_mb=%.1f drain_after_accept_s=%.3f "
-      "relayd_cpu_s=%.2f fakes_cpu_s=%.2f relayd_exit=%d\n",
+      "relayd_cpu_s=%.2f relayd_wait_s=%.2f fakes_cpu_s=%.2f relayd_exit=%d\n",
+      o.client == client_kind::smtp_source ? (o.reuse_connections ? "smtp-source-d" : "smtp-source")
+                                           : "smtp-load",
       o.sessions, static_cast<unsigned long long>(o.messages), o.size, o.reply_delay_ms,
       field(load.line, "rate").c_str(), field(load.line, "p50_ms").c_str(),
       field(load.line, "p99_ms").c_str(), e2e_seconds,
       static_cast<double>(o.messages) / e2e_seconds, delivered, logins,
       1000.0 * static_cast<double>(logins) / static_cast<double>(o.messages),
       google.refreshes_served() - refreshes_before, static_cast<double>(peak_kb) / 1024.0,
-      std::chrono::duration<double>(delivered_at - accepted_at).count(), relayd_cpu, fakes_cpu,
-      relayd_status);
+      std::chrono::duration<double>(delivered_at - accepted_at).count(), relayd_cpu, relayd_wait,
+      fakes_cpu, relayd_status);
 
   std::fflush(stdout);
   if (o.keep) {
@@ -261,7 +355,15 @@ int main(int argc, char** argv) {
   oauth_relay::bench::options o;
   CLI::App app{"End-to-end delivery benchmark against the in-repo fake Gmail"};
   app.add_option("--relayd", o.relayd, "path of oauth-relayd")->required();
-  app.add_option("--load", o.load, "path of smtp-load")->required();
+  app.add_option("--load", o.load, "path of smtp-load (with --client smtp-load)");
+  std::string client = "smtp-load";
+  app.add_option("--client", client, "the SMTP client that offers the load")
+      ->check(CLI::IsMember({"smtp-load", "smtp-source"}))
+      ->capture_default_str();
+  app.add_option("--smtp-source", o.smtp_source, "path of Postfix's smtp-source")
+      ->capture_default_str();
+  app.add_flag("--reuse-connections", o.reuse_connections,
+               "smtp-source -d: each session sends all its messages over one connection");
   app.add_option("--sessions", o.sessions, "parallel SMTP sessions")->capture_default_str();
   app.add_option("--messages", o.messages, "messages measured")->capture_default_str();
   app.add_option("--warmup", o.warmup, "messages sent first, not measured")->capture_default_str();
@@ -275,6 +377,20 @@ int main(int argc, char** argv) {
   app.add_flag("--no-drain", o.no_drain,
                "measure acceptance only: stop the daemon after the load (mail stays queued)");
   app.add_flag("--keep", o.keep, "keep the temporary directory (config, state, log)");
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int status = app.exit(e);
+    return status == 0 ? 0 : 2;
+  }
+  if (client == "smtp-source") o.client = oauth_relay::bench::client_kind::smtp_source;
+  if (o.client == oauth_relay::bench::client_kind::smtp_load && o.load.empty()) {
+    std::cerr << "delivery-bench: --load is required with --client smtp-load\n";
+    return 2;
+  }
+  if (o.client == oauth_relay::bench::client_kind::smtp_source && o.rate > 0) {
+    std::cerr << "delivery-bench: --rate needs --client smtp-load (smtp-source cannot pace)\n";
+    return 2;
+  }
   return oauth_relay::bench::run(o);
 }
