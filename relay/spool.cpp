@@ -544,7 +544,7 @@ struct due_task final : spool::task {
     }
     sqlite3_reset(st.due.get());
     sqlite3_clear_bindings(st.due.get());
-    if (rc != SQLITE_DONE) return rc;
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) return rc;  // ROW: stopped at the limit
     for (auto& q : result) read_recipients(st.recipients_of.get(), q);
     return SQLITE_DONE;
   }

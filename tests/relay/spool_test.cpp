@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <thread>
 
 #include <boost/asio/io_context.hpp>
 
@@ -258,6 +259,35 @@ TEST_F(spool_test, due_messages_then_records_move_and_finish_them) {
   EXPECT_NE(left[0].id, id);
   EXPECT_EQ(left[0].env.sender, "");
   EXPECT_EQ(reader.content(left[0].id), "bounce body\r\n");
+}
+
+TEST_F(spool_test, due_takes_the_oldest_up_to_the_limit_and_skips_claimed_ones) {
+  spool s(dir_, io_.get_executor());
+  std::vector<std::string> ids;
+  for (int i = 0; i < 4; ++i) {
+    auto draft = s.begin();
+    ids.push_back(draft->id());
+    draft->append("Subject: " + std::to_string(i) + "\r\n\r\nbody\r\n");
+    ASSERT_EQ(commit(s, std::move(draft), sample_envelope()).status, store_status::stored);
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));  // distinct arrival times
+  }
+  const auto later = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count() +
+                     1000;
+  auto ids_of = [](const std::vector<queued_message>& ms) {
+    std::vector<std::string> out;
+    for (const auto& m : ms) out.push_back(m.id);
+    return out;
+  };
+  auto two =
+      run_op<std::vector<queued_message>>(io_, [&](auto h) { s.async_due(later, 2, {}, h); });
+  EXPECT_EQ(ids_of(two), (std::vector<std::string>{ids[0], ids[1]}));
+  EXPECT_EQ(two.at(0).recipients.size(), 2u);
+  auto skipping = run_op<std::vector<queued_message>>(io_, [&](auto h) {
+    s.async_due(later, 2, {ids[0], ids[2]}, h);
+  });
+  EXPECT_EQ(ids_of(skipping), (std::vector<std::string>{ids[1], ids[3]}));
 }
 
 TEST_F(spool_test, finishing_a_large_message_removes_its_file) {
