@@ -46,6 +46,11 @@ std::string source_dir() {
   return OAUTH_RELAY_SOURCE_DIR;
 }
 
+bool long_tests_enabled() {
+  const char* value = std::getenv("OAUTH_RELAY_LONG_TESTS");
+  return value != nullptr && std::string(value) == "1";
+}
+
 temp_dir::temp_dir() {
   const char* base = std::getenv("TMPDIR");
   std::string pattern = std::string(base ? base : "/tmp") + "/oauth-relay-test-XXXXXX";
