@@ -225,6 +225,23 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
   return d[a.size()][b.size()];
 }
 
+// `text` with control characters written as \xNN, so a message that shows
+// it (a path, a yaml-cpp message quoting the octet it choked on) stays one line.
+std::string printable(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      static constexpr char hex[] = "0123456789abcdef";
+      out += "\\x";
+      out += hex[(c >> 4) & 0xf];
+      out += hex[c & 0xf];
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 // A value for a message: quoted, escaped, and cut when long.
 std::string quote(std::string_view value) {
   std::string out = "\"";
@@ -514,7 +531,7 @@ std::optional<std::optional<fs::path>> reader::readable_path_or_null(const field
   if (!p) return std::nullopt;
   const file_contents contents = read_file(*p);
   if (contents.error != 0) {
-    add(f, "cannot read " + p->string() + ": " + std::strerror(contents.error));
+    add(f, "cannot read " + printable(p->string()) + ": " + std::strerror(contents.error));
     return std::nullopt;
   }
   return std::optional<fs::path>(*p);
@@ -775,9 +792,10 @@ void reader::read_oauth(const mapping& top, oauth_settings& s) {
         text.remove_suffix(1);
       }
       if (contents.error != 0) {
-        add(*secret_file, "cannot read " + p->string() + ": " + std::strerror(contents.error));
+        add(*secret_file,
+            "cannot read " + printable(p->string()) + ": " + std::strerror(contents.error));
       } else if (text.empty()) {
-        add(*secret_file, p->string() + " is empty");
+        add(*secret_file, printable(p->string()) + " is empty");
       } else {
         s.client_secret = std::string(text);
         s.client_secret_file = *p;
@@ -953,20 +971,8 @@ load_result reader::run(const std::string& text) {
     }
     first = YAML::Load(text);  // the first document, the only one that counts
   } catch (const YAML::Exception& e) {
-    // yaml-cpp quotes the offending octet raw ("unknown escape character: \r"):
-    // escape control characters so the error stays one line.
-    std::string message;
-    for (char c : e.msg) {
-      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-        static constexpr char hex[] = "0123456789abcdef";
-        message += "\\x";
-        message += hex[(c >> 4) & 0xf];
-        message += hex[c & 0xf];
-      } else {
-        message += c;
-      }
-    }
-    add(position_of(e.mark), "invalid YAML: " + message);
+    // yaml-cpp quotes the octet it choked on as it is (a CR, say).
+    add(position_of(e.mark), "invalid YAML: " + printable(e.msg));
     result.errors = std::move(errors_);
     return result;
   }

@@ -55,6 +55,15 @@ TEST(config_files, yaml_errors_stay_on_one_line) {
   ASSERT_EQ(result.errors.size(), 1u);
   EXPECT_EQ(result.errors[0].to_string(),
             "c.yaml:1:7: invalid YAML: unknown escape character: \\x0d");
+  // Paths in messages too.
+  const auto path = parse(
+      "oauth:\n  client_id: x\n  client_secret_file: \"/no/such\\nfile\"\n"
+      "accounts:\n  - address: a@example.com\n",
+      "c.yaml");
+  ASSERT_EQ(path.errors.size(), 1u);
+  EXPECT_EQ(path.errors[0].to_string(),
+            "c.yaml:3:23: oauth.client_secret_file: cannot read /no/such\\x0afile: No such file "
+            "or directory");
 }
 
 // A file that never ends (a device, a runaway log) is refused instead of
