@@ -13,10 +13,12 @@
 #include <cstring>
 #include <initializer_list>
 #include <limits>
+#include <sstream>
 #include <string_view>
 #include <system_error>
 #include <utility>
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 namespace oauth_relay::config {
@@ -37,6 +39,10 @@ constexpr std::size_t max_domain_length = 253;
 // RFC 5321 §4.5.3.1.1 and §4.5.3.1.3.
 constexpr std::size_t max_local_part_length = 64;
 constexpr std::size_t max_address_length = 254;
+// Config, secret and CA files are read whole. A system CA bundle is a few
+// hundred KB; anything past this is a mistake (/dev/zero, a log file) that
+// would otherwise be read until memory runs out.
+constexpr std::size_t max_file_size = 16 * 1024 * 1024;
 
 // ---------------------------------------------------------------------------
 // Pure syntax checks.
@@ -219,6 +225,23 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
   return d[a.size()][b.size()];
 }
 
+// `text` with control characters written as \xNN, so a message that shows
+// it (a path, a yaml-cpp message quoting the octet it choked on) stays one line.
+std::string printable(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      static constexpr char hex[] = "0123456789abcdef";
+      out += "\\x";
+      out += hex[(c >> 4) & 0xf];
+      out += hex[c & 0xf];
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 // A value for a message: quoted, escaped, and cut when long.
 std::string quote(std::string_view value) {
   std::string out = "\"";
@@ -263,6 +286,10 @@ file_contents read_file(const fs::path& path) {
     }
     if (n == 0) break;
     result.text.append(buf, static_cast<std::size_t>(n));
+    if (result.text.size() > max_file_size) {
+      result.error = EFBIG;
+      break;
+    }
   }
   ::close(fd);
   return result;
@@ -504,7 +531,7 @@ std::optional<std::optional<fs::path>> reader::readable_path_or_null(const field
   if (!p) return std::nullopt;
   const file_contents contents = read_file(*p);
   if (contents.error != 0) {
-    add(f, "cannot read " + p->string() + ": " + std::strerror(contents.error));
+    add(f, "cannot read " + printable(p->string()) + ": " + std::strerror(contents.error));
     return std::nullopt;
   }
   return std::optional<fs::path>(*p);
@@ -765,9 +792,10 @@ void reader::read_oauth(const mapping& top, oauth_settings& s) {
         text.remove_suffix(1);
       }
       if (contents.error != 0) {
-        add(*secret_file, "cannot read " + p->string() + ": " + std::strerror(contents.error));
+        add(*secret_file,
+            "cannot read " + printable(p->string()) + ": " + std::strerror(contents.error));
       } else if (text.empty()) {
-        add(*secret_file, p->string() + " is empty");
+        add(*secret_file, printable(p->string()) + " is empty");
       } else {
         s.client_secret = std::string(text);
         s.client_secret_file = *p;
@@ -873,23 +901,86 @@ void reader::read_accounts(const mapping& top, std::vector<account_settings>& ac
   }
 }
 
+// Where each document of a stream starts and where its root node is. Used
+// instead of YAML::LoadAll, which in yaml-cpp 0.7 loops forever, allocating,
+// when the parser cannot advance (a "," outside a flow collection:
+// jbeder/yaml-cpp#1040, fixed upstream after 0.8.0): a document that begins
+// where the previous one began means the parser is stuck.
+class document_marks : public YAML::EventHandler {
+ public:
+  std::vector<YAML::Mark> starts;
+  std::vector<YAML::Mark> roots;
+
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    starts.push_back(mark);
+    root_seen_ = false;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { node(mark); }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { node(mark); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    node(mark);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    node(mark);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    node(mark);
+  }
+  void OnMapEnd() override {}
+
+  bool stuck() const {
+    const std::size_t n = starts.size();
+    return n >= 2 && starts[n - 1].pos == starts[n - 2].pos;
+  }
+
+ private:
+  void node(const YAML::Mark& mark) {
+    if (!root_seen_) roots.push_back(mark);
+    root_seen_ = true;
+  }
+  bool root_seen_ = false;
+};
+
+position position_of(const YAML::Mark& mark) {
+  if (mark.is_null()) return {};
+  return {mark.line + 1, mark.column + 1};
+}
+
 load_result reader::run(const std::string& text) {
   load_result result;
-  std::vector<YAML::Node> documents;
+  document_marks documents;
+  YAML::Node first;
   try {
-    documents = YAML::LoadAll(text);
+    std::istringstream in(text);
+    YAML::Parser parser(in);
+    while (parser.HandleNextDocument(documents) && !documents.stuck()) {
+    }
+    if (documents.stuck()) {
+      const YAML::Mark at = documents.starts.back();
+      const std::size_t offset = static_cast<std::size_t>(at.pos);
+      add(position_of(at), "invalid YAML: unexpected " +
+                               quote(offset < text.size() ? text.substr(offset, 1) : "") +
+                               " outside a flow collection");
+      result.errors = std::move(errors_);
+      return result;
+    }
+    first = YAML::Load(text);  // the first document, the only one that counts
   } catch (const YAML::Exception& e) {
-    const position at =
-        e.mark.is_null() ? position() : position{e.mark.line + 1, e.mark.column + 1};
-    add(at, "invalid YAML: " + e.msg);
+    // yaml-cpp quotes the octet it choked on as it is (a CR, say).
+    add(position_of(e.mark), "invalid YAML: " + printable(e.msg));
     result.errors = std::move(errors_);
     return result;
   }
-  if (documents.size() > 1) {
-    add(position_of(documents[1]),
-        "expected one YAML document, found " + std::to_string(documents.size()));
+  if (documents.starts.size() > 1) {
+    add(position_of(documents.roots.size() > 1 ? documents.roots[1] : documents.starts[1]),
+        "expected one YAML document, found " + std::to_string(documents.starts.size()));
   }
-  const field root{"", {1, 1}, documents.empty() ? YAML::Node() : documents.front()};
+  const field root{"", {1, 1}, first};
   if (!root.value.IsNull() && !root.value.IsMap()) {
     add(root.where(), "expected a mapping of settings, got " + describe(root.value));
     result.errors = std::move(errors_);

@@ -88,12 +88,12 @@ struct fake_gmail::impl : std::enable_shared_from_this<impl> {
     token_validator validator;
   };
 
-  impl(mode m, const pem_pair& certificate)
+  impl(mode m, const pem_pair& certificate, std::uint16_t port)
       : mode_(m), tls_(asio::ssl::context::tls_server), acceptor_(ioc_) {
     SSL_CTX_set_min_proto_version(tls_.native_handle(), TLS1_2_VERSION);
     tls_.use_certificate_chain(asio::buffer(certificate.certificate));
     tls_.use_private_key(asio::buffer(certificate.private_key), asio::ssl::context::pem);
-    asio::ip::tcp::endpoint endpoint(asio::ip::make_address("127.0.0.1"), 0);
+    asio::ip::tcp::endpoint endpoint(asio::ip::make_address("127.0.0.1"), port);
     acceptor_.open(endpoint.protocol());
     acceptor_.set_option(asio::ip::tcp::acceptor::reuse_address(true));
     acceptor_.bind(endpoint);
@@ -144,6 +144,8 @@ struct fake_gmail::impl : std::enable_shared_from_this<impl> {
   static asio::awaitable<void> run_session(std::shared_ptr<session> s);
 
   mode mode_;
+  // Before ioc_: sessions still in ioc_ when it is destroyed update it.
+  std::atomic<std::size_t> transactions_open_{0};
   asio::io_context ioc_;
   asio::ssl::context tls_;
   asio::ip::tcp::acceptor acceptor_;
@@ -167,6 +169,7 @@ class fake_gmail::impl::session {
  public:
   session(fake_gmail::impl& server, asio::ip::tcp::socket socket)
       : server_(server), stream_(std::move(socket), server.tls_), timer_(server.ioc_) {}
+  ~session() { close_transaction(); }
 
   asio::awaitable<void> run() {
     if (server_.mode_ == fake_gmail::mode::implicit) {
@@ -180,6 +183,8 @@ class fake_gmail::impl::session {
     while (open) {
       const bool flushed = co_await flush();
       if (!flushed) co_return;
+      // The reply that ended a transaction (or RSET) has left.
+      if (!in_transaction_) close_transaction();
       auto line = co_await read_line();
       if (!line) co_return;
       open = co_await on_command(*line);
@@ -189,6 +194,20 @@ class fake_gmail::impl::session {
 
  private:
   using message = fake_gmail::message;
+
+  // A transaction counts as open from MAIL's 250 until the reply that ends it
+  // has been written (or the connection is gone): the window in which a client
+  // killed mid-delivery may deliver the message again.
+  void open_transaction() {
+    if (counted_) return;
+    counted_ = true;
+    ++server_.transactions_open_;
+  }
+  void close_transaction() {
+    if (!counted_) return;
+    counted_ = false;
+    --server_.transactions_open_;
+  }
 
   // Replies are collected here and written by flush(), after the reply delay.
   void respond(std::string_view text) { out_ += text; }
@@ -444,6 +463,7 @@ class fake_gmail::impl::session {
     current_.sender = mail.address;
     current_.mail_command = "MAIL FROM:" + argument;
     mail_read_ = reads_;
+    open_transaction();
     respond("250 2.1.0 OK fake - gsmtp\r\n");
   }
 
@@ -513,6 +533,7 @@ class fake_gmail::impl::session {
   std::uint64_t reads_ = 0;      // read calls so far, to tell what came together
   std::uint64_t mail_read_ = 0;  // `reads_` when MAIL was taken
   bool in_transaction_ = false;
+  bool counted_ = false;  // in transactions_open_
   bool smtputf8_ = false;
   message current_;
 };
@@ -534,8 +555,8 @@ asio::awaitable<void> fake_gmail::impl::accept_loop() {
   }
 }
 
-fake_gmail::fake_gmail(mode m, pem_pair certificate)
-    : impl_(std::make_shared<impl>(m, certificate)) {
+fake_gmail::fake_gmail(mode m, pem_pair certificate, std::uint16_t port)
+    : impl_(std::make_shared<impl>(m, certificate, port)) {
   impl_->start();
 }
 
@@ -598,6 +619,11 @@ bool fake_gmail::wait_for_messages(std::size_t n, std::chrono::milliseconds time
   return impl_->delivered_.wait_for(lock, timeout, [&] { return impl_->messages_.size() >= n; });
 }
 
+std::size_t fake_gmail::message_count() const {
+  std::lock_guard lock(impl_->mutex_);
+  return impl_->messages_.size();
+}
+
 std::vector<std::string> fake_gmail::commands() const {
   std::lock_guard lock(impl_->mutex_);
   return impl_->commands_;
@@ -617,6 +643,9 @@ std::size_t fake_gmail::logins() const {
 }
 std::size_t fake_gmail::auth_failures() const {
   return impl_->auth_failures_;
+}
+std::size_t fake_gmail::transactions_open() const {
+  return impl_->transactions_open_;
 }
 
 }  // namespace oauth_relay::fakes

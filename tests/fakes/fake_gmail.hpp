@@ -32,9 +32,10 @@ class fake_gmail {
   // Decides whether an XOAUTH2 login is good. Unset: every token is good.
   using token_validator = std::function<bool(const std::string& user, const std::string& token)>;
 
-  // Listens on 127.0.0.1 (a free port) and serves at once. `certificate` is
-  // what the server presents (issue it with test_pki).
-  fake_gmail(mode m, pem_pair certificate);
+  // Listens on 127.0.0.1 (a free port, or `port`: a Gmail that comes back
+  // where it was) and serves at once. `certificate` is what the server
+  // presents (issue it with test_pki).
+  fake_gmail(mode m, pem_pair certificate, std::uint16_t port = 0);
   ~fake_gmail();
   fake_gmail(const fake_gmail&) = delete;
   fake_gmail& operator=(const fake_gmail&) = delete;
@@ -71,6 +72,7 @@ class fake_gmail {
 
   // --- what it saw ----------------------------------------------------------
   std::vector<message> messages() const;
+  std::size_t message_count() const;  // messages().size() without the copy
   // True when at least `n` messages were delivered within `timeout`.
   bool wait_for_messages(std::size_t n, std::chrono::milliseconds timeout) const;
   // Every command line received outside DATA, in order, over all connections;
@@ -82,6 +84,8 @@ class fake_gmail {
   std::size_t auth_attempts() const;   // AUTH commands, with or without TLS
   std::size_t logins() const;          // 235
   std::size_t auth_failures() const;   // 535
+  // Mail transactions begun (MAIL answered 250) whose final reply is not yet written.
+  std::size_t transactions_open() const;
 
  private:
   struct impl;

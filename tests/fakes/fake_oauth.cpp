@@ -207,6 +207,13 @@ struct fake_oauth::impl {
       auto [rec, n] =
           co_await http::async_read(stream, buffer, request, asio::as_tuple(asio::use_awaitable));
       if (rec) co_return;
+      // Counted from the request to the end of the answer's write, so a test
+      // can tell that a refresh is under way (and kill the client then).
+      ++in_flight;
+      struct done_guard {
+        std::atomic<std::size_t>& n;
+        ~done_guard() { --n; }
+      } done{in_flight};
       const auto pause = delay.load();
       if (pause.count() > 0) {
         asio::steady_timer timer(io, pause);
@@ -404,6 +411,7 @@ struct fake_oauth::impl {
   std::uint16_t port = 0;
   std::thread thread;
   std::atomic<std::chrono::milliseconds> delay{std::chrono::milliseconds(0)};
+  std::atomic<std::size_t> in_flight{0};
 
   mutable std::mutex mutex;                   // everything below
   std::map<std::string, grant> grants;        // by refresh token
@@ -520,6 +528,9 @@ void fake_oauth::grant_only(const std::string& scopes) {
 std::size_t fake_oauth::token_requests() const {
   std::lock_guard lock(impl_->mutex);
   return impl_->token_requests;
+}
+std::size_t fake_oauth::requests_in_flight() const {
+  return impl_->in_flight.load();
 }
 std::size_t fake_oauth::refreshes_served() const {
   std::lock_guard lock(impl_->mutex);

@@ -65,7 +65,9 @@ class fake_oauth {
   // ---- what happened
   std::size_t token_requests() const;    // every POST /token
   std::size_t refreshes_served() const;  // successful refresh_token grants
-  std::size_t codes_exchanged() const;   // successful authorization_code grants
+  // Requests read whose answer is not written yet (set_delay makes this window long).
+  std::size_t requests_in_flight() const;
+  std::size_t codes_exchanged() const;  // successful authorization_code grants
   // Decoded fields of the last POST /token and query of the last GET /auth.
   std::map<std::string, std::string> last_token_request() const;
   std::map<std::string, std::string> last_auth_request() const;

@@ -46,6 +46,11 @@ std::string source_dir() {
   return OAUTH_RELAY_SOURCE_DIR;
 }
 
+bool long_tests_enabled() {
+  const char* value = std::getenv("OAUTH_RELAY_LONG_TESTS");
+  return value != nullptr && std::string(value) == "1";
+}
+
 temp_dir::temp_dir() {
   const char* base = std::getenv("TMPDIR");
   std::string pattern = std::string(base ? base : "/tmp") + "/oauth-relay-test-XXXXXX";
@@ -109,6 +114,10 @@ void relay_process::start(std::map<std::string, std::string> environment, int li
       ::setenv("LISTEN_FDS", "1", 1);
       ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
     }
+    // Nothing else of the test process goes along: Asio opens sockets without
+    // FD_CLOEXEC, and a fake's listening socket held open by the daemon would
+    // keep that port taken (and take its connections) after the fake is gone.
+    ::close_range(listening_fd >= 0 ? 4 : 3, ~0U, 0);
     for (const auto& [key, value] : environment) {
       if (value == "$PID") {
         ::setenv(key.c_str(), std::to_string(::getpid()).c_str(), 1);
@@ -185,6 +194,7 @@ command_result run_command(const std::vector<std::string>& argv, const std::stri
     ::dup2(::open(in_path.c_str(), O_RDONLY), STDIN_FILENO);
     ::dup2(::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600), STDOUT_FILENO);
     ::dup2(::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600), STDERR_FILENO);
+    ::close_range(3, ~0U, 0);
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);

@@ -78,4 +78,8 @@ command_result run_command(const std::vector<std::string>& argv, const std::stri
 std::string relayd_path();
 std::string source_dir();
 
+// True with OAUTH_RELAY_LONG_TESTS=1: the full-size crash and fault tests
+// (named long_*, ctest label `long`) run instead of skipping.
+bool long_tests_enabled();
+
 }  // namespace oauth_relay::test_support
