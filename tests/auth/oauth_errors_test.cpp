@@ -1,5 +1,5 @@
 // Every answer of Google's that oauth-relayctl explains, with the exact cause
-// and fix an administrator reads (README.setup.md quotes them).
+// and fix an administrator reads (README.md quotes them).
 #include "auth/oauth_errors.hpp"
 
 #include <gtest/gtest.h>
