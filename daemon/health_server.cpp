@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <memory>
 #include <system_error>
@@ -174,6 +175,7 @@ asio::awaitable<void> health_server::serve(local::socket socket) {
   auto* raw = &stream.socket();
   connections_.insert(raw);
   beast::flat_buffer buffer;
+  bool unread_body = false;
   // Whatever happens, the connection leaves connections_ below: stop()
   // closes every socket in it.
   try {
@@ -201,6 +203,8 @@ asio::awaitable<void> health_server::serve(local::socket socket) {
       }
       reply answer;
       bool keep_alive = false;
+      // Refused before its body was read: the client may still be sending it.
+      unread_body = read_ec == http::error::body_limit || read_ec == http::error::header_limit;
       unsigned version = 11;
       if (read_ec == http::error::body_limit || read_ec == http::error::header_limit) {
         answer = {413, "application/json", error_json("request too large"), {}};
@@ -234,6 +238,21 @@ asio::awaitable<void> health_server::serve(local::socket socket) {
       auto [write_ec, write_n] =
           co_await http::async_write(stream, response, asio::as_tuple(use_awaitable));
       if (write_ec || !response.keep_alive()) break;
+    }
+    if (unread_body && !stopping_) {
+      // Closing with unread bytes would reset the connection and the client
+      // could lose the answer it was sent: end our side, then take in (and
+      // drop) what it still sends, for a bounded time and size.
+      boost::system::error_code ignored;
+      stream.socket().shutdown(local::socket::shutdown_send, ignored);
+      stream.expires_after(health_linger_time);
+      std::array<char, 4096> sink;
+      for (std::size_t drained = 0; drained < health_linger_bytes;) {
+        auto [ec, n] =
+            co_await stream.async_read_some(asio::buffer(sink), asio::as_tuple(use_awaitable));
+        if (ec) break;
+        drained += n;
+      }
     }
   } catch (const std::exception& e) {
     log::warning("health_connection_failed").kv("error", e.what());

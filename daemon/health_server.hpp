@@ -35,6 +35,11 @@ inline constexpr std::size_t health_max_connections = 16;
 // Requests are tiny: a request line, a few headers, a list of queue ids.
 inline constexpr std::uint32_t health_max_header_bytes = 8 * 1024;
 inline constexpr std::uint64_t health_max_body_bytes = 64 * 1024;
+// After refusing a request whose body was not read, the rest of it is taken
+// in and dropped for at most this long and this much, so the client can read
+// the refusal (RFC 9112 §9.6: close in stages, not with unread data).
+inline constexpr std::chrono::seconds health_linger_time{1};
+inline constexpr std::size_t health_linger_bytes = 1024 * 1024;
 
 class health_server {
  public:
