@@ -17,6 +17,7 @@
 
 #include "auth/http_client.hpp"
 #include "auth/token_client.hpp"
+#include "daemon/health_report.hpp"
 #include "relay/upstream_client.hpp"
 
 namespace oauth_relay::ctl {
@@ -146,7 +147,7 @@ int run_accounts(const context& ctx, bool json) {
                           {"last_error", nullptr},
                           {"configured", v.configured}};
       if (v.expires_in) a["access_expires_in_seconds"] = std::max<std::int64_t>(*v.expires_in, 0);
-      if (v.last_delivery) a["last_delivery"] = format_time(*v.last_delivery);
+      if (v.last_delivery) a["last_delivery"] = daemon::iso8601_utc(*v.last_delivery);
       if (!v.last_error.empty()) a["last_error"] = v.last_error;
       list.push_back(std::move(a));
     }
@@ -159,7 +160,7 @@ int run_accounts(const context& ctx, bool json) {
   for (const auto& v : accounts) {
     rows.push_back({v.address + (v.configured ? "" : " (not in config)"),
                     std::string(auth::to_string(v.state)), expiry_text(v),
-                    v.last_delivery ? format_time(*v.last_delivery) : "-",
+                    v.last_delivery ? daemon::iso8601_utc(*v.last_delivery) : "-",
                     v.last_error.empty() ? "-" : v.last_error});
     if (v.configured &&
         (v.state == auth::token_state::missing || v.state == auth::token_state::needs_reauth)) {

@@ -43,8 +43,6 @@ const config::account_settings& require_account(const context& ctx, std::string_
 
 // "45s", "5m", "2h 3m", "3d 4h": coarse, for people.
 std::string format_duration(std::int64_t seconds);
-// 2026-11-30T08:00:00Z
-std::string format_time(std::int64_t unix_seconds);
 std::int64_t unix_now();
 
 // Columns padded to the widest cell, two spaces apart.

@@ -40,7 +40,6 @@ using stream_type = beast::basic_stream<local, asio::any_io_executor, beast::unl
 constexpr auto accept_backoff = std::chrono::milliseconds(100);
 // Durations the scheduler collects are taken at least this often, so they
 // are counted even when nobody scrapes /metrics.
-constexpr auto drain_interval = std::chrono::seconds(60);
 
 std::int64_t unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -65,7 +64,6 @@ health_server::health_server(asio::io_context& io, std::filesystem::path socket_
       started_(std::chrono::steady_clock::now()),
       acceptor_(io),
       slot_timer_(io),
-      drain_timer_(io),
       durations_(delivery_duration_buckets()) {}
 
 health_server::~health_server() {
@@ -126,7 +124,7 @@ void health_server::start() {
       log::error("health_accept_failed").kv("error", ex.what());
     }
   });
-  drain_tick();
+  sources_.scheduler.on_delivery_duration([this](double seconds) { durations_.observe(seconds); });
 }
 
 void health_server::stop() {
@@ -135,7 +133,7 @@ void health_server::stop() {
   boost::system::error_code ignored;
   acceptor_.close(ignored);
   slot_timer_.cancel();
-  drain_timer_.cancel();
+  sources_.scheduler.on_delivery_duration({});
   for (auto* socket : connections_) socket->close(ignored);
   if (!listening_) return;
   // Only our own socket: a newer daemon may already have replaced it.
@@ -338,24 +336,8 @@ asio::awaitable<health_server::reply> health_server::health() {
       verdict.healthy ? 200u : 503u, "application/json", health_json(in, verdict, version_), {}};
 }
 
-void health_server::drain_durations() {
-  auto& samples = sources_.scheduler.counters().delivery_seconds;
-  for (double v : samples) durations_.observe(v);
-  samples.clear();
-}
-
-void health_server::drain_tick() {
-  drain_timer_.expires_after(drain_interval);
-  drain_timer_.async_wait([this](boost::system::error_code ec) {
-    if (ec || stopping_) return;
-    drain_durations();
-    drain_tick();
-  });
-}
-
 asio::awaitable<health_server::reply> health_server::metrics() {
   auto summary = co_await sources_.spool.async_summary(use_awaitable);
-  drain_durations();
   metrics_input in;
   in.health = gather(summary);
   const auto& c = sources_.scheduler.counters();

@@ -84,8 +84,6 @@ class health_server {
   boost::asio::awaitable<reply> remove(std::string body);
   boost::asio::awaitable<reply> reload();
   health_input gather(const relay::queue_summary& queue) const;
-  void drain_durations();
-  void drain_tick();
 
   boost::asio::io_context& io_;
   std::filesystem::path path_;
@@ -94,8 +92,7 @@ class health_server {
   std::chrono::steady_clock::time_point started_;
   boost::asio::local::stream_protocol::acceptor acceptor_;
   std::set<boost::asio::local::stream_protocol::socket*> connections_;
-  boost::asio::steady_timer slot_timer_;   // cancelled when a connection ends
-  boost::asio::steady_timer drain_timer_;  // takes delivery durations now and then
+  boost::asio::steady_timer slot_timer_;  // cancelled when a connection ends
   histogram durations_;
   bool listening_ = false;
   bool stopping_ = false;

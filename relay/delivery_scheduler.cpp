@@ -112,6 +112,10 @@ void delivery_scheduler::start() {
   });
 }
 
+void delivery_scheduler::on_delivery_duration(std::function<void(double)> observer) {
+  duration_observer_ = std::move(observer);
+}
+
 void delivery_scheduler::wake() {
   wake_pending_ = true;
   wake_timer_.cancel();
@@ -402,9 +406,10 @@ asio::awaitable<void> delivery_scheduler::worker(std::shared_ptr<account_queue> 
     const auto started = std::chrono::steady_clock::now();
     auto result = co_await connection->send(pending, *content);
     ++sent;
-    counters_.delivery_seconds.push_back(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-    if (counters_.delivery_seconds.size() > 100000) counters_.delivery_seconds.clear();
+    if (duration_observer_) {
+      duration_observer_(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    }
     // The next message need not wait for this one's sync: the outcome is
     // recorded on the side (group-committed with others) while the
     // connection goes on. Until it is stored the message stays claimed; a

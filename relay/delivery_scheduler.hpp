@@ -37,8 +37,7 @@ struct delivery_counters {
   std::uint64_t attempts_failed = 0;
   std::uint64_t upstream_logins = 0;
   std::size_t upstream_connections_active = 0;
-  std::vector<double> delivery_seconds;  // durations not yet taken by the metrics
-  std::string last_upstream_error;       // empty once a delivery succeeds again
+  std::string last_upstream_error;  // empty once a delivery succeeds again
   // Per account, for health: temporary failures in a row (a connection that
   // could not be opened or logged into, an attempt that delivered nothing and
   // was deferred), reset by any delivery, and the last such error.
@@ -57,6 +56,9 @@ class delivery_scheduler {
   void start();
   // New mail was stored, or an account may be usable again: look now.
   void wake();
+  // Called on the executor with each delivery attempt's duration in seconds
+  // (the metrics' histogram).
+  void on_delivery_duration(std::function<void(double)> observer);
   // An account's token state changed; a usable account gets its waiting mail at once.
   void account_state_changed(const std::string& account, auth::token_state state);
   void reconfigure(const config::settings& settings);
@@ -105,6 +107,7 @@ class delivery_scheduler {
   bool stopping_ = false;
   std::uint64_t next_connection_ = 1;
   delivery_counters counters_;
+  std::function<void(double)> duration_observer_;
 };
 
 }  // namespace oauth_relay::relay
