@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "auth/token_manager.hpp"
-#include "relay/spool.hpp"
+#include "relay/spool/spool.hpp"
 
 namespace oauth_relay::daemon {
 

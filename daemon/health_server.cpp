@@ -22,9 +22,9 @@
 
 #include "auth/token_manager.hpp"
 #include "config/log.hpp"
-#include "relay/delivery_scheduler.hpp"
-#include "relay/smtp_server.hpp"
-#include "relay/spool.hpp"
+#include "relay/delivery/scheduler.hpp"
+#include "relay/smtp/server.hpp"
+#include "relay/spool/spool.hpp"
 
 namespace oauth_relay::daemon {
 namespace {

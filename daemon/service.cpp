@@ -19,9 +19,9 @@
 #include "auth/token_store.hpp"
 #include "config/log.hpp"
 #include "daemon/health_server.hpp"
-#include "relay/delivery_scheduler.hpp"
-#include "relay/smtp_server.hpp"
-#include "relay/spool.hpp"
+#include "relay/delivery/scheduler.hpp"
+#include "relay/smtp/server.hpp"
+#include "relay/spool/spool.hpp"
 
 namespace oauth_relay::daemon {
 namespace {

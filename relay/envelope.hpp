@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "relay/smtp_parser.hpp"
+#include "relay/smtp/parser.hpp"
 
 namespace oauth_relay::relay {
 

@@ -10,7 +10,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include "oauth_test_support.hpp"
-#include "relay/spool.hpp"
+#include "relay/spool/spool.hpp"
 
 namespace oauth_relay::auth {
 namespace {

@@ -25,9 +25,9 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
-#include "relay/data_decoder.hpp"
-#include "relay/smtp_parser.hpp"
-#include "relay/upstream_reply.hpp"
+#include "relay/delivery/upstream_reply.hpp"
+#include "relay/smtp/data_decoder.hpp"
+#include "relay/smtp/parser.hpp"
 
 namespace oauth_relay::fakes {
 

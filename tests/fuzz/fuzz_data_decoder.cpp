@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-#include "relay/data_decoder.hpp"
+#include "relay/smtp/data_decoder.hpp"
 #include "tests/fuzz/data_decoder_reference.hpp"
 
 namespace smtp = oauth_relay::smtp;

@@ -5,7 +5,7 @@
 #include <string>
 #include <string_view>
 
-#include "relay/smtp_parser.hpp"
+#include "relay/smtp/parser.hpp"
 
 namespace smtp = oauth_relay::smtp;
 

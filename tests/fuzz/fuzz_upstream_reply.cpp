@@ -7,7 +7,7 @@
 #include <string_view>
 #include <vector>
 
-#include "relay/upstream_reply.hpp"
+#include "relay/delivery/upstream_reply.hpp"
 
 namespace smtp = oauth_relay::smtp;
 

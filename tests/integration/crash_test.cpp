@@ -20,7 +20,7 @@
 #include "integration/support/google_fakes.hpp"
 #include "integration/support/mail_load.hpp"
 #include "integration/support/relay_process.hpp"
-#include "relay/spool.hpp"
+#include "relay/spool/spool.hpp"
 
 namespace oauth_relay::test_support {
 namespace {

@@ -18,7 +18,7 @@
 
 #include "integration/support/relay_process.hpp"
 #include "integration/support/smtp_client.hpp"
-#include "relay/spool.hpp"
+#include "relay/spool/spool.hpp"
 
 namespace oauth_relay::test_support {
 namespace {

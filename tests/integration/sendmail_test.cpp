@@ -12,7 +12,7 @@
 #include <regex>
 
 #include "integration/support/relay_process.hpp"
-#include "relay/spool.hpp"
+#include "relay/spool/spool.hpp"
 
 namespace oauth_relay::test_support {
 namespace {

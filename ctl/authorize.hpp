@@ -1,0 +1,40 @@
+// oauth-relayctl authorize and import: the two ways a refresh token gets
+// into the token store.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "ctl/common.hpp"
+
+namespace oauth_relay::ctl {
+
+// Google's consent screen rarely takes more than a minute; five leave time to
+// set up an SSH port forward.
+inline constexpr std::chrono::seconds default_consent_timeout{300};
+
+struct authorize_options {
+  std::string address;
+  bool no_browser = false;
+  std::uint16_t port = 0;  // 0: any free port
+  std::chrono::seconds timeout = default_consent_timeout;
+};
+
+// The loopback flow: prints the consent URL, waits for the redirect on
+// 127.0.0.1 or a pasted redirect URL on standard input, exchanges the code,
+// checks the consenting account and stores the refresh token. Returns the
+// exit status; throws failure.
+int run_authorize(const context& ctx, const authorize_options& options);
+
+struct import_options {
+  std::string address;
+  std::string file;  // "-" is standard input
+  bool verify = true;
+};
+
+// Stores a refresh token obtained elsewhere, after checking it with one
+// refresh unless told not to. Returns the exit status; throws failure.
+int run_import(const context& ctx, const import_options& options);
+
+}  // namespace oauth_relay::ctl

@@ -1,0 +1,145 @@
+// libcurl over a Unix socket (CURLOPT_UNIX_SOCKET_PATH), one easy handle per
+// request; the host in the URL is only for the Host header.
+#include "ctl/health_client.hpp"
+
+#include <curl/curl.h>
+
+#include <cerrno>
+#include <memory>
+#include <mutex>
+
+#include "ctl/common.hpp"
+
+namespace oauth_relay::ctl {
+namespace {
+
+// The queue listing of a large spool stays well below this.
+constexpr std::size_t max_body = 64 * 1024 * 1024;
+
+struct easy_free {
+  void operator()(CURL* c) const { curl_easy_cleanup(c); }
+};
+struct slist_free {
+  void operator()(curl_slist* l) const { curl_slist_free_all(l); }
+};
+
+std::size_t collect(char* data, std::size_t size, std::size_t count, void* user) {
+  auto* body = static_cast<std::string*>(user);
+  const std::size_t n = size * count;
+  if (body->size() + n > max_body) return 0;
+  body->append(data, n);
+  return n;
+}
+
+// Why a request did not get an answer.
+struct transport_error {
+  health_client::reach kind;
+  std::string text;
+};
+
+}  // namespace
+
+nlohmann::json health_reply::json() const {
+  return nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+}
+
+health_client::health_client(std::filesystem::path socket, std::chrono::milliseconds timeout)
+    : socket_(std::move(socket)), timeout_(timeout) {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+health_reply health_client::request(const char* method, std::string_view path,
+                                    const std::string* body) const {
+  std::unique_ptr<CURL, easy_free> curl(curl_easy_init());
+  if (!curl) throw failure("cannot create a libcurl handle", "the system is out of memory");
+  CURL* c = curl.get();
+  const std::string url = "http://localhost" + std::string(path);
+  char error_buffer[CURL_ERROR_SIZE] = {};
+  std::unique_ptr<curl_slist, slist_free> headers(
+      curl_slist_append(nullptr, "Accept: application/json"));
+  if (body) headers.reset(curl_slist_append(headers.release(), "Content-Type: application/json"));
+  health_reply reply;
+
+  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, socket_.c_str());
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http");
+  curl_easy_setopt(c, CURLOPT_PROXY, "");  // never an http_proxy from the environment
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, error_buffer);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout_.count()));
+  curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+  if (body) {
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body->c_str());
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(body->size()));
+  }
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
+  curl_easy_setopt(c, CURLOPT_USERAGENT, "oauth-relayctl");
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &reply.body);
+
+  const CURLcode rc = curl_easy_perform(c);
+  if (rc == CURLE_OK) {
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &reply.status);
+    return reply;
+  }
+  long os_errno = 0;
+  curl_easy_getinfo(c, CURLINFO_OS_ERRNO, &os_errno);
+  const std::string where = socket_.string();
+  if (rc == CURLE_COULDNT_CONNECT && (os_errno == EACCES || os_errno == EPERM)) {
+    throw failure("permission denied on " + where,
+                  "run oauth-relayctl as root or as a member of the socket's group (the health "
+                  "socket is mode 0660)");
+  }
+  if (rc == CURLE_COULDNT_CONNECT) {
+    throw failure("oauth-relayd is not running (cannot connect to " + where + ")",
+                  "start it: systemctl start oauth-relay");
+  }
+  if (rc == CURLE_OPERATION_TIMEDOUT) {
+    throw failure("oauth-relayd did not answer on " + where + " within " +
+                      format_duration(timeout_.count() / 1000),
+                  "it may be hung: systemctl status oauth-relay; journalctl -u oauth-relay");
+  }
+  throw failure("the request to oauth-relayd on " + where + " failed: " +
+                    (error_buffer[0] != '\0' ? std::string(error_buffer) : curl_easy_strerror(rc)),
+                "systemctl status oauth-relay; journalctl -u oauth-relay");
+}
+
+health_reply health_client::get(std::string_view path) const {
+  return request("GET", path, nullptr);
+}
+
+health_reply health_client::post(std::string_view path, const nlohmann::json& body) const {
+  const std::string text = body.dump();
+  return request("POST", path, &text);
+}
+
+health_client::reach health_client::try_post(std::string_view path, const nlohmann::json& body,
+                                             health_reply& reply, std::string& error) const {
+  try {
+    reply = post(path, body);
+    return reach::ok;
+  } catch (const failure& f) {
+    error = f.what();
+    return error.rfind("oauth-relayd is not running", 0) == 0 ? reach::not_running : reach::failed;
+  }
+}
+
+void fail_with_reply(std::string_view request, const health_reply& reply) {
+  const auto json = reply.json();
+  std::string said;
+  if (json.is_object() && json.contains("error") && json["error"].is_string()) {
+    said = json["error"].get<std::string>();
+  }
+  std::string cause = "oauth-relayd answered " + std::string(request) + " with HTTP " +
+                      std::to_string(reply.status);
+  if (!said.empty()) cause += ": " + said;
+  if (reply.status == 404 || reply.status == 405) {
+    throw failure(cause,
+                  "oauth-relayd and oauth-relayctl must be the same version: oauth-relayd "
+                  "--version; oauth-relayctl --version");
+  }
+  throw failure(cause, "journalctl -u oauth-relay shows what the daemon logged about it");
+}
+
+}  // namespace oauth_relay::ctl

@@ -1,0 +1,131 @@
+// RFC 3464 delivery status notifications. The human-readable part comes
+// first, then the machine-readable message/delivery-status, then the
+// original (whole, or only its header with RET=HDRS).
+#include "relay/delivery/bounce.hpp"
+
+#include <ctime>
+
+namespace oauth_relay::relay {
+namespace {
+
+std::string rfc5322_date(std::int64_t unix_seconds) {
+  std::time_t t = static_cast<std::time_t>(unix_seconds);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buffer[64];
+  std::strftime(buffer, sizeof buffer, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+  return buffer;
+}
+
+// The original's header: everything up to the first empty line.
+std::string header_of(const std::string& content) {
+  auto end = content.find("\r\n\r\n");
+  return end == std::string::npos ? content : content.substr(0, end + 2);
+}
+
+// ORCPT is "addr-type;xtext" (RFC 3461 §4.2); the report shows it decoded.
+std::string decode_xtext(const std::string& text) {
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '+' && i + 2 < text.size()) {
+      out += static_cast<char>(std::stoi(text.substr(i + 1, 2), nullptr, 16));
+      i += 2;
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+bool wants_failure_notice(const recipient& rcpt) {
+  const auto& n = rcpt.params.notify;
+  if (!n.specified) return true;  // RFC 3461 §4.1: default is FAILURE (and maybe DELAY)
+  return !n.never && n.failure;
+}
+
+std::optional<generated_message> make_bounce(const bounce_input& in) {
+  if (in.original.sender.empty()) return std::nullopt;  // never bounce a bounce
+  std::vector<const failed_recipient*> notify;
+  for (const auto& f : in.failed) {
+    if (wants_failure_notice(f.rcpt)) notify.push_back(&f);
+  }
+  if (notify.empty()) return std::nullopt;
+
+  const std::string boundary = in.original_id + "/" + in.reporting_host;
+  const std::string date = rfc5322_date(in.now);
+  std::string m;
+  m += "From: Mail Delivery System <MAILER-DAEMON@" + in.reporting_host + ">\r\n";
+  m += "To: <" + in.original.sender + ">\r\n";
+  m += "Subject: Undelivered Mail Returned to Sender\r\n";
+  m += "Date: " + date + "\r\n";
+  m += "Message-ID: <" + in.original_id + ".bounce@" + in.reporting_host + ">\r\n";
+  m += "Auto-Submitted: auto-replied\r\n";
+  m += "MIME-Version: 1.0\r\n";
+  m += "Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"" + boundary +
+       "\"\r\n";
+  m += "\r\n";
+  m += "This is a MIME-encapsulated message.\r\n\r\n";
+
+  m += "--" + boundary + "\r\n";
+  m += "Content-Description: Notification\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n";
+  m += "This is the mail relay at " + in.reporting_host + ".\r\n\r\n";
+  m += "Your message (queue id " + in.original_id +
+       ") could not be delivered to the following recipients:\r\n\r\n";
+  for (const auto* f : notify) {
+    m += "<" + f->rcpt.address + ">: " + f->diagnostic + "\r\n";
+  }
+  m += "\r\n";
+
+  m += "--" + boundary + "\r\n";
+  m += "Content-Description: Delivery report\r\nContent-Type: message/delivery-status\r\n\r\n";
+  m += "Reporting-MTA: dns; " + in.reporting_host + "\r\n";
+  m += "X-Oauth-Relay-Queue-ID: " + in.original_id + "\r\n";
+  if (!in.original.params.envid.empty()) {
+    m += "Original-Envelope-Id: " + decode_xtext(in.original.params.envid) + "\r\n";
+  }
+  m += "Arrival-Date: " + rfc5322_date(in.arrival_time) + "\r\n";
+  for (const auto* f : notify) {
+    m += "\r\n";
+    if (!f->rcpt.params.orcpt.empty()) {
+      m += "Original-Recipient: " + decode_xtext(f->rcpt.params.orcpt) + "\r\n";
+    }
+    m += "Final-Recipient: rfc822; " + f->rcpt.address + "\r\n";
+    m += "Action: failed\r\n";
+    m += "Status: " + f->status + "\r\n";
+    if (f->from_upstream) {
+      m += "Remote-MTA: dns; " + in.upstream_host + "\r\n";
+      m += "Diagnostic-Code: smtp; " + f->diagnostic + "\r\n";
+    } else {
+      m += "Diagnostic-Code: X-Oauth-Relay; " + f->diagnostic + "\r\n";
+    }
+    m += "Last-Attempt-Date: " + date + "\r\n";
+  }
+  m += "\r\n";
+
+  m += "--" + boundary + "\r\n";
+  const bool headers_only = in.original.params.ret == smtp::dsn_ret::headers;
+  if (headers_only) {
+    m += "Content-Description: Undelivered message headers\r\n"
+         "Content-Type: text/rfc822-headers\r\n\r\n";
+    if (in.original_content) m += header_of(*in.original_content);
+  } else {
+    m += "Content-Description: Undelivered message\r\nContent-Type: message/rfc822\r\n\r\n";
+    if (in.original_content) m += *in.original_content;
+  }
+  if (m.size() < 2 || m.compare(m.size() - 2, 2, "\r\n") != 0) m += "\r\n";
+  m += "\r\n--" + boundary + "--\r\n";
+
+  generated_message out;
+  out.env.sender = "";  // the null reverse-path: nothing ever answers a bounce
+  out.env.account = in.original.account;
+  out.env.params.smtputf8 = in.original.params.smtputf8;
+  recipient to;
+  to.address = in.original.sender;
+  out.env.recipients.push_back(std::move(to));
+  out.content = std::move(m);
+  return out;
+}
+
+}  // namespace oauth_relay::relay

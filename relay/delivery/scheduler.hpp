@@ -1,0 +1,112 @@
+// Moves queued mail to Gmail: takes due messages from the spool, groups them
+// by account, and runs up to upstream.max_connections authenticated
+// connections per account, each reused for up to
+// upstream.max_messages_per_connection messages. Outcomes go back to the
+// spool (with a bounce when a message is finished and something failed).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "auth/token_manager.hpp"
+#include "config/config.hpp"
+#include "relay/delivery/upstream_client.hpp"
+#include "relay/spool/spool.hpp"
+
+namespace oauth_relay::relay {
+
+// Figures for the health socket and metrics.
+struct delivery_counters {
+  std::map<std::string, std::uint64_t> delivered_by_account;  // messages fully delivered
+  std::uint64_t bounced = 0;                                  // bounces generated
+  std::uint64_t attempts_delivered = 0;                       // delivery attempts by outcome
+  std::uint64_t attempts_deferred = 0;
+  std::uint64_t attempts_failed = 0;
+  std::uint64_t upstream_logins = 0;
+  std::size_t upstream_connections_active = 0;
+  std::string last_upstream_error;  // empty once a delivery succeeds again
+  // Per account, for health: temporary failures in a row (a connection that
+  // could not be opened or logged into, an attempt that delivered nothing and
+  // was deferred), reset by any delivery, and the last such error.
+  std::map<std::string, std::uint64_t> failures_in_a_row;
+  std::map<std::string, std::string> last_error_by_account;
+};
+
+class delivery_scheduler {
+ public:
+  delivery_scheduler(boost::asio::any_io_executor executor, spool& spool,
+                     auth::token_manager& tokens, const config::settings& settings);
+  ~delivery_scheduler();
+  delivery_scheduler(const delivery_scheduler&) = delete;
+  delivery_scheduler& operator=(const delivery_scheduler&) = delete;
+
+  void start();
+  // New mail was stored, or an account may be usable again: look now.
+  void wake();
+  // Called on the executor with each delivery attempt's duration in seconds
+  // (the metrics' histogram).
+  void on_delivery_duration(std::function<void(double)> observer);
+  // An account's token state changed; a usable account gets its waiting mail at once.
+  void account_state_changed(const std::string& account, auth::token_state state);
+  void reconfigure(const config::settings& settings);
+  // Starts no new work and closes upstream connections; queued mail stays queued.
+  void stop();
+
+  // For /queue/delete. Messages waiting in memory for a connection are taken
+  // back and deleted at once with the unclaimed ones; a message in the middle
+  // of a delivery attempt is deleted right after that attempt is recorded, so
+  // it is never half-deleted (it counts as deleted in the answer). `done` runs
+  // on the event loop.
+  void delete_messages(std::vector<std::string> ids, std::function<void(queue_change)> done);
+
+  const delivery_counters& counters() const { return counters_; }
+
+ private:
+  struct account_queue;
+  struct connection_result;
+
+  boost::asio::awaitable<void> dispatch_loop();
+  boost::asio::awaitable<void> worker(std::shared_ptr<account_queue> queue);
+  boost::asio::awaitable<connection_result> open_connection(const std::string& account);
+  std::size_t waiting_total() const;  // claimed messages not yet on a connection
+  boost::asio::awaitable<void> record_later(queued_message message, send_result result,
+                                            std::optional<std::string> content);
+  boost::asio::awaitable<void> record(const queued_message& message, const send_result* result,
+                                      const std::string& deferral, std::chrono::milliseconds delay,
+                                      const std::string* content);
+  void start_workers(const std::shared_ptr<account_queue>& queue);
+  std::shared_ptr<account_queue> queue_for(const std::string& account);
+  std::chrono::milliseconds backoff(int attempts) const;
+  boost::asio::awaitable<void> delete_doomed(const std::string& id);
+
+  boost::asio::any_io_executor executor_;
+  spool& spool_;
+  auth::token_manager& tokens_;
+  config::settings settings_;
+  std::unique_ptr<boost::asio::ssl::context> tls_;
+  std::map<std::string, std::shared_ptr<account_queue>> queues_;
+  message_id_set claimed_;                  // ids waiting in a queue or being delivered
+  std::unordered_set<std::string> doomed_;  // claimed ids to delete once their attempt ends
+  std::set<upstream_client*> open_;         // for stop()
+  boost::asio::steady_timer wake_timer_;
+  bool wake_pending_ = false;
+  bool stopping_ = false;
+  std::uint64_t next_connection_ = 1;
+  delivery_counters counters_;
+  std::function<void(double)> duration_observer_;
+};
+
+}  // namespace oauth_relay::relay

@@ -1,0 +1,48 @@
+// Wire form of SMTP replies (RFC 5321 §4.2, RFC 2034 §4). Text that holds a CR
+// or LF is written with spaces instead, so no reply can break the framing.
+#include "relay/smtp/reply.hpp"
+
+namespace oauth_relay::smtp {
+
+namespace {
+
+void append_line(std::string& out, int code, bool last, std::string_view enhanced,
+                 std::string_view text) {
+  out += std::to_string(code);
+  if (enhanced.empty() && text.empty()) {
+    if (!last) out += '-';
+    out += "\r\n";
+    return;
+  }
+  out += last ? ' ' : '-';
+  if (!enhanced.empty()) {
+    out += enhanced;
+    if (!text.empty()) out += ' ';
+  }
+  for (char c : text) out += (c == '\r' || c == '\n') ? ' ' : c;
+  out += "\r\n";
+}
+
+}  // namespace
+
+void reply::append_to(std::string& out) const {
+  if (lines.empty()) {
+    append_line(out, code, true, enhanced, {});
+    return;
+  }
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    append_line(out, code, i + 1 == lines.size(), enhanced, lines[i]);
+  }
+}
+
+std::string reply::wire() const {
+  std::string out;
+  append_to(out);
+  return out;
+}
+
+reply make_reply(int code, std::string_view enhanced, std::string_view text) {
+  return reply{code, std::string(enhanced), {std::string(text)}};
+}
+
+}  // namespace oauth_relay::smtp

@@ -1,0 +1,106 @@
+// RFC 3464 bounces: who gets one, and what it says.
+#include "relay/delivery/bounce.hpp"
+
+#include <gtest/gtest.h>
+
+namespace oauth_relay::relay {
+namespace {
+
+bounce_input sample() {
+  bounce_input in;
+  in.reporting_host = "relay.test";
+  in.upstream_host = "smtp.gmail.com";
+  in.original_id = "0123456789abcdef";
+  in.arrival_time = 1790000000;
+  in.now = 1790000100;
+  in.original.sender = "app@example.com";
+  in.original.account = "alice@example.com";
+  failed_recipient f;
+  f.rcpt.address = "nobody@example.org";
+  f.status = "5.1.1";
+  f.diagnostic = "550 5.1.1 The email account that you tried to reach does not exist.";
+  in.failed.push_back(f);
+  return in;
+}
+
+TEST(bounce, reports_each_failed_recipient_in_rfc3464_form) {
+  auto in = sample();
+  const std::string original = "Subject: hello\r\nMessage-ID: <m@example.com>\r\n\r\nbody\r\n";
+  in.original_content = &original;
+  auto b = make_bounce(in);
+  ASSERT_TRUE(b.has_value());
+  EXPECT_EQ(b->env.sender, "");
+  EXPECT_EQ(b->env.account, "alice@example.com");
+  ASSERT_EQ(b->env.recipients.size(), 1u);
+  EXPECT_EQ(b->env.recipients[0].address, "app@example.com");
+  const auto& c = b->content;
+  EXPECT_NE(c.find("To: <app@example.com>\r\n"), std::string::npos);
+  EXPECT_NE(c.find("Content-Type: multipart/report; report-type=delivery-status;"),
+            std::string::npos);
+  EXPECT_NE(c.find("Reporting-MTA: dns; relay.test\r\n"), std::string::npos);
+  EXPECT_NE(c.find("Final-Recipient: rfc822; nobody@example.org\r\nAction: failed\r\n"
+                   "Status: 5.1.1\r\nRemote-MTA: dns; smtp.gmail.com\r\n"
+                   "Diagnostic-Code: smtp; 550 5.1.1 The email account that you tried to reach "
+                   "does not exist.\r\n"),
+            std::string::npos)
+      << c;
+  EXPECT_NE(c.find("Content-Type: message/rfc822\r\n\r\n" + original), std::string::npos);
+  const std::string end = "\r\n--0123456789abcdef/relay.test--\r\n";
+  EXPECT_EQ(c.substr(c.size() - end.size()), end);
+}
+
+TEST(bounce, ret_hdrs_returns_only_the_header) {
+  auto in = sample();
+  in.original.params.ret = smtp::dsn_ret::headers;
+  const std::string original = "Subject: secret\r\n\r\nconfidential body\r\n";
+  in.original_content = &original;
+  auto b = make_bounce(in);
+  ASSERT_TRUE(b.has_value());
+  EXPECT_NE(b->content.find("Content-Type: text/rfc822-headers\r\n\r\nSubject: secret\r\n"),
+            std::string::npos);
+  EXPECT_EQ(b->content.find("confidential body"), std::string::npos);
+}
+
+TEST(bounce, envid_and_orcpt_are_reported_decoded) {
+  auto in = sample();
+  in.original.params.envid = "QQ+2B1";
+  in.failed[0].rcpt.params.orcpt = "rfc822;nobody+2Btag@example.org";
+  auto b = make_bounce(in);
+  ASSERT_TRUE(b.has_value());
+  EXPECT_NE(b->content.find("Original-Envelope-Id: QQ+1\r\n"), std::string::npos);
+  EXPECT_NE(b->content.find("Original-Recipient: rfc822;nobody+tag@example.org\r\n"),
+            std::string::npos);
+}
+
+TEST(bounce, never_for_a_null_sender) {
+  auto in = sample();
+  in.original.sender = "";
+  EXPECT_FALSE(make_bounce(in).has_value());
+}
+
+TEST(bounce, notify_never_or_without_failure_suppresses_it) {
+  auto in = sample();
+  in.failed[0].rcpt.params.notify.specified = true;
+  in.failed[0].rcpt.params.notify.never = true;
+  EXPECT_FALSE(make_bounce(in).has_value());
+  in.failed[0].rcpt.params.notify.never = false;
+  in.failed[0].rcpt.params.notify.delay = true;
+  EXPECT_FALSE(make_bounce(in).has_value());
+  in.failed[0].rcpt.params.notify.failure = true;
+  EXPECT_TRUE(make_bounce(in).has_value());
+}
+
+TEST(bounce, relay_reasons_are_not_attributed_to_gmail) {
+  auto in = sample();
+  in.failed[0].from_upstream = false;
+  in.failed[0].status = "4.4.7";
+  in.failed[0].diagnostic = "message expired after 120 hours in the queue";
+  auto b = make_bounce(in);
+  ASSERT_TRUE(b.has_value());
+  EXPECT_NE(b->content.find("Status: 4.4.7\r\nDiagnostic-Code: X-Oauth-Relay; message expired"),
+            std::string::npos);
+  EXPECT_EQ(b->content.find("Remote-MTA"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace oauth_relay::relay

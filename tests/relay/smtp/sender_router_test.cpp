@@ -1,0 +1,55 @@
+// Envelope sender to account: pattern order, wildcards, case, default.
+#include "relay/smtp/sender_router.hpp"
+
+#include <gtest/gtest.h>
+
+namespace oauth_relay::relay {
+namespace {
+
+TEST(sender_pattern, table) {
+  struct row {
+    const char* pattern;
+    const char* address;
+    bool matches;
+  };
+  const row rows[] = {
+      {"alice@example.com", "alice@example.com", true},
+      {"alice@example.com", "ALICE@Example.COM", true},
+      {"alice@example.com", "alice@example.co", false},
+      {"alice@example.com", "xalice@example.com", false},
+      {"*@billing.example.com", "a@billing.example.com", true},
+      {"*@billing.example.com", "@billing.example.com", true},
+      {"*@billing.example.com", "a@sub.billing.example.com", false},
+      {"*@*.example.com", "a@sub.billing.example.com", true},
+      {"*", "anything@anywhere", true},
+      {"a*b*c@x", "aXXbYYc@x", true},
+      {"a*b*c@x", "aXXcYYb@x", false},
+      {"*@example.com", "a@example.com.evil.org", false},
+  };
+  for (const auto& r : rows) {
+    EXPECT_EQ(sender_pattern_matches(r.pattern, r.address), r.matches)
+        << r.pattern << " vs " << r.address;
+  }
+}
+
+TEST(sender_router, first_matching_account_then_default) {
+  config::account_settings a{"a@example.com", {"*@example.com"}, false};
+  config::account_settings b{"b@example.com", {"b@example.com", "*@b.example.com"}, false};
+  config::account_settings d{"d@example.com", {"d@example.com"}, true};
+  sender_router router({a, b, d});
+  EXPECT_EQ(router.route("b@example.com"), "a@example.com");  // config order wins
+  EXPECT_EQ(router.route("x@b.example.com"), "b@example.com");
+  EXPECT_EQ(router.route("someone@elsewhere.org"), "d@example.com");
+  EXPECT_EQ(router.route(""), "d@example.com");
+}
+
+TEST(sender_router, no_default_refuses_unknown_senders) {
+  config::account_settings a{"a@example.com", {"a@example.com"}, false};
+  sender_router router({a});
+  EXPECT_EQ(router.route("a@example.com"), "a@example.com");
+  EXPECT_EQ(router.route("b@example.com"), std::nullopt);
+  EXPECT_EQ(router.route(""), std::nullopt);
+}
+
+}  // namespace
+}  // namespace oauth_relay::relay

@@ -1,0 +1,594 @@
+// The spool stores exactly what it is given, durably, with group commit; a
+// draft that is not committed leaves nothing behind.
+#include "relay/spool/spool.hpp"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include <boost/asio/io_context.hpp>
+
+namespace oauth_relay::relay {
+namespace {
+
+class spool_test : public testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("spool-test-" + std::to_string(std::random_device{}()));
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  envelope sample_envelope() {
+    envelope env;
+    env.sender = "alice@example.com";
+    env.account = "alice@example.com";
+    env.params.body = smtp::body_type::eight_bit_mime;
+    env.params.smtputf8 = true;
+    env.params.ret = smtp::dsn_ret::headers;
+    env.params.envid = "env+2Bid";
+    recipient bob{"bob@example.org", {}};
+    bob.params.notify.specified = true;
+    bob.params.notify.failure = true;
+    bob.params.orcpt = "rfc822;bob@example.org";
+    env.recipients = {bob, recipient{"carol@example.org", {}}};
+    return env;
+  }
+
+  store_result commit(spool& s, std::unique_ptr<spool_draft> draft, envelope env) {
+    store_result out;
+    bool done = false;
+    s.async_commit(std::move(draft), std::move(env), [&](store_result r) {
+      out = std::move(r);
+      done = true;
+    });
+    io_.restart();
+    while (!done) io_.run_one();
+    return out;
+  }
+
+  unsigned mode_of(const std::filesystem::path& p) {
+    struct stat st {};
+    ::stat(p.c_str(), &st);
+    return st.st_mode & 0777;
+  }
+
+  std::filesystem::path dir_;
+  boost::asio::io_context io_;
+};
+
+TEST_F(spool_test, stores_content_and_envelope_exactly) {
+  std::string id;
+  {
+    spool s(dir_, io_.get_executor());
+    auto draft = s.begin();
+    id = draft->id();
+    draft->append("Subject: hi\r\n");
+    draft->append("\r\nbody\r\n");
+    EXPECT_EQ(commit(s, std::move(draft), sample_envelope()).status, store_status::stored);
+    EXPECT_EQ(s.messages_stored(), 1u);
+  }
+  spool_reader reader(dir_);
+  auto messages = reader.messages();
+  ASSERT_EQ(messages.size(), 1u);
+  const auto& m = messages[0];
+  EXPECT_EQ(m.id, id);
+  EXPECT_EQ(m.size, 21u);
+  EXPECT_EQ(m.env.sender, "alice@example.com");
+  EXPECT_EQ(m.env.account, "alice@example.com");
+  EXPECT_EQ(m.env.params.body, smtp::body_type::eight_bit_mime);
+  EXPECT_TRUE(m.env.params.smtputf8);
+  EXPECT_EQ(m.env.params.ret, smtp::dsn_ret::headers);
+  EXPECT_EQ(m.env.params.envid, "env+2Bid");
+  ASSERT_EQ(m.recipients.size(), 2u);
+  EXPECT_EQ(m.recipients[0].rcpt.address, "bob@example.org");
+  EXPECT_TRUE(m.recipients[0].rcpt.params.notify.specified);
+  EXPECT_TRUE(m.recipients[0].rcpt.params.notify.failure);
+  EXPECT_FALSE(m.recipients[0].rcpt.params.notify.success);
+  EXPECT_EQ(m.recipients[0].rcpt.params.orcpt, "rfc822;bob@example.org");
+  EXPECT_EQ(m.recipients[1].rcpt.address, "carol@example.org");
+  EXPECT_EQ(m.recipients[1].status, 0);
+  EXPECT_EQ(reader.content(id), "Subject: hi\r\n\r\nbody\r\n");
+  EXPECT_EQ(reader.content("0000000000000000"), std::nullopt);
+}
+
+TEST_F(spool_test, state_is_private) {
+  spool s(dir_, io_.get_executor());
+  EXPECT_EQ(mode_of(dir_), 0700u);
+  EXPECT_EQ(mode_of(dir_ / "spool"), 0700u);
+  EXPECT_EQ(mode_of(dir_ / "queue.db"), 0600u);
+}
+
+TEST_F(spool_test, large_content_goes_to_a_file_and_reads_back) {
+  std::string content;
+  std::mt19937 random(7);
+  while (content.size() < 3 * spool_memory_limit) {
+    content += "line " + std::to_string(random()) + "\r\n";
+  }
+  std::string id;
+  {
+    spool s(dir_, io_.get_executor());
+    auto draft = s.begin();
+    id = draft->id();
+    for (std::size_t at = 0; at < content.size(); at += 4000) {
+      draft->append(std::string_view(content).substr(at, 4000));
+    }
+    EXPECT_TRUE(std::filesystem::exists(dir_ / "spool" / id));
+    EXPECT_EQ(mode_of(dir_ / "spool" / id), 0600u);
+    EXPECT_EQ(commit(s, std::move(draft), sample_envelope()).status, store_status::stored);
+  }
+  spool_reader reader(dir_);
+  EXPECT_EQ(reader.content(id), content);
+  ASSERT_EQ(reader.messages().size(), 1u);
+  EXPECT_EQ(reader.messages()[0].size, content.size());
+}
+
+TEST_F(spool_test, abandoned_draft_leaves_nothing) {
+  spool s(dir_, io_.get_executor());
+  {
+    auto draft = s.begin();
+    draft->append(std::string(2 * spool_memory_limit, 'x'));
+    EXPECT_FALSE(std::filesystem::is_empty(dir_ / "spool"));
+  }
+  EXPECT_TRUE(std::filesystem::is_empty(dir_ / "spool"));
+  spool_reader reader(dir_);
+  EXPECT_TRUE(reader.messages().empty());
+}
+
+TEST_F(spool_test, orphan_files_are_removed_at_open_and_committed_files_kept) {
+  std::string kept;
+  {
+    spool s(dir_, io_.get_executor());
+    auto draft = s.begin();
+    kept = draft->id();
+    draft->append(std::string(2 * spool_memory_limit, 'k'));
+    ASSERT_EQ(commit(s, std::move(draft), sample_envelope()).status, store_status::stored);
+  }
+  std::ofstream(dir_ / "spool" / "deadbeefdeadbeef") << "half a message";
+  spool s(dir_, io_.get_executor());
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "spool" / "deadbeefdeadbeef"));
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "spool" / kept));
+}
+
+TEST_F(spool_test, concurrent_commits_are_all_stored) {
+  constexpr int count = 300;
+  int stored = 0, completed = 0;
+  {
+    spool s(dir_, io_.get_executor());
+    for (int i = 0; i < count; ++i) {
+      auto draft = s.begin();
+      draft->append("message " + std::to_string(i) + "\r\n");
+      s.async_commit(std::move(draft), sample_envelope(), [&](store_result r) {
+        ++completed;
+        if (r.status == store_status::stored) ++stored;
+      });
+    }
+    io_.run();
+    EXPECT_EQ(s.messages_stored(), static_cast<std::size_t>(count));
+  }
+  EXPECT_EQ(completed, count);
+  EXPECT_EQ(stored, count);
+  spool_reader reader(dir_);
+  EXPECT_EQ(reader.messages().size(), static_cast<std::size_t>(count));
+}
+
+// Runs one spool operation to its completion on the test's io_context.
+template <typename Result, typename Start>
+Result run_op(boost::asio::io_context& io, Start start) {
+  Result out{};
+  bool done = false;
+  start([&](Result r) {
+    out = std::move(r);
+    done = true;
+  });
+  io.restart();
+  while (!done) io.run_one();
+  return out;
+}
+
+TEST_F(spool_test, due_messages_then_records_move_and_finish_them) {
+  spool s(dir_, io_.get_executor());
+  auto draft = s.begin();
+  const std::string id = draft->id();
+  draft->append("Subject: x\r\n\r\nbody\r\n");
+  ASSERT_EQ(commit(s, std::move(draft), sample_envelope()).status, store_status::stored);
+  const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+
+  auto due =
+      run_op<std::vector<queued_message>>(io_, [&](auto h) { s.async_due(now + 1000, 10, {}, h); });
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due[0].id, id);
+  EXPECT_EQ(due[0].recipients.size(), 2u);
+  EXPECT_TRUE(run_op<std::vector<queued_message>>(io_, [&](auto h) {
+                s.async_due(now + 1000, 10, {id}, h);
+              }).empty());
+  EXPECT_EQ(run_op<std::optional<std::string>>(io_, [&](auto h) { s.async_content(id, h); }),
+            "Subject: x\r\n\r\nbody\r\n");
+
+  // First attempt: bob delivered, carol deferred.
+  delivery_record first;
+  first.id = id;
+  first.recipients = {{0, 1, "250 2.0.0 OK"}, {1, 0, "451 4.3.0 try later"}};
+  first.next_attempt_ms = now + 60000;
+  first.last_error = "451 4.3.0 try later";
+  EXPECT_EQ(
+      run_op<store_result>(io_, [&](auto h) { s.async_record(first, std::nullopt, h); }).status,
+      store_status::stored);
+  EXPECT_TRUE(run_op<std::vector<queued_message>>(io_, [&](auto h) {
+                s.async_due(now + 1000, 10, {}, h);
+              }).empty());
+  EXPECT_EQ(run_op<std::optional<std::int64_t>>(io_, [&](auto h) { s.async_next_due(h); }),
+            now + 60000);
+  {
+    spool_reader reader(dir_);
+    auto m = reader.messages().at(0);
+    EXPECT_EQ(m.attempts, 1);
+    EXPECT_EQ(m.last_error, "451 4.3.0 try later");
+    EXPECT_EQ(m.recipients[0].status, 1);
+    EXPECT_EQ(m.recipients[1].status, 0);
+  }
+
+  // Retry now; carol fails for good and the message leaves with a bounce.
+  EXPECT_EQ(
+      run_op<std::size_t>(io_, [&](auto h) { s.async_reschedule("alice@example.com", now, h); }),
+      1u);
+  EXPECT_EQ(
+      run_op<std::vector<queued_message>>(io_, [&](auto h) { s.async_due(now + 1000, 10, {}, h); })
+          .size(),
+      1u);
+  delivery_record last;
+  last.id = id;
+  last.finished = true;
+  last.recipients = {{1, 2, "550 5.1.1 no such user"}};
+  generated_message bounce;
+  bounce.env.account = "alice@example.com";
+  bounce.env.recipients = {recipient{"alice@example.com", {}}};
+  bounce.content = "bounce body\r\n";
+  EXPECT_EQ(run_op<store_result>(io_, [&](auto h) { s.async_record(last, bounce, h); }).status,
+            store_status::stored);
+  spool_reader reader(dir_);
+  auto left = reader.messages();
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_NE(left[0].id, id);
+  EXPECT_EQ(left[0].env.sender, "");
+  EXPECT_EQ(reader.content(left[0].id), "bounce body\r\n");
+}
+
+TEST_F(spool_test, due_takes_the_oldest_up_to_the_limit_and_skips_claimed_ones) {
+  spool s(dir_, io_.get_executor());
+  std::vector<std::string> ids;
+  for (int i = 0; i < 4; ++i) {
+    auto draft = s.begin();
+    ids.push_back(draft->id());
+    draft->append("Subject: " + std::to_string(i) + "\r\n\r\nbody\r\n");
+    ASSERT_EQ(commit(s, std::move(draft), sample_envelope()).status, store_status::stored);
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));  // distinct arrival times
+  }
+  const auto later = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count() +
+                     1000;
+  auto ids_of = [](const std::vector<queued_message>& ms) {
+    std::vector<std::string> out;
+    for (const auto& m : ms) out.push_back(m.id);
+    return out;
+  };
+  auto two =
+      run_op<std::vector<queued_message>>(io_, [&](auto h) { s.async_due(later, 2, {}, h); });
+  EXPECT_EQ(ids_of(two), (std::vector<std::string>{ids[0], ids[1]}));
+  EXPECT_EQ(two.at(0).recipients.size(), 2u);
+  auto skipping = run_op<std::vector<queued_message>>(io_, [&](auto h) {
+    s.async_due(later, 2, {ids[0], ids[2]}, h);
+  });
+  EXPECT_EQ(ids_of(skipping), (std::vector<std::string>{ids[1], ids[3]}));
+}
+
+TEST_F(spool_test, finishing_a_large_message_removes_its_file) {
+  spool s(dir_, io_.get_executor());
+  auto draft = s.begin();
+  const std::string id = draft->id();
+  draft->append(std::string(2 * spool_memory_limit, 'L'));
+  ASSERT_EQ(commit(s, std::move(draft), sample_envelope()).status, store_status::stored);
+  ASSERT_TRUE(std::filesystem::exists(dir_ / "spool" / id));
+  EXPECT_EQ(
+      run_op<std::optional<std::string>>(io_, [&](auto h) { s.async_content(id, h); })->size(),
+      2 * spool_memory_limit);
+  delivery_record done;
+  done.id = id;
+  done.finished = true;
+  done.recipients = {{0, 1, "250 ok"}, {1, 1, "250 ok"}};
+  ASSERT_EQ(
+      run_op<store_result>(io_, [&](auto h) { s.async_record(done, std::nullopt, h); }).status,
+      store_status::stored);
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "spool" / id));
+  spool_reader reader(dir_);
+  EXPECT_TRUE(reader.messages().empty());
+}
+
+// Stores one message (content `body`, padded past the memory limit when
+// `spilled`) and returns its id.
+std::string store_one(spool& s, boost::asio::io_context& io, const envelope& env,
+                      bool spilled = false) {
+  auto draft = s.begin();
+  const std::string id = draft->id();
+  draft->append(spilled ? std::string(2 * spool_memory_limit, 'S') : std::string("x\r\n"));
+  EXPECT_EQ(
+      run_op<store_result>(io, [&](auto h) { s.async_commit(std::move(draft), env, h); }).status,
+      store_status::stored);
+  return id;
+}
+
+std::int64_t unix_ms_now() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+TEST_F(spool_test, summary_counts_depth_deferred_and_oldest_arrival) {
+  spool s(dir_, io_.get_executor());
+  auto empty = run_op<queue_summary>(io_, [&](auto h) { s.async_summary(h); });
+  EXPECT_EQ(empty.depth, 0u);
+  EXPECT_EQ(empty.deferred, 0u);
+  EXPECT_FALSE(empty.oldest_received_at.has_value());
+
+  const auto before = unix_ms_now() / 1000;
+  const auto first = store_one(s, io_, sample_envelope());
+  store_one(s, io_, sample_envelope());
+  store_one(s, io_, sample_envelope());
+  const auto after = unix_ms_now() / 1000;
+  delivery_record deferred;
+  deferred.id = first;
+  deferred.next_attempt_ms = unix_ms_now() + 60000;
+  deferred.last_error = "451 4.3.0 later";
+  ASSERT_EQ(
+      run_op<store_result>(io_, [&](auto h) { s.async_record(deferred, std::nullopt, h); }).status,
+      store_status::stored);
+
+  auto summary = run_op<queue_summary>(io_, [&](auto h) { s.async_summary(h); });
+  EXPECT_EQ(summary.depth, 3u);
+  EXPECT_EQ(summary.deferred, 1u);
+  ASSERT_TRUE(summary.oldest_received_at.has_value());
+  EXPECT_GE(*summary.oldest_received_at, before);
+  EXPECT_LE(*summary.oldest_received_at, after);
+  EXPECT_EQ(s.messages_received(), 3u);
+}
+
+TEST_F(spool_test, list_returns_every_message_oldest_first_with_recipients) {
+  spool s(dir_, io_.get_executor());
+  std::vector<std::string> ids;
+  for (int i = 0; i < 4; ++i) ids.push_back(store_one(s, io_, sample_envelope()));
+  auto listed = run_op<std::vector<queued_message>>(io_, [&](auto h) { s.async_list(h); });
+  ASSERT_EQ(listed.size(), 4u);
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    EXPECT_EQ(listed[i].id, ids[i]);  // same second: arrival order decides
+    ASSERT_EQ(listed[i].recipients.size(), 2u);
+    EXPECT_EQ(listed[i].recipients[1].rcpt.address, "carol@example.org");
+    EXPECT_EQ(listed[i].env.sender, "alice@example.com");
+  }
+}
+
+TEST_F(spool_test, retry_makes_named_or_all_messages_due_and_names_unknown_ids) {
+  spool s(dir_, io_.get_executor());
+  const auto a = store_one(s, io_, sample_envelope());
+  const auto b = store_one(s, io_, sample_envelope());
+  const auto now = unix_ms_now();
+  for (const auto& id : {a, b}) {
+    delivery_record later;
+    later.id = id;
+    later.next_attempt_ms = now + 3600000;
+    ASSERT_EQ(
+        run_op<store_result>(io_, [&](auto h) { s.async_record(later, std::nullopt, h); }).status,
+        store_status::stored);
+  }
+  auto due_now = [&] {
+    return run_op<std::vector<queued_message>>(io_,
+                                               [&](auto h) { s.async_due(now + 10, 10, {}, h); });
+  };
+  EXPECT_TRUE(due_now().empty());
+
+  auto one = run_op<queue_change>(io_, [&](auto h) {
+    s.async_retry({a, "ffffffffffffffff"}, false, now, h);
+  });
+  EXPECT_EQ(one.changed, 1u);
+  EXPECT_EQ(one.unknown, std::vector<std::string>{"ffffffffffffffff"});
+  EXPECT_TRUE(one.error.empty());
+  auto due = due_now();
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due[0].id, a);
+  EXPECT_EQ(due[0].next_attempt_ms, now);
+
+  // A message already due earlier keeps its time; "all" counts every message.
+  auto all = run_op<queue_change>(io_, [&](auto h) { s.async_retry({}, true, now + 5, h); });
+  EXPECT_EQ(all.changed, 2u);
+  EXPECT_TRUE(all.unknown.empty());
+  due = due_now();
+  ASSERT_EQ(due.size(), 2u);
+  EXPECT_EQ(due[0].next_attempt_ms, now);
+  EXPECT_EQ(due[1].next_attempt_ms, now + 5);
+}
+
+TEST_F(spool_test, delete_removes_rows_recipients_and_content_files) {
+  spool s(dir_, io_.get_executor());
+  const auto small = store_one(s, io_, sample_envelope());
+  const auto big = store_one(s, io_, sample_envelope(), /*spilled=*/true);
+  const auto kept = store_one(s, io_, sample_envelope());
+  ASSERT_TRUE(std::filesystem::exists(dir_ / "spool" / big));
+
+  auto result = run_op<queue_change>(io_, [&](auto h) {
+    s.async_delete({small, big, "0123456789abcdef"}, h);
+  });
+  EXPECT_EQ(result.changed, 2u);
+  EXPECT_EQ(result.unknown, std::vector<std::string>{"0123456789abcdef"});
+  EXPECT_TRUE(result.error.empty());
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "spool" / big));
+  EXPECT_EQ(run_op<std::optional<std::string>>(io_, [&](auto h) { s.async_content(big, h); }),
+            std::nullopt);
+
+  spool_reader reader(dir_);
+  auto left = reader.messages();
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(left[0].id, kept);
+  // No recipient rows are left behind for the deleted ones.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open_v2((dir_ / "queue.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr),
+            SQLITE_OK);
+  sqlite3_stmt* count = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT count(*) FROM recipients WHERE message_id IN (?1, ?2)",
+                               -1, &count, nullptr),
+            SQLITE_OK);
+  sqlite3_bind_text(count, 1, small.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(count, 2, big.c_str(), -1, SQLITE_TRANSIENT);
+  ASSERT_EQ(sqlite3_step(count), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(count, 0), 0);
+  sqlite3_finalize(count);
+  // Only the kept message's content row is left.
+  sqlite3_stmt* contents = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT count(*) FROM contents", -1, &contents, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(contents), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(contents, 0), 1);
+  sqlite3_finalize(contents);
+  sqlite3_close(db);
+  // Deleting again: nothing is queued under that id any more.
+  auto again = run_op<queue_change>(io_, [&](auto h) { s.async_delete({small}, h); });
+  EXPECT_EQ(again.changed, 0u);
+  EXPECT_EQ(again.unknown, std::vector<std::string>{small});
+}
+
+TEST_F(spool_test, damaged_database_is_refused_with_its_path) {
+  std::filesystem::create_directories(dir_);
+  std::ofstream(dir_ / "queue.db") << std::string(8192, 'Z');
+  try {
+    spool s(dir_, io_.get_executor());
+    FAIL() << "a damaged database was opened";
+  } catch (const spool_error& e) {
+    EXPECT_NE(std::string(e.what()).find((dir_ / "queue.db").string()), std::string::npos)
+        << e.what();
+  }
+}
+
+// One value from the spool's database, read with a connection of the test's own.
+std::int64_t query_int(const std::filesystem::path& db_path, const char* sql) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  EXPECT_EQ(sqlite3_prepare_v2(db, sql, -1, &stmt, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+  std::int64_t value = -1;
+  if (sqlite3_step(stmt) == SQLITE_ROW) value = sqlite3_column_int64(stmt, 0);
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return value;
+}
+
+void exec_sql(const std::filesystem::path& db_path, const char* sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(db_path.c_str(), &db), SQLITE_OK);
+  char* error = nullptr;
+  ASSERT_EQ(sqlite3_exec(db, sql, nullptr, nullptr, &error), SQLITE_OK) << error;
+  sqlite3_close(db);
+}
+
+TEST_F(spool_test, finished_messages_leave_no_content_behind) {
+  spool s(dir_, io_.get_executor());
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    auto draft = s.begin();
+    ids.push_back(draft->id());
+    draft->append("Subject: " + std::to_string(i) + "\r\n\r\nbody\r\n");
+    ASSERT_EQ(commit(s, std::move(draft), sample_envelope()).status, store_status::stored);
+  }
+  EXPECT_EQ(query_int(dir_ / "queue.db", "SELECT count(*) FROM contents"), 3);
+  for (const auto& id : {ids[0], ids[2]}) {
+    delivery_record done;
+    done.id = id;
+    done.finished = true;
+    done.recipients = {{0, 1, "250 ok"}, {1, 1, "250 ok"}};
+    ASSERT_EQ(
+        run_op<store_result>(io_, [&](auto h) { s.async_record(done, std::nullopt, h); }).status,
+        store_status::stored);
+  }
+  EXPECT_EQ(query_int(dir_ / "queue.db", "SELECT count(*) FROM contents"), 1);
+  EXPECT_EQ(run_op<std::optional<std::string>>(io_, [&](auto h) { s.async_content(ids[1], h); }),
+            "Subject: 1\r\n\r\nbody\r\n");
+}
+
+TEST_F(spool_test, postpone_moves_only_the_mail_that_is_due) {
+  spool s(dir_, io_.get_executor());
+  auto store_one = [&] {
+    auto draft = s.begin();
+    draft->append("Subject: x\r\n\r\nbody\r\n");
+    ASSERT_EQ(commit(s, std::move(draft), sample_envelope()).status, store_status::stored);
+  };
+  store_one();
+  store_one();
+  const auto hour_later = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count() +
+                          3600 * 1000;
+  EXPECT_EQ(
+      run_op<std::size_t>(
+          io_, [&](auto h) { s.async_postpone("alice@example.com", hour_later, "no token", h); }),
+      2u);
+  store_one();
+  // The two parked an hour ago are not rewritten; only the new one is due.
+  EXPECT_EQ(
+      run_op<std::size_t>(
+          io_,
+          [&](auto h) { s.async_postpone("ALICE@example.com", hour_later + 1, "no token", h); }),
+      1u);
+  spool_reader reader(dir_);
+  for (const auto& m : reader.messages()) EXPECT_EQ(m.last_error, "no token");
+}
+
+TEST_F(spool_test, version_1_database_is_migrated_with_its_mail) {
+  std::filesystem::create_directories(dir_);
+  exec_sql(dir_ / "queue.db", R"sql(
+    CREATE TABLE messages(id TEXT PRIMARY KEY, received_at INTEGER NOT NULL, sender TEXT NOT NULL,
+      account TEXT NOT NULL, body_type INTEGER NOT NULL, smtputf8 INTEGER NOT NULL,
+      dsn_ret INTEGER NOT NULL, envid TEXT NOT NULL, size INTEGER NOT NULL, content BLOB,
+      content_file TEXT, attempts INTEGER NOT NULL DEFAULT 0, next_attempt_ms INTEGER NOT NULL,
+      last_error TEXT NOT NULL DEFAULT '');
+    CREATE TABLE recipients(message_id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+      position INTEGER NOT NULL, address TEXT NOT NULL, notify INTEGER NOT NULL,
+      orcpt TEXT NOT NULL, status INTEGER NOT NULL DEFAULT 0,
+      last_reply TEXT NOT NULL DEFAULT '', PRIMARY KEY(message_id, position)) WITHOUT ROWID;
+    INSERT INTO messages VALUES('m1', 1, 'a@example.com', 'a@example.com', 0, 0, 0, '', 8,
+      CAST('old mail' AS BLOB), NULL, 2, 5, 'x');
+    INSERT INTO recipients VALUES('m1', 0, 'b@example.org', 0, '', 0, '');
+    PRAGMA user_version = 1;
+  )sql");
+  {
+    spool s(dir_, io_.get_executor());
+    EXPECT_EQ(run_op<std::optional<std::string>>(io_, [&](auto h) { s.async_content("m1", h); }),
+              "old mail");
+  }
+  EXPECT_EQ(query_int(dir_ / "queue.db", "PRAGMA user_version"), 2);
+  spool_reader reader(dir_);
+  auto messages = reader.messages();
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_EQ(messages[0].attempts, 2);
+  EXPECT_EQ(messages[0].recipients.at(0).rcpt.address, "b@example.org");
+  EXPECT_EQ(reader.content("m1"), "old mail");
+}
+
+TEST_F(spool_test, database_of_a_newer_version_is_refused) {
+  std::filesystem::create_directories(dir_);
+  exec_sql(dir_ / "queue.db", "CREATE TABLE t(x); PRAGMA user_version = 99;");
+  try {
+    spool s(dir_, io_.get_executor());
+    FAIL() << "a database of a newer version was opened";
+  } catch (const spool_error& e) {
+    EXPECT_NE(std::string(e.what()).find("newer oauth-relay"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(query_int(dir_ / "queue.db", "PRAGMA user_version"), 99);
+}
+
+}  // namespace
+}  // namespace oauth_relay::relay
