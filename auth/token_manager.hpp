@@ -27,28 +27,11 @@
 
 #include "auth/http_client.hpp"
 #include "auth/token_client.hpp"
+#include "auth/token_source.hpp"
 #include "auth/token_store.hpp"
 #include "config/config.hpp"
 
 namespace oauth_relay::auth {
-
-struct token_result {
-  bool ok = false;
-  std::string access_token;  // secret: set when ok
-  token_state state = token_state::missing;
-  std::string error;  // why not ok: names the account and what to do; no secrets
-};
-
-// One account as the health socket and `oauth-relayctl status` show it.
-struct account_status {
-  std::string address;
-  token_state state = token_state::missing;
-  std::optional<std::int64_t> access_expires_in_seconds;  // unset without an access token
-  std::optional<std::int64_t> last_delivery;              // unix seconds
-  std::string last_error;
-  std::uint64_t refreshes_ok = 0;      // since start, for token_refreshes_total{result="ok"}
-  std::uint64_t refreshes_failed = 0;  // since start, for token_refreshes_total{result="error"}
-};
 
 struct token_manager_options {
   // A token this close to expiry is refreshed before it is handed out, so an

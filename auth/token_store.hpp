@@ -11,17 +11,12 @@
 #include <string_view>
 #include <vector>
 
+#include "auth/token_state.hpp"
 #include "config/config.hpp"
 
 struct sqlite3;
 
 namespace oauth_relay::auth {
-
-// INTERFACE.md's token states, as stored and shown by `oauth-relayctl accounts`.
-enum class token_state { valid, expired, needs_reauth, refresh_failing, missing };
-
-std::string_view to_string(token_state);
-std::optional<token_state> parse_token_state(std::string_view);
 
 // The database cannot be opened or written.
 class token_store_error : public std::runtime_error {

@@ -47,15 +47,16 @@ json nullable(const std::optional<std::int64_t>& v) {
   return v ? json(*v) : json(nullptr);
 }
 
-std::string_view recipient_state(int status) {
+std::string_view recipient_state(relay::recipient_status status) {
   switch (status) {
-    case 1:
+    case relay::recipient_status::delivered:
       return "delivered";
-    case 2:
+    case relay::recipient_status::failed:
       return "failed";
-    default:
-      return "pending";
+    case relay::recipient_status::pending:
+      break;
   }
+  return "pending";
 }
 
 // Seconds rounded up, so "due in 0 s" means due now.

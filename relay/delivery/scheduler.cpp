@@ -401,7 +401,7 @@ asio::awaitable<void> delivery_scheduler::worker(std::shared_ptr<account_queue> 
     envelope pending = m.env;
     pending.recipients.clear();
     for (const auto& r : m.recipients) {
-      if (r.status == 0) pending.recipients.push_back(r.rcpt);
+      if (r.status == recipient_status::pending) pending.recipients.push_back(r.rcpt);
     }
     const auto started = std::chrono::steady_clock::now();
     auto result = co_await connection->send(pending, *content);
@@ -441,7 +441,7 @@ asio::awaitable<void> delivery_scheduler::record(const queued_message& m, const 
   std::vector<int> status;
   std::vector<std::string> replies;
   for (const auto& r : m.recipients) {
-    status.push_back(r.status);
+    status.push_back(static_cast<int>(r.status));
     replies.push_back(r.last_reply);
   }
   std::vector<bool> from_upstream(m.recipients.size(), true);
@@ -449,7 +449,7 @@ asio::awaitable<void> delivery_scheduler::record(const queued_message& m, const 
   if (result) {
     std::size_t k = 0;
     for (std::size_t i = 0; i < m.recipients.size() && k < result->recipients.size(); ++i) {
-      if (m.recipients[i].status != 0) continue;
+      if (m.recipients[i].status != recipient_status::pending) continue;
       const auto& rr = result->recipients[k++];
       const int s = rr.status == delivery_status::delivered ? 1
                     : rr.status == delivery_status::failed  ? 2
@@ -458,7 +458,7 @@ asio::awaitable<void> delivery_scheduler::record(const queued_message& m, const 
       replies[i] = one_line(rr.reply);
       from_upstream[i] = rr.from_upstream;
       if (s == 1) ++delivered_now;
-      rec.recipients.push_back({i, s, replies[i]});
+      rec.recipients.push_back({i, static_cast<recipient_status>(s), replies[i]});
     }
   }
   const bool any_pending = std::find(status.begin(), status.end(), 0) != status.end();
@@ -471,7 +471,7 @@ asio::awaitable<void> delivery_scheduler::record(const queued_message& m, const 
       status[i] = 2;
       replies[i] = "4.4.7 " + deferral;
       from_upstream[i] = false;
-      rec.recipients.push_back({i, 2, replies[i]});
+      rec.recipients.push_back({i, recipient_status::failed, replies[i]});
     }
   }
   rec.finished = std::find(status.begin(), status.end(), 0) == status.end();

@@ -265,7 +265,7 @@ std::vector<queued_message> spool_reader::messages() {
       qr.rcpt.address = column_text(r.get(), 0);
       qr.rcpt.params.notify = decode_notify(sqlite3_column_int(r.get(), 1));
       qr.rcpt.params.orcpt = column_text(r.get(), 2);
-      qr.status = sqlite3_column_int(r.get(), 3);
+      qr.status = static_cast<recipient_status>(sqlite3_column_int(r.get(), 3));
       qr.last_reply = column_text(r.get(), 4);
       q.env.recipients.push_back(qr.rcpt);
       q.recipients.push_back(std::move(qr));
@@ -389,7 +389,7 @@ void read_recipients(sqlite3_stmt* r, queued_message& q) {
     qr.rcpt.address = column_text(r, 0);
     qr.rcpt.params.notify = decode_notify(sqlite3_column_int(r, 1));
     qr.rcpt.params.orcpt = column_text(r, 2);
-    qr.status = sqlite3_column_int(r, 3);
+    qr.status = static_cast<recipient_status>(sqlite3_column_int(r, 3));
     qr.last_reply = column_text(r, 4);
     q.env.recipients.push_back(qr.rcpt);
     q.recipients.push_back(std::move(qr));

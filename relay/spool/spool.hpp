@@ -27,29 +27,15 @@
 #include <boost/asio/prefer.hpp>
 
 #include "relay/envelope.hpp"
+#include "relay/spool/records.hpp"
 
 struct sqlite3;
 
 namespace oauth_relay::relay {
 
-// A set of message ids that can be searched with a string_view (no copy).
-struct message_id_hash {
-  using is_transparent = void;
-  std::size_t operator()(std::string_view id) const noexcept {
-    return std::hash<std::string_view>{}(id);
-  }
-};
-using message_id_set = std::unordered_set<std::string, message_id_hash, std::equal_to<>>;
-
 // A content larger than this goes to a file in the spool directory while it
 // arrives, so a message of max_message_size never sits whole in memory.
 inline constexpr std::size_t spool_memory_limit = 256 * 1024;
-
-// The spool cannot be opened or used at all (bad state_dir, corrupt database).
-class spool_error : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
 
 enum class store_status { stored, no_space, failed };
 
@@ -84,23 +70,6 @@ class spool_draft {
   int write_errno_ = 0;
 };
 
-struct queued_recipient {
-  recipient rcpt;
-  int status = 0;  // 0 pending, 1 delivered, 2 failed
-  std::string last_reply;
-};
-
-struct queued_message {
-  std::string id;
-  std::int64_t received_at = 0;  // unix seconds
-  envelope env;
-  std::uint64_t size = 0;
-  int attempts = 0;
-  std::int64_t next_attempt_ms = 0;
-  std::string last_error;
-  std::vector<queued_recipient> recipients;
-};
-
 // Read-only view of a spool, for the administrator's tools and tests; safe
 // while the daemon runs (SQLite WAL readers never block the writer).
 class spool_reader {
@@ -116,36 +85,6 @@ class spool_reader {
  private:
   std::filesystem::path dir_;
   sqlite3* db_ = nullptr;
-};
-
-// What a delivery attempt changed about one message.
-struct recipient_update {
-  std::size_t position = 0;  // index in queued_message::recipients
-  int status = 0;            // 0 pending, 1 delivered, 2 failed
-  std::string reply;         // the upstream's reply, for the queue listing and bounces
-};
-
-struct delivery_record {
-  std::string id;
-  std::vector<recipient_update> recipients;
-  bool finished = false;             // nothing pending any more: the message leaves the queue
-  std::int64_t next_attempt_ms = 0;  // when not finished
-  std::string last_error;
-  bool count_attempt = true;
-};
-
-// Queue figures for the health socket, counted without loading messages.
-struct queue_summary {
-  std::size_t depth = 0;
-  std::size_t deferred = 0;  // messages that have had at least one failed attempt
-  std::optional<std::int64_t> oldest_received_at;  // unix seconds; unset when empty
-};
-
-// What an administrator's retry or delete did.
-struct queue_change {
-  std::size_t changed = 0;           // messages made due, or deleted
-  std::vector<std::string> unknown;  // ids that are not queued
-  std::string error;                 // set when the spool could not do it at all
 };
 
 // Completions of spool operations, type-erased and run on the handler's own

@@ -137,9 +137,10 @@ TEST(queue_json, lists_messages_with_recipient_states) {
   m.attempts = 2;
   m.next_attempt_ms = now * 1000 + 59'001;
   m.last_error = "421 4.7.0 Try again later";
-  m.recipients = {{{"a@example.org", {}}, 1, "250 2.0.0 OK"},
-                  {{"b@example.org", {}}, 0, ""},
-                  {{"c@example.org", {}}, 2, "550 5.1.1 no such user"}};
+  m.recipients = {
+      {{"a@example.org", {}}, relay::recipient_status::delivered, "250 2.0.0 OK"},
+      {{"b@example.org", {}}, relay::recipient_status::pending, ""},
+      {{"c@example.org", {}}, relay::recipient_status::failed, "550 5.1.1 no such user"}};
   relay::queued_message due = m;
   due.id = "fedcba9876543210";
   due.next_attempt_ms = now * 1000 - 5000;

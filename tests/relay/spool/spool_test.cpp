@@ -92,7 +92,7 @@ TEST_F(spool_test, stores_content_and_envelope_exactly) {
   EXPECT_FALSE(m.recipients[0].rcpt.params.notify.success);
   EXPECT_EQ(m.recipients[0].rcpt.params.orcpt, "rfc822;bob@example.org");
   EXPECT_EQ(m.recipients[1].rcpt.address, "carol@example.org");
-  EXPECT_EQ(m.recipients[1].status, 0);
+  EXPECT_EQ(m.recipients[1].status, recipient_status::pending);
   EXPECT_EQ(reader.content(id), "Subject: hi\r\n\r\nbody\r\n");
   EXPECT_EQ(reader.content("0000000000000000"), std::nullopt);
 }
@@ -215,7 +215,8 @@ TEST_F(spool_test, due_messages_then_records_move_and_finish_them) {
   // First attempt: bob delivered, carol deferred.
   delivery_record first;
   first.id = id;
-  first.recipients = {{0, 1, "250 2.0.0 OK"}, {1, 0, "451 4.3.0 try later"}};
+  first.recipients = {{0, recipient_status::delivered, "250 2.0.0 OK"},
+                      {1, recipient_status::pending, "451 4.3.0 try later"}};
   first.next_attempt_ms = now + 60000;
   first.last_error = "451 4.3.0 try later";
   EXPECT_EQ(
@@ -231,8 +232,8 @@ TEST_F(spool_test, due_messages_then_records_move_and_finish_them) {
     auto m = reader.messages().at(0);
     EXPECT_EQ(m.attempts, 1);
     EXPECT_EQ(m.last_error, "451 4.3.0 try later");
-    EXPECT_EQ(m.recipients[0].status, 1);
-    EXPECT_EQ(m.recipients[1].status, 0);
+    EXPECT_EQ(m.recipients[0].status, recipient_status::delivered);
+    EXPECT_EQ(m.recipients[1].status, recipient_status::pending);
   }
 
   // Retry now; carol fails for good and the message leaves with a bounce.
@@ -246,7 +247,7 @@ TEST_F(spool_test, due_messages_then_records_move_and_finish_them) {
   delivery_record last;
   last.id = id;
   last.finished = true;
-  last.recipients = {{1, 2, "550 5.1.1 no such user"}};
+  last.recipients = {{1, recipient_status::failed, "550 5.1.1 no such user"}};
   generated_message bounce;
   bounce.env.account = "alice@example.com";
   bounce.env.recipients = {recipient{"alice@example.com", {}}};
@@ -303,7 +304,8 @@ TEST_F(spool_test, finishing_a_large_message_removes_its_file) {
   delivery_record done;
   done.id = id;
   done.finished = true;
-  done.recipients = {{0, 1, "250 ok"}, {1, 1, "250 ok"}};
+  done.recipients = {{0, recipient_status::delivered, "250 ok"},
+                     {1, recipient_status::delivered, "250 ok"}};
   ASSERT_EQ(
       run_op<store_result>(io_, [&](auto h) { s.async_record(done, std::nullopt, h); }).status,
       store_status::stored);
@@ -509,7 +511,8 @@ TEST_F(spool_test, finished_messages_leave_no_content_behind) {
     delivery_record done;
     done.id = id;
     done.finished = true;
-    done.recipients = {{0, 1, "250 ok"}, {1, 1, "250 ok"}};
+    done.recipients = {{0, recipient_status::delivered, "250 ok"},
+                       {1, recipient_status::delivered, "250 ok"}};
     ASSERT_EQ(
         run_op<store_result>(io_, [&](auto h) { s.async_record(done, std::nullopt, h); }).status,
         store_status::stored);

@@ -1,0 +1,32 @@
+// Text helpers shared by every part: one printable log line, RFC 5322 dates,
+// base64 (RFC 4648). Pure functions, table-tested (tests/common).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace oauth_relay {
+
+// `text` as one printable line for a log or an error message: control
+// characters (CR, LF, NUL, ...) become spaces, and past `max` bytes it is cut
+// and ends with "...".
+inline constexpr std::size_t default_line_limit = 512;
+std::string one_line(std::string_view text, std::size_t max = default_line_limit);
+
+// RFC 5322 §3.3 date-time in the local time zone with English day and month
+// names whatever the locale: "Sun, 22 Nov 2026 04:15:26 +0100".
+std::string rfc5322_date(std::int64_t unix_seconds);
+
+// RFC 4648 §4 base64 with padding, and §5 base64url without padding.
+std::string base64_encode(std::string_view bytes);
+std::string base64url_encode(std::string_view bytes);
+// Strict: the alphabet only, no white space, unused bits zero (§3.5);
+// padding may be left off, but when present it must be right. Nothing when
+// the text is not that.
+std::optional<std::string> base64_decode(std::string_view text);
+std::optional<std::string> base64url_decode(std::string_view text);
+
+}  // namespace oauth_relay

@@ -1,0 +1,58 @@
+// What the delivery scheduler needs of the spool: the due messages, their
+// content, and a place to record each attempt's outcome. The spool is the
+// real one; unit tests put a stand-in behind it. Every answer is a value or
+// a spool_failure, never an empty result standing for an error.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+
+#include "relay/envelope.hpp"
+#include "relay/spool/records.hpp"
+
+namespace oauth_relay::relay {
+
+class delivery_queue {
+ public:
+  virtual ~delivery_queue() = default;
+
+  // Messages whose next attempt is due at `now_ms`, oldest first, at most
+  // `limit`, leaving out `busy` ones (already being delivered).
+  virtual boost::asio::awaitable<spool_result<std::vector<queued_message>>> due(
+      std::int64_t now_ms, std::size_t limit, message_id_set busy) = 0;
+
+  // The earliest next attempt of any queued message (unix ms); nothing when
+  // the queue is empty.
+  virtual boost::asio::awaitable<spool_result<std::optional<std::int64_t>>> next_due() = 0;
+
+  // A message's content (the Received: header and the data, CRLF lines).
+  // not_found: the message left the queue; failed: it could not be read.
+  virtual boost::asio::awaitable<spool_result<std::string>> content(std::string id) = 0;
+
+  // Records an attempt and, in the same transaction, stores `bounce`.
+  virtual boost::asio::awaitable<spool_result<void>> record(
+      delivery_record record, std::optional<generated_message> bounce) = 0;
+
+  // Puts off the due messages of `account` until `until_ms` with `reason` as
+  // their last error (an account that cannot send at all); how many.
+  virtual boost::asio::awaitable<spool_result<std::size_t>> postpone(std::string account,
+                                                                     std::int64_t until_ms,
+                                                                     std::string reason) = 0;
+
+  // Makes the messages of `account` (every message when empty) due at
+  // `when_ms` at the latest; how many changed.
+  virtual boost::asio::awaitable<spool_result<std::size_t>> reschedule(std::string account,
+                                                                       std::int64_t when_ms) = 0;
+
+  // Removes the messages `ids` (rows, recipients and content). The caller
+  // makes sure none is being delivered.
+  virtual boost::asio::awaitable<spool_result<queue_change>> remove(
+      std::vector<std::string> ids) = 0;
+};
+
+}  // namespace oauth_relay::relay

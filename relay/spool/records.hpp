@@ -1,0 +1,112 @@
+// What the spool keeps and answers: queued messages and their recipients,
+// delivery records, queue figures, and failures as values (a read that
+// failed is an error, never an empty result).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+#include <vector>
+
+#include <boost/system/result.hpp>
+
+#include "relay/envelope.hpp"
+
+namespace oauth_relay::relay {
+
+// Why a spool operation did not happen.
+enum class spool_errc {
+  not_found,  // the message is not (or no longer) queued
+  no_space,   // the disk or quota is full (SQLITE_FULL, ENOSPC, EDQUOT): 452 to a client
+  failed,     // any other I/O or database error: 451 to a client
+};
+
+struct spool_failure {
+  spool_errc code = spool_errc::failed;
+  std::string detail;  // for the log: what failed and why
+  spool_failure(spool_errc c, std::string d) : code(c), detail(std::move(d)) {}
+};
+
+// The spool cannot be opened or used at all (bad state_dir, corrupt
+// database), or value() was called on a failed spool_result.
+class spool_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Lets boost::system::result<T, spool_failure>::value() throw on an error.
+[[noreturn]] inline void throw_exception_from_error(const spool_failure& e,
+                                                    const boost::source_location&) {
+  throw spool_error(e.detail);
+}
+
+// A value, or why there is none.
+template <typename T>
+using spool_result = boost::system::result<T, spool_failure>;
+
+// A set of message ids that can be searched with a string_view (no copy).
+struct message_id_hash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view id) const noexcept {
+    return std::hash<std::string_view>{}(id);
+  }
+};
+using message_id_set = std::unordered_set<std::string, message_id_hash, std::equal_to<>>;
+
+// Stored as 0, 1, 2 in recipients.status.
+enum class recipient_status { pending = 0, delivered = 1, failed = 2 };
+
+struct queued_recipient {
+  recipient rcpt;
+  recipient_status status = recipient_status::pending;
+  std::string last_reply;
+};
+
+struct queued_message {
+  std::string id;
+  std::int64_t received_at = 0;  // unix seconds
+  envelope env;
+  std::uint64_t size = 0;
+  int attempts = 0;
+  std::int64_t next_attempt_ms = 0;
+  std::string last_error;
+  std::vector<queued_recipient> recipients;
+};
+
+// What a delivery attempt changed about one recipient.
+struct recipient_update {
+  std::size_t position = 0;  // index in queued_message::recipients
+  recipient_status status = recipient_status::pending;
+  std::string reply;  // the upstream's reply, for the queue listing and bounces
+};
+
+// What a delivery attempt changed about one message.
+struct delivery_record {
+  std::string id;
+  std::vector<recipient_update> recipients;
+  bool finished = false;             // nothing pending any more: the message leaves the queue
+  std::int64_t next_attempt_ms = 0;  // when not finished
+  std::string last_error;
+  bool count_attempt = true;
+};
+
+// Queue figures for the health socket, counted without loading messages.
+struct queue_summary {
+  std::size_t depth = 0;
+  std::size_t deferred = 0;  // messages that have had at least one failed attempt
+  std::optional<std::int64_t> oldest_received_at;  // unix seconds; unset when empty
+};
+
+// What an administrator's retry or delete did.
+struct queue_change {
+  std::size_t changed = 0;           // messages made due, or deleted
+  std::vector<std::string> unknown;  // ids that are not queued
+  std::string error;  // (until the spool's admin queries return spool_result) set when it failed
+};
+
+}  // namespace oauth_relay::relay
