@@ -1,5 +1,6 @@
 // Beast HTTP/1.1 over a local stream socket, one coroutine per connection on
-// the daemon's event loop. Every read and write has a deadline and the
+// the daemon's event loop. Every read and write has a deadline (one
+// `deadline` per connection, re-armed per request) and the
 // figures come from the spool's writer thread or from memory, so no client
 // can make the loop wait.
 #include "daemon/health_server.hpp"
@@ -15,12 +16,12 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core/basic_stream.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http.hpp>
 
 #include "auth/token_manager.hpp"
+#include "common/deadline.hpp"
 #include "config/log.hpp"
 #include "relay/delivery/scheduler.hpp"
 #include "relay/smtp/server.hpp"
@@ -34,12 +35,9 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using local = asio::local::stream_protocol;
 using asio::use_awaitable;
-using stream_type = beast::basic_stream<local, asio::any_io_executor, beast::unlimited_rate_policy>;
 
 // After EMFILE/ENFILE, wait instead of spinning on accept.
 constexpr auto accept_backoff = std::chrono::milliseconds(100);
-// Durations the scheduler collects are taken at least this often, so they
-// are counted even when nobody scrapes /metrics.
 
 std::int64_t unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -168,10 +166,13 @@ asio::awaitable<void> health_server::accept_loop() {
   }
 }
 
-asio::awaitable<void> health_server::serve(local::socket socket) {
-  stream_type stream(std::move(socket));
-  auto* raw = &stream.socket();
+asio::awaitable<void> health_server::serve(local::socket stream) {
+  auto* raw = &stream;
   connections_.insert(raw);
+  deadline timeout(stream.get_executor(), [raw] {
+    boost::system::error_code ignored;
+    raw->cancel(ignored);
+  });
   beast::flat_buffer buffer;
   bool unread_body = false;
   // Whatever happens, the connection leaves connections_ below: stop()
@@ -181,7 +182,7 @@ asio::awaitable<void> health_server::serve(local::socket socket) {
       http::request_parser<http::string_body> parser;
       parser.header_limit(health_max_header_bytes);
       parser.body_limit(health_max_body_bytes);
-      stream.expires_after(health_request_deadline);
+      timeout.arm(health_request_deadline);
       auto [read_ec, read_n] =
           co_await http::async_read_header(stream, buffer, parser, asio::as_tuple(use_awaitable));
       if (!read_ec && !parser.is_done()) {
@@ -232,7 +233,7 @@ asio::awaitable<void> health_server::serve(local::socket socket) {
       response.keep_alive(keep_alive && !stopping_);
       response.body() = std::move(answer.body);
       response.prepare_payload();
-      stream.expires_after(health_request_deadline);
+      timeout.arm(health_request_deadline);
       auto [write_ec, write_n] =
           co_await http::async_write(stream, response, asio::as_tuple(use_awaitable));
       if (write_ec || !response.keep_alive()) break;
@@ -242,8 +243,8 @@ asio::awaitable<void> health_server::serve(local::socket socket) {
       // could lose the answer it was sent: end our side, then take in (and
       // drop) what it still sends, for a bounded time and size.
       boost::system::error_code ignored;
-      stream.socket().shutdown(local::socket::shutdown_send, ignored);
-      stream.expires_after(health_linger_time);
+      stream.shutdown(local::socket::shutdown_send, ignored);
+      timeout.arm(health_linger_time);
       std::array<char, 4096> sink;
       for (std::size_t drained = 0; drained < health_linger_bytes;) {
         auto [ec, n] =
@@ -256,8 +257,8 @@ asio::awaitable<void> health_server::serve(local::socket socket) {
     log::warning("health_connection_failed").kv("error", e.what());
   }
   boost::system::error_code ignored;
-  stream.socket().shutdown(local::socket::shutdown_both, ignored);
-  stream.socket().close(ignored);
+  stream.shutdown(local::socket::shutdown_both, ignored);
+  stream.close(ignored);
   connections_.erase(raw);
   slot_timer_.cancel();
 }
