@@ -12,6 +12,7 @@
 #include <boost/asio/prefer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "auth/token_manager_jobs.hpp"
 #include "common/backoff.hpp"
 #include "config/log.hpp"
 
@@ -33,10 +34,6 @@ std::string key_of(std::string_view address) {
   std::string key(address);
   for (char& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return key;
-}
-
-std::int64_t to_unix(system_clock::time_point t) {
-  return duration_cast<seconds>(t.time_since_epoch()).count();
 }
 
 system_clock::time_point from_unix(std::int64_t s) {
@@ -68,22 +65,6 @@ token_result served(const std::string& access_token, token_state state) {
   return r;
 }
 
-// What a read of the whole accounts table found.
-struct rows_read {
-  std::vector<account_record> rows;
-  std::string error;  // the read failed
-};
-
-rows_read read_rows(token_store& store) {
-  rows_read out;
-  try {
-    out.rows = store.load_all();
-  } catch (const token_store_error& e) {
-    out.error = e.what();
-  }
-  return out;
-}
-
 }  // namespace
 
 std::string needs_reauth_message(const std::string& account) {
@@ -92,21 +73,6 @@ std::string needs_reauth_message(const std::string& account) {
          "\" (the refresh token was revoked, or expired after 7 days because the OAuth consent "
          "screen is in Testing)";
 }
-
-// The token endpoint's answer to one refresh.
-struct token_manager::refresh_answer {
-  token_response response;
-  system_clock::time_point expires_at{};  // when the access token lapses, if one came
-};
-
-// What a refresh's store write found.
-struct token_manager::refresh_outcome {
-  bool superseded = false;            // a newer refresh token was stored meanwhile
-  std::optional<account_record> row;  // that newer row
-  std::int64_t generation = 0;        // stored generation after a success
-  int failures = 0;                   // stored failure count after a failure
-  std::string store_error;            // the write failed; memory is updated anyway
-};
 
 template <typename Executor, typename Job, typename Then>
 void token_manager::offload(const Executor& executor, Job job, Then then) {
@@ -224,67 +190,35 @@ void token_manager::start_refresh(account& a) {
   offload(
       blocking_,
       [client = client_, refresh_token = a.refresh_token, life = life_] {
-        refresh_answer out;
-        if (life->stopping) {  // queued behind a stop(): nothing to ask any more
-          out.response.failure = token_failure::temporary;
-          out.response.error = "cancelled";
-          return out;
-        }
-        out.response = client->refresh(refresh_token, &life->stopping);
-        out.expires_at = system_clock::now() + out.response.expires_in;
-        return out;
+        return jobs::refresh(*client, refresh_token, life->stopping);
       },
-      [this, key = key_of(a.address), generation = a.generation](refresh_answer answer) {
+      [this, key = key_of(a.address), generation = a.generation](jobs::refresh_answer answer) {
         on_refresh_answer(key, generation, std::move(answer));
       });
 }
 
 void token_manager::on_refresh_answer(const std::string& key, std::int64_t generation,
-                                      refresh_answer answer) {
+                                      jobs::refresh_answer answer) {
   if (stopped_) return;  // stop() answered the callers; a shutdown is not a refresh failure
   auto it = accounts_.find(key);
   if (it == accounts_.end()) return;  // removed by reconfigure meanwhile
-  auto shared = std::make_shared<const refresh_answer>(std::move(answer));
-  // The store's generation rule decides whether this answer still counts: a
-  // refresh token stored meanwhile by oauth-relayctl wins.
+  const bool reauth = answer.response.failure == token_failure::invalid_grant;
+  const auto failed_state = reauth ? token_state::needs_reauth : token_state::refresh_failing;
+  auto failed_error = reauth ? needs_reauth_message(it->second.address) : answer.response.error;
+  auto shared = std::make_shared<const jobs::refresh_answer>(std::move(answer));
   with_store(
-      [&store = store_, key, generation, address = it->second.address, r = shared] {
-        refresh_outcome out;
-        const token_response& response = r->response;
-        try {
-          if (response.ok()) {
-            auto stored = store.store_access_token(key, generation, response.access_token,
-                                                   to_unix(r->expires_at), response.refresh_token);
-            if (stored) {
-              out.generation = *stored;
-            } else {
-              out.superseded = true;
-              out.row = store.get(key);
-            }
-          } else {
-            const bool reauth = response.failure == token_failure::invalid_grant;
-            auto failures = store.record_refresh_failure(
-                key, reauth ? token_state::needs_reauth : token_state::refresh_failing,
-                reauth ? needs_reauth_message(address) : response.error, generation);
-            if (failures) {
-              out.failures = *failures;
-            } else {
-              out.superseded = true;
-              out.row = store.get(key);
-            }
-          }
-        } catch (const token_store_error& e) {
-          out.store_error = e.what();
-        }
-        return out;
+      [&store = store_, key, generation, r = shared, failed_state,
+       failed_error = std::move(failed_error)] {
+        return jobs::store_refresh(store, key, generation, *r, failed_state, failed_error);
       },
-      [this, key, generation, r = shared](refresh_outcome out) {
+      [this, key, generation, r = shared](jobs::refresh_outcome out) {
         if (!stopped_) finish_refresh(key, generation, *r, out);
       });
 }
 
 void token_manager::finish_refresh(const std::string& key, std::int64_t generation,
-                                   const refresh_answer& answer, const refresh_outcome& out) {
+                                   const jobs::refresh_answer& answer,
+                                   const jobs::refresh_outcome& out) {
   auto it = accounts_.find(key);
   if (it == accounts_.end()) return;  // removed by reconfigure meanwhile
   account& a = it->second;
@@ -458,28 +392,28 @@ void token_manager::log_store_error(const std::string& account, const std::strin
 
 // ---------------------------------------------------------------- background
 
-void token_manager::poll() {
-  polling_ = true;
-  with_store([&store = store_] { return read_rows(store); },
-             [this](rows_read read) {
-               polling_ = false;
-               if (stopped_) return;
-               if (!read.error.empty()) {
-                 log::warning("token_store_poll_failed").kv("reason", read.error);
-               } else {
-                 apply_rows(read.rows, /*load=*/false);
+void token_manager::poll(std::function<void(changes)> done) {
+  with_store([&store = store_] { return jobs::read_rows(store); },
+             [this, done = std::move(done)](jobs::rows_read read) {
+               changes changed;
+               if (!stopped_) {
+                 if (!read.error.empty()) {
+                   log::warning("token_store_poll_failed").kv("reason", read.error);
+                 } else {
+                   changed = apply_rows(read.rows, /*load=*/false);
+                 }
+                 schedule();
                }
-               schedule();
-               arm_poll();
+               done(std::move(changed));
              });
 }
 
 void token_manager::arm_poll() {
-  if (stopped_ || polling_) return;
+  if (stopped_) return;
   poll_timer_.expires_after(options_.poll_interval);
   poll_timer_.async_wait([this, life = life_](boost::system::error_code ec) {
     if (ec || life->destroyed || stopped_) return;
-    poll();
+    poll([this](const changes&) { arm_poll(); });
   });
 }
 
@@ -488,21 +422,7 @@ void token_manager::reload(std::function<void(changes)> done) {
     asio::post(loop_, [done = std::move(done)] { done({}); });
     return;
   }
-  with_store([&store = store_] { return read_rows(store); },
-             [this, done = std::move(done)](rows_read read) {
-               changes changed;
-               if (stopped_) {
-                 done(std::move(changed));
-                 return;
-               }
-               if (!read.error.empty()) {
-                 log::warning("token_store_poll_failed").kv("reason", read.error);
-               } else {
-                 changed = apply_rows(read.rows, /*load=*/false);
-               }
-               schedule();
-               done(std::move(changed));
-             });
+  poll(std::move(done));
 }
 
 void token_manager::schedule() {
@@ -569,18 +489,11 @@ void token_manager::invalidate(const std::string& account_address,
   a.obtained_at.reset();
   if (a.state == token_state::valid) set_state(a, token_state::expired);
   log::info("token_invalidated").kv("account", a.address);
-  with_store(
-      [&store = store_, key = it->first, access_token]() -> std::string {
-        try {
-          store.clear_access_token(key, access_token);
-          return {};
-        } catch (const token_store_error& e) {
-          return e.what();
-        }
-      },
-      [this, key = it->first](std::string error) {
-        if (!error.empty()) log_store_error(key, error);
-      });
+  with_store([&store = store_, key = it->first,
+              access_token] { return jobs::clear_access_token(store, key, access_token); },
+             [this, key = it->first](std::string error) {
+               if (!error.empty()) log_store_error(key, error);
+             });
   schedule();  // refreshed now rather than at the next get
 }
 
@@ -589,14 +502,7 @@ void token_manager::record_delivery(const std::string& account_address, std::int
   if (it == accounts_.end() || stopped_) return;
   it->second.last_delivery = when;
   with_store(
-      [&store = store_, key = it->first, when]() -> std::string {
-        try {
-          store.record_delivery(key, when);
-          return {};
-        } catch (const token_store_error& e) {
-          return e.what();
-        }
-      },
+      [&store = store_, key = it->first, when] { return jobs::record_delivery(store, key, when); },
       [this, key = it->first](std::string error) {
         if (!error.empty()) log_store_error(key, error);
       });
@@ -634,33 +540,24 @@ void token_manager::reconfigure(const config::settings& settings) {
   }
   schedule();
   if (added.empty()) return;
-  with_store(
-      [&store = store_, added] {
-        rows_read out;
-        try {
-          store.ensure_accounts(added);
-        } catch (const token_store_error& e) {
-          out.error = e.what();
-          return out;
-        }
-        return read_rows(store);
-      },
-      [this, added](rows_read read) {
-        if (stopped_) return;
-        if (read.error.empty()) {
-          apply_rows(read.rows, /*load=*/true);
-        } else {
-          log::error("token_store_failed").kv("reason", read.error);
-          for (const auto& s : added) {
-            auto it = accounts_.find(key_of(s.address));
-            if (it == accounts_.end() || it->second.loaded) continue;
-            it->second.loaded = true;  // as `missing`; the poll adopts the row once it is readable
-            it->second.last_error = read.error;
-            fail_waiters(it->second, "account " + s.address + ": " + read.error);
-          }
-        }
-        schedule();
-      });
+  with_store([&store = store_, added] { return jobs::add_and_read_rows(store, added); },
+             [this, added](jobs::rows_read read) {
+               if (stopped_) return;
+               if (read.error.empty()) {
+                 apply_rows(read.rows, /*load=*/true);
+               } else {
+                 log::error("token_store_failed").kv("reason", read.error);
+                 for (const auto& s : added) {
+                   auto it = accounts_.find(key_of(s.address));
+                   if (it == accounts_.end() || it->second.loaded) continue;
+                   it->second.loaded =
+                       true;  // as `missing`; the poll adopts the row once it is readable
+                   it->second.last_error = read.error;
+                   fail_waiters(it->second, "account " + s.address + ": " + read.error);
+                 }
+               }
+               schedule();
+             });
 }
 
 std::vector<account_status> token_manager::status() const {

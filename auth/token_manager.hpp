@@ -27,6 +27,10 @@
 #include "config/config.hpp"
 
 namespace oauth_relay::auth {
+namespace jobs {
+struct refresh_answer;
+struct refresh_outcome;
+}  // namespace jobs
 
 struct token_manager_options {
   // A token this close to expiry is refreshed before it is handed out, so an
@@ -118,8 +122,6 @@ class token_manager final : public token_source {
     std::uint64_t refreshes_failed = 0;
     std::vector<waiter> waiters;
   };
-  struct refresh_answer;
-  struct refresh_outcome;
   // Shared with work in flight, which may finish after the manager is gone.
   struct lifetime {
     std::atomic<bool> stopping{false};  // read by requests on `blocking` as their cancel flag
@@ -137,16 +139,18 @@ class token_manager final : public token_source {
   void serve(account& a, waiter done);
   void serve_all(account& a);
   void start_refresh(account& a);
-  void on_refresh_answer(const std::string& key, std::int64_t generation, refresh_answer answer);
-  void finish_refresh(const std::string& key, std::int64_t generation, const refresh_answer& r,
-                      const refresh_outcome& stored);
+  void on_refresh_answer(const std::string& key, std::int64_t generation,
+                         jobs::refresh_answer answer);
+  void finish_refresh(const std::string& key, std::int64_t generation,
+                      const jobs::refresh_answer& answer, const jobs::refresh_outcome& stored);
   void adopt(account& a, const account_record& row);
   void set_state(account& a, token_state state);
   void fail_waiters(account& a, const std::string& error);
   // Adopts rows of loaded accounts whose generation changed (and, with
-  // `first_load`, rows of accounts not loaded yet); returns the changed ones.
-  changes apply_rows(const std::vector<account_record>& rows, bool first_load);
-  void poll();
+  // `load`, rows of accounts not loaded yet); returns the loaded ones that changed.
+  changes apply_rows(const std::vector<account_record>& rows, bool load);
+  // Reads the store and adopts what changed; `done` gets those accounts.
+  void poll(std::function<void(changes)> done);
   // Starts due background refreshes and sets the timer for the next one.
   void schedule();
   void arm_poll();
@@ -174,7 +178,6 @@ class token_manager final : public token_source {
   std::shared_ptr<const std::function<void(const std::string&, token_state)>> on_change_;
   boost::asio::steady_timer refresh_timer_;
   boost::asio::steady_timer poll_timer_;
-  bool polling_ = false;  // a timer poll is queued or running
   bool started_ = false;
   bool stopped_ = false;
 };
