@@ -8,6 +8,8 @@
 #include <string>
 #include <string_view>
 
+#include "common/text.hpp"  // base64url_encode, for the verifier and state
+
 namespace oauth_relay::auth {
 
 // SMTP needs the full mail scope (Gmail's XOAUTH2 accepts no narrower one);
@@ -19,9 +21,6 @@ inline constexpr std::string_view mail_scope = "https://mail.google.com/";
 inline constexpr std::size_t verifier_octets = 32;
 // Enough that a state cannot be guessed by another local process.
 inline constexpr std::size_t state_octets = 16;
-
-// RFC 4648 §5 without padding.
-std::string base64url_encode(std::string_view bytes);
 
 // `n` octets from OpenSSL's CSPRNG (RAND_bytes). Throws std::runtime_error
 // when the generator cannot deliver.

@@ -6,6 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/text.hpp"
+
 namespace oauth_relay::auth {
 namespace {
 
@@ -23,45 +25,6 @@ std::string clean_code(std::string_view code) {
   return std::string(code);
 }
 
-// One printable line, bounded.
-std::string one_line(std::string_view text) {
-  std::string out;
-  for (char c : text) {
-    if (out.size() >= max_description) {
-      out += "...";
-      break;
-    }
-    out += static_cast<unsigned char>(c) < 0x20 || c == 0x7f ? ' ' : c;
-  }
-  return out;
-}
-
-std::optional<std::string> base64url_decode(std::string_view in) {
-  auto value = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '-' || c == '+') return 62;
-    if (c == '_' || c == '/') return 63;
-    return -1;
-  };
-  while (!in.empty() && in.back() == '=') in.remove_suffix(1);
-  std::string out;
-  unsigned buffer = 0;
-  int bits = 0;
-  for (char c : in) {
-    const int v = value(c);
-    if (v < 0) return std::nullopt;
-    buffer = (buffer << 6) | static_cast<unsigned>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>((buffer >> bits) & 0xff);
-    }
-  }
-  return out;
-}
-
 enum class grant { refresh, code };
 
 token_response classify(const http_response& http, grant g,
@@ -70,7 +33,8 @@ token_response classify(const http_response& http, grant g,
   r.http_status = http.status;
   if (!http.error.empty()) {
     r.failure = token_failure::temporary;
-    r.error = "token endpoint unreachable: " + redact(one_line(http.error), secrets);
+    r.error =
+        "token endpoint unreachable: " + redact(one_line(http.error, max_description), secrets);
     return r;
   }
 
@@ -116,7 +80,7 @@ token_response classify(const http_response& http, grant g,
       r.oauth_error = clean_code(it->get<std::string>());
     }
     if (auto it = json.find("error_description"); it != json.end() && it->is_string()) {
-      description = redact(one_line(it->get<std::string>()), secrets);
+      description = redact(one_line(it->get<std::string>(), max_description), secrets);
       r.oauth_description = description;
     }
   }
@@ -182,6 +146,8 @@ std::optional<std::string> id_token_email(std::string_view id_token) {
   if (first == std::string_view::npos) return std::nullopt;
   const auto second = id_token.find('.', first + 1);
   if (second == std::string_view::npos) return std::nullopt;
+  // A JWT's parts are base64url without padding (RFC 7515 §2 and §7.1,
+  // RFC 7519 §3), as Google issues them: the strict decoder refuses anything else.
   const auto payload = base64url_decode(id_token.substr(first + 1, second - first - 1));
   if (!payload) return std::nullopt;
   const auto json = nlohmann::json::parse(*payload, nullptr, /*allow_exceptions=*/false);

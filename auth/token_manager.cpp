@@ -1,24 +1,32 @@
-// Token manager: state in memory behind one mutex, token endpoint requests
-// and store writes on a small worker pool, a scheduler thread for refreshes
-// ahead of expiry, backoff retries and the store poll. The event loop only
-// ever takes the mutex briefly and receives posted completions.
+// Token manager: state on the event loop, refreshes and the store poll driven
+// by two timers there; token endpoint requests go to the blocking executor,
+// store reads and writes to a strand of it, and their results come back.
 #include "auth/token_manager.hpp"
 
 #include <algorithm>
 #include <cctype>
 
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/execution/outstanding_work.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/prefer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "auth/token_manager_jobs.hpp"
+#include "common/backoff.hpp"
 #include "config/log.hpp"
 
 namespace oauth_relay::auth {
 namespace {
 
+namespace asio = boost::asio;
 using std::chrono::duration_cast;
-using std::chrono::milliseconds;
 using std::chrono::seconds;
 using std::chrono::steady_clock;
 using std::chrono::system_clock;
 
-// The scheduler re-checks at least this often even with nothing due.
+// The refresh timer re-checks at least this often even with nothing due
+// (the wall clock may have jumped since the due times were computed).
 constexpr std::chrono::minutes idle_wakeup{1};
 
 // Addresses compare without case, as the accounts table does (COLLATE NOCASE).
@@ -26,10 +34,6 @@ std::string key_of(std::string_view address) {
   std::string key(address);
   for (char& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return key;
-}
-
-std::int64_t to_unix(system_clock::time_point t) {
-  return duration_cast<seconds>(t.time_since_epoch()).count();
 }
 
 system_clock::time_point from_unix(std::int64_t s) {
@@ -70,56 +74,75 @@ std::string needs_reauth_message(const std::string& account) {
          "screen is in Testing)";
 }
 
-// What a refresh's store write found.
-struct token_manager::refresh_outcome {
-  bool superseded = false;            // a newer refresh token was stored meanwhile
-  std::optional<account_record> row;  // that newer row
-  std::int64_t generation = 0;        // stored generation after a success
-  int failures = 0;                   // stored failure count after a failure
-  std::string store_error;            // the write failed; memory is updated anyway
-  system_clock::time_point expires_at{};
-};
+template <typename Executor, typename Job, typename Then>
+void token_manager::offload(const Executor& executor, Job job, Then then) {
+  // Tracked work keeps the loop's run() going while the job is away.
+  auto loop = asio::prefer(loop_, asio::execution::outstanding_work.tracked);
+  asio::post(executor, [job = std::move(job), then = std::move(then), loop = std::move(loop),
+                        life = life_]() mutable {
+    auto result = job();
+    asio::post(loop, [then = std::move(then), result = std::move(result),
+                      life = std::move(life)]() mutable {
+      if (!life->destroyed) then(std::move(result));
+    });
+  });
+}
 
-token_manager::token_manager(boost::asio::any_io_executor loop, const config::settings& settings,
-                             token_store& store, std::shared_ptr<http_client> http,
-                             token_manager_options options)
+template <typename Job, typename Then>
+void token_manager::with_store(Job job, Then then) {
+  offload(store_ops_, std::move(job), std::move(then));
+}
+
+token_manager::token_manager(boost::asio::any_io_executor loop,
+                             boost::asio::any_io_executor blocking,
+                             const config::settings& settings, token_store& store,
+                             std::shared_ptr<http_client> http, token_manager_options options)
     : loop_(std::move(loop)),
+      blocking_(std::move(blocking)),
+      store_ops_(asio::make_strand(blocking_)),
       store_(store),
       http_(std::move(http)),
       options_(options),
-      pool_(std::max<std::size_t>(options.workers, 1)),
       client_(std::make_shared<const token_client>(http_, settings.oauth, options.connect_timeout,
                                                    options.total_timeout)),
-      oauth_(settings.oauth) {
+      oauth_(settings.oauth),
+      refresh_timer_(loop_),
+      poll_timer_(loop_) {
   for (const auto& a : settings.accounts) {
     account entry;
     entry.address = a.address;
     accounts_.emplace(key_of(a.address), std::move(entry));
   }
-  load_accounts(settings.accounts);
+  store_.ensure_accounts(settings.accounts);
+  apply_rows(store_.load_all(), /*load=*/true);
 }
 
 token_manager::~token_manager() {
   stop();
+  life_->destroyed = true;  // results still on their way are dropped
 }
 
 // ---------------------------------------------------------------- getting tokens
 
-void token_manager::get_token(const std::string& address, completion_ptr done) {
-  std::lock_guard lock(mutex_);
-  if (stopped_) {
-    done->post(failed(token_state::missing, "token manager stopped"));
-    return;
-  }
-  auto it = accounts_.find(key_of(address));
-  if (it == accounts_.end()) {
-    done->post(failed(token_state::missing, "account " + address + " is not configured"));
-    return;
-  }
-  serve_locked(it->second, std::move(done));
+boost::asio::awaitable<token_result> token_manager::get_token(std::string address) {
+  co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(token_result)>(
+      [this](auto handler, std::string requested) {
+        auto done = make_completion<token_result>(std::move(handler), loop_);
+        if (stopped_) {
+          done->post(failed(token_state::missing, "token manager stopped"));
+          return;
+        }
+        auto it = accounts_.find(key_of(requested));
+        if (it == accounts_.end()) {
+          done->post(failed(token_state::missing, "account " + requested + " is not configured"));
+          return;
+        }
+        serve(it->second, std::move(done));
+      },
+      asio::use_awaitable, std::move(address));
 }
 
-void token_manager::serve_locked(account& a, completion_ptr done) {
+void token_manager::serve(account& a, waiter done) {
   const auto now = system_clock::now();
   if (!a.loaded) {
     a.waiters.push_back(std::move(done));
@@ -150,94 +173,74 @@ void token_manager::serve_locked(account& a, completion_ptr done) {
     }
     return;
   }
-  start_refresh_locked(a);
+  start_refresh(a);
   a.waiters.push_back(std::move(done));
 }
 
-void token_manager::start_refresh_locked(account& a) {
-  a.refreshing = true;
-  boost::asio::post(pool_, [this, key = key_of(a.address), token = a.refresh_token,
-                            generation = a.generation, client = client_]() mutable {
-    run_refresh(std::move(key), std::move(token), generation, std::move(client));
-  });
+void token_manager::serve_all(account& a) {
+  auto waiters = std::move(a.waiters);
+  a.waiters.clear();
+  for (auto& w : waiters) serve(a, std::move(w));
 }
 
-// ---------------------------------------------------------------- refreshing (workers)
+// ---------------------------------------------------------------- refreshing
 
-void token_manager::run_refresh(std::string key, std::string refresh_token, std::int64_t generation,
-                                std::shared_ptr<const token_client> client) {
-  token_response response;
-  if (!stopping_) response = client->refresh(refresh_token, &stopping_);
-  if (stopping_) {
-    std::lock_guard lock(mutex_);
-    if (auto it = accounts_.find(key); it != accounts_.end()) it->second.refreshing = false;
-    return;  // stop() answers the callers; a shutdown is not a refresh failure
-  }
+void token_manager::start_refresh(account& a) {
+  a.refreshing = true;
+  offload(
+      blocking_,
+      [client = client_, refresh_token = a.refresh_token, life = life_] {
+        return jobs::refresh(*client, refresh_token, life->stopping);
+      },
+      [this, key = key_of(a.address), generation = a.generation](jobs::refresh_answer answer) {
+        on_refresh_answer(key, generation, std::move(answer));
+      });
+}
 
-  refresh_outcome out;
-  std::lock_guard persist(persist_mutex_);
-  try {
-    if (response.ok()) {
-      out.expires_at = system_clock::now() + response.expires_in;
-      auto stored = store_.store_access_token(key, generation, response.access_token,
-                                              to_unix(out.expires_at), response.refresh_token);
-      if (stored) {
-        out.generation = *stored;
-      } else {
-        out.superseded = true;
-        out.row = store_.get(key);
-      }
-    } else {
-      const bool reauth = response.failure == token_failure::invalid_grant;
-      std::string address = key;
-      {
-        std::lock_guard lock(mutex_);
-        if (auto it = accounts_.find(key); it != accounts_.end()) address = it->second.address;
-      }
-      auto failures = store_.record_refresh_failure(
-          key, reauth ? token_state::needs_reauth : token_state::refresh_failing,
-          reauth ? needs_reauth_message(address) : response.error, generation);
-      if (failures) {
-        out.failures = *failures;
-      } else {
-        out.superseded = true;
-        out.row = store_.get(key);
-      }
-    }
-  } catch (const token_store_error& e) {
-    out.store_error = e.what();
-  }
-  finish_refresh(key, generation, response, out);
+void token_manager::on_refresh_answer(const std::string& key, std::int64_t generation,
+                                      jobs::refresh_answer answer) {
+  if (stopped_) return;  // stop() answered the callers; a shutdown is not a refresh failure
+  auto it = accounts_.find(key);
+  if (it == accounts_.end()) return;  // removed by reconfigure meanwhile
+  const bool reauth = answer.response.failure == token_failure::invalid_grant;
+  const auto failed_state = reauth ? token_state::needs_reauth : token_state::refresh_failing;
+  auto failed_error = reauth ? needs_reauth_message(it->second.address) : answer.response.error;
+  auto shared = std::make_shared<const jobs::refresh_answer>(std::move(answer));
+  with_store(
+      [&store = store_, key, generation, r = shared, failed_state,
+       failed_error = std::move(failed_error)] {
+        return jobs::store_refresh(store, key, generation, *r, failed_state, failed_error);
+      },
+      [this, key, generation, r = shared](jobs::refresh_outcome out) {
+        if (!stopped_) finish_refresh(key, generation, *r, out);
+      });
 }
 
 void token_manager::finish_refresh(const std::string& key, std::int64_t generation,
-                                   const token_response& r, const refresh_outcome& out) {
-  std::lock_guard lock(mutex_);
+                                   const jobs::refresh_answer& answer,
+                                   const jobs::refresh_outcome& out) {
   auto it = accounts_.find(key);
   if (it == accounts_.end()) return;  // removed by reconfigure meanwhile
   account& a = it->second;
+  const token_response& r = answer.response;
   a.refreshing = false;
-  if (!out.store_error.empty()) {
-    log::error("token_store_failed").kv("account", a.address).kv("reason", out.store_error);
-  }
+  if (!out.store_error.empty()) log_store_error(a.address, out.store_error);
 
   if (out.superseded || a.generation != generation) {
     // oauth-relayctl stored a new refresh token while this one was in use: the
     // answer belongs to the old token. Start over with the new one.
     if (out.row && out.row->token_generation != a.generation) {
-      adopt_locked(a, *out.row);
+      adopt(a, *out.row);
     } else if (!out.row && out.store_error.empty() && a.generation == generation) {
       // The row is gone: nothing to refresh with until one is stored again
       // (the poll adopts any row whose generation differs from -1).
       a.refresh_token.clear();
       a.access_token.clear();
       a.generation = -1;
-      set_state_locked(a, token_state::missing);
+      set_state(a, token_state::missing);
     }
-    auto waiters = std::move(a.waiters);
-    a.waiters.clear();
-    for (auto& w : waiters) serve_locked(a, std::move(w));
-    wake_.notify_all();
+    serve_all(a);
+    schedule();
     return;
   }
 
@@ -245,7 +248,7 @@ void token_manager::finish_refresh(const std::string& key, std::int64_t generati
   a.waiters.clear();
   if (r.ok()) {
     a.access_token = r.access_token;
-    a.expires_at = out.expires_at;
+    a.expires_at = answer.expires_at;
     a.obtained_at = system_clock::now();
     const bool rotated = !r.refresh_token.empty() && r.refresh_token != a.refresh_token;
     if (!r.refresh_token.empty()) a.refresh_token = r.refresh_token;
@@ -254,13 +257,13 @@ void token_manager::finish_refresh(const std::string& key, std::int64_t generati
     a.client_refused = false;
     a.last_error.clear();
     ++a.refreshes_ok;
-    set_state_locked(a, token_state::valid);
+    set_state(a, token_state::valid);
     log::info("token_refreshed")
         .kv("account", a.address)
         .kv("expires_in", static_cast<std::int64_t>(r.expires_in.count()))
         .kv("refresh_token", rotated ? "rotated" : "kept");
     for (auto& w : waiters) w->post(served(a.access_token, a.state));
-    wake_.notify_all();
+    schedule();
     return;
   }
 
@@ -270,24 +273,26 @@ void token_manager::finish_refresh(const std::string& key, std::int64_t generati
     a.access_token.clear();
     a.obtained_at.reset();
     a.last_error = needs_reauth_message(a.address);
-    set_state_locked(a, token_state::needs_reauth);
+    set_state(a, token_state::needs_reauth);
     log::error("token_refresh_failed")
         .kv("account", a.address)
         .kv("state", to_string(a.state))
         .kv("reason", r.error)
         .kv("hint", "run \"oauth-relayctl authorize " + a.address + "\"");
     for (auto& w : waiters) w->post(failed(a.state, a.last_error));
-    wake_.notify_all();
+    schedule();
     return;
   }
 
   a.failures = out.store_error.empty() ? out.failures : a.failures + 1;
   a.client_refused = r.failure == token_failure::invalid_client;
   // A refused client will not fix itself: retry rarely until the config changes.
-  const auto delay = a.client_refused ? options_.retry_max : backoff(a.failures);
+  const auto delay = a.client_refused
+                         ? options_.retry_max
+                         : backoff(options_.retry_initial, options_.retry_max, a.failures);
   a.next_retry = steady_clock::now() + delay;
   a.last_error = r.error;
-  set_state_locked(a, token_state::refresh_failing);
+  set_state(a, token_state::refresh_failing);
   log::line(a.client_refused ? log::level::error : log::level::warning, "token_refresh_failed")
       .kv("account", a.address)
       .kv("state", to_string(a.state))
@@ -303,13 +308,7 @@ void token_manager::finish_refresh(const std::string& key, std::int64_t generati
       w->post(failed(a.state, "account " + a.address + ": " + a.last_error));
     }
   }
-  wake_.notify_all();
-}
-
-std::chrono::milliseconds token_manager::backoff(int failures) const {
-  auto delay = options_.retry_initial;
-  for (int i = 1; i < failures && delay < options_.retry_max; ++i) delay *= 2;
-  return std::min(delay, options_.retry_max);
+  schedule();
 }
 
 std::chrono::nanoseconds token_manager::lead(const account& a, std::chrono::seconds wanted) const {
@@ -322,22 +321,23 @@ std::chrono::nanoseconds token_manager::lead(const account& a, std::chrono::seco
 
 // ---------------------------------------------------------------- state
 
-void token_manager::set_state_locked(account& a, token_state state) {
+void token_manager::set_state(account& a, token_state state) {
   if (a.state == state) return;
   a.state = state;
   if (on_change_) {
-    boost::asio::post(loop_, [callback = on_change_, address = a.address, state] {
+    // Posted: the callback may call back in (get_token) while this one is mid-change.
+    asio::post(loop_, [callback = on_change_, address = a.address, state] {
       (*callback)(address, state);
     });
   }
 }
 
-void token_manager::fail_waiters_locked(account& a, const std::string& error) {
+void token_manager::fail_waiters(account& a, const std::string& error) {
   for (auto& w : a.waiters) w->post(failed(a.state, error));
   a.waiters.clear();
 }
 
-void token_manager::adopt_locked(account& a, const account_record& row) {
+void token_manager::adopt(account& a, const account_record& row) {
   const bool first = !a.loaded;
   a.loaded = true;
   a.refresh_token = row.refresh_token;
@@ -357,77 +357,76 @@ void token_manager::adopt_locked(account& a, const account_record& row) {
   } else if (state == token_state::missing) {
     state = token_state::expired;
   }
-  set_state_locked(a, state);
+  set_state(a, state);
   if (!first) {
     log::notice("token_stored")
         .kv("account", a.address)
         .kv("generation", row.token_generation)
         .kv("state", to_string(a.state));
   }
-  if (!a.refreshing && !a.waiters.empty()) {
-    auto waiters = std::move(a.waiters);
-    a.waiters.clear();
-    for (auto& w : waiters) serve_locked(a, std::move(w));
-  }
+  if (!a.refreshing && !a.waiters.empty()) serve_all(a);
 }
 
-void token_manager::load_accounts(const std::vector<config::account_settings>& accounts) {
-  std::lock_guard persist(persist_mutex_);
-  store_.ensure_accounts(accounts);
-  const auto rows = store_.load_all();
-  std::lock_guard lock(mutex_);
-  for (const auto& row : rows) {
-    auto it = accounts_.find(key_of(row.address));
-    if (it != accounts_.end() &&
-        (!it->second.loaded || it->second.generation != row.token_generation))
-      adopt_locked(it->second, row);
-  }
-  wake_.notify_all();
-}
-
-std::vector<std::pair<std::string, token_state>> token_manager::poll_store() {
-  std::vector<std::pair<std::string, token_state>> changed;
-  std::lock_guard persist(persist_mutex_);
-  std::vector<account_record> rows;
-  try {
-    rows = store_.load_all();
-  } catch (const token_store_error& e) {
-    log::warning("token_store_poll_failed").kv("reason", e.what());
-    return changed;
-  }
-  std::lock_guard lock(mutex_);
+token_manager::changes token_manager::apply_rows(const std::vector<account_record>& rows,
+                                                 bool load) {
+  changes changed;
   for (const auto& row : rows) {
     auto it = accounts_.find(key_of(row.address));
     if (it == accounts_.end()) continue;
     account& a = it->second;
-    if (a.loaded && row.token_generation != a.generation) {
-      adopt_locked(a, row);
-      changed.emplace_back(a.address, a.state);
-    }
+    // An account not loaded yet waits for its own load, which is queued.
+    if (!a.loaded && !load) continue;
+    // Same generation: no new refresh token, whoever wrote the row last. The
+    // manager's own writes were applied before any poll that read them.
+    if (a.loaded && row.token_generation == a.generation) continue;
+    const bool was_loaded = a.loaded;
+    adopt(a, row);
+    if (was_loaded) changed.emplace_back(a.address, a.state);
   }
   return changed;
 }
 
-void token_manager::reload(
-    std::function<void(std::vector<std::pair<std::string, token_state>>)> done) {
-  {
-    std::lock_guard lock(mutex_);
-    if (stopped_) {
-      boost::asio::post(loop_, [done = std::move(done)] { done({}); });
-      return;
-    }
-  }
-  boost::asio::post(pool_, [this, done = std::move(done)]() mutable {
-    auto changed = poll_store();
-    boost::asio::post(loop_, [done = std::move(done), changed = std::move(changed)]() mutable {
-      done(std::move(changed));
-    });
-  });
+void token_manager::log_store_error(const std::string& account, const std::string& error) const {
+  log::error("token_store_failed").kv("account", account).kv("reason", error);
 }
 
 // ---------------------------------------------------------------- background
 
-token_manager::steady_time token_manager::schedule_locked() {
+void token_manager::poll(std::function<void(changes)> done) {
+  with_store([&store = store_] { return jobs::read_rows(store); },
+             [this, done = std::move(done)](jobs::rows_read read) {
+               changes changed;
+               if (!stopped_) {
+                 if (!read.error.empty()) {
+                   log::warning("token_store_poll_failed").kv("reason", read.error);
+                 } else {
+                   changed = apply_rows(read.rows, /*load=*/false);
+                 }
+                 schedule();
+               }
+               done(std::move(changed));
+             });
+}
+
+void token_manager::arm_poll() {
+  if (stopped_) return;
+  poll_timer_.expires_after(options_.poll_interval);
+  poll_timer_.async_wait([this, life = life_](boost::system::error_code ec) {
+    if (ec || life->destroyed || stopped_) return;
+    poll([this](const changes&) { arm_poll(); });
+  });
+}
+
+void token_manager::reload(std::function<void(changes)> done) {
+  if (stopped_) {
+    asio::post(loop_, [done = std::move(done)] { done({}); });
+    return;
+  }
+  poll(std::move(done));
+}
+
+void token_manager::schedule() {
+  if (!started_ || stopped_) return;
   const auto now = steady_clock::now();
   const auto now_sys = system_clock::now();
   steady_time next = now + idle_wakeup;
@@ -446,51 +445,35 @@ token_manager::steady_time token_manager::schedule_locked() {
                       (a.expires_at - lead(a, options_.refresh_ahead)) - now_sys);
     }
     if (due <= now) {
-      start_refresh_locked(a);
+      start_refresh(a);
     } else {
       next = std::min(next, due);
     }
   }
-  return next;
-}
-
-void token_manager::scheduler_loop() {
-  std::unique_lock lock(mutex_);
-  auto next_poll = steady_clock::now() + options_.poll_interval;
-  while (!stopping_) {
-    if (steady_clock::now() >= next_poll) {
-      lock.unlock();
-      poll_store();
-      lock.lock();
-      next_poll = steady_clock::now() + options_.poll_interval;
-      continue;
-    }
-    const auto due = schedule_locked();
-    wake_.wait_until(lock, std::min(due, next_poll));
-  }
+  // Moving the expiry cancels the wait set by the previous call.
+  refresh_timer_.expires_at(next);
+  refresh_timer_.async_wait([this, life = life_](boost::system::error_code ec) {
+    if (ec || life->destroyed) return;
+    schedule();
+  });
 }
 
 void token_manager::start() {
-  std::lock_guard lock(mutex_);
   if (started_ || stopped_) return;
   started_ = true;
-  scheduler_ = std::thread([this] { scheduler_loop(); });
+  schedule();
+  arm_poll();
 }
 
 void token_manager::stop() {
-  {
-    std::lock_guard lock(mutex_);
-    if (stopped_) return;
-    stopped_ = true;
-    stopping_ = true;
-  }
-  wake_.notify_all();
-  if (scheduler_.joinable()) scheduler_.join();
-  pool_.join();  // requests in flight notice stopping_ and give up
-  std::lock_guard lock(mutex_);
+  if (stopped_) return;
+  stopped_ = true;
+  life_->stopping = true;  // requests in flight give up
+  refresh_timer_.cancel();
+  poll_timer_.cancel();
   for (auto& [key, a] : accounts_) {
     a.refreshing = false;
-    fail_waiters_locked(a, "token manager stopped");
+    fail_waiters(a, "token manager stopped");
   }
 }
 
@@ -498,95 +481,86 @@ void token_manager::stop() {
 
 void token_manager::invalidate(const std::string& account_address,
                                const std::string& access_token) {
-  std::lock_guard lock(mutex_);
   auto it = accounts_.find(key_of(account_address));
   if (it == accounts_.end() || stopped_) return;
   account& a = it->second;
   if (a.access_token.empty() || a.access_token != access_token) return;  // already replaced
   a.access_token.clear();
   a.obtained_at.reset();
-  if (a.state == token_state::valid) set_state_locked(a, token_state::expired);
+  if (a.state == token_state::valid) set_state(a, token_state::expired);
   log::info("token_invalidated").kv("account", a.address);
-  boost::asio::post(pool_, [this, key = it->first, access_token] {
-    std::lock_guard persist(persist_mutex_);
-    try {
-      store_.clear_access_token(key, access_token);
-    } catch (const token_store_error& e) {
-      log::error("token_store_failed").kv("account", key).kv("reason", e.what());
-    }
-  });
-  wake_.notify_all();  // the scheduler refreshes it now rather than at the next get
+  with_store([&store = store_, key = it->first,
+              access_token] { return jobs::clear_access_token(store, key, access_token); },
+             [this, key = it->first](std::string error) {
+               if (!error.empty()) log_store_error(key, error);
+             });
+  schedule();  // refreshed now rather than at the next get
 }
 
 void token_manager::record_delivery(const std::string& account_address, std::int64_t when) {
-  std::lock_guard lock(mutex_);
   auto it = accounts_.find(key_of(account_address));
   if (it == accounts_.end() || stopped_) return;
   it->second.last_delivery = when;
-  boost::asio::post(pool_, [this, key = it->first, when] {
-    std::lock_guard persist(persist_mutex_);
-    try {
-      store_.record_delivery(key, when);
-    } catch (const token_store_error& e) {
-      log::error("token_store_failed").kv("account", key).kv("reason", e.what());
-    }
-  });
+  with_store(
+      [&store = store_, key = it->first, when] { return jobs::record_delivery(store, key, when); },
+      [this, key = it->first](std::string error) {
+        if (!error.empty()) log_store_error(key, error);
+      });
 }
 
 void token_manager::reconfigure(const config::settings& settings) {
-  std::vector<config::account_settings> added;
-  {
-    std::lock_guard lock(mutex_);
-    if (stopped_) return;
-    if (!same_oauth(oauth_, settings.oauth)) {
-      oauth_ = settings.oauth;
-      client_ = std::make_shared<const token_client>(
-          http_, settings.oauth, options_.connect_timeout, options_.total_timeout);
-      // The fix may be in the new settings (secret, token_url, ca_file): try now.
-      for (auto& [key, a] : accounts_) {
-        a.client_refused = false;
-        if (a.state == token_state::refresh_failing) a.next_retry = steady_clock::now();
-      }
+  if (stopped_) return;
+  if (!same_oauth(oauth_, settings.oauth)) {
+    oauth_ = settings.oauth;
+    client_ = std::make_shared<const token_client>(http_, settings.oauth, options_.connect_timeout,
+                                                   options_.total_timeout);
+    // The fix may be in the new settings (secret, token_url, ca_file): try now.
+    for (auto& [key, a] : accounts_) {
+      a.client_refused = false;
+      if (a.state == token_state::refresh_failing) a.next_retry = steady_clock::now();
     }
-    std::map<std::string, const config::account_settings*> wanted;
-    for (const auto& s : settings.accounts) wanted.emplace(key_of(s.address), &s);
-    for (auto it = accounts_.begin(); it != accounts_.end();) {
-      if (wanted.count(it->first)) {
-        ++it;
-        continue;
-      }
-      fail_waiters_locked(it->second, "account " + it->second.address + " is no longer configured");
-      it = accounts_.erase(it);
-    }
-    for (const auto& [key, s] : wanted) {
-      if (accounts_.count(key)) continue;
-      account entry;
-      entry.address = s->address;
-      accounts_.emplace(key, std::move(entry));
-      added.push_back(*s);
-    }
-    wake_.notify_all();
   }
-  if (added.empty()) return;
-  boost::asio::post(pool_, [this, added = std::move(added)] {
-    try {
-      load_accounts(added);
-    } catch (const token_store_error& e) {
-      log::error("token_store_failed").kv("reason", e.what());
-      std::lock_guard lock(mutex_);
-      for (const auto& s : added) {
-        auto it = accounts_.find(key_of(s.address));
-        if (it == accounts_.end() || it->second.loaded) continue;
-        it->second.loaded = true;  // as `missing`; the poll adopts the row once it is readable
-        it->second.last_error = e.what();
-        fail_waiters_locked(it->second, "account " + s.address + ": " + e.what());
-      }
+  std::map<std::string, const config::account_settings*> wanted;
+  for (const auto& s : settings.accounts) wanted.emplace(key_of(s.address), &s);
+  for (auto it = accounts_.begin(); it != accounts_.end();) {
+    if (wanted.count(it->first)) {
+      ++it;
+      continue;
     }
-  });
+    fail_waiters(it->second, "account " + it->second.address + " is no longer configured");
+    it = accounts_.erase(it);
+  }
+  std::vector<config::account_settings> added;
+  for (const auto& [key, s] : wanted) {
+    if (accounts_.count(key)) continue;
+    account entry;
+    entry.address = s->address;
+    accounts_.emplace(key, std::move(entry));
+    added.push_back(*s);
+  }
+  schedule();
+  if (added.empty()) return;
+  with_store([&store = store_, added] { return jobs::add_and_read_rows(store, added); },
+             [this, added](jobs::rows_read read) {
+               if (stopped_) return;
+               if (read.error.empty()) {
+                 apply_rows(read.rows, /*load=*/true);
+               } else {
+                 log::error("token_store_failed").kv("reason", read.error);
+                 for (const auto& s : added) {
+                   auto it = accounts_.find(key_of(s.address));
+                   if (it == accounts_.end() || it->second.loaded) continue;
+                   it->second.loaded =
+                       true;  // as `missing`; the poll adopts the row once it is readable
+                   it->second.last_error = read.error;
+                   fail_waiters(it->second, "account " + s.address + ": " + read.error);
+                 }
+               }
+               schedule();
+             });
 }
 
 std::vector<account_status> token_manager::status() const {
-  std::lock_guard lock(mutex_);
   const auto now = system_clock::now();
   std::vector<account_status> out;
   out.reserve(accounts_.size());
@@ -611,7 +585,6 @@ std::vector<account_status> token_manager::status() const {
 
 void token_manager::on_state_change(
     std::function<void(const std::string& account, token_state)> callback) {
-  std::lock_guard lock(mutex_);
   on_change_ = callback
                    ? std::make_shared<const std::function<void(const std::string&, token_state)>>(
                          std::move(callback))

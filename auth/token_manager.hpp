@@ -1,37 +1,36 @@
-// Access tokens for the delivery scheduler: served from memory, refreshed on
-// worker threads (never on the event loop), ahead of expiry in the background,
-// one refresh at a time per account; picks up tokens oauth-relayctl stores.
+// Access tokens for the delivery scheduler: kept on the event loop, refreshed
+// ahead of expiry by timers, one refresh at a time per account; picks up tokens
+// oauth-relayctl stores. Only libcurl and SQLite calls leave the loop.
 #pragma once
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
-#include <boost/asio/associated_executor.hpp>
-#include <boost/asio/async_result.hpp>
-#include <boost/asio/execution/outstanding_work.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/prefer.hpp>
-#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 
 #include "auth/http_client.hpp"
 #include "auth/token_client.hpp"
 #include "auth/token_source.hpp"
 #include "auth/token_store.hpp"
+#include "common/completion.hpp"
 #include "config/config.hpp"
 
 namespace oauth_relay::auth {
+namespace jobs {
+struct refresh_answer;
+struct refresh_outcome;
+}  // namespace jobs
 
 struct token_manager_options {
   // A token this close to expiry is refreshed before it is handed out, so an
@@ -45,97 +44,64 @@ struct token_manager_options {
   std::chrono::milliseconds retry_max{600'000};
   // How often the store is read for tokens stored by oauth-relayctl.
   std::chrono::milliseconds poll_interval{2'000};
-  std::size_t workers = 4;  // concurrent token endpoint requests
   std::chrono::milliseconds connect_timeout = default_connect_timeout;
   std::chrono::milliseconds total_timeout = default_total_timeout;
 };
 
-// What async_get_token tells an account that must be authorized again.
+// What get_token tells an account that must be authorized again.
 std::string needs_reauth_message(const std::string& account);
 
-class token_manager {
+// Every member function is called on `loop`, which one thread runs; all state
+// lives there, so there is no lock. Token endpoint requests and store reads
+// and writes are posted to `blocking` and report back to `loop`.
+class token_manager final : public token_source {
  public:
+  using changes = std::vector<std::pair<std::string, token_state>>;
+
   // Creates the rows of configured accounts that have none and loads them
-  // (blocking: call at startup). Throws token_store_error.
-  token_manager(boost::asio::any_io_executor loop, const config::settings& settings,
-                token_store& store, std::shared_ptr<http_client> http,
-                token_manager_options options = {});
-  ~token_manager();  // stop()
+  // (blocking: call at startup). Throws token_store_error. `store` and `http`
+  // are used on `blocking` and must outlive the work posted there: the owner
+  // joins (or stops running) `blocking` before they go.
+  token_manager(boost::asio::any_io_executor loop, boost::asio::any_io_executor blocking,
+                const config::settings& settings, token_store& store,
+                std::shared_ptr<http_client> http, token_manager_options options = {});
+  ~token_manager() override;  // stop()
   token_manager(const token_manager&) = delete;
   token_manager& operator=(const token_manager&) = delete;
 
-  // Completes, on the handler's executor (default: `loop`), with a usable
-  // access token, refreshing first when there is none or it expires within
-  // min_validity. Concurrent callers share one refresh. Accounts in
-  // needs_reauth or without a refresh token complete at once with ok=false.
-  // Signature: void(token_result).
-  template <typename CompletionToken>
-  auto async_get_token(std::string account, CompletionToken&& token) {
-    return boost::asio::async_initiate<CompletionToken, void(token_result)>(
-        [this](auto handler, std::string a) {
-          using handler_type = decltype(handler);
-          get_token(a, std::make_unique<completion_impl<handler_type>>(std::move(handler), loop_));
-        },
-        token, std::move(account));
-  }
-
-  // The upstream refused `access_token` (535 after the XOAUTH2 exchange):
-  // forget it so the next get refreshes. A token already replaced is ignored.
-  void invalidate(const std::string& account, const std::string& access_token);
-
-  // A message went out through `account` at `when` (unix seconds).
-  void record_delivery(const std::string& account, std::int64_t when);
+  // token_source. get_token answers from memory, or refreshes first when
+  // there is no token or it expires within min_validity; concurrent callers
+  // share one refresh. Accounts in needs_reauth or without a refresh token
+  // are answered at once with ok=false.
+  boost::asio::awaitable<token_result> get_token(std::string account) override;
+  void invalidate(const std::string& account, const std::string& access_token) override;
+  void record_delivery(const std::string& account, std::int64_t when) override;
+  std::vector<account_status> status() const override;
 
   // Background work: refreshes ahead of expiry, retries refresh_failing
   // accounts with backoff and polls the store for new refresh tokens.
   void start();
-  // Abandons requests in flight and waits for the worker threads. Pending
-  // callers complete with ok=false. Final.
+  // Final. Pending callers complete with ok=false; a request in flight is
+  // abandoned (http_options::cancel) and its answer ignored. Store writes
+  // already asked for still run on `blocking`.
   void stop();
 
   // New oauth settings take effect for the next refresh (and end the pause of
   // accounts refused with invalid_client); accounts are added and removed.
   void reconfigure(const config::settings& settings);
 
-  std::vector<account_status> status() const;
-
   // Reads the store now instead of at the next poll (a token oauth-relayctl
-  // just stored), on a worker thread; `done` runs on `loop` with the accounts
-  // whose stored token changed and their new state.
-  void reload(std::function<void(std::vector<std::pair<std::string, token_state>> changed)> done);
+  // just stored); `done` runs on `loop` with the accounts whose stored token
+  // changed and their new state (none once stopped).
+  void reload(std::function<void(changes changed)> done);
 
-  // Called on `loop` whenever an account's stored state changes.
+  // Called on `loop` whenever an account's state changes.
   void on_state_change(std::function<void(const std::string& account, token_state)> callback);
 
  private:
-  // A get's completion handler, type-erased, run on its own executor.
-  // (Boost 1.81's any_completion_handler recurses without end with awaitable handlers.)
-  struct completion {
-    virtual ~completion() = default;
-    virtual void post(token_result result) = 0;
-  };
-  template <typename Handler>
-  struct completion_impl final : completion {
-    completion_impl(Handler h, const boost::asio::any_io_executor& fallback)
-        : handler(std::move(h)),
-          // Tracked work keeps the event loop running while the refresh is pending.
-          work(boost::asio::prefer(boost::asio::get_associated_executor(handler, fallback),
-                                   boost::asio::execution::outstanding_work.tracked)) {}
-    void post(token_result result) override {
-      auto w = std::move(work);
-      boost::asio::post(w, [h = std::move(handler), r = std::move(result)]() mutable {
-        std::move(h)(std::move(r));
-      });
-    }
-    Handler handler;
-    decltype(boost::asio::prefer(
-        boost::asio::get_associated_executor(std::declval<Handler&>(),
-                                             std::declval<const boost::asio::any_io_executor&>()),
-        boost::asio::execution::outstanding_work.tracked)) work;
-  };
-  using completion_ptr = std::unique_ptr<completion>;
   using system_time = std::chrono::system_clock::time_point;
   using steady_time = std::chrono::steady_clock::time_point;
+  using waiter = completion_ptr<token_result>;
 
   struct account {
     std::string address;  // as configured
@@ -149,55 +115,71 @@ class token_manager {
     std::optional<std::int64_t> last_delivery;
     int failures = 0;
     std::int64_t generation = -1;  // of the stored refresh token; -1 before loading
-    bool refreshing = false;
-    bool client_refused = false;  // invalid_client: waits for new settings or retry_max
+    bool refreshing = false;       // from the request until its store write is applied
+    bool client_refused = false;   // invalid_client: waits for new settings or retry_max
     steady_time next_retry{};
     std::uint64_t refreshes_ok = 0;
     std::uint64_t refreshes_failed = 0;
-    std::vector<completion_ptr> waiters;
+    std::vector<waiter> waiters;
   };
-  struct refresh_outcome;
+  // Shared with work in flight, which may finish after the manager is gone.
+  struct lifetime {
+    std::atomic<bool> stopping{false};  // read by requests on `blocking` as their cancel flag
+    bool destroyed = false;             // on `loop` only
+  };
 
-  void get_token(const std::string& address, completion_ptr done);
-  // Answers `done` from the account's state, or queues it (starting a refresh
-  // when needed). Called with mutex_ held.
-  void serve_locked(account& a, completion_ptr done);
-  void start_refresh_locked(account& a);
-  void run_refresh(std::string key, std::string refresh_token, std::int64_t generation,
-                   std::shared_ptr<const token_client> client);
-  void finish_refresh(const std::string& key, std::int64_t generation, const token_response& r,
-                      const refresh_outcome& stored);
-  void adopt_locked(account& a, const account_record& row);
-  void set_state_locked(account& a, token_state state);
-  void fail_waiters_locked(account& a, const std::string& error);
-  void load_accounts(const std::vector<config::account_settings>& accounts);
-  // Adopts rows whose generation changed; returns those accounts and states.
-  std::vector<std::pair<std::string, token_state>> poll_store();
-  // Starts due background refreshes; returns when the next one is due.
-  steady_time schedule_locked();
-  void scheduler_loop();
-  std::chrono::milliseconds backoff(int failures) const;
+  // Runs `job` on `executor`, then `then(result)` on the loop while the
+  // manager exists.
+  template <typename Executor, typename Job, typename Then>
+  void offload(const Executor& executor, Job job, Then then);
+  // A store operation: one at a time, in order (see store_ops_).
+  template <typename Job, typename Then>
+  void with_store(Job job, Then then);
+
+  void serve(account& a, waiter done);
+  void serve_all(account& a);
+  void start_refresh(account& a);
+  void on_refresh_answer(const std::string& key, std::int64_t generation,
+                         jobs::refresh_answer answer);
+  void finish_refresh(const std::string& key, std::int64_t generation,
+                      const jobs::refresh_answer& answer, const jobs::refresh_outcome& stored);
+  void adopt(account& a, const account_record& row);
+  void set_state(account& a, token_state state);
+  void fail_waiters(account& a, const std::string& error);
+  // Adopts rows of loaded accounts whose generation changed (and, with
+  // `load`, rows of accounts not loaded yet); returns the loaded ones that changed.
+  changes apply_rows(const std::vector<account_record>& rows, bool load);
+  // Reads the store and adopts what changed; `done` gets those accounts.
+  void poll(std::function<void(changes)> done);
+  // Starts due background refreshes and sets the timer for the next one.
+  void schedule();
+  void arm_poll();
+  void log_store_error(const std::string& key, const std::string& error) const;
   std::chrono::nanoseconds lead(const account& a, std::chrono::seconds wanted) const;
 
   boost::asio::any_io_executor loop_;
+  boost::asio::any_io_executor blocking_;
+  // Store reads and writes run one at a time, in the order they were asked
+  // for, and each posts its result to the loop before the next starts; the
+  // single-threaded loop therefore applies them in the order the database saw
+  // them. That is what keeps the poll from mistaking this process's own write
+  // (a rotated refresh token bumps the generation) for one by oauth-relayctl:
+  // a poll that read the row after the write is applied after the write's
+  // result has set the account's generation.
+  boost::asio::strand<boost::asio::any_io_executor> store_ops_;
   token_store& store_;
   std::shared_ptr<http_client> http_;
   const token_manager_options options_;
-  boost::asio::thread_pool pool_;
-  std::atomic<bool> stopping_{false};
-  // Held around each store write and the poll's read-and-apply, so the poll
-  // never mistakes this process's own write for one by oauth-relayctl.
-  std::mutex persist_mutex_;
+  std::shared_ptr<lifetime> life_ = std::make_shared<lifetime>();
 
-  mutable std::mutex mutex_;  // everything below
-  std::condition_variable wake_;
   std::shared_ptr<const token_client> client_;
   config::oauth_settings oauth_;
   std::map<std::string, account> accounts_;  // by lower-cased address
   std::shared_ptr<const std::function<void(const std::string&, token_state)>> on_change_;
+  boost::asio::steady_timer refresh_timer_;
+  boost::asio::steady_timer poll_timer_;
   bool started_ = false;
   bool stopped_ = false;
-  std::thread scheduler_;
 };
 
 }  // namespace oauth_relay::auth

@@ -1,6 +1,7 @@
-// Process lifecycle for oauth-relayd. Everything but the spool's writer
-// thread runs on one event loop, so a WATCHDOG=1 sent from a timer on that
-// loop proves the loop is not stuck.
+// Process lifecycle for oauth-relayd. State lives on one event loop; blocking
+// calls leave it for the spool's threads or the blocking pool (token endpoint
+// requests, token store reads and writes), whose results are posted back. So a
+// WATCHDOG=1 sent from a timer on that loop proves the loop is not stuck.
 #include "daemon/service.hpp"
 
 #include <systemd/sd-daemon.h>
@@ -13,6 +14,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
 
 #include "auth/http_client.hpp"
 #include "auth/token_manager.hpp"
@@ -32,6 +34,9 @@ namespace asio = boost::asio;
 // timeout is 90 s, so this stays well inside it.
 constexpr auto shutdown_grace = std::chrono::seconds(10);
 constexpr auto status_interval = std::chrono::seconds(5);
+// Blocking calls in progress at once: token endpoint requests (up to the
+// total timeout each) must not hold up the store's reads and writes.
+constexpr std::size_t blocking_threads = 4;
 
 std::string join(const std::vector<std::string>& items) {
   std::string out;
@@ -46,7 +51,7 @@ class service {
         settings_(std::move(settings)),
         spool_(settings_.state_dir, io_.get_executor()),
         token_store_(settings_.state_dir),
-        tokens_(io_.get_executor(), settings_, token_store_,
+        tokens_(io_.get_executor(), blocking_.get_executor(), settings_, token_store_,
                 std::make_shared<auth::curl_http_client>()),
         scheduler_(io_.get_executor(), spool_, tokens_, settings_),
         server_(io_, spool_, std::make_shared<relay::listener_config>(settings_)),
@@ -55,6 +60,15 @@ class service {
         signals_(io_, SIGTERM, SIGINT, SIGHUP),
         watchdog_timer_(io_),
         status_timer_(io_) {}
+
+  // Work on the blocking pool uses the store and posts to the loop: it ends
+  // (a token request abandoned by stop()) before either goes.
+  ~service() {
+    tokens_.stop();
+    blocking_.join();
+  }
+  service(const service&) = delete;
+  service& operator=(const service&) = delete;
 
   int run() {
     const int passed = sd_listen_fds(1);
@@ -188,6 +202,7 @@ class service {
   std::filesystem::path config_path_;
   config::settings settings_;
   asio::io_context io_{1};
+  asio::thread_pool blocking_{blocking_threads};
   relay::spool spool_;
   auth::token_store token_store_;
   auth::token_manager tokens_;

@@ -267,7 +267,7 @@ asio::awaitable<void> delivery_scheduler::dispatch_loop() {
 asio::awaitable<delivery_scheduler::connection_result> delivery_scheduler::open_connection(
     const std::string& account) {
   connection_result out;
-  auto token = co_await tokens_.async_get_token(account, use_awaitable);
+  auto token = co_await tokens_.get_token(account);
   if (!token.ok) {
     out.error = token.error;
     // Waiting on a person (authorize) or on the token endpoint: the token
@@ -305,7 +305,7 @@ asio::awaitable<delivery_scheduler::connection_result> delivery_scheduler::open_
     }
     // RFC 7628 dance done: the token is stale or revoked. Refresh once and retry.
     tokens_.invalidate(account, token.access_token);
-    token = co_await tokens_.async_get_token(account, use_awaitable);
+    token = co_await tokens_.get_token(account);
     if (!token.ok) {
       out.error = token.error;
       out.delay = backoff(1);

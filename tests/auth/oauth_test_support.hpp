@@ -8,8 +8,11 @@
 #include <string>
 #include <thread>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include "auth/token_source.hpp"
 #include "config/config.hpp"
 #include "fakes/fake_oauth.hpp"
 #include "fakes/test_pki.hpp"
@@ -72,6 +75,17 @@ bool run_until(boost::asio::io_context& io, Predicate done,
     }
   }
   return true;
+}
+
+// Asks `tokens` for `account`'s token from a coroutine on `io`, as the
+// delivery scheduler does; `done(token_result)` runs there with the answer.
+template <typename Done>
+void ask(boost::asio::io_context& io, token_source& tokens, std::string account, Done done) {
+  boost::asio::co_spawn(
+      io,
+      [&tokens, account = std::move(account), done = std::move(done)]() mutable
+      -> boost::asio::awaitable<void> { done(co_await tokens.get_token(account)); },
+      boost::asio::detached);
 }
 
 }  // namespace oauth_relay::auth::testing_support

@@ -341,6 +341,17 @@ TEST(id_token_email, reads_the_payload_claim) {
   EXPECT_FALSE(id_token_email(base64url("{}") + "." + base64url(R"({"sub":"1"})") + ".x"));
 }
 
+// JWTs are base64url without padding (RFC 7515 §2); the standard alphabet is
+// not one, so a payload written with it names no one.
+TEST(id_token_email, reads_base64url_only) {
+  const std::string payload = base64url(R"({"email":"alice@example.com","n":"~~~"})");
+  ASSERT_NE(payload.find('-'), std::string::npos);
+  std::string standard = payload;
+  for (char& c : standard) c = c == '-' ? '+' : c == '_' ? '/' : c;
+  EXPECT_EQ(id_token_email("e30." + payload + ".c2ln"), "alice@example.com");
+  EXPECT_FALSE(id_token_email("e30." + standard + ".c2ln"));
+}
+
 TEST(redact, replaces_every_occurrence_of_each_secret) {
   EXPECT_EQ(redact("a s3cret b s3cret tok", {"s3cret", "tok", ""}),
             "a ******** b ******** ********");
