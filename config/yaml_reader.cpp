@@ -242,9 +242,7 @@ std::optional<std::string> reader::scalar(const field& f, std::string_view expec
 }
 
 std::optional<std::string> reader::non_empty_string(const field& f) {
-  return parsed(f, "a non-empty string", [](std::string_view s) {
-    return s.empty() ? std::nullopt : std::optional<std::string>(s);
-  });
+  return checked(f, "a non-empty string", [](std::string_view s) { return !s.empty(); });
 }
 
 std::optional<std::vector<field>> reader::list(const field& f, std::string_view expected_items) {
@@ -315,9 +313,7 @@ std::optional<bool> reader::boolean(const field& f) {
 }
 
 std::optional<std::string> reader::https_url(const field& f) {
-  return parsed(f, "an https:// URL", [](std::string_view s) {
-    return is_https_url(s) ? std::optional<std::string>(s) : std::nullopt;
-  });
+  return checked(f, "an https:// URL", is_https_url);
 }
 
 }  // namespace oauth_relay::config

@@ -134,6 +134,14 @@ class reader {
     return value;
   }
 
+  // A scalar that `check` accepts, as written; otherwise as parsed().
+  std::optional<std::string> checked(const field& f, std::string_view expected,
+                                     bool (*check)(std::string_view)) {
+    return parsed(f, expected, [&](std::string_view s) {
+      return check(s) ? std::optional<std::string>(s) : std::nullopt;
+    });
+  }
+
   // m[key] read with `read` (one of the typed readers) into `out`, which
   // keeps its default when the key is absent or its value is wrong.
   template <typename T, typename Read>

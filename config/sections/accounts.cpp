@@ -14,7 +14,9 @@ namespace {
 
 constexpr std::string_view keys[] = {"accounts"};
 // The keys of one account. A per-account block (say `permit:`) adds its key
-// here and is read by a function of its own file, called from read_account.
+// here and a reader called from read_account, bool read_permit(reader&,
+// const mapping&, account_settings&), in a file of its own when it is more
+// than a few lines.
 constexpr std::string_view account_keys[] = {"address", "senders", "default"};
 
 std::string lowercase(std::string_view s) {
@@ -96,10 +98,7 @@ bool read_senders(reader& r, const mapping& m, account_settings& account) {
   if (!patterns) return false;
   bool ok = true;
   for (const field& p : *patterns) {
-    auto text = r.parsed(p, "an address or a pattern like *@example.com", [](std::string_view s) {
-      return is_sender_pattern(s) ? std::optional<std::string>(s) : std::nullopt;
-    });
-    if (text) {
+    if (auto text = r.checked(p, "an address or a pattern like *@example.com", is_sender_pattern)) {
       account.senders.push_back(std::move(*text));
     } else {
       ok = false;

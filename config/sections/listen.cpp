@@ -1,4 +1,4 @@
-// The `listen` and `hostname` sections: where the daemon takes mail in and the
+// The `listen` and `hostname` keys: where the daemon takes mail in and the
 // name it gives itself in its greeting and Received: headers.
 #include <algorithm>
 #include <vector>
@@ -45,10 +45,7 @@ void read_listen(reader& r, const mapping& top, settings& s) {
 
 void read_hostname(reader& r, const mapping& top, settings& s) {
   if (const auto f = top.find("hostname")) {
-    auto name = r.parsed(*f, "a domain name", [](std::string_view text) {
-      return is_domain_name(text) ? std::optional<std::string>(text) : std::nullopt;
-    });
-    if (name) s.hostname = std::move(*name);
+    if (auto name = r.checked(*f, "a domain name", is_domain_name)) s.hostname = std::move(*name);
     return;
   }
   s.hostname = default_hostname();

@@ -1,4 +1,4 @@
-// The `state_dir` and `health_socket` sections: where the daemon keeps its
+// The `state_dir` and `health_socket` keys: where the daemon keeps its
 // database and spool, and where it answers health checks.
 #include "config/schema.hpp"
 
