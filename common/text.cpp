@@ -1,4 +1,5 @@
-// Text helpers: one printable line, RFC 5322 dates, RFC 4648 base64.
+// Text helpers: one printable line, escaping for messages and logs, RFC 5322
+// dates, RFC 4648 base64.
 #include "common/text.hpp"
 
 #include <cstdio>
@@ -85,6 +86,24 @@ std::string one_line(std::string_view text, std::size_t max) {
     }
     const auto u = static_cast<unsigned char>(c);
     out += u < 0x20 || u == 0x7f ? ' ' : c;
+  }
+  return out;
+}
+
+std::string escaped(std::string_view text, std::string_view backslashed) {
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      out += "\\x";
+      out += hex[u >> 4];
+      out += hex[u & 0xf];
+    } else {
+      if (backslashed.find(c) != std::string_view::npos) out += '\\';
+      out += c;
+    }
   }
   return out;
 }

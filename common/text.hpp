@@ -16,6 +16,12 @@ namespace oauth_relay {
 inline constexpr std::size_t default_line_limit = 512;
 std::string one_line(std::string_view text, std::size_t max = default_line_limit);
 
+// `text` on one line but with nothing lost, for a value shown in an error
+// message or a log line: control characters and DEL become \xNN, and each
+// character of `backslashed` (inside quotes: the quote and the backslash) gets
+// a backslash before it. The one escaping of the config errors and the log.
+std::string escaped(std::string_view text, std::string_view backslashed = {});
+
 // RFC 5322 §3.3 date-time in the local time zone with English day and month
 // names whatever the locale: "Sun, 22 Nov 2026 04:15:26 +0100".
 std::string rfc5322_date(std::int64_t unix_seconds);

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace oauth_relay::config {
@@ -99,6 +100,12 @@ load_result load(const std::filesystem::path& path);
 // Same, from text already in memory; `name` is what errors call the file.
 load_result parse(const std::string& yaml_text, const std::string& name);
 
+// This host's name (gethostname(2), "localhost" when it fails): the default
+// `hostname`, and what oauth-relay-sendmail greets with.
+std::string default_hostname();
+// "IP:PORT" or "[IPv6]:PORT" (port 0: any free port), the host in inet_ntop's
+// canonical form; nothing for anything else (host names included).
+std::optional<listen_address> parse_listen(std::string_view text);
 // "60s", "5m", "1h", "5d", or a plain number of seconds.
 std::optional<std::chrono::seconds> parse_duration(std::string_view text);
 // "35882577", "512K", "35M" (K = 1024).

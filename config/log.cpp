@@ -7,54 +7,33 @@
 #include <atomic>
 #include <cerrno>
 
+#include "common/text.hpp"
+
 namespace oauth_relay::log {
 namespace {
 
 std::atomic<int> threshold{static_cast<int>(level::info)};
 
+// Quoted only when a reader could not tell where the value ends otherwise
+// or when it holds something that must be escaped to stay on the line.
 bool needs_quotes(std::string_view value) {
   if (value.empty()) return true;
   for (char c : value) {
-    if (c == ' ' || c == '"' || c == '=' || c == '\\' || static_cast<unsigned char>(c) < 0x20)
-      return true;
+    const auto u = static_cast<unsigned char>(c);
+    if (c == ' ' || c == '"' || c == '=' || c == '\\' || u < 0x20 || u == 0x7f) return true;
   }
   return false;
 }
 
+// The same escaping as the config's error messages (common/text.hpp), so a
+// value reads the same in both.
 void append_value(std::string& out, std::string_view value) {
   if (!needs_quotes(value)) {
     out += value;
     return;
   }
   out += '"';
-  for (char c : value) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          static constexpr char hex[] = "0123456789abcdef";
-          out += "\\x";
-          out += hex[(c >> 4) & 0xf];
-          out += hex[c & 0xf];
-        } else {
-          out += c;
-        }
-    }
-  }
+  out += escaped(value, "\"\\");
   out += '"';
 }
 

@@ -22,6 +22,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "common/text.hpp"
+#include "config/config.hpp"
 #include "sendmail/message.hpp"
 
 namespace {
@@ -45,15 +47,9 @@ struct target {
   std::string note;  // why the defaults were used, for an error message
 };
 
-std::string host_name() {
-  char buffer[256] = {};
-  if (::gethostname(buffer, sizeof buffer - 1) != 0) return "localhost";
-  return buffer;
-}
-
 target read_target(const std::string& config_path) {
   target t;
-  t.hostname = host_name();
+  t.hostname = oauth_relay::config::default_hostname();
   YAML::Node root;
   try {
     root = YAML::LoadFile(config_path);
@@ -65,6 +61,8 @@ target read_target(const std::string& config_path) {
     t.note = config_path + " could not be parsed, so the default 127.0.0.1:25 was used";
     return t;
   }
+  const std::string not_an_address =
+      config_path + ": the first `listen` address is not HOST:PORT, so 127.0.0.1:25 was used";
   try {
     if (root["hostname"] && root["hostname"].IsScalar())
       t.hostname = root["hostname"].as<std::string>();
@@ -74,29 +72,20 @@ target read_target(const std::string& config_path) {
       t.note = config_path + ": `listen` is not a list of addresses, so 127.0.0.1:25 was used";
       return t;
     }
-    const auto first = listen[0].as<std::string>();
-    std::string host, port;
-    if (!first.empty() && first[0] == '[') {
-      const auto close = first.find("]:");
-      if (close == std::string::npos) throw std::runtime_error("bad address");
-      host = first.substr(1, close - 1);
-      port = first.substr(close + 2);
-    } else {
-      const auto colon = first.rfind(':');
-      if (colon == std::string::npos) throw std::runtime_error("bad address");
-      host = first.substr(0, colon);
-      port = first.substr(colon + 1);
+    // The daemon's own reading of the address, so both agree on what it means.
+    const auto address = oauth_relay::config::parse_listen(listen[0].Scalar());
+    if (!address) {
+      t.note = not_an_address;
+      return t;
     }
     // A wildcard listener is reached on loopback.
-    if (host == "0.0.0.0") host = "127.0.0.1";
-    if (host == "::") host = "::1";
-    t.host = host;
-    t.port = port;
-  } catch (const std::exception&) {
-    t.note =
-        config_path + ": the first `listen` address is not HOST:PORT, so 127.0.0.1:25 was used";
-    t.host = "127.0.0.1";
-    t.port = "25";
+    t.host = address->host == "0.0.0.0" ? "127.0.0.1"
+             : address->host == "::"    ? "::1"
+                                        : address->host;
+    t.port = std::to_string(address->port);
+  } catch (const YAML::Exception&) {
+    // A document that is not a mapping: yaml-cpp refuses the lookups.
+    t.note = not_an_address;
   }
   return t;
 }
@@ -104,23 +93,6 @@ target read_target(const std::string& config_path) {
 std::string login_name() {
   if (const passwd* pw = ::getpwuid(::getuid()); pw && pw->pw_name) return pw->pw_name;
   return "uid" + std::to_string(::getuid());
-}
-
-std::string rfc5322_date() {
-  const std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  ::localtime_r(&now, &tm);
-  // Day and month names are English whatever the locale: C locale strftime.
-  static const char* days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-  static const char* months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                 "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-  char zone[8];
-  std::strftime(zone, sizeof zone, "%z", &tm);
-  char buffer[64];
-  std::snprintf(buffer, sizeof buffer, "%s, %d %s %d %02d:%02d:%02d %s", days[tm.tm_wday],
-                tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                zone);
-  return buffer;
 }
 
 std::string new_message_id(const std::string& hostname) {
@@ -303,7 +275,7 @@ int submit(const target& t, const submission& s) {
   }
   auto r = c.read_reply();
   if (r.code != 220) return refused(t, "greeting", r);
-  const std::string me = host_name();
+  const std::string me = oauth_relay::config::default_hostname();
   r = c.command("EHLO " + me);
   bool esmtp = r.code == 250;
   if (!esmtp) {
@@ -393,7 +365,8 @@ int main(int argc, char** argv) {
     return exit_failure;
   }
   const auto t = read_target(opts.config);
-  environment env{login_name(), t.hostname, rfc5322_date(), new_message_id(t.hostname)};
+  environment env{login_name(), t.hostname, oauth_relay::rfc5322_date(std::time(nullptr)),
+                  new_message_id(t.hostname)};
   auto prepared = prepare(opts, message, env);
   if (!prepared.value) {
     std::cerr << program << ": " << prepared.error << "; nothing was sent\n";

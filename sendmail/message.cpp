@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include "relay/smtp/parser.hpp"
+
 namespace oauth_relay::sendmail {
 namespace {
 
@@ -16,13 +18,6 @@ std::string lower(std::string_view s) {
 
 bool is_wsp(char c) {
   return c == ' ' || c == '\t';
-}
-
-// RFC 5322 atext.
-bool is_atext(char c) {
-  const auto u = static_cast<unsigned char>(c);
-  if (std::isalnum(u)) return true;
-  return std::string_view("!#$%&'*+-/=?^_`{|}~").find(c) != std::string_view::npos;
 }
 
 // ftext: printable US-ASCII except the colon.
@@ -285,7 +280,7 @@ std::vector<std::string> parse_address_list(std::string_view value) {
 
 std::string display_name(std::string_view name) {
   bool atoms = !name.empty();
-  for (char c : name) atoms = atoms && (is_atext(c) || c == ' ');
+  for (char c : name) atoms = atoms && (smtp::is_atext(c) || c == ' ');
   if (atoms) return std::string(name);
   std::string out = "\"";
   for (char c : name) {

@@ -84,11 +84,6 @@ std::size_t utf8_sequence(std::string_view s, std::size_t i) {
   return 0;
 }
 
-// RFC 5321 §4.1.2 atext (RFC 5322 §3.2.3), ASCII part.
-bool is_atext(char c) {
-  return is_alnum(c) || (c != '\0' && std::strchr("!#$%&'*+-/=?^_`{|}~", c) != nullptr);
-}
-
 // Dot-string: Atom *("." Atom); with `utf8`, atext includes UTF8-non-ascii (RFC 6531 §3.3).
 bool valid_dot_string(std::string_view s, bool utf8) {
   if (s.empty() || s.front() == '.' || s.back() == '.') return false;
@@ -554,6 +549,10 @@ std::variant<rcpt_to, reply> parse_rcpt_to(std::string_view argument, bool smtpu
   if (!smtputf8 && has_non_ascii(split->path)) return needs_smtputf8();
   result.address = path->mailbox;
   return result;
+}
+
+bool is_atext(char c) {
+  return is_alnum(c) || (c != '\0' && std::strchr("!#$%&'*+-/=?^_`{|}~", c) != nullptr);
 }
 
 bool is_valid_domain(std::string_view domain, bool allow_utf8) {

@@ -102,6 +102,9 @@ std::variant<mail_from, reply> parse_mail_from(std::string_view argument);
 // bad recipient address, 555 5.5.4 parameters, 553 5.6.7 as above.
 std::variant<rcpt_to, reply> parse_rcpt_to(std::string_view argument, bool smtputf8);
 
+// RFC 5322 §3.2.3 atext, ASCII part: what a dot-atom holds besides its dots.
+bool is_atext(char c);
+
 // A mailbox ("local@domain") as RFC 5321 §4.1.2 (and RFC 6531 §3.3 when
 // `allow_utf8`) allows: dot-string or quoted local part, domain name or address
 // literal, within the length limits above (so at most max_path - 2 octets: it

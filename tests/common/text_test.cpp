@@ -1,4 +1,4 @@
-// one_line, rfc5322_date and base64 (RFC 4648 §10 test vectors).
+// one_line, escaped, rfc5322_date and base64 (RFC 4648 §10 test vectors).
 #include "common/text.hpp"
 
 #include <cstdlib>
@@ -21,6 +21,22 @@ TEST(one_line, control_characters_become_spaces) {
 TEST(one_line, long_text_is_cut_with_an_ellipsis) {
   EXPECT_EQ(one_line("abcdefgh", 5), "abcde...");
   EXPECT_EQ(one_line("abcde", 5), "abcde");
+}
+
+TEST(escaped, control_characters_and_del_become_hex_escapes) {
+  EXPECT_EQ(escaped(std::string("a\r\nb\0c\x7f\x1f", 8)), "a\\x0d\\x0ab\\x00c\\x7f\\x1f");
+  EXPECT_EQ(escaped("plain text"), "plain text");
+  // Bytes above ASCII are not control characters: UTF-8 passes as it is.
+  EXPECT_EQ(escaped("b\xc3\xbc"
+                    "cher \xff"),
+            "b\xc3\xbc"
+            "cher \xff");
+}
+
+TEST(escaped, backslashes_the_quoting_characters_asked_for) {
+  EXPECT_EQ(escaped("say \"hi\" \\o/"), "say \"hi\" \\o/");
+  EXPECT_EQ(escaped("say \"hi\" \\o/", "\"\\"), "say \\\"hi\\\" \\\\o/");
+  EXPECT_EQ(escaped("a\tb\"", "\""), "a\\x09b\\\"");
 }
 
 class rfc5322 : public ::testing::Test {

@@ -181,6 +181,32 @@ TEST_F(sendmail, unreadable_config_falls_back_to_port_25_and_says_why_when_that_
       << r.err;
 }
 
+// sendmail reads `listen` as the daemon does (config::parse_listen) and
+// reaches a wildcard listener on loopback.
+TEST_F(sendmail, a_wildcard_listen_address_is_reached_on_loopback) {
+  start();
+  std::ofstream(config_) << "listen: [\"0.0.0.0:" << relay_->port()
+                         << "\"]\nhostname: relay.test\n";
+  auto r = run({"-f", "sender@example.com", "to@example.org"}, "Subject: w\n\nwild\n");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(addresses(queued()), std::vector<std::string>{"to@example.org"});
+}
+
+TEST_F(sendmail, a_listen_entry_the_daemon_would_refuse_falls_back_and_says_so) {
+  config_ = scratch_.path() / "sendmail.yaml";
+  std::ofstream(config_) << "listen: [\"localhost:2525\"]\n";
+  auto r = run({"a@example.org"}, "Subject: x\n\ny\n");
+  if (r.status == 0) GTEST_SKIP() << "something accepts mail on 127.0.0.1:25 on this machine";
+  EXPECT_EQ(r.status, 75);
+  EXPECT_NE(r.err.find("cannot connect to the relay at 127.0.0.1:25: "), std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("; " + config_.string() +
+                       ": the first `listen` address is not HOST:PORT, so 127.0.0.1:25 was used; "
+                       "the message was not sent\n"),
+            std::string::npos)
+      << r.err;
+}
+
 TEST_F(sendmail, a_refused_sender_exits_69_with_the_reply) {
   start(
       "hostname: relay.test\n"

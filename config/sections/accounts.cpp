@@ -1,0 +1,144 @@
+// The `accounts` section: the mailboxes the relay sends as, and which
+// envelope senders each one takes. Required, at least one.
+#include <algorithm>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "config/schema.hpp"
+#include "config/validators.hpp"
+
+namespace oauth_relay::config {
+namespace {
+
+constexpr std::string_view keys[] = {"accounts"};
+// The keys of one account. A per-account block (say `permit:`) adds its key
+// here and a reader called from read_account, bool read_permit(reader&,
+// const mapping&, account_settings&), in a file of its own when it is more
+// than a few lines.
+constexpr std::string_view account_keys[] = {"address", "senders", "default"};
+
+std::string lowercase(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+// What one account's checks need to know about the accounts before it.
+struct earlier_accounts {
+  std::optional<std::size_t> default_index;
+  std::vector<std::pair<std::string, std::size_t>> addresses;  // lowercased, index
+};
+
+// False when the account has an error (it is then left out).
+bool read_address(reader& r, const field& item, const mapping& m, std::size_t index,
+                  earlier_accounts& earlier, account_settings& account) {
+  const auto address = m.find("address");
+  if (!address) {
+    r.missing(item, "\"address\"");
+    return false;
+  }
+  auto text = r.scalar(*address, "an email address");
+  if (!text) return false;
+  if (!is_email_address(*text)) {
+    r.add(*address, quote(*text) + " is not an email address");
+    return false;
+  }
+  bool ok = true;
+  // Addresses are compared without case: Google's are.
+  const std::string key = lowercase(*text);
+  const auto& seen = earlier.addresses;
+  const auto same =
+      std::find_if(seen.begin(), seen.end(), [&](const auto& e) { return e.first == key; });
+  if (same != seen.end()) {
+    r.add(*address, quote(*text) + " is already accounts[" + std::to_string(same->second) + "]");
+    ok = false;
+  } else {
+    earlier.addresses.emplace_back(key, index);
+  }
+  account.address = *text;
+  return ok;
+}
+
+bool read_default(reader& r, const mapping& m, std::size_t index, earlier_accounts& earlier,
+                  account_settings& account) {
+  const auto is_default = m.find("default");
+  if (!is_default) return true;
+  const auto value = r.boolean(*is_default);
+  if (!value) return false;
+  account.is_default = *value;
+  if (!*value) return true;
+  if (earlier.default_index) {
+    r.add(*is_default, "accounts[" + std::to_string(*earlier.default_index) +
+                           "] is already the default; at most one account may be default");
+    return false;
+  }
+  earlier.default_index = index;
+  return true;
+}
+
+bool read_senders(reader& r, const mapping& m, account_settings& account) {
+  const auto senders = m.find("senders");
+  if (!senders) {
+    // Without patterns an account sends only as itself.
+    if (!account.is_default && !account.address.empty()) {
+      account.senders.push_back(account.address);
+    }
+    return true;
+  }
+  if (senders->value.IsSequence() && senders->value.size() == 0) {
+    if (account.is_default) return true;
+    r.add(*senders, "expected at least one sender pattern (or default: true), got an empty list");
+    return false;
+  }
+  const auto patterns = r.list(*senders, "sender pattern");
+  if (!patterns) return false;
+  bool ok = true;
+  for (const field& p : *patterns) {
+    if (auto text = r.checked(p, "an address or a pattern like *@example.com", is_sender_pattern)) {
+      account.senders.push_back(std::move(*text));
+    } else {
+      ok = false;
+    }
+  }
+  return ok;
+}
+
+void read_account(reader& r, const field& item, std::size_t index, earlier_accounts& earlier,
+                  std::vector<account_settings>& accounts) {
+  const mapping m(r, item, account_keys);
+  if (!m.ok()) return;
+  if (item.value.IsNull()) {
+    r.add(item, "expected a mapping, got nothing");
+    return;
+  }
+  account_settings account;
+  // Each check runs even after one failed, so that every error is reported.
+  bool ok = read_address(r, item, m, index, earlier, account);
+  ok = read_default(r, m, index, earlier, account) && ok;
+  ok = read_senders(r, m, account) && ok;
+  if (ok) accounts.push_back(std::move(account));
+}
+
+void read(reader& r, const mapping& top, settings& all) {
+  const auto f = top.find("accounts");
+  if (!f) {
+    r.missing(top.self(), "\"accounts\"");
+    return;
+  }
+  const auto items = r.list(*f, "account");
+  if (!items) return;
+  earlier_accounts earlier;
+  for (std::size_t index = 0; index < items->size(); ++index) {
+    read_account(r, (*items)[index], index, earlier, all.accounts);
+  }
+}
+
+}  // namespace
+
+extern const section accounts_section{keys, read};
+
+}  // namespace oauth_relay::config
