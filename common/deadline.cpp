@@ -62,6 +62,11 @@ void deadline::arm_at(clock::time_point when) {
 
 void deadline::disarm() {
   state_->due = clock::time_point::max();
+  // A pending wait would keep the event loop's run() going until it fires.
+  if (state_->waiting) {
+    state_->waiting = false;
+    state_->timer.cancel();
+  }
 }
 
 bool deadline::expired() const {

@@ -28,7 +28,7 @@ class deadline {
   // Clears expired().
   void arm(clock::duration timeout);
   void arm_at(clock::time_point when);
-  // No deadline until the next arm().
+  // No deadline until the next arm(); nothing stays pending on the executor.
   void disarm();
   // The last armed deadline passed (and on_expiry ran) since it was armed.
   bool expired() const;

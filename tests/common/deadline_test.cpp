@@ -53,6 +53,16 @@ TEST(deadline, moving_it_sooner_takes_effect) {
   EXPECT_LT(deadline::clock::now() - start, 2s);  // the loop ran out of work, not of time
 }
 
+TEST(deadline, disarmed_it_leaves_no_work_on_the_loop) {
+  boost::asio::io_context io;
+  deadline d(io.get_executor(), [] {});
+  d.arm(std::chrono::hours(1));
+  d.disarm();
+  const auto start = deadline::clock::now();
+  io.run();  // returns at once: nothing is pending
+  EXPECT_LT(deadline::clock::now() - start, std::chrono::seconds(30));
+}
+
 TEST(deadline, rearming_clears_expired) {
   boost::asio::io_context io;
   deadline d(io.get_executor(), [] {});
