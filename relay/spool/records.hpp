@@ -29,6 +29,7 @@ enum class spool_errc {
 struct spool_failure {
   spool_errc code = spool_errc::failed;
   std::string detail;  // for the log: what failed and why
+  spool_failure() = default;  // result<T, E>::error() needs it
   spool_failure(spool_errc c, std::string d) : code(c), detail(std::move(d)) {}
 };
 
