@@ -15,10 +15,11 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/ssl/stream.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include "common/deadline.hpp"
+#include "common/text.hpp"
 #include "config/log.hpp"
 
 namespace oauth_relay::relay {
@@ -41,20 +42,6 @@ const char* tls_name(config::upstream_tls tls) {
 std::string duration_text(std::chrono::steady_clock::duration d) {
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
   return ms % 1000 == 0 ? std::to_string(ms / 1000) + "s" : std::to_string(ms) + "ms";
-}
-
-// "250 2.1.0 OK" on one line for messages (continuations joined with " / ").
-std::string one_line(const smtp::reply& r) {
-  std::string out = std::to_string(r.code);
-  if (!r.enhanced.empty()) out += " " + r.enhanced;
-  for (std::size_t i = 0; i < r.lines.size(); ++i) {
-    out += i == 0 ? " " : " / ";
-    out += r.lines[i];
-  }
-  for (char& c : out) {
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
-  }
-  return out;
 }
 
 bool has_8bit(std::string_view s) {
@@ -120,23 +107,26 @@ upstream_options upstream_options::from(const config::upstream_settings& setting
   return o;
 }
 
-std::size_t send_result::count(delivery_status status) const {
-  std::size_t n = 0;
-  for (const auto& r : recipients) n += r.status == status ? 1 : 0;
-  return n;
-}
-
-struct upstream_client::impl : std::enable_shared_from_this<impl> {
+struct upstream_client::impl {
   // Where the connection stands; `broken` is final.
   enum class state { fresh, ready, broken };
   // Why the last read or write failed.
   enum class failure { none, timeout, closed, network, protocol };
 
-  impl(asio::any_io_executor executor, asio::ssl::context& tls, upstream_options options)
+  impl(asio::any_io_executor executor, std::shared_ptr<asio::ssl::context> owned,
+       asio::ssl::context& tls, upstream_options options)
       : options_(std::move(options)),
+        tls_context_(std::move(owned)),
         resolver_(executor),
         stream_(executor, tls),
-        timer_(executor) {
+        // A passed deadline cancels whatever waits; fail_io() then asks
+        // deadline_.expired() to tell a timeout from other errors. It never
+        // runs after the impl (and its deadline) is gone.
+        deadline_(executor, [this] {
+          boost::system::error_code ignored;
+          resolver_.cancel();
+          stream_.lowest_layer().cancel(ignored);
+        }) {
     host_ = options_.host;
     if (host_.size() >= 2 && host_.front() == '[' && host_.back() == ']') {
       host_ = host_.substr(1, host_.size() - 2);
@@ -149,11 +139,10 @@ struct upstream_client::impl : std::enable_shared_from_this<impl> {
   upstream_options options_;
   std::string host_;  // without brackets
   bool host_is_ip_ = false;
+  std::shared_ptr<asio::ssl::context> tls_context_;  // set when the client keeps it alive
   asio::ip::tcp::resolver resolver_;
   asio::ssl::stream<asio::ip::tcp::socket> stream_;
-  asio::steady_timer timer_;
-  std::uint64_t generation_ = 0;  // which operation the timer guards
-  bool timed_out_ = false;
+  deadline deadline_;  // for the read, write, resolve, connect or handshake under way
 
   state state_ = state::fresh;
   bool tls_ = false;
@@ -169,27 +158,8 @@ struct upstream_client::impl : std::enable_shared_from_this<impl> {
 
   // --- deadlines -------------------------------------------------------------
 
-  // The timer holds only a weak reference: a client destroyed while its
-  // timer is pending must not be touched by the late handler.
-  void arm() {
-    const std::uint64_t generation = ++generation_;
-    timed_out_ = false;
-    timer_.expires_after(options_.timeout);
-    timer_.async_wait([weak = weak_from_this(), generation](boost::system::error_code ec) {
-      if (ec) return;
-      auto self = weak.lock();
-      if (!self || self->generation_ != generation) return;
-      self->timed_out_ = true;
-      boost::system::error_code ignored;
-      self->resolver_.cancel();
-      self->stream_.lowest_layer().cancel(ignored);
-    });
-  }
-
-  void disarm() {
-    ++generation_;
-    timer_.cancel();
-  }
+  void arm() { deadline_.arm(options_.timeout); }
+  void disarm() { deadline_.disarm(); }
 
   // --- failure ---------------------------------------------------------------
 
@@ -205,7 +175,7 @@ struct upstream_client::impl : std::enable_shared_from_this<impl> {
   }
 
   void fail_io(const boost::system::error_code& ec, std::string_view doing) {
-    if (timed_out_) {
+    if (deadline_.expired()) {
       fail(failure::timeout,
            "timed out after " + duration_text(options_.timeout) + " " + std::string(doing));
     } else if (ec == asio::error::eof || ec == asio::error::connection_reset ||
@@ -306,8 +276,8 @@ struct upstream_client::impl : std::enable_shared_from_this<impl> {
         co_await resolver_.async_resolve(host_, service, asio::as_tuple(asio::use_awaitable));
     disarm();
     if (ec) {
-      error = timed_out_ ? "timed out resolving " + host_
-                         : "cannot resolve " + host_ + ": " + ec.message();
+      error = deadline_.expired() ? "timed out resolving " + host_
+                                  : "cannot resolve " + host_ + ": " + ec.message();
       co_return false;
     }
     error = "no address for " + host_;
@@ -325,8 +295,8 @@ struct upstream_client::impl : std::enable_shared_from_this<impl> {
         socket.set_option(asio::ip::tcp::no_delay(true), ignored);
         co_return true;
       }
-      error = timed_out_ ? "timed out connecting to " + where
-                         : "cannot connect to " + where + ": " + connect_ec.message();
+      error = deadline_.expired() ? "timed out connecting to " + where
+                                  : "cannot connect to " + where + ": " + connect_ec.message();
     }
     co_return false;
   }
@@ -353,7 +323,7 @@ struct upstream_client::impl : std::enable_shared_from_this<impl> {
     }
     const long verify = SSL_get_verify_result(ssl);
     std::string why;
-    if (timed_out_) {
+    if (deadline_.expired()) {
       why = "timed out";
     } else if (verify != X509_V_OK) {
       why = std::string("certificate verify failed: ") + X509_verify_cert_error_string(verify);
@@ -389,13 +359,13 @@ struct upstream_client::impl : std::enable_shared_from_this<impl> {
     if (!greeting) co_return connect_lost();
     if (greeting->code != 220) {
       co_return connect_failed(connect_status::refused,
-                               "upstream greeted with " + one_line(*greeting));
+                               "upstream greeted with " + smtp::to_line(*greeting));
     }
     auto hello = co_await ehlo();
     if (!hello) co_return connect_lost();
     if (hello->code != 250) {
       co_return connect_failed(connect_status::refused,
-                               "upstream refused EHLO: " + one_line(*hello));
+                               "upstream refused EHLO: " + smtp::to_line(*hello));
     }
     caps_ = smtp::parse_ehlo(*hello);
 
@@ -410,7 +380,7 @@ struct upstream_client::impl : std::enable_shared_from_this<impl> {
       if (!ready) co_return connect_lost();
       if (ready->code != 220) {
         co_return connect_failed(connect_status::refused,
-                                 "upstream refused STARTTLS: " + one_line(*ready));
+                                 "upstream refused STARTTLS: " + smtp::to_line(*ready));
       }
       // RFC 3207 §4.2 / CVE-2011-0411: anything that arrived before the
       // handshake was not protected by it and must not be taken as a reply.
@@ -431,7 +401,7 @@ struct upstream_client::impl : std::enable_shared_from_this<impl> {
       if (!again) co_return connect_lost();
       if (again->code != 250) {
         co_return connect_failed(connect_status::refused,
-                                 "upstream refused EHLO after STARTTLS: " + one_line(*again));
+                                 "upstream refused EHLO after STARTTLS: " + smtp::to_line(*again));
       }
       caps_ = smtp::parse_ehlo(*again);
     }
@@ -485,20 +455,20 @@ struct upstream_client::impl : std::enable_shared_from_this<impl> {
       // Gmail's way of saying no (RFC 7628 §3.2.2 style): a JSON error in a
       // challenge; the client answers with an empty line to get the 535.
       const std::string& text = r->lines.empty() ? std::string() : r->lines.front();
-      if (auto decoded = smtp::base64_decode(text)) challenge = printable(*decoded);
+      if (auto decoded = oauth_relay::base64_decode(text)) challenge = printable(*decoded);
       const bool answered = co_await write("\r\n", "the AUTH challenge response");
       if (!answered) co_return auth_failed(auth_status::connection_lost, failure_text_, {}, user);
       r = co_await read_reply("the AUTH challenge response");
       if (!r) co_return auth_failed(auth_status::connection_lost, failure_text_, {}, user);
     }
-    std::string message = one_line(*r);
+    std::string message = smtp::to_line(*r);
     if (!challenge.empty()) message += " (server said " + challenge + ")";
     if (r->code == 235) {
       authenticated_ = true;
       log::info("upstream_authenticated").kv("conn", options_.id).kv("user", user);
       co_return auth_result{auth_status::ok, std::move(message), std::move(r)};
     }
-    if (r->code == 421) fail(failure::closed, "upstream closing: " + one_line(*r));
+    if (r->code == 421) fail(failure::closed, "upstream closing: " + smtp::to_line(*r));
     auth_status status = auth_status::permanent;
     if (r->code == 535) {
       status = auth_status::token_rejected;
@@ -506,7 +476,7 @@ struct upstream_client::impl : std::enable_shared_from_this<impl> {
       status = auth_status::temporary;
     } else if (r->code == 334 || !r->permanent()) {
       // A second challenge or a stray positive reply: we are out of step.
-      fail(failure::protocol, "unexpected reply to AUTH: " + one_line(*r));
+      fail(failure::protocol, "unexpected reply to AUTH: " + smtp::to_line(*r));
       status = auth_status::connection_lost;
     }
     co_return auth_failed(status, std::move(message), std::move(r), user);
@@ -600,7 +570,7 @@ struct upstream_client::impl : std::enable_shared_from_this<impl> {
 
   // A 421 anywhere means the server is closing the connection (RFC 5321 §3.8).
   void note_closing(const smtp::reply& r) {
-    if (r.code == 421) fail(failure::closed, "upstream closing: " + one_line(r));
+    if (r.code == 421) fail(failure::closed, "upstream closing: " + smtp::to_line(r));
   }
 
   // RSET after a transaction that did not end with the content.
@@ -609,7 +579,7 @@ struct upstream_client::impl : std::enable_shared_from_this<impl> {
     const bool sent = co_await write("RSET\r\n", "RSET");
     if (!sent) co_return;
     auto r = co_await read_reply("RSET");
-    if (r && r->code != 250) fail(failure::protocol, "upstream refused RSET: " + one_line(*r));
+    if (r && r->code != 250) fail(failure::protocol, "upstream refused RSET: " + smtp::to_line(*r));
   }
 
   asio::awaitable<send_result> send(const envelope& env, std::string_view content) {
@@ -632,7 +602,7 @@ struct upstream_client::impl : std::enable_shared_from_this<impl> {
         rr.status = delivery_status::failed;
         rr.reply = r;
       }
-      result.message = one_line(r);
+      result.message = smtp::to_line(r);
       co_return result;
     }
 
@@ -691,7 +661,7 @@ struct upstream_client::impl : std::enable_shared_from_this<impl> {
         // Every RCPT and DATA got "503 no MAIL" in turn; nothing is open,
         // unless a confused server took DATA anyway: then end it empty.
         decide_undecided(result, decided, *result.mail_reply);
-        result.message = "MAIL refused: " + one_line(*result.mail_reply);
+        result.message = "MAIL refused: " + smtp::to_line(*result.mail_reply);
         if (data_reply->code == 354) {
           const bool ended = co_await write(".\r\n", "the empty content");
           if (ended) co_await read_reply("the empty content");
@@ -712,7 +682,7 @@ struct upstream_client::impl : std::enable_shared_from_this<impl> {
       note_closing(*result.mail_reply);
       if (!result.mail_reply->positive()) {
         decide_undecided(result, decided, *result.mail_reply);
-        result.message = "MAIL refused: " + one_line(*result.mail_reply);
+        result.message = "MAIL refused: " + smtp::to_line(*result.mail_reply);
         co_return result;
       }
       for (std::size_t i = 0; i < rcpts.size(); ++i) {
@@ -749,13 +719,14 @@ struct upstream_client::impl : std::enable_shared_from_this<impl> {
       // transaction (MAIL and RCPTs) is reset for the next message.
       result.data_reply = data_reply;
       if (accepted > 0) {
-        decide_undecided(
-            result, decided,
-            data_reply->positive() ? make_reply(451, "4.5.0", one_line(*data_reply)) : *data_reply);
+        decide_undecided(result, decided,
+                         data_reply->positive()
+                             ? make_reply(451, "4.5.0", smtp::to_line(*data_reply))
+                             : *data_reply);
       }
       if (result.message.empty()) {
         result.message =
-            accepted == 0 ? "no recipient accepted" : "DATA refused: " + one_line(*data_reply);
+            accepted == 0 ? "no recipient accepted" : "DATA refused: " + smtp::to_line(*data_reply);
       }
       co_await reset_transaction();
       if (state_ == state::broken) defer_undecided(result, decided);
@@ -783,7 +754,7 @@ struct upstream_client::impl : std::enable_shared_from_this<impl> {
     note_closing(*result.data_reply);
     decide_undecided(result, decided, *result.data_reply);
     if (!result.data_reply->positive()) {
-      result.message = "content refused: " + one_line(*result.data_reply);
+      result.message = "content refused: " + smtp::to_line(*result.data_reply);
     }
     co_return result;
   }
@@ -816,7 +787,11 @@ struct upstream_client::impl : std::enable_shared_from_this<impl> {
 
 upstream_client::upstream_client(asio::any_io_executor executor, asio::ssl::context& tls,
                                  upstream_options options)
-    : impl_(std::make_shared<impl>(std::move(executor), tls, std::move(options))) {}
+    : impl_(std::make_shared<impl>(std::move(executor), nullptr, tls, std::move(options))) {}
+
+upstream_client::upstream_client(asio::any_io_executor executor,
+                                 std::shared_ptr<asio::ssl::context> tls, upstream_options options)
+    : impl_(std::make_shared<impl>(std::move(executor), tls, *tls, std::move(options))) {}
 
 upstream_client::~upstream_client() {
   impl_->close("destroyed");
@@ -861,6 +836,19 @@ bool upstream_client::authenticated() const {
 
 const smtp::ehlo_capabilities& upstream_client::capabilities() const {
   return impl_->caps_;
+}
+
+tls_upstream_connector::tls_upstream_connector(asio::any_io_executor executor,
+                                               const config::settings& settings)
+    : executor_(std::move(executor)),
+      tls_(std::make_shared<asio::ssl::context>(
+          make_upstream_tls_context(settings.upstream.ca_file))),
+      options_(upstream_options::from(settings.upstream, settings.hostname)) {}
+
+std::unique_ptr<upstream_connection> tls_upstream_connector::make_connection(std::string id) {
+  auto options = options_;
+  options.id = std::move(id);
+  return std::make_unique<upstream_client>(executor_, tls_, std::move(options));
 }
 
 }  // namespace oauth_relay::relay
