@@ -93,9 +93,9 @@ upstream_client::impl::impl(asio::any_io_executor executor,
       resolver_(executor),
       stream_(executor, tls),
       // A passed deadline cancels whatever waits; fail_io() then asks
-      // deadline_.expired() to tell a timeout from other errors. It never
+      // timed_out() to tell a timeout from other errors. It never
       // runs after the impl (and its deadline) is gone.
-      deadline_(executor, [this] {
+      deadline_(std::in_place, executor, [this] {
         boost::system::error_code ignored;
         resolver_.cancel();
         stream_.lowest_layer().cancel(ignored);
@@ -118,12 +118,13 @@ void upstream_client::impl::fail(failure kind, std::string text) {
   }
   state_ = state::broken;
   authenticated_ = false;
+  deadline_.reset();
   boost::system::error_code ignored;
   stream_.lowest_layer().close(ignored);
 }
 
 void upstream_client::impl::fail_io(const boost::system::error_code& ec, std::string_view doing) {
-  if (deadline_.expired()) {
+  if (timed_out()) {
     fail(failure::timeout,
          "timed out after " + duration_text(options_.timeout) + " " + std::string(doing));
   } else if (ec == asio::error::eof || ec == asio::error::connection_reset ||
@@ -224,8 +225,8 @@ asio::awaitable<bool> upstream_client::impl::tcp_connect(std::string& error) {
       co_await resolver_.async_resolve(host_, service, asio::as_tuple(asio::use_awaitable));
   disarm();
   if (ec) {
-    error = deadline_.expired() ? "timed out resolving " + host_
-                                : "cannot resolve " + host_ + ": " + ec.message();
+    error = timed_out() ? "timed out resolving " + host_
+                        : "cannot resolve " + host_ + ": " + ec.message();
     co_return false;
   }
   error = "no address for " + host_;
@@ -243,8 +244,8 @@ asio::awaitable<bool> upstream_client::impl::tcp_connect(std::string& error) {
       socket.set_option(asio::ip::tcp::no_delay(true), ignored);
       co_return true;
     }
-    error = deadline_.expired() ? "timed out connecting to " + where
-                                : "cannot connect to " + where + ": " + connect_ec.message();
+    error = timed_out() ? "timed out connecting to " + where
+                        : "cannot connect to " + where + ": " + connect_ec.message();
   }
   co_return false;
 }
@@ -270,7 +271,7 @@ asio::awaitable<std::optional<std::string>> upstream_client::impl::tls_handshake
   }
   const long verify = SSL_get_verify_result(ssl);
   std::string why;
-  if (deadline_.expired()) {
+  if (timed_out()) {
     why = "timed out";
   } else if (verify != X509_V_OK) {
     why = std::string("certificate verify failed: ") + X509_verify_cert_error_string(verify);
@@ -443,7 +444,7 @@ asio::awaitable<void> upstream_client::impl::quit() {
 }
 
 void upstream_client::impl::close(std::string reason) {
-  disarm();
+  deadline_.reset();
   if (state_ != state::broken) {
     failure_ = failure::none;
     failure_text_ = "connection closed (" + reason + ")";

@@ -40,7 +40,10 @@ struct upstream_client::impl {
   std::shared_ptr<boost::asio::ssl::context> tls_context_;  // set when the client keeps it alive
   boost::asio::ip::tcp::resolver resolver_;
   boost::asio::ssl::stream<boost::asio::ip::tcp::socket> stream_;
-  deadline deadline_;  // for the read, write, resolve, connect or handshake under way
+  // For the read, write, resolve, connect or handshake under way. Gone once
+  // the connection is broken (which is final), so that no pending timer
+  // keeps an io_context running after the connection's last operation.
+  std::optional<deadline> deadline_;
 
   state state_ = state::fresh;
   bool tls_ = false;
@@ -56,8 +59,14 @@ struct upstream_client::impl {
 
   // --- deadlines -------------------------------------------------------------
 
-  void arm() { deadline_.arm(options_.timeout); }
-  void disarm() { deadline_.disarm(); }
+  void arm() {
+    if (deadline_) deadline_->arm(options_.timeout);
+  }
+  void disarm() {
+    if (deadline_) deadline_->disarm();
+  }
+  // The operation that just failed ran out of time.
+  bool timed_out() const { return deadline_ && deadline_->expired(); }
 
   // --- failure ---------------------------------------------------------------
 
