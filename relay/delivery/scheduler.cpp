@@ -466,10 +466,10 @@ asio::awaitable<void> delivery_scheduler::worker(std::shared_ptr<account_queue> 
 
 asio::awaitable<void> delivery_scheduler::record_later(queued_message m, send_result result,
                                                        std::optional<std::string> content) {
-  const attempt what = sent_upstream{std::move(result)};
+  attempt what = sent_upstream{std::move(result)};
   std::optional<std::string_view> quoted;
   if (content) quoted = *content;
-  co_await record(m, what, quoted);
+  co_await record(m, std::move(what), quoted);
 }
 
 asio::awaitable<void> delivery_scheduler::record(const queued_message& m, attempt what,
