@@ -21,7 +21,9 @@
 #include "auth/token_store.hpp"
 #include "config/log.hpp"
 #include "daemon/health_server.hpp"
+#include "daemon/legacy_adapters.hpp"  // TEMPORARY until merge
 #include "relay/delivery/scheduler.hpp"
+#include "relay/delivery/upstream_client.hpp"
 #include "relay/smtp/server.hpp"
 #include "relay/spool/spool.hpp"
 
@@ -53,7 +55,9 @@ class service {
         token_store_(settings_.state_dir),
         tokens_(io_.get_executor(), blocking_.get_executor(), settings_, token_store_,
                 std::make_shared<auth::curl_http_client>()),
-        scheduler_(io_.get_executor(), spool_, tokens_, settings_),
+        delivery_queue_(spool_),  // TEMPORARY until merge
+        upstream_(std::make_unique<relay::tls_upstream_connector>(io_.get_executor(), settings_)),
+        scheduler_(io_.get_executor(), delivery_queue_, tokens_, *upstream_, settings_),
         server_(io_, spool_, std::make_shared<relay::listener_config>(settings_)),
         health_(io_, settings_.health_socket, {spool_, tokens_, scheduler_, server_},
                 OAUTH_RELAY_VERSION),
@@ -160,7 +164,16 @@ class service {
       settings_ = next;
       server_.reconfigure(std::make_shared<relay::listener_config>(settings_));
       tokens_.reconfigure(settings_);
-      scheduler_.reconfigure(settings_);
+      try {
+        // A new CA file or upstream is a new connector; open connections
+        // finish with the TLS context they were made with.
+        auto upstream =
+            std::make_unique<relay::tls_upstream_connector>(io_.get_executor(), settings_);
+        scheduler_.reconfigure(settings_, *upstream);
+        upstream_ = std::move(upstream);
+      } catch (const std::exception& e) {
+        log::error("upstream_tls_config_failed").kv("error", e.what());
+      }
       log::notice("config_reloaded").kv("file", config_path_.string());
     }
     sd_notifyf(0, "READY=1\nSTATUS=%s", status_line().c_str());
@@ -206,6 +219,8 @@ class service {
   relay::spool spool_;
   auth::token_store token_store_;
   auth::token_manager tokens_;
+  legacy_delivery_queue delivery_queue_;  // TEMPORARY until merge
+  std::unique_ptr<relay::upstream_connector> upstream_;
   relay::delivery_scheduler scheduler_;
   relay::smtp_server server_;
   health_server health_;

@@ -3,24 +3,15 @@
 // original (whole, or only its header with RET=HDRS).
 #include "relay/delivery/bounce.hpp"
 
-#include <ctime>
+#include "common/text.hpp"
 
 namespace oauth_relay::relay {
 namespace {
 
-std::string rfc5322_date(std::int64_t unix_seconds) {
-  std::time_t t = static_cast<std::time_t>(unix_seconds);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buffer[64];
-  std::strftime(buffer, sizeof buffer, "%a, %d %b %Y %H:%M:%S +0000", &tm);
-  return buffer;
-}
-
 // The original's header: everything up to the first empty line.
-std::string header_of(const std::string& content) {
+std::string_view header_of(std::string_view content) {
   auto end = content.find("\r\n\r\n");
-  return end == std::string::npos ? content : content.substr(0, end + 2);
+  return end == std::string_view::npos ? content : content.substr(0, end + 2);
 }
 
 // ORCPT is "addr-type;xtext" (RFC 3461 §4.2); the report shows it decoded.

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "relay/envelope.hpp"
@@ -27,7 +28,7 @@ struct bounce_input {
   std::int64_t now = 0;           // unix seconds
   envelope original;              // sender, account, DSN parameters
   std::vector<failed_recipient> failed;
-  const std::string* original_content = nullptr;  // the message as queued
+  std::optional<std::string_view> original_content;  // the message as queued, when it was read
 };
 
 // Whether the sender asked not to hear about this recipient's failure

@@ -1,6 +1,6 @@
-// The delivery loop. Everything runs on the daemon's event loop: the spool
-// and the token manager do their blocking work on their own threads and
-// complete back here, so no state below needs a lock.
+// The delivery loop: the I/O around decision.hpp. Everything runs on the
+// daemon's event loop (the spool and the tokens complete back here), so no
+// state below needs a lock.
 #include "relay/delivery/scheduler.hpp"
 
 #include <algorithm>
@@ -11,8 +11,8 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "auth/token_manager.hpp"  // needs_reauth_message
 #include "config/log.hpp"
-#include "relay/delivery/bounce.hpp"
 
 namespace oauth_relay::relay {
 namespace {
@@ -41,27 +41,26 @@ constexpr auto idle_poll = std::chrono::seconds(30);
 // message, then closed with QUIT.
 constexpr auto connection_idle = std::chrono::seconds(10);
 
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
+delivery_policy policy_of(const config::settings& s) {
+  delivery_policy p;
+  p.retry_initial = std::chrono::duration_cast<std::chrono::milliseconds>(s.queue.retry_initial);
+  p.retry_max = std::chrono::duration_cast<std::chrono::milliseconds>(s.queue.retry_max);
+  p.lifetime = s.queue.lifetime;
+  p.reporting_host = s.hostname;
+  p.upstream_host = s.upstream.host;
+  return p;
 }
 
-std::string one_line(const smtp::reply& r) {
-  std::string out = std::to_string(r.code);
-  if (!r.enhanced.empty()) out += " " + r.enhanced;
-  for (const auto& line : r.lines) out += " " + line;
-  return out;
-}
-
-// "550 5.1.1 text" → "5.1.1"; anything else → the class default.
-std::string status_of(const std::string& reply_text, const char* fallback) {
-  if (reply_text.size() > 9 && reply_text[3] == ' ' && std::isdigit(reply_text[4]) &&
-      reply_text[5] == '.') {
-    auto end = reply_text.find(' ', 4);
-    return reply_text.substr(4, end - 4);
-  }
-  return fallback;
+// Completion of a spawned coroutine: an escaped exception is a bug, logged once.
+auto log_failure(const char* event) {
+  return [event](std::exception_ptr e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      log::error(event).kv("error", ex.what());
+    }
+  };
 }
 
 }  // namespace
@@ -82,34 +81,22 @@ struct delivery_scheduler::account_queue {
   }
 };
 
-struct delivery_scheduler::connection_result {
-  std::unique_ptr<upstream_client> client;
-  std::string error;                   // why there is no connection
-  std::chrono::milliseconds delay{0};  // when to try the account again
-};
-
-delivery_scheduler::delivery_scheduler(asio::any_io_executor executor, spool& spool,
-                                       auth::token_manager& tokens,
-                                       const config::settings& settings)
+delivery_scheduler::delivery_scheduler(asio::any_io_executor executor, delivery_queue& queue,
+                                       auth::token_source& tokens, upstream_connector& upstream,
+                                       const config::settings& settings, clock now)
     : executor_(executor),
-      spool_(spool),
+      queue_(queue),
       tokens_(tokens),
+      upstream_(&upstream),
       settings_(settings),
-      tls_(std::make_unique<asio::ssl::context>(
-          make_upstream_tls_context(settings.upstream.ca_file))),
+      policy_(policy_of(settings)),
+      now_(std::move(now)),
       wake_timer_(executor) {}
 
 delivery_scheduler::~delivery_scheduler() = default;
 
 void delivery_scheduler::start() {
-  asio::co_spawn(executor_, dispatch_loop(), [](std::exception_ptr e) {
-    if (!e) return;
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-      log::error("delivery_loop_failed").kv("error", ex.what());
-    }
-  });
+  asio::co_spawn(executor_, dispatch_loop(), log_failure("delivery_loop_failed"));
 }
 
 void delivery_scheduler::on_delivery_duration(std::function<void(double)> observer) {
@@ -125,44 +112,39 @@ void delivery_scheduler::account_state_changed(const std::string& account,
                                                auth::token_state state) {
   if (state != auth::token_state::valid && state != auth::token_state::expired) return;
   // Mail that waited for this account (needs_reauth, refresh_failing) goes now.
-  spool_.async_reschedule(account, now_ms(), [this, account](std::size_t changed) {
-    if (changed > 0)
-      log::info("account_mail_released").kv("account", account).kv("messages", changed);
-    wake();
-  });
+  asio::co_spawn(executor_, release_account(account), log_failure("account_release_failed"));
 }
 
-void delivery_scheduler::reconfigure(const config::settings& settings) {
-  try {
-    auto tls =
-        std::make_unique<asio::ssl::context>(make_upstream_tls_context(settings.upstream.ca_file));
-    // Connections already open keep the old context alive through their own streams
-    // only while it exists: swap after the old connections are gone.
-    settings_ = settings;
-    if (open_.empty()) tls_ = std::move(tls);
-  } catch (const std::exception& e) {
-    log::error("upstream_tls_config_failed").kv("error", e.what());
+asio::awaitable<void> delivery_scheduler::release_account(std::string account) {
+  auto changed = co_await queue_.reschedule(account, now_());
+  if (!changed) {
+    log::error("account_mail_release_failed")
+        .kv("account", account)
+        .kv("error", changed.error().detail);
+  } else if (*changed > 0) {
+    log::info("account_mail_released").kv("account", account).kv("messages", *changed);
   }
+  wake();
+}
+
+void delivery_scheduler::reconfigure(const config::settings& settings,
+                                     upstream_connector& upstream) {
+  settings_ = settings;
+  policy_ = policy_of(settings);
+  upstream_ = &upstream;
 }
 
 void delivery_scheduler::stop() {
   stopping_ = true;
   wake_timer_.cancel();
   for (auto& [account, q] : queues_) q->wake_idle();
-  for (auto* client : open_) client->close();
+  for (auto* connection : open_) connection->close();
 }
 
 std::size_t delivery_scheduler::waiting_total() const {
   std::size_t n = 0;
   for (const auto& [account, q] : queues_) n += q->waiting.size();
   return n;
-}
-
-std::chrono::milliseconds delivery_scheduler::backoff(int attempts) const {
-  auto delay = std::chrono::duration_cast<std::chrono::milliseconds>(settings_.queue.retry_initial);
-  const auto max = std::chrono::duration_cast<std::chrono::milliseconds>(settings_.queue.retry_max);
-  for (int i = 0; i < attempts && delay < max; ++i) delay *= 2;
-  return std::min(delay, max);
 }
 
 std::shared_ptr<delivery_scheduler::account_queue> delivery_scheduler::queue_for(
@@ -178,14 +160,7 @@ void delivery_scheduler::start_workers(const std::shared_ptr<account_queue>& q) 
                                       q->waiting.size() + q->workers - q->idle_workers);
   while (q->workers < wanted) {
     ++q->workers;
-    asio::co_spawn(executor_, worker(q), [](std::exception_ptr e) {
-      if (!e) return;
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& ex) {
-        log::error("delivery_worker_failed").kv("error", ex.what());
-      }
-    });
+    asio::co_spawn(executor_, worker(q), log_failure("delivery_worker_failed"));
   }
 }
 
@@ -204,8 +179,13 @@ asio::awaitable<void> delivery_scheduler::dispatch_loop() {
     std::vector<queued_message> due;
     if (room > 0 && !backlog) {
       message_id_set busy(claimed_);
-      due = co_await spool_.async_due(now_ms(), std::min(due_batch, room), std::move(busy),
-                                      use_awaitable);
+      busy.insert(removing_.begin(), removing_.end());
+      auto found = co_await queue_.due(now_(), std::min(due_batch, room), std::move(busy));
+      if (found) {
+        due = std::move(*found);
+      } else {
+        log::error("delivery_queue_failed").kv("query", "due").kv("error", found.error().detail);
+      }
     }
     if (stopping_) break;
 
@@ -227,34 +207,27 @@ asio::awaitable<void> delivery_scheduler::dispatch_loop() {
         parked.insert(m.env.account);
         continue;
       }
-      if (!claimed_.insert(m.id).second) continue;
+      if (removing_.count(m.id) != 0 || !claimed_.insert(m.id).second) continue;
       auto q = queue_for(m.env.account);
       touched.insert(m.env.account);
       q->waiting.push_back(std::move(m));
     }
     for (const auto& account : touched) start_workers(queues_[account]);
-    for (const auto& account : parked) {
-      const auto until =
-          now_ms() +
-          std::chrono::duration_cast<std::chrono::milliseconds>(settings_.queue.retry_max).count();
-      const std::string reason = blocked[account];
-      const auto count = co_await spool_.async_postpone(account, until, reason, use_awaitable);
-      log::warning("account_mail_waiting")
-          .kv("account", account)
-          .kv("messages", count)
-          .kv("reason", reason);
-    }
+    if (!parked.empty()) co_await park_blocked(std::move(blocked), parked);
     if (wake_pending_) continue;
 
-    auto next = co_await spool_.async_next_due(use_awaitable);
+    auto next = co_await queue_.next_due();
+    if (!next) {
+      log::error("delivery_queue_failed").kv("query", "next_due").kv("error", next.error().detail);
+    }
     if (stopping_ || wake_pending_) continue;
     auto delay = std::chrono::milliseconds(idle_poll);
     if (backlog) {
       delay = std::chrono::milliseconds(busy_poll);  // a worker wakes us sooner
     } else if (room > 0 && due.size() == std::min(due_batch, room) && parked.empty()) {
       delay = std::chrono::milliseconds(0);
-    } else if (next) {
-      const auto until = std::chrono::milliseconds(std::max<std::int64_t>(0, *next - now_ms()));
+    } else if (next && *next) {
+      const auto until = std::chrono::milliseconds(std::max<std::int64_t>(0, **next - now_()));
       // Due but claimed: in flight; its outcome will move it.
       delay = until.count() == 0 ? std::chrono::milliseconds(busy_poll)
                                  : std::min(until, std::chrono::milliseconds(idle_poll));
@@ -264,59 +237,74 @@ asio::awaitable<void> delivery_scheduler::dispatch_loop() {
   }
 }
 
-asio::awaitable<delivery_scheduler::connection_result> delivery_scheduler::open_connection(
-    const std::string& account) {
-  connection_result out;
+asio::awaitable<void> delivery_scheduler::park_blocked(std::map<std::string, std::string> blocked,
+                                                       const std::set<std::string>& accounts) {
+  for (const auto& account : accounts) {
+    const auto until = now_() + policy_.retry_max.count();
+    const std::string reason = blocked[account];
+    auto count = co_await queue_.postpone(account, until, reason);
+    if (!count) {
+      log::error("account_mail_park_failed")
+          .kv("account", account)
+          .kv("error", count.error().detail);
+      continue;
+    }
+    log::warning("account_mail_waiting")
+        .kv("account", account)
+        .kv("messages", *count)
+        .kv("reason", reason);
+  }
+}
+
+asio::awaitable<std::variant<delivery_scheduler::connection_ptr, not_sent>>
+delivery_scheduler::open_connection(const std::string& account) {
   auto token = co_await tokens_.get_token(account);
   if (!token.ok) {
-    out.error = token.error;
     // Waiting on a person (authorize) or on the token endpoint: the token
-    // manager tells account_state_changed when it is usable again.
-    out.delay =
-        token.state == auth::token_state::refresh_failing
-            ? backoff(1)
-            : std::chrono::duration_cast<std::chrono::milliseconds>(settings_.queue.retry_max);
-    co_return out;
+    // source tells account_state_changed when it is usable again.
+    not_sent failure{token.error, token.state == auth::token_state::refresh_failing
+                                      ? policy_.backoff(2)
+                                      : policy_.retry_max};
+    co_return failure;
   }
-  auto options = upstream_options::from(settings_.upstream, settings_.hostname);
-  options.id = std::to_string(next_connection_++);
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    auto client = std::make_unique<upstream_client>(executor_, *tls_, options);
-    open_.insert(client.get());
-    auto connected = co_await client->connect();
+  const std::string id = std::to_string(next_connection_++);
+  for (int round = 0; round < 2; ++round) {
+    // The connector is looked up each time: a reload may have replaced it.
+    connection_ptr connection = upstream_->make_connection(id);
+    open_.insert(connection.get());
+    auto connected = co_await connection->connect();
     if (!connected.ok()) {
-      open_.erase(client.get());
-      out.error = "upstream " + settings_.upstream.host + ": " + connected.message;
-      out.delay = backoff(0);
-      co_return out;
+      open_.erase(connection.get());
+      not_sent failure{"upstream " + policy_.upstream_host + ": " + connected.message,
+                       policy_.backoff(1)};
+      co_return failure;
     }
-    auto auth = co_await client->authenticate(account, token.access_token);
+    auto auth = co_await connection->authenticate(account, token.access_token);
     if (auth.ok()) {
       ++counters_.upstream_logins;
-      out.client = std::move(client);
-      co_return out;
+      co_return std::move(connection);
     }
-    open_.erase(client.get());
-    client->close();
-    if (auth.status != auth_status::token_rejected || attempt == 1) {
-      out.error = "upstream refused XOAUTH2 for " + account + ": " + auth.message;
-      out.delay = backoff(1);
-      co_return out;
+    open_.erase(connection.get());
+    connection->close();
+    if (auth.status != auth_status::token_rejected || round == 1) {
+      not_sent failure{"upstream refused XOAUTH2 for " + account + ": " + auth.message,
+                       policy_.backoff(2)};
+      co_return failure;
     }
     // RFC 7628 dance done: the token is stale or revoked. Refresh once and retry.
     tokens_.invalidate(account, token.access_token);
     token = co_await tokens_.get_token(account);
     if (!token.ok) {
-      out.error = token.error;
-      out.delay = backoff(1);
-      co_return out;
+      not_sent failure{token.error, policy_.backoff(2)};
+      co_return failure;
     }
   }
-  co_return out;
+  not_sent unreachable{"no upstream connection", policy_.backoff(1)};
+  co_return unreachable;
 }
 
 asio::awaitable<void> delivery_scheduler::worker(std::shared_ptr<account_queue> q) {
-  std::unique_ptr<upstream_client> connection;
+  connection_ptr connection;
   std::size_t sent = 0;
   auto close_connection = [&]() -> asio::awaitable<void> {
     if (!connection) co_return;
@@ -348,8 +336,8 @@ asio::awaitable<void> delivery_scheduler::worker(std::shared_ptr<account_queue> 
     q->waiting.pop_front();
     if (!wake_pending_ && waiting_total() + 1 == refill_below) wake();
 
-    auto content = co_await spool_.async_content(m.id, use_awaitable);
-    if (!content) {
+    auto content = co_await queue_.content(m.id);
+    if (!content && content.error().code == spool_errc::not_found) {
       // Deleted meanwhile (oauth-relayctl queue delete), or its content file is gone.
       log::warning("delivery_skipped").kv("id", m.id).kv("reason", "content not found");
       doomed_.erase(m.id);
@@ -362,12 +350,21 @@ asio::awaitable<void> delivery_scheduler::worker(std::shared_ptr<account_queue> 
       claimed_.erase(m.id);
       continue;
     }
-    const auto age = std::chrono::seconds(now_ms() / 1000 - m.received_at);
-    if (age >= settings_.queue.lifetime) {
-      // Named, not a temporary inside the co_await: GCC 12 mishandles those.
-      const std::string reason = "message expired after " + std::to_string(age.count() / 3600) +
-                                 " hours in the queue: " + m.last_error;
-      co_await record(m, nullptr, reason, std::chrono::milliseconds(0), &*content);
+    if (!content) {
+      // A read that failed may work later: the message waits its backoff
+      // instead of staying claimed, or being passed over, forever.
+      log::warning("delivery_content_unreadable")
+          .kv("id", m.id)
+          .kv("error", content.error().detail);
+      const attempt unreadable =
+          not_sent{"cannot read the message content: " + content.error().detail, std::nullopt};
+      co_await record(m, unreadable, std::nullopt);
+      continue;
+    }
+    if (past_lifetime(m, policy_, now_())) {
+      const attempt expired = too_old{};
+      const std::optional<std::string_view> quoted = *content;
+      co_await record(m, expired, quoted);
       continue;
     }
     if (connection &&
@@ -376,23 +373,24 @@ asio::awaitable<void> delivery_scheduler::worker(std::shared_ptr<account_queue> 
     }
     if (!connection) {
       auto opened = co_await open_connection(q->account);
-      if (!opened.client) {
-        counters_.last_upstream_error = opened.error;
+      if (const auto* failure = std::get_if<not_sent>(&opened)) {
+        counters_.last_upstream_error = failure->reason;
         ++counters_.failures_in_a_row[q->account];
-        counters_.last_error_by_account[q->account] = opened.error;
+        counters_.last_error_by_account[q->account] = failure->reason;
         log::warning("delivery_deferred")
             .kv("account", q->account)
             .kv("messages", q->waiting.size() + 1)
-            .kv("reason", opened.error);
+            .kv("reason", failure->reason);
         // Everything waiting for this account shares the fate of this attempt.
         std::deque<queued_message> all;
         all.swap(q->waiting);
         all.push_front(std::move(m));
         wake();  // the backlog in memory is gone: other accounts may need more
-        for (auto& each : all) co_await record(each, nullptr, opened.error, opened.delay, nullptr);
+        const attempt what = *failure;
+        for (auto& each : all) co_await record(each, what, std::nullopt);
         break;
       }
-      connection = std::move(opened.client);
+      connection = std::move(std::get<connection_ptr>(opened));
       ++counters_.upstream_connections_active;
       sent = 0;
     }
@@ -415,9 +413,9 @@ asio::awaitable<void> delivery_scheduler::worker(std::shared_ptr<account_queue> 
     // connection goes on. Until it is stored the message stays claimed; a
     // crash before then sends it again, which Gmail's 250 already allows.
     std::optional<std::string> kept;
-    if (!result.all_delivered()) kept = std::move(content);  // a bounce may quote it
+    if (!result.all_delivered()) kept = std::move(*content);  // a bounce may quote it
     asio::co_spawn(executor_, record_later(std::move(m), std::move(result), std::move(kept)),
-                   asio::detached);
+                   log_failure("delivery_record_failed"));
   }
   co_await close_connection();
   --q->workers;
@@ -427,124 +425,58 @@ asio::awaitable<void> delivery_scheduler::worker(std::shared_ptr<account_queue> 
 
 asio::awaitable<void> delivery_scheduler::record_later(queued_message m, send_result result,
                                                        std::optional<std::string> content) {
-  const std::string deferral = result.message;
-  co_await record(m, &result, deferral, std::chrono::milliseconds(-1),
-                  content ? &*content : nullptr);
+  attempt what = sent_upstream{std::move(result)};
+  std::optional<std::string_view> quoted;
+  if (content) quoted = *content;
+  co_await record(m, std::move(what), quoted);
 }
 
-asio::awaitable<void> delivery_scheduler::record(const queued_message& m, const send_result* result,
-                                                 const std::string& deferral,
-                                                 std::chrono::milliseconds delay,
-                                                 const std::string* content) {
-  delivery_record rec;
-  rec.id = m.id;
-  std::vector<int> status;
-  std::vector<std::string> replies;
-  for (const auto& r : m.recipients) {
-    status.push_back(static_cast<int>(r.status));
-    replies.push_back(r.last_reply);
-  }
-  std::vector<bool> from_upstream(m.recipients.size(), true);
-  std::size_t delivered_now = 0;
-  if (result) {
-    std::size_t k = 0;
-    for (std::size_t i = 0; i < m.recipients.size() && k < result->recipients.size(); ++i) {
-      if (m.recipients[i].status != recipient_status::pending) continue;
-      const auto& rr = result->recipients[k++];
-      const int s = rr.status == delivery_status::delivered ? 1
-                    : rr.status == delivery_status::failed  ? 2
-                                                            : 0;
-      status[i] = s;
-      replies[i] = one_line(rr.reply);
-      from_upstream[i] = rr.from_upstream;
-      if (s == 1) ++delivered_now;
-      rec.recipients.push_back({i, static_cast<recipient_status>(s), replies[i]});
-    }
-  }
-  const bool any_pending = std::find(status.begin(), status.end(), 0) != status.end();
-  const auto now = now_ms();
-  const bool expired =
-      any_pending && std::chrono::seconds(now / 1000 - m.received_at) >= settings_.queue.lifetime;
-  if (expired) {
-    for (std::size_t i = 0; i < status.size(); ++i) {
-      if (status[i] != 0) continue;
-      status[i] = 2;
-      replies[i] = "4.4.7 " + deferral;
-      from_upstream[i] = false;
-      rec.recipients.push_back({i, recipient_status::failed, replies[i]});
-    }
-  }
-  rec.finished = std::find(status.begin(), status.end(), 0) == status.end();
-  if (!rec.finished) {
-    const auto wait = delay.count() >= 0 && !result ? delay : backoff(m.attempts);
-    rec.next_attempt_ms = now + wait.count();
-    rec.last_error = deferral.empty() && result ? "some recipients deferred" : deferral;
-    for (std::size_t i = 0; i < status.size(); ++i) {
-      if (status[i] == 0 && result && !replies[i].empty()) rec.last_error = replies[i];
-    }
-  }
-
-  std::optional<generated_message> bounce;
-  if (rec.finished) {
-    bounce_input in;
-    in.reporting_host = settings_.hostname;
-    in.upstream_host = settings_.upstream.host;
-    in.original_id = m.id;
-    in.arrival_time = m.received_at;
-    in.now = now / 1000;
-    in.original = m.env;
-    in.original_content = content;
-    for (std::size_t i = 0; i < status.size(); ++i) {
-      if (status[i] != 2) continue;
-      failed_recipient f;
-      f.rcpt = m.recipients[i].rcpt;
-      f.diagnostic = replies[i];
-      f.status = expired && !from_upstream[i] ? "4.4.7" : status_of(replies[i], "5.0.0");
-      f.from_upstream = from_upstream[i];
-      in.failed.push_back(std::move(f));
-    }
-    if (!in.failed.empty()) bounce = make_bounce(in);
-  }
-
-  const bool bounced = bounce.has_value();
-  auto stored = co_await spool_.async_record(std::move(rec), std::move(bounce), use_awaitable);
+asio::awaitable<void> delivery_scheduler::record(const queued_message& m, attempt what,
+                                                 std::optional<std::string_view> content) {
+  const auto now = now_();
+  auto decision = decide(m, what, policy_, now, content);
+  const bool bounced = decision.bounce.has_value();
+  auto stored = co_await queue_.record(std::move(decision.record), std::move(decision.bounce));
   if (doomed_.count(m.id) != 0) co_await delete_doomed(m.id);
   claimed_.erase(m.id);
-  if (stored.status != store_status::stored) {
-    log::error("delivery_record_failed").kv("id", m.id).kv("error", stored.detail);
+  if (!stored) {
+    log::error("delivery_record_failed").kv("id", m.id).kv("error", stored.error().detail);
     co_return;
   }
-  const bool finished = std::find(status.begin(), status.end(), 0) == status.end();
-  const auto failed = static_cast<std::size_t>(std::count(status.begin(), status.end(), 2));
-  if (delivered_now > 0) {
-    tokens_.record_delivery(m.env.account, now / 1000);
+  count(m, decision.report, bounced, now);
+}
+
+void delivery_scheduler::count(const queued_message& m, const attempt_report& r, bool bounced,
+                               std::int64_t now) {
+  const auto& account = m.env.account;
+  if (r.delivered_now > 0) {
+    tokens_.record_delivery(account, now / 1000);
     counters_.last_upstream_error.clear();
-    counters_.failures_in_a_row[m.env.account] = 0;
-    counters_.last_error_by_account.erase(m.env.account);
-  } else if (result && !finished) {
-    ++counters_.failures_in_a_row[m.env.account];
-    counters_.last_error_by_account[m.env.account] = deferral;
+    counters_.failures_in_a_row[account] = 0;
+    counters_.last_error_by_account.erase(account);
+  } else if (r.account_failure) {
+    ++counters_.failures_in_a_row[account];
+    counters_.last_error_by_account[account] = r.reason;
   }
-  if (result) {
-    if (delivered_now > 0) ++counters_.attempts_delivered;
-    if (!finished) ++counters_.attempts_deferred;
-    if (finished && failed > 0) ++counters_.attempts_failed;
-  } else if (!finished) {
-    ++counters_.attempts_deferred;
-  }
-  if (finished && failed == 0) ++counters_.delivered_by_account[m.env.account];
+  counters_.attempts_delivered += r.counts_delivered ? 1 : 0;
+  counters_.attempts_deferred += r.counts_deferred ? 1 : 0;
+  counters_.attempts_failed += r.counts_failed ? 1 : 0;
+  if (r.outcome == message_outcome::delivered) ++counters_.delivered_by_account[account];
   if (bounced) {
     ++counters_.bounced;
     wake();  // the bounce is new mail
   }
-  auto line = finished ? (failed == 0 ? log::info("delivered") : log::notice("delivery_failed"))
-                       : log::info("delivery_deferred");
+  auto line = r.outcome == message_outcome::delivered ? log::info("delivered")
+              : r.outcome == message_outcome::failed  ? log::notice("delivery_failed")
+                                                      : log::info("delivery_deferred");
   line.kv("id", m.id)
-      .kv("account", m.env.account)
+      .kv("account", account)
       .kv("recipients", m.recipients.size())
-      .kv("delivered", delivered_now)
-      .kv("failed", failed);
-  if (!finished) line.kv("attempt", m.attempts + 1).kv("reason", deferral);
+      .kv("delivered", r.delivered_now)
+      .kv("failed", r.failed);
+  if (r.outcome == message_outcome::deferred) {
+    line.kv("attempt", r.attempt_number).kv("reason", r.reason);
+  }
   if (bounced) line.kv("bounce", "sent to sender");
 }
 
@@ -554,6 +486,7 @@ void delivery_scheduler::delete_messages(std::vector<std::string> ids,
   std::size_t later = 0;
   for (auto& id : ids) {
     if (claimed_.count(id) == 0) {
+      removing_.insert(id);
       now.push_back(std::move(id));
       continue;
     }
@@ -567,27 +500,39 @@ void delivery_scheduler::delete_messages(std::vector<std::string> ids,
       break;
     }
     if (was_waiting) {
-      // The spool's delete runs before any later look for due mail, so the
-      // id may leave claimed_ now.
       claimed_.erase(id);
+      removing_.insert(id);
       now.push_back(std::move(id));
     } else if (doomed_.insert(id).second) {
       ++later;
     }
   }
-  spool_.async_delete(std::move(now), [later, done = std::move(done)](queue_change result) {
-    if (result.error.empty()) result.changed += later;
-    done(std::move(result));
-  });
+  asio::co_spawn(executor_, remove_now(std::move(now), later, std::move(done)),
+                 log_failure("message_delete_failed"));
+}
+
+asio::awaitable<void> delivery_scheduler::remove_now(std::vector<std::string> ids,
+                                                     std::size_t later,
+                                                     std::function<void(queue_change)> done) {
+  auto removed = co_await queue_.remove(ids);
+  for (const auto& id : ids) removing_.erase(id);
+  queue_change result;
+  if (removed) {
+    result = std::move(*removed);
+    result.changed += later;
+  } else {
+    result.error = removed.error().detail;
+  }
+  done(std::move(result));
 }
 
 asio::awaitable<void> delivery_scheduler::delete_doomed(const std::string& id) {
   doomed_.erase(id);
   std::vector<std::string> ids{id};
-  auto result = co_await spool_.async_delete(std::move(ids), use_awaitable);
-  if (!result.error.empty()) {
-    log::error("message_delete_failed").kv("id", id).kv("error", result.error);
-  } else if (result.changed == 0) {
+  auto result = co_await queue_.remove(std::move(ids));
+  if (!result) {
+    log::error("message_delete_failed").kv("id", id).kv("error", result.error().detail);
+  } else if (result->changed == 0) {
     log::notice("message_delete_skipped").kv("id", id).kv("reason", "it left the queue meanwhile");
   } else {
     log::notice("message_deleted").kv("id", id).kv("after", "its delivery attempt");

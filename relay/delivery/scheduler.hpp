@@ -1,8 +1,10 @@
 // Moves queued mail to Gmail: takes due messages from the spool, groups them
 // by account, and runs up to upstream.max_connections authenticated
 // connections per account, each reused for up to
-// upstream.max_messages_per_connection messages. Outcomes go back to the
-// spool (with a bounce when a message is finished and something failed).
+// upstream.max_messages_per_connection messages. What each attempt means is
+// decided by decision.hpp; the outcome goes back to the spool (with a bounce
+// when a message is finished and something failed). The spool, the tokens and
+// the upstream are interfaces, so unit tests put stand-ins behind them.
 #pragma once
 
 #include <chrono>
@@ -14,17 +16,19 @@
 #include <set>
 #include <string>
 #include <unordered_set>
+#include <variant>
 #include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
-#include "auth/token_manager.hpp"
+#include "auth/token_source.hpp"
+#include "common/clock.hpp"
 #include "config/config.hpp"
-#include "relay/delivery/upstream_client.hpp"
-#include "relay/spool/spool.hpp"
+#include "relay/delivery/decision.hpp"
+#include "relay/delivery/upstream.hpp"
+#include "relay/spool/delivery_queue.hpp"
 
 namespace oauth_relay::relay {
 
@@ -47,8 +51,14 @@ struct delivery_counters {
 
 class delivery_scheduler {
  public:
-  delivery_scheduler(boost::asio::any_io_executor executor, spool& spool,
-                     auth::token_manager& tokens, const config::settings& settings);
+  // Wall-clock unix milliseconds: what the spool's due times are in.
+  using clock = std::function<std::int64_t()>;
+
+  // `queue`, `tokens` and `upstream` must outlive the scheduler; `now` is
+  // common/clock.hpp's now_ms unless a test pins the time.
+  delivery_scheduler(boost::asio::any_io_executor executor, delivery_queue& queue,
+                     auth::token_source& tokens, upstream_connector& upstream,
+                     const config::settings& settings, clock now = &oauth_relay::now_ms);
   ~delivery_scheduler();
   delivery_scheduler(const delivery_scheduler&) = delete;
   delivery_scheduler& operator=(const delivery_scheduler&) = delete;
@@ -61,7 +71,10 @@ class delivery_scheduler {
   void on_delivery_duration(std::function<void(double)> observer);
   // An account's token state changed; a usable account gets its waiting mail at once.
   void account_state_changed(const std::string& account, auth::token_state state);
-  void reconfigure(const config::settings& settings);
+  // New settings, and the connector built for them: new connections use it,
+  // open ones finish with what they were made with. `upstream` must outlive
+  // the scheduler or the next reconfigure.
+  void reconfigure(const config::settings& settings, upstream_connector& upstream);
   // Starts no new work and closes upstream connections; queued mail stays queued.
   void stop();
 
@@ -76,31 +89,43 @@ class delivery_scheduler {
 
  private:
   struct account_queue;
-  struct connection_result;
+  using connection_ptr = std::unique_ptr<upstream_connection>;
 
   boost::asio::awaitable<void> dispatch_loop();
+  boost::asio::awaitable<void> park_blocked(std::map<std::string, std::string> blocked,
+                                            const std::set<std::string>& accounts);
   boost::asio::awaitable<void> worker(std::shared_ptr<account_queue> queue);
-  boost::asio::awaitable<connection_result> open_connection(const std::string& account);
+  // An authenticated connection for `account`, or why there is none.
+  boost::asio::awaitable<std::variant<connection_ptr, not_sent>> open_connection(
+      const std::string& account);
   std::size_t waiting_total() const;  // claimed messages not yet on a connection
   boost::asio::awaitable<void> record_later(queued_message message, send_result result,
                                             std::optional<std::string> content);
-  boost::asio::awaitable<void> record(const queued_message& message, const send_result* result,
-                                      const std::string& deferral, std::chrono::milliseconds delay,
-                                      const std::string* content);
+  boost::asio::awaitable<void> record(const queued_message& message, attempt what,
+                                      std::optional<std::string_view> content);
+  void count(const queued_message& message, const attempt_report& report, bool bounced,
+             std::int64_t now);
   void start_workers(const std::shared_ptr<account_queue>& queue);
   std::shared_ptr<account_queue> queue_for(const std::string& account);
-  std::chrono::milliseconds backoff(int attempts) const;
+  boost::asio::awaitable<void> remove_now(std::vector<std::string> ids, std::size_t later,
+                                          std::function<void(queue_change)> done);
   boost::asio::awaitable<void> delete_doomed(const std::string& id);
+  boost::asio::awaitable<void> release_account(std::string account);
 
   boost::asio::any_io_executor executor_;
-  spool& spool_;
-  auth::token_manager& tokens_;
+  delivery_queue& queue_;
+  auth::token_source& tokens_;
+  upstream_connector* upstream_;  // never null; replaced by reconfigure
   config::settings settings_;
-  std::unique_ptr<boost::asio::ssl::context> tls_;
+  delivery_policy policy_;
+  clock now_;
   std::map<std::string, std::shared_ptr<account_queue>> queues_;
   message_id_set claimed_;                  // ids waiting in a queue or being delivered
   std::unordered_set<std::string> doomed_;  // claimed ids to delete once their attempt ends
-  std::set<upstream_client*> open_;         // for stop()
+  // Ids the spool is deleting now: no look for due mail may hand them to a
+  // worker before the delete is done.
+  message_id_set removing_;
+  std::set<upstream_connection*> open_;  // for stop()
   boost::asio::steady_timer wake_timer_;
   bool wake_pending_ = false;
   bool stopping_ = false;

@@ -1,6 +1,7 @@
-// The upstream SMTP dialogue as straight-line coroutines. Every read and write
-// has its own deadline; any timeout, lost connection or unparseable reply
-// leaves the connection broken (closed), and the caller sees it as a value.
+// The upstream SMTP dialogue as straight-line coroutines: connection, TLS,
+// login and the wire (transactions: upstream_transaction.cpp). Every read and
+// write has its own deadline; any timeout, lost connection or unparseable
+// reply leaves the connection broken (closed), and the caller sees it as a value.
 #include "relay/delivery/upstream_client.hpp"
 
 #include <openssl/ssl.h>
@@ -15,11 +16,13 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/ssl/stream.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include "common/deadline.hpp"
+#include "common/text.hpp"
 #include "config/log.hpp"
+#include "relay/delivery/upstream_client_impl.hpp"
 
 namespace oauth_relay::relay {
 
@@ -28,9 +31,6 @@ using smtp::make_reply;
 
 namespace {
 
-// Content goes out in pieces of this size (after dot-stuffing), each write
-// with its own deadline, so a 35 MB message needs no second copy in memory.
-constexpr std::size_t content_chunk = 64 * 1024;
 // How much of a server's 334 challenge we decode and quote in a log line.
 constexpr std::size_t max_challenge_quote = 512;
 
@@ -43,47 +43,12 @@ std::string duration_text(std::chrono::steady_clock::duration d) {
   return ms % 1000 == 0 ? std::to_string(ms / 1000) + "s" : std::to_string(ms) + "ms";
 }
 
-// "250 2.1.0 OK" on one line for messages (continuations joined with " / ").
-std::string one_line(const smtp::reply& r) {
-  std::string out = std::to_string(r.code);
-  if (!r.enhanced.empty()) out += " " + r.enhanced;
-  for (std::size_t i = 0; i < r.lines.size(); ++i) {
-    out += i == 0 ? " " : " / ";
-    out += r.lines[i];
-  }
-  for (char& c : out) {
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
-  }
-  return out;
-}
-
-bool has_8bit(std::string_view s) {
-  for (char c : s) {
-    if (static_cast<unsigned char>(c) >= 0x80) return true;
-  }
-  return false;
-}
-
 // Only printable ASCII of a decoded challenge is quoted (it is JSON from Google).
 std::string printable(std::string_view s) {
   std::string out;
   for (char c : s.substr(0, max_challenge_quote)) {
     out += (c >= 0x20 && c < 0x7f) ? c : '?';
   }
-  return out;
-}
-
-std::string notify_text(const smtp::dsn_notify& n) {
-  if (n.never) return "NEVER";
-  std::string out;
-  auto add = [&](bool on, const char* word) {
-    if (!on) return;
-    if (!out.empty()) out += ',';
-    out += word;
-  };
-  add(n.success, "SUCCESS");
-  add(n.failure, "FAILURE");
-  add(n.delay, "DELAY");
   return out;
 }
 
@@ -120,703 +85,384 @@ upstream_options upstream_options::from(const config::upstream_settings& setting
   return o;
 }
 
-std::size_t send_result::count(delivery_status status) const {
-  std::size_t n = 0;
-  for (const auto& r : recipients) n += r.status == status ? 1 : 0;
-  return n;
+upstream_client::impl::impl(asio::any_io_executor executor,
+                            std::shared_ptr<asio::ssl::context> owned, asio::ssl::context& tls,
+                            upstream_options options)
+    : options_(std::move(options)),
+      tls_context_(std::move(owned)),
+      resolver_(executor),
+      stream_(executor, tls),
+      // A passed deadline cancels whatever waits; fail_io() then asks
+      // timed_out() to tell a timeout from other errors. It never
+      // runs after the impl (and its deadline) is gone.
+      deadline_(std::in_place, executor, [this] {
+        boost::system::error_code ignored;
+        resolver_.cancel();
+        stream_.lowest_layer().cancel(ignored);
+      }) {
+  host_ = options_.host;
+  if (host_.size() >= 2 && host_.front() == '[' && host_.back() == ']') {
+    host_ = host_.substr(1, host_.size() - 2);
+  }
+  boost::system::error_code ec;
+  asio::ip::make_address(host_, ec);
+  host_is_ip_ = !ec;
 }
 
-struct upstream_client::impl : std::enable_shared_from_this<impl> {
-  // Where the connection stands; `broken` is final.
-  enum class state { fresh, ready, broken };
-  // Why the last read or write failed.
-  enum class failure { none, timeout, closed, network, protocol };
+// --- failure ---------------------------------------------------------------
 
-  impl(asio::any_io_executor executor, asio::ssl::context& tls, upstream_options options)
-      : options_(std::move(options)),
-        resolver_(executor),
-        stream_(executor, tls),
-        timer_(executor) {
-    host_ = options_.host;
-    if (host_.size() >= 2 && host_.front() == '[' && host_.back() == ']') {
-      host_ = host_.substr(1, host_.size() - 2);
-    }
-    boost::system::error_code ec;
-    asio::ip::make_address(host_, ec);
-    host_is_ip_ = !ec;
+void upstream_client::impl::fail(failure kind, std::string text) {
+  if (state_ != state::broken) {
+    failure_ = kind;
+    failure_text_ = std::move(text);
   }
+  state_ = state::broken;
+  authenticated_ = false;
+  deadline_.reset();
+  boost::system::error_code ignored;
+  stream_.lowest_layer().close(ignored);
+}
 
-  upstream_options options_;
-  std::string host_;  // without brackets
-  bool host_is_ip_ = false;
-  asio::ip::tcp::resolver resolver_;
-  asio::ssl::stream<asio::ip::tcp::socket> stream_;
-  asio::steady_timer timer_;
-  std::uint64_t generation_ = 0;  // which operation the timer guards
-  bool timed_out_ = false;
-
-  state state_ = state::fresh;
-  bool tls_ = false;
-  bool authenticated_ = false;
-  failure failure_ = failure::none;
-  std::string failure_text_;
-  smtp::ehlo_capabilities caps_;
-
-  std::string in_;
-  std::size_t head_ = 0;  // in_[head_..] is unread
-  std::array<char, 16 * 1024> read_buffer_{};
-  smtp::reply_parser parser_;
-
-  // --- deadlines -------------------------------------------------------------
-
-  // The timer holds only a weak reference: a client destroyed while its
-  // timer is pending must not be touched by the late handler.
-  void arm() {
-    const std::uint64_t generation = ++generation_;
-    timed_out_ = false;
-    timer_.expires_after(options_.timeout);
-    timer_.async_wait([weak = weak_from_this(), generation](boost::system::error_code ec) {
-      if (ec) return;
-      auto self = weak.lock();
-      if (!self || self->generation_ != generation) return;
-      self->timed_out_ = true;
-      boost::system::error_code ignored;
-      self->resolver_.cancel();
-      self->stream_.lowest_layer().cancel(ignored);
-    });
+void upstream_client::impl::fail_io(const boost::system::error_code& ec, std::string_view doing) {
+  if (timed_out()) {
+    fail(failure::timeout,
+         "timed out after " + duration_text(options_.timeout) + " " + std::string(doing));
+  } else if (ec == asio::error::eof || ec == asio::error::connection_reset ||
+             ec == asio::ssl::error::stream_truncated) {
+    fail(failure::closed, "connection closed by upstream " + std::string(doing));
+  } else {
+    fail(failure::network, ec.message() + " " + std::string(doing));
   }
+}
 
-  void disarm() {
-    ++generation_;
-    timer_.cancel();
+// --- wire ------------------------------------------------------------------
+
+asio::awaitable<bool> upstream_client::impl::write(std::string_view data, std::string_view what) {
+  if (state_ == state::broken) co_return false;
+  arm();
+  boost::system::error_code ec;
+  if (tls_) {
+    auto [e, n] = co_await asio::async_write(stream_, asio::buffer(data),
+                                             asio::as_tuple(asio::use_awaitable));
+    ec = e;
+  } else {
+    auto [e, n] = co_await asio::async_write(stream_.next_layer(), asio::buffer(data),
+                                             asio::as_tuple(asio::use_awaitable));
+    ec = e;
   }
-
-  // --- failure ---------------------------------------------------------------
-
-  void fail(failure kind, std::string text) {
-    if (state_ != state::broken) {
-      failure_ = kind;
-      failure_text_ = std::move(text);
-    }
-    state_ = state::broken;
-    authenticated_ = false;
-    boost::system::error_code ignored;
-    stream_.lowest_layer().close(ignored);
-  }
-
-  void fail_io(const boost::system::error_code& ec, std::string_view doing) {
-    if (timed_out_) {
-      fail(failure::timeout,
-           "timed out after " + duration_text(options_.timeout) + " " + std::string(doing));
-    } else if (ec == asio::error::eof || ec == asio::error::connection_reset ||
-               ec == asio::ssl::error::stream_truncated) {
-      fail(failure::closed, "connection closed by upstream " + std::string(doing));
-    } else {
-      fail(failure::network, ec.message() + " " + std::string(doing));
-    }
-  }
-
-  // --- wire ------------------------------------------------------------------
-
-  asio::awaitable<bool> write(std::string_view data, std::string_view what) {
-    if (state_ == state::broken) co_return false;
-    arm();
-    boost::system::error_code ec;
-    if (tls_) {
-      auto [e, n] = co_await asio::async_write(stream_, asio::buffer(data),
-                                               asio::as_tuple(asio::use_awaitable));
-      ec = e;
-    } else {
-      auto [e, n] = co_await asio::async_write(stream_.next_layer(), asio::buffer(data),
-                                               asio::as_tuple(asio::use_awaitable));
-      ec = e;
-    }
-    disarm();
-    if (ec) {
-      fail_io(ec, "while sending " + std::string(what));
-      co_return false;
-    }
-    co_return true;
-  }
-
-  asio::awaitable<std::optional<smtp::reply>> read_reply(std::string_view what) {
-    for (;;) {
-      if (state_ == state::broken) co_return std::nullopt;
-      if (head_ < in_.size()) {
-        const auto step = parser_.feed(std::string_view(in_).substr(head_));
-        head_ += step.consumed;
-        if (head_ == in_.size()) {
-          in_.clear();
-          head_ = 0;
-        }
-        if (step.state == smtp::reply_parser::status::complete) co_return parser_.take();
-        if (step.state == smtp::reply_parser::status::error) {
-          fail(failure::protocol, "protocol error in the reply to " + std::string(what) + ": " +
-                                      parser_.error().message);
-          co_return std::nullopt;
-        }
-      }
-      arm();
-      boost::system::error_code ec;
-      std::size_t n = 0;
-      auto buffer = asio::buffer(read_buffer_);
-      if (tls_) {
-        auto [e, count] =
-            co_await stream_.async_read_some(buffer, asio::as_tuple(asio::use_awaitable));
-        ec = e;
-        n = count;
-      } else {
-        auto [e, count] = co_await stream_.next_layer().async_read_some(
-            buffer, asio::as_tuple(asio::use_awaitable));
-        ec = e;
-        n = count;
-      }
-      disarm();
-      if (ec) {
-        fail_io(ec, "while waiting for the reply to " + std::string(what));
-        co_return std::nullopt;
-      }
-      in_.append(read_buffer_.data(), n);
-    }
-  }
-
-  // --- connect ---------------------------------------------------------------
-
-  connect_result connect_failed(connect_status status, std::string message) {
-    fail(status == connect_status::network ? failure::network : failure::protocol, message);
-    log::warning("upstream_connect_failed")
-        .kv("conn", options_.id)
-        .kv("host", options_.host)
-        .kv("port", options_.port)
-        .kv("error", message);
-    return connect_result{status, std::move(message)};
-  }
-
-  // After a failed read or write: the failure as a connect result.
-  connect_result connect_lost() {
-    const auto status =
-        failure_ == failure::protocol ? connect_status::protocol_error : connect_status::network;
-    return connect_failed(status, failure_text_);
-  }
-
-  asio::awaitable<bool> tcp_connect(std::string& error) {
-    arm();
-    const std::string service = std::to_string(options_.port);
-    auto [ec, endpoints] =
-        co_await resolver_.async_resolve(host_, service, asio::as_tuple(asio::use_awaitable));
-    disarm();
-    if (ec) {
-      error = timed_out_ ? "timed out resolving " + host_
-                         : "cannot resolve " + host_ + ": " + ec.message();
-      co_return false;
-    }
-    error = "no address for " + host_;
-    for (const auto& entry : endpoints) {
-      auto& socket = stream_.next_layer();
-      boost::system::error_code ignored;
-      socket.close(ignored);
-      arm();
-      auto [connect_ec] =
-          co_await socket.async_connect(entry.endpoint(), asio::as_tuple(asio::use_awaitable));
-      disarm();
-      const std::string where =
-          entry.endpoint().address().to_string() + " port " + std::to_string(options_.port);
-      if (!connect_ec) {
-        socket.set_option(asio::ip::tcp::no_delay(true), ignored);
-        co_return true;
-      }
-      error = timed_out_ ? "timed out connecting to " + where
-                         : "cannot connect to " + where + ": " + connect_ec.message();
-    }
+  disarm();
+  if (ec) {
+    fail_io(ec, "while sending " + std::string(what));
     co_return false;
   }
+  co_return true;
+}
 
-  // SNI and the name (or address) the certificate must carry, then the handshake.
-  asio::awaitable<std::optional<std::string>> tls_handshake() {
-    SSL* ssl = stream_.native_handle();
-    bool configured = true;
-    if (host_is_ip_) {
-      // RFC 6066 §3: literal IP addresses are not permitted in SNI.
-      configured = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host_.c_str()) == 1;
-    } else {
-      configured = SSL_set_tlsext_host_name(ssl, host_.c_str()) == 1 &&
-                   SSL_set1_host(ssl, host_.c_str()) == 1;
+asio::awaitable<std::optional<smtp::reply>> upstream_client::impl::read_reply(
+    std::string_view what) {
+  for (;;) {
+    if (state_ == state::broken) co_return std::nullopt;
+    if (head_ < in_.size()) {
+      const auto step = parser_.feed(std::string_view(in_).substr(head_));
+      head_ += step.consumed;
+      if (head_ == in_.size()) {
+        in_.clear();
+        head_ = 0;
+      }
+      if (step.state == smtp::reply_parser::status::complete) co_return parser_.take();
+      if (step.state == smtp::reply_parser::status::error) {
+        fail(failure::protocol, "protocol error in the reply to " + std::string(what) + ": " +
+                                    parser_.error().message);
+        co_return std::nullopt;
+      }
     }
-    if (!configured) co_return "cannot set up certificate verification for " + host_;
     arm();
-    auto [ec] = co_await stream_.async_handshake(asio::ssl::stream_base::client,
-                                                 asio::as_tuple(asio::use_awaitable));
+    boost::system::error_code ec;
+    std::size_t n = 0;
+    auto buffer = asio::buffer(read_buffer_);
+    if (tls_) {
+      auto [e, count] =
+          co_await stream_.async_read_some(buffer, asio::as_tuple(asio::use_awaitable));
+      ec = e;
+      n = count;
+    } else {
+      auto [e, count] = co_await stream_.next_layer().async_read_some(
+          buffer, asio::as_tuple(asio::use_awaitable));
+      ec = e;
+      n = count;
+    }
     disarm();
-    if (!ec) {
-      tls_ = true;
+    if (ec) {
+      fail_io(ec, "while waiting for the reply to " + std::string(what));
       co_return std::nullopt;
     }
-    const long verify = SSL_get_verify_result(ssl);
-    std::string why;
-    if (timed_out_) {
-      why = "timed out";
-    } else if (verify != X509_V_OK) {
-      why = std::string("certificate verify failed: ") + X509_verify_cert_error_string(verify);
-    } else {
-      why = ec.message();
-    }
-    co_return "TLS handshake with " + host_ + " port " + std::to_string(options_.port) +
-        " failed: " + why;
+    in_.append(read_buffer_.data(), n);
   }
+}
 
-  asio::awaitable<std::optional<smtp::reply>> ehlo() {
-    const std::string command = "EHLO " + options_.helo_name + "\r\n";
-    const bool sent = co_await write(command, "EHLO");
-    if (!sent) co_return std::nullopt;
-    auto r = co_await read_reply("EHLO");
-    co_return r;
+// --- connect ---------------------------------------------------------------
+
+connect_result upstream_client::impl::connect_failed(connect_status status, std::string message) {
+  fail(status == connect_status::network ? failure::network : failure::protocol, message);
+  log::warning("upstream_connect_failed")
+      .kv("conn", options_.id)
+      .kv("host", options_.host)
+      .kv("port", options_.port)
+      .kv("error", message);
+  return connect_result{status, std::move(message)};
+}
+
+connect_result upstream_client::impl::connect_lost() {
+  const auto status =
+      failure_ == failure::protocol ? connect_status::protocol_error : connect_status::network;
+  return connect_failed(status, failure_text_);
+}
+
+asio::awaitable<bool> upstream_client::impl::tcp_connect(std::string& error) {
+  arm();
+  const std::string service = std::to_string(options_.port);
+  auto [ec, endpoints] =
+      co_await resolver_.async_resolve(host_, service, asio::as_tuple(asio::use_awaitable));
+  disarm();
+  if (ec) {
+    error = timed_out() ? "timed out resolving " + host_
+                        : "cannot resolve " + host_ + ": " + ec.message();
+    co_return false;
   }
-
-  asio::awaitable<connect_result> connect() {
-    if (state_ != state::fresh) {
-      co_return connect_result{connect_status::network, "connect() called twice"};
-    }
-    std::string error;
-    const bool connected = co_await tcp_connect(error);
-    if (!connected) co_return connect_failed(connect_status::network, error);
-
-    const bool implicit = options_.tls == config::upstream_tls::implicit;
-    if (implicit) {
-      const auto failed = co_await tls_handshake();
-      if (failed) co_return connect_failed(connect_status::tls_failed, *failed);
-    }
-    auto greeting = co_await read_reply("the connection (greeting)");
-    if (!greeting) co_return connect_lost();
-    if (greeting->code != 220) {
-      co_return connect_failed(connect_status::refused,
-                               "upstream greeted with " + one_line(*greeting));
-    }
-    auto hello = co_await ehlo();
-    if (!hello) co_return connect_lost();
-    if (hello->code != 250) {
-      co_return connect_failed(connect_status::refused,
-                               "upstream refused EHLO: " + one_line(*hello));
-    }
-    caps_ = smtp::parse_ehlo(*hello);
-
-    if (!implicit) {
-      if (!caps_.starttls) {
-        co_return connect_failed(connect_status::no_starttls,
-                                 "upstream did not offer STARTTLS; no credentials were sent");
-      }
-      const bool sent = co_await write("STARTTLS\r\n", "STARTTLS");
-      if (!sent) co_return connect_lost();
-      auto ready = co_await read_reply("STARTTLS");
-      if (!ready) co_return connect_lost();
-      if (ready->code != 220) {
-        co_return connect_failed(connect_status::refused,
-                                 "upstream refused STARTTLS: " + one_line(*ready));
-      }
-      // RFC 3207 §4.2 / CVE-2011-0411: anything that arrived before the
-      // handshake was not protected by it and must not be taken as a reply.
-      if (head_ < in_.size()) {
-        log::warning("upstream_plaintext_discarded")
-            .kv("conn", options_.id)
-            .kv("host", options_.host)
-            .kv("bytes", in_.size() - head_);
-      }
-      in_.clear();
-      head_ = 0;
-      parser_.reset();
-      const auto failed = co_await tls_handshake();
-      if (failed) co_return connect_failed(connect_status::tls_failed, *failed);
-      // RFC 3207 §4.2: forget what the server said before TLS and ask again.
-      caps_ = smtp::ehlo_capabilities{};
-      auto again = co_await ehlo();
-      if (!again) co_return connect_lost();
-      if (again->code != 250) {
-        co_return connect_failed(connect_status::refused,
-                                 "upstream refused EHLO after STARTTLS: " + one_line(*again));
-      }
-      caps_ = smtp::parse_ehlo(*again);
-    }
-
-    state_ = state::ready;
-    SSL* ssl = stream_.native_handle();
-    log::info("upstream_connected")
-        .kv("conn", options_.id)
-        .kv("host", options_.host)
-        .kv("port", options_.port)
-        .kv("tls", tls_name(options_.tls))
-        .kv("protocol", SSL_get_version(ssl))
-        .kv("cipher", SSL_get_cipher_name(ssl));
-    co_return connect_result{connect_status::ok, {}};
-  }
-
-  // --- authenticate ----------------------------------------------------------
-
-  auth_result auth_failed(auth_status status, std::string message, std::optional<smtp::reply> reply,
-                          const std::string& user) {
-    log::warning("upstream_auth_failed")
-        .kv("conn", options_.id)
-        .kv("user", user)
-        .kv("error", message);
-    return auth_result{status, std::move(message), std::move(reply)};
-  }
-
-  asio::awaitable<auth_result> authenticate(const std::string& user,
-                                            const std::string& access_token) {
-    if (state_ != state::ready || !tls_) {
-      // Never reached through connect(), which only succeeds over TLS; kept
-      // so that no code path can put a token on a plain connection.
-      co_return auth_failed(auth_status::connection_lost,
-                            "refusing to authenticate: no verified TLS connection", std::nullopt,
-                            user);
-    }
-    if (!caps_.offers_auth("XOAUTH2")) {
-      co_return auth_failed(auth_status::permanent, "upstream does not offer AUTH XOAUTH2",
-                            std::nullopt, user);
-    }
-    std::string command = "AUTH XOAUTH2 " + smtp::xoauth2_initial_response(user, access_token);
-    command += "\r\n";
-    const bool written = co_await write(command, "AUTH");
-    std::fill(command.begin(), command.end(), '\0');
-    if (!written) co_return auth_failed(auth_status::connection_lost, failure_text_, {}, user);
-    auto r = co_await read_reply("AUTH");
-    if (!r) co_return auth_failed(auth_status::connection_lost, failure_text_, {}, user);
-
-    std::string challenge;
-    if (r->code == 334) {
-      // Gmail's way of saying no (RFC 7628 §3.2.2 style): a JSON error in a
-      // challenge; the client answers with an empty line to get the 535.
-      const std::string& text = r->lines.empty() ? std::string() : r->lines.front();
-      if (auto decoded = smtp::base64_decode(text)) challenge = printable(*decoded);
-      const bool answered = co_await write("\r\n", "the AUTH challenge response");
-      if (!answered) co_return auth_failed(auth_status::connection_lost, failure_text_, {}, user);
-      r = co_await read_reply("the AUTH challenge response");
-      if (!r) co_return auth_failed(auth_status::connection_lost, failure_text_, {}, user);
-    }
-    std::string message = one_line(*r);
-    if (!challenge.empty()) message += " (server said " + challenge + ")";
-    if (r->code == 235) {
-      authenticated_ = true;
-      log::info("upstream_authenticated").kv("conn", options_.id).kv("user", user);
-      co_return auth_result{auth_status::ok, std::move(message), std::move(r)};
-    }
-    if (r->code == 421) fail(failure::closed, "upstream closing: " + one_line(*r));
-    auth_status status = auth_status::permanent;
-    if (r->code == 535) {
-      status = auth_status::token_rejected;
-    } else if (r->transient()) {
-      status = auth_status::temporary;
-    } else if (r->code == 334 || !r->permanent()) {
-      // A second challenge or a stray positive reply: we are out of step.
-      fail(failure::protocol, "unexpected reply to AUTH: " + one_line(*r));
-      status = auth_status::connection_lost;
-    }
-    co_return auth_failed(status, std::move(message), std::move(r), user);
-  }
-
-  // --- send ------------------------------------------------------------------
-
-  std::string mail_command(const envelope& env, std::uint64_t size, bool eight_bit) const {
-    std::string line = "MAIL FROM:<" + env.sender + ">";
-    if (caps_.size) line += " SIZE=" + std::to_string(size);
-    // RFC 6152: declare 8-bit content when the server takes it. Without
-    // 8BITMIME it is sent anyway: Gmail advertises it, and refusing would be
-    // worse than what nearly every server does with such octets.
-    if (caps_.eight_bit_mime && (eight_bit || env.params.body == smtp::body_type::eight_bit_mime)) {
-      line += " BODY=8BITMIME";
-    }
-    if (env.params.smtputf8) line += " SMTPUTF8";
-    if (caps_.dsn) {
-      if (env.params.ret == smtp::dsn_ret::full) line += " RET=FULL";
-      if (env.params.ret == smtp::dsn_ret::headers) line += " RET=HDRS";
-      if (!env.params.envid.empty()) line += " ENVID=" + env.params.envid;
-    }
-    return line + "\r\n";
-  }
-
-  std::string rcpt_command(const recipient& r) const {
-    std::string line = "RCPT TO:<" + r.address + ">";
-    if (caps_.dsn) {
-      if (r.params.notify.specified) line += " NOTIFY=" + notify_text(r.params.notify);
-      if (!r.params.orcpt.empty()) line += " ORCPT=" + r.params.orcpt;
-    }
-    return line + "\r\n";
-  }
-
-  // Writes the content dot-stuffed (RFC 5321 §4.5.2) and the end-of-data line.
-  asio::awaitable<bool> write_content(std::string_view content) {
-    std::string chunk;
-    chunk.reserve(content_chunk + 1024);
-    std::size_t pos = 0;
-    while (pos < content.size()) {
-      std::size_t end = content.find('\n', pos);
-      end = end == std::string_view::npos ? content.size() : end + 1;
-      if (content[pos] == '.') chunk += '.';
-      chunk.append(content.substr(pos, end - pos));
-      pos = end;
-      if (chunk.size() >= content_chunk) {
-        const bool sent = co_await write(chunk, "the message content");
-        if (!sent) co_return false;
-        chunk.clear();
-      }
-    }
-    if (!content.empty() && !content.ends_with("\r\n")) chunk += "\r\n";
-    chunk += ".\r\n";
-    const bool sent = co_await write(chunk, "the message content");
-    co_return sent;
-  }
-
-  // Deferral for every recipient not yet decided, when no reply will come.
-  void defer_undecided(send_result& result, std::vector<bool>& decided) {
-    defer_undecided(result, decided, failure_text_);
-  }
-  static void defer_undecided(send_result& result, std::vector<bool>& decided,
-                              const std::string& why) {
-    const smtp::reply r = make_reply(451, "4.4.2", "upstream: " + why);
-    for (std::size_t i = 0; i < result.recipients.size(); ++i) {
-      if (decided[i]) continue;
-      result.recipients[i].status = delivery_status::deferred;
-      result.recipients[i].reply = r;
-      result.recipients[i].from_upstream = false;
-      decided[i] = true;
-    }
-    if (result.message.empty()) result.message = why;
-  }
-
-  // Decides every undecided recipient by one reply (MAIL's, DATA's, the content's).
-  static void decide_undecided(send_result& result, std::vector<bool>& decided,
-                               const smtp::reply& r) {
-    // 530 (authentication required, RFC 4954 §6) is about this session, not
-    // the message: it must never turn into a bounce.
-    const auto status = r.positive()                     ? delivery_status::delivered
-                        : r.transient() || r.code == 530 ? delivery_status::deferred
-                                                         : delivery_status::failed;
-    for (std::size_t i = 0; i < result.recipients.size(); ++i) {
-      if (decided[i]) continue;
-      result.recipients[i].status = status;
-      result.recipients[i].reply = r;
-      result.recipients[i].from_upstream = true;
-      decided[i] = true;
-    }
-  }
-
-  // A 421 anywhere means the server is closing the connection (RFC 5321 §3.8).
-  void note_closing(const smtp::reply& r) {
-    if (r.code == 421) fail(failure::closed, "upstream closing: " + one_line(r));
-  }
-
-  // RSET after a transaction that did not end with the content.
-  asio::awaitable<void> reset_transaction() {
-    if (state_ == state::broken) co_return;
-    const bool sent = co_await write("RSET\r\n", "RSET");
-    if (!sent) co_return;
-    auto r = co_await read_reply("RSET");
-    if (r && r->code != 250) fail(failure::protocol, "upstream refused RSET: " + one_line(*r));
-  }
-
-  asio::awaitable<send_result> send(const envelope& env, std::string_view content) {
-    send_result result;
-    std::vector<bool> decided(env.recipients.size(), false);
-    for (const auto& rcpt : env.recipients) {
-      result.recipients.push_back(recipient_result{rcpt.address, delivery_status::deferred, {}});
-    }
-    if (state_ != state::ready || !authenticated_) {
-      const std::string why = state_ != state::ready ? "connection not usable: " + failure_text_
-                                                     : std::string("not authenticated");
-      defer_undecided(result, decided, why);
-      co_return result;
-    }
-    if (env.params.smtputf8 && !caps_.smtputf8) {
-      // RFC 6531 §3.4: without SMTPUTF8 downstream the message cannot be relayed.
-      const auto r = make_reply(553, "5.6.7",
-                                "the upstream does not support SMTPUTF8, which this message needs");
-      for (auto& rr : result.recipients) {
-        rr.status = delivery_status::failed;
-        rr.reply = r;
-      }
-      result.message = one_line(r);
-      co_return result;
-    }
-
-    const bool needs_crlf = !content.empty() && !content.ends_with("\r\n");
-    const std::uint64_t size = content.size() + (needs_crlf ? 2 : 0);
-    const std::string mail = mail_command(env, size, has_8bit(content));
-    std::vector<std::string> rcpts;
-    for (const auto& r : env.recipients) rcpts.push_back(rcpt_command(r));
-
-    std::size_t accepted = 0;
-    auto on_rcpt_reply = [&](std::size_t i, const smtp::reply& r) {
-      result.recipients[i].reply = r;
-      result.recipients[i].from_upstream = true;
-      if (r.positive()) {
-        ++accepted;  // decided after DATA
-        return;
-      }
-      result.recipients[i].status =
-          r.transient() || r.code == 530 ? delivery_status::deferred : delivery_status::failed;
-      decided[i] = true;
-      note_closing(r);
-    };
-
-    std::optional<smtp::reply> data_reply;
-    if (caps_.pipelining) {
-      // RFC 2920 §3.1: MAIL, every RCPT and DATA in one write, then the replies in order.
-      std::string batch = mail;
-      for (const auto& r : rcpts) batch += r;
-      batch += "DATA\r\n";
-      const bool sent = co_await write(batch, "MAIL, RCPT and DATA");
-      if (!sent) {
-        defer_undecided(result, decided);
-        co_return result;
-      }
-      result.mail_reply = co_await read_reply("MAIL");
-      if (!result.mail_reply) {
-        defer_undecided(result, decided);
-        co_return result;
-      }
-      note_closing(*result.mail_reply);
-      for (std::size_t i = 0; i < rcpts.size(); ++i) {
-        auto r = co_await read_reply("RCPT");
-        if (!r) {
-          defer_undecided(result, decided);
-          co_return result;
-        }
-        if (result.mail_reply->positive()) on_rcpt_reply(i, *r);
-      }
-      data_reply = co_await read_reply("DATA");
-      if (!data_reply) {
-        if (!result.mail_reply->positive()) decide_undecided(result, decided, *result.mail_reply);
-        defer_undecided(result, decided);
-        co_return result;
-      }
-      if (!result.mail_reply->positive()) {
-        // Every RCPT and DATA got "503 no MAIL" in turn; nothing is open,
-        // unless a confused server took DATA anyway: then end it empty.
-        decide_undecided(result, decided, *result.mail_reply);
-        result.message = "MAIL refused: " + one_line(*result.mail_reply);
-        if (data_reply->code == 354) {
-          const bool ended = co_await write(".\r\n", "the empty content");
-          if (ended) co_await read_reply("the empty content");
-        }
-        co_return result;
-      }
-    } else {
-      const bool sent = co_await write(mail, "MAIL");
-      if (!sent) {
-        defer_undecided(result, decided);
-        co_return result;
-      }
-      result.mail_reply = co_await read_reply("MAIL");
-      if (!result.mail_reply) {
-        defer_undecided(result, decided);
-        co_return result;
-      }
-      note_closing(*result.mail_reply);
-      if (!result.mail_reply->positive()) {
-        decide_undecided(result, decided, *result.mail_reply);
-        result.message = "MAIL refused: " + one_line(*result.mail_reply);
-        co_return result;
-      }
-      for (std::size_t i = 0; i < rcpts.size(); ++i) {
-        std::optional<smtp::reply> r;
-        const bool sent_rcpt = co_await write(rcpts[i], "RCPT");
-        if (sent_rcpt) r = co_await read_reply("RCPT");
-        if (!r) {
-          defer_undecided(result, decided);
-          co_return result;
-        }
-        on_rcpt_reply(i, *r);
-        if (state_ == state::broken) break;
-      }
-      if (state_ == state::broken) {
-        defer_undecided(result, decided);
-        co_return result;
-      }
-      if (accepted == 0) {
-        co_await reset_transaction();
-        result.message = "no recipient accepted";
-        co_return result;
-      }
-      const bool sent_data = co_await write("DATA\r\n", "DATA");
-      if (sent_data) data_reply = co_await read_reply("DATA");
-      if (!data_reply) {
-        defer_undecided(result, decided);
-        co_return result;
-      }
-    }
-
-    note_closing(*data_reply);
-    if (data_reply->code != 354) {
-      // DATA refused: the accepted recipients share its verdict; the open
-      // transaction (MAIL and RCPTs) is reset for the next message.
-      result.data_reply = data_reply;
-      if (accepted > 0) {
-        decide_undecided(
-            result, decided,
-            data_reply->positive() ? make_reply(451, "4.5.0", one_line(*data_reply)) : *data_reply);
-      }
-      if (result.message.empty()) {
-        result.message =
-            accepted == 0 ? "no recipient accepted" : "DATA refused: " + one_line(*data_reply);
-      }
-      co_await reset_transaction();
-      if (state_ == state::broken) defer_undecided(result, decided);
-      co_return result;
-    }
-    if (accepted == 0) {
-      // RFC 2920 §3.1: DATA was accepted although no RCPT was; end it empty.
-      std::optional<smtp::reply> r;
-      const bool ended = co_await write(".\r\n", "the empty content");
-      if (ended) r = co_await read_reply("the content");
-      result.message = "no recipient accepted";
-      result.data_reply = r;
-      co_return result;
-    }
-    const bool streamed = co_await write_content(content);
-    if (!streamed) {
-      defer_undecided(result, decided);
-      co_return result;
-    }
-    result.data_reply = co_await read_reply("the message content");
-    if (!result.data_reply) {
-      defer_undecided(result, decided);
-      co_return result;
-    }
-    note_closing(*result.data_reply);
-    decide_undecided(result, decided, *result.data_reply);
-    if (!result.data_reply->positive()) {
-      result.message = "content refused: " + one_line(*result.data_reply);
-    }
-    co_return result;
-  }
-
-  // --- quit ------------------------------------------------------------------
-
-  asio::awaitable<void> quit() {
-    if (state_ == state::ready) {
-      const bool sent = co_await write("QUIT\r\n", "QUIT");
-      if (sent) co_await read_reply("QUIT");
-    }
-    // No TLS close_notify: SMTP's QUIT already ended the session, and waiting
-    // for the peer's close_notify could only add a timeout.
-    close("quit");
-  }
-
-  void close(std::string reason) {
-    disarm();
-    if (state_ != state::broken) {
-      failure_ = failure::none;
-      failure_text_ = "connection closed (" + reason + ")";
-    }
-    state_ = state::broken;
-    authenticated_ = false;
+  error = "no address for " + host_;
+  for (const auto& entry : endpoints) {
+    auto& socket = stream_.next_layer();
     boost::system::error_code ignored;
-    resolver_.cancel();
-    stream_.lowest_layer().close(ignored);
+    socket.close(ignored);
+    arm();
+    auto [connect_ec] =
+        co_await socket.async_connect(entry.endpoint(), asio::as_tuple(asio::use_awaitable));
+    disarm();
+    const std::string where =
+        entry.endpoint().address().to_string() + " port " + std::to_string(options_.port);
+    if (!connect_ec) {
+      socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+      co_return true;
+    }
+    error = timed_out() ? "timed out connecting to " + where
+                        : "cannot connect to " + where + ": " + connect_ec.message();
   }
-};
+  co_return false;
+}
+
+asio::awaitable<std::optional<std::string>> upstream_client::impl::tls_handshake() {
+  SSL* ssl = stream_.native_handle();
+  bool configured = true;
+  if (host_is_ip_) {
+    // RFC 6066 §3: literal IP addresses are not permitted in SNI.
+    configured = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host_.c_str()) == 1;
+  } else {
+    configured =
+        SSL_set_tlsext_host_name(ssl, host_.c_str()) == 1 && SSL_set1_host(ssl, host_.c_str()) == 1;
+  }
+  if (!configured) co_return "cannot set up certificate verification for " + host_;
+  arm();
+  auto [ec] = co_await stream_.async_handshake(asio::ssl::stream_base::client,
+                                               asio::as_tuple(asio::use_awaitable));
+  disarm();
+  if (!ec) {
+    tls_ = true;
+    co_return std::nullopt;
+  }
+  const long verify = SSL_get_verify_result(ssl);
+  std::string why;
+  if (timed_out()) {
+    why = "timed out";
+  } else if (verify != X509_V_OK) {
+    why = std::string("certificate verify failed: ") + X509_verify_cert_error_string(verify);
+  } else {
+    why = ec.message();
+  }
+  co_return "TLS handshake with " + host_ + " port " + std::to_string(options_.port) +
+      " failed: " + why;
+}
+
+asio::awaitable<std::optional<smtp::reply>> upstream_client::impl::ehlo() {
+  const std::string command = "EHLO " + options_.helo_name + "\r\n";
+  const bool sent = co_await write(command, "EHLO");
+  if (!sent) co_return std::nullopt;
+  auto r = co_await read_reply("EHLO");
+  co_return r;
+}
+
+asio::awaitable<connect_result> upstream_client::impl::connect() {
+  if (state_ != state::fresh) {
+    co_return connect_result{connect_status::network, "connect() called twice"};
+  }
+  std::string error;
+  const bool connected = co_await tcp_connect(error);
+  if (!connected) co_return connect_failed(connect_status::network, error);
+
+  const bool implicit = options_.tls == config::upstream_tls::implicit;
+  if (implicit) {
+    const auto failed = co_await tls_handshake();
+    if (failed) co_return connect_failed(connect_status::tls_failed, *failed);
+  }
+  auto greeting = co_await read_reply("the connection (greeting)");
+  if (!greeting) co_return connect_lost();
+  if (greeting->code != 220) {
+    co_return connect_failed(connect_status::refused,
+                             "upstream greeted with " + smtp::to_line(*greeting));
+  }
+  auto hello = co_await ehlo();
+  if (!hello) co_return connect_lost();
+  if (hello->code != 250) {
+    co_return connect_failed(connect_status::refused,
+                             "upstream refused EHLO: " + smtp::to_line(*hello));
+  }
+  caps_ = smtp::parse_ehlo(*hello);
+
+  if (!implicit) {
+    if (!caps_.starttls) {
+      co_return connect_failed(connect_status::no_starttls,
+                               "upstream did not offer STARTTLS; no credentials were sent");
+    }
+    const bool sent = co_await write("STARTTLS\r\n", "STARTTLS");
+    if (!sent) co_return connect_lost();
+    auto ready = co_await read_reply("STARTTLS");
+    if (!ready) co_return connect_lost();
+    if (ready->code != 220) {
+      co_return connect_failed(connect_status::refused,
+                               "upstream refused STARTTLS: " + smtp::to_line(*ready));
+    }
+    // RFC 3207 §4.2 / CVE-2011-0411: anything that arrived before the
+    // handshake was not protected by it and must not be taken as a reply.
+    if (head_ < in_.size()) {
+      log::warning("upstream_plaintext_discarded")
+          .kv("conn", options_.id)
+          .kv("host", options_.host)
+          .kv("bytes", in_.size() - head_);
+    }
+    in_.clear();
+    head_ = 0;
+    parser_.reset();
+    const auto failed = co_await tls_handshake();
+    if (failed) co_return connect_failed(connect_status::tls_failed, *failed);
+    // RFC 3207 §4.2: forget what the server said before TLS and ask again.
+    caps_ = smtp::ehlo_capabilities{};
+    auto again = co_await ehlo();
+    if (!again) co_return connect_lost();
+    if (again->code != 250) {
+      co_return connect_failed(connect_status::refused,
+                               "upstream refused EHLO after STARTTLS: " + smtp::to_line(*again));
+    }
+    caps_ = smtp::parse_ehlo(*again);
+  }
+
+  state_ = state::ready;
+  SSL* ssl = stream_.native_handle();
+  log::info("upstream_connected")
+      .kv("conn", options_.id)
+      .kv("host", options_.host)
+      .kv("port", options_.port)
+      .kv("tls", tls_name(options_.tls))
+      .kv("protocol", SSL_get_version(ssl))
+      .kv("cipher", SSL_get_cipher_name(ssl));
+  co_return connect_result{connect_status::ok, {}};
+}
+
+// --- authenticate ----------------------------------------------------------
+
+auth_result upstream_client::impl::auth_failed(auth_status status, std::string message,
+                                               std::optional<smtp::reply> reply,
+                                               const std::string& user) {
+  log::warning("upstream_auth_failed")
+      .kv("conn", options_.id)
+      .kv("user", user)
+      .kv("error", message);
+  return auth_result{status, std::move(message), std::move(reply)};
+}
+
+asio::awaitable<auth_result> upstream_client::impl::authenticate(const std::string& user,
+                                                                 const std::string& access_token) {
+  if (state_ != state::ready || !tls_) {
+    // Never reached through connect(), which only succeeds over TLS; kept
+    // so that no code path can put a token on a plain connection.
+    co_return auth_failed(auth_status::connection_lost,
+                          "refusing to authenticate: no verified TLS connection", std::nullopt,
+                          user);
+  }
+  if (!caps_.offers_auth("XOAUTH2")) {
+    co_return auth_failed(auth_status::permanent, "upstream does not offer AUTH XOAUTH2",
+                          std::nullopt, user);
+  }
+  std::string command = "AUTH XOAUTH2 " + smtp::xoauth2_initial_response(user, access_token);
+  command += "\r\n";
+  const bool written = co_await write(command, "AUTH");
+  std::fill(command.begin(), command.end(), '\0');
+  if (!written) co_return auth_failed(auth_status::connection_lost, failure_text_, {}, user);
+  auto r = co_await read_reply("AUTH");
+  if (!r) co_return auth_failed(auth_status::connection_lost, failure_text_, {}, user);
+
+  std::string challenge;
+  if (r->code == 334) {
+    // Gmail's way of saying no (RFC 7628 §3.2.2 style): a JSON error in a
+    // challenge; the client answers with an empty line to get the 535.
+    const std::string& text = r->lines.empty() ? std::string() : r->lines.front();
+    if (auto decoded = oauth_relay::base64_decode(text)) challenge = printable(*decoded);
+    const bool answered = co_await write("\r\n", "the AUTH challenge response");
+    if (!answered) co_return auth_failed(auth_status::connection_lost, failure_text_, {}, user);
+    r = co_await read_reply("the AUTH challenge response");
+    if (!r) co_return auth_failed(auth_status::connection_lost, failure_text_, {}, user);
+  }
+  std::string message = smtp::to_line(*r);
+  if (!challenge.empty()) message += " (server said " + challenge + ")";
+  if (r->code == 235) {
+    authenticated_ = true;
+    log::info("upstream_authenticated").kv("conn", options_.id).kv("user", user);
+    co_return auth_result{auth_status::ok, std::move(message), std::move(r)};
+  }
+  if (r->code == 421) fail(failure::closed, "upstream closing: " + smtp::to_line(*r));
+  auth_status status = auth_status::permanent;
+  if (r->code == 535) {
+    status = auth_status::token_rejected;
+  } else if (r->transient()) {
+    status = auth_status::temporary;
+  } else if (r->code == 334 || !r->permanent()) {
+    // A second challenge or a stray positive reply: we are out of step.
+    fail(failure::protocol, "unexpected reply to AUTH: " + smtp::to_line(*r));
+    status = auth_status::connection_lost;
+  }
+  co_return auth_failed(status, std::move(message), std::move(r), user);
+}
+
+// --- quit ------------------------------------------------------------------
+
+asio::awaitable<void> upstream_client::impl::quit() {
+  if (state_ == state::ready) {
+    const bool sent = co_await write("QUIT\r\n", "QUIT");
+    if (sent) co_await read_reply("QUIT");
+  }
+  // No TLS close_notify: SMTP's QUIT already ended the session, and waiting
+  // for the peer's close_notify could only add a timeout.
+  close("quit");
+}
+
+void upstream_client::impl::close(std::string reason) {
+  deadline_.reset();
+  if (state_ != state::broken) {
+    failure_ = failure::none;
+    failure_text_ = "connection closed (" + reason + ")";
+  }
+  state_ = state::broken;
+  authenticated_ = false;
+  boost::system::error_code ignored;
+  resolver_.cancel();
+  stream_.lowest_layer().close(ignored);
+}
 
 upstream_client::upstream_client(asio::any_io_executor executor, asio::ssl::context& tls,
                                  upstream_options options)
-    : impl_(std::make_shared<impl>(std::move(executor), tls, std::move(options))) {}
+    : impl_(std::make_shared<impl>(std::move(executor), nullptr, tls, std::move(options))) {}
+
+upstream_client::upstream_client(asio::any_io_executor executor,
+                                 std::shared_ptr<asio::ssl::context> tls, upstream_options options)
+    : impl_(std::make_shared<impl>(std::move(executor), tls, *tls, std::move(options))) {}
 
 upstream_client::~upstream_client() {
   impl_->close("destroyed");
@@ -861,6 +507,19 @@ bool upstream_client::authenticated() const {
 
 const smtp::ehlo_capabilities& upstream_client::capabilities() const {
   return impl_->caps_;
+}
+
+tls_upstream_connector::tls_upstream_connector(asio::any_io_executor executor,
+                                               const config::settings& settings)
+    : executor_(std::move(executor)),
+      tls_(std::make_shared<asio::ssl::context>(
+          make_upstream_tls_context(settings.upstream.ca_file))),
+      options_(upstream_options::from(settings.upstream, settings.hostname)) {}
+
+std::unique_ptr<upstream_connection> tls_upstream_connector::make_connection(std::string id) {
+  auto options = options_;
+  options.id = std::move(id);
+  return std::make_unique<upstream_client>(executor_, tls_, std::move(options));
 }
 
 }  // namespace oauth_relay::relay

@@ -1,8 +1,10 @@
 // Upstream reply and EHLO parsing (RFC 5321 §4.2, RFC 3463, RFC 2034) and
-// base64 (RFC 4648): pure functions over bytes, table-tested and fuzzed.
+// the SASL XOAUTH2 response: pure functions over bytes, table-tested and fuzzed.
 #include "relay/delivery/upstream_reply.hpp"
 
 #include <algorithm>
+
+#include "common/text.hpp"
 
 namespace oauth_relay::smtp {
 
@@ -228,78 +230,12 @@ ehlo_capabilities parse_ehlo(const reply& ehlo_reply) {
   return caps;
 }
 
-namespace {
-
-constexpr char base64_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-int base64_value(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
-
-}  // namespace
-
-std::string base64_encode(std::string_view data) {
-  std::string out;
-  out.reserve((data.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  auto octet = [&](std::size_t k) { return static_cast<unsigned char>(data[k]); };
-  for (; i + 3 <= data.size(); i += 3) {
-    const unsigned v = (octet(i) << 16) | (octet(i + 1) << 8) | octet(i + 2);
-    out += base64_alphabet[(v >> 18) & 63];
-    out += base64_alphabet[(v >> 12) & 63];
-    out += base64_alphabet[(v >> 6) & 63];
-    out += base64_alphabet[v & 63];
-  }
-  const std::size_t rest = data.size() - i;
-  if (rest > 0) {
-    const unsigned v = (octet(i) << 16) | (rest == 2 ? octet(i + 1) << 8 : 0u);
-    out += base64_alphabet[(v >> 18) & 63];
-    out += base64_alphabet[(v >> 12) & 63];
-    out += rest == 2 ? base64_alphabet[(v >> 6) & 63] : '=';
-    out += '=';
-  }
-  return out;
-}
-
-std::optional<std::string> base64_decode(std::string_view text) {
-  std::size_t padding = 0;
-  if (text.size() % 4 == 0 && !text.empty()) {
-    if (text.back() == '=') ++padding;
-    if (text.size() >= 2 && text[text.size() - 2] == '=') ++padding;
-  }
-  text.remove_suffix(padding);
-  if (text.size() % 4 == 1) return std::nullopt;
-  std::string out;
-  out.reserve(text.size() * 3 / 4);
-  unsigned bits = 0;
-  int count = 0;
-  for (char c : text) {
-    const int v = base64_value(c);
-    if (v < 0) return std::nullopt;
-    bits = ((bits << 6) | static_cast<unsigned>(v)) & 0xffffu;
-    count += 6;
-    if (count >= 8) {
-      count -= 8;
-      out += static_cast<char>((bits >> count) & 0xff);
-    }
-  }
-  // RFC 4648 §3.5: the unused bits of the last character must be zero.
-  if ((bits & ((1u << count) - 1)) != 0) return std::nullopt;
-  return out;
-}
-
 std::string xoauth2_initial_response(std::string_view user, std::string_view access_token) {
   std::string raw;
   raw.reserve(user.size() + access_token.size() + 24);
   raw.append("user=").append(user).append("\x01").append("auth=Bearer ");
   raw.append(access_token).append("\x01\x01");
-  std::string encoded = base64_encode(raw);
+  std::string encoded = oauth_relay::base64_encode(raw);
   // Overwrite the plain copy of the token before the memory is freed.
   std::fill(raw.begin(), raw.end(), '\0');
   return encoded;

@@ -1,5 +1,5 @@
 // Pure parsing of what the upstream SMTP server says: replies (RFC 5321 §4.2)
-// read incrementally off the wire, EHLO capabilities, and the base64 of SASL.
+// read incrementally off the wire and EHLO capabilities; the XOAUTH2 response.
 #pragma once
 
 #include <cstddef>
@@ -87,11 +87,6 @@ struct ehlo_capabilities {
 };
 
 ehlo_capabilities parse_ehlo(const reply& ehlo_reply);
-
-// RFC 4648 §4 base64 with padding.
-std::string base64_encode(std::string_view data);
-// Strict: only the alphabet, correct padding (or none); nullopt otherwise.
-std::optional<std::string> base64_decode(std::string_view text);
 
 // The SASL XOAUTH2 initial client response, base64-encoded, as Google
 // documents it: "user=" USER ^A "auth=Bearer " TOKEN ^A ^A. Holds the token:

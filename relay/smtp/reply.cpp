@@ -2,6 +2,8 @@
 // or LF is written with spaces instead, so no reply can break the framing.
 #include "relay/smtp/reply.hpp"
 
+#include "common/text.hpp"
+
 namespace oauth_relay::smtp {
 
 namespace {
@@ -43,6 +45,16 @@ std::string reply::wire() const {
 
 reply make_reply(int code, std::string_view enhanced, std::string_view text) {
   return reply{code, std::string(enhanced), {std::string(text)}};
+}
+
+std::string to_line(const reply& r) {
+  std::string out = std::to_string(r.code);
+  if (!r.enhanced.empty()) out += " " + r.enhanced;
+  for (std::size_t i = 0; i < r.lines.size(); ++i) {
+    out += i == 0 ? " " : " / ";
+    out += r.lines[i];
+  }
+  return oauth_relay::one_line(out);
 }
 
 }  // namespace oauth_relay::smtp

@@ -25,4 +25,9 @@ struct reply {
 
 reply make_reply(int code, std::string_view enhanced, std::string_view text);
 
+// The reply on one printable line for logs, error messages and the queue's
+// last_reply: "550 5.1.1 first / second" (continuation lines joined with
+// " / "), control characters as spaces, cut like common one_line().
+std::string to_line(const reply& r);
+
 }  // namespace oauth_relay::smtp

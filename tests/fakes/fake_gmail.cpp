@@ -25,6 +25,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include "common/text.hpp"
 #include "relay/delivery/upstream_reply.hpp"
 #include "relay/smtp/data_decoder.hpp"
 #include "relay/smtp/parser.hpp"
@@ -374,7 +375,7 @@ class fake_gmail::impl::session {
 
   // "user=" USER ^A "auth=Bearer " TOKEN ^A ^A; false when malformed.
   static bool parse_xoauth2(std::string_view initial, std::string& user, std::string& token) {
-    const auto decoded = smtp::base64_decode(initial);
+    const auto decoded = oauth_relay::base64_decode(initial);
     if (!decoded) return false;
     const std::string& d = *decoded;
     const auto first = d.find('\x01');

@@ -1,12 +1,14 @@
-// libFuzzer target for the upstream reply parser, EHLO capabilities and
-// base64: any bytes fed in any split give the same replies, every reply is
-// well formed, and its wire form parses back to itself.
+// libFuzzer target for the upstream reply parser, EHLO capabilities and the
+// base64 (common/text) that decodes XOAUTH2 challenges: any bytes fed in any
+// split give the same replies, every reply is well formed, and its wire form
+// parses back to itself.
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "common/text.hpp"
 #include "relay/delivery/upstream_reply.hpp"
 
 namespace smtp = oauth_relay::smtp;
@@ -93,12 +95,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
 
   // base64 round trips, and decoding never accepts what encoding cannot give back.
-  const std::string encoded = smtp::base64_encode(input);
-  check(smtp::base64_decode(encoded) == std::string(input));
-  if (const auto decoded = smtp::base64_decode(input)) {
+  const std::string encoded = oauth_relay::base64_encode(input);
+  check(oauth_relay::base64_decode(encoded) == std::string(input));
+  if (const auto decoded = oauth_relay::base64_decode(input)) {
     std::string canonical(input);
     while (canonical.size() % 4 != 0) canonical += '=';
-    check(smtp::base64_encode(*decoded) == canonical);
+    check(oauth_relay::base64_encode(*decoded) == canonical);
   }
   return 0;
 }

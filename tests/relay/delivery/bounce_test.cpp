@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include "common/text.hpp"
+
 namespace oauth_relay::relay {
 namespace {
 
@@ -26,7 +28,7 @@ bounce_input sample() {
 TEST(bounce, reports_each_failed_recipient_in_rfc3464_form) {
   auto in = sample();
   const std::string original = "Subject: hello\r\nMessage-ID: <m@example.com>\r\n\r\nbody\r\n";
-  in.original_content = &original;
+  in.original_content = original;
   auto b = make_bounce(in);
   ASSERT_TRUE(b.has_value());
   EXPECT_EQ(b->env.sender, "");
@@ -49,11 +51,36 @@ TEST(bounce, reports_each_failed_recipient_in_rfc3464_form) {
   EXPECT_EQ(c.substr(c.size() - end.size()), end);
 }
 
+// The dates are the relay's local time with its offset (common rfc5322_date,
+// tested for several zones in tests/common): whatever TZ the test runs under.
+TEST(bounce, dates_are_rfc5322_in_local_time) {
+  const auto in = sample();
+  auto b = make_bounce(in);
+  ASSERT_TRUE(b.has_value());
+  const auto& c = b->content;
+  EXPECT_NE(c.find("\r\nDate: " + rfc5322_date(1790000100) + "\r\n"), std::string::npos) << c;
+  EXPECT_NE(c.find("\r\nArrival-Date: " + rfc5322_date(1790000000) + "\r\n"), std::string::npos)
+      << c;
+  EXPECT_NE(c.find("\r\nLast-Attempt-Date: " + rfc5322_date(1790000100) + "\r\n"),
+            std::string::npos)
+      << c;
+}
+
+TEST(bounce, without_the_content_the_original_part_is_empty) {
+  const auto in = sample();
+  auto b = make_bounce(in);
+  ASSERT_TRUE(b.has_value());
+  EXPECT_NE(
+      b->content.find("Content-Type: message/rfc822\r\n\r\n\r\n--0123456789abcdef/relay.test--"),
+      std::string::npos)
+      << b->content;
+}
+
 TEST(bounce, ret_hdrs_returns_only_the_header) {
   auto in = sample();
   in.original.params.ret = smtp::dsn_ret::headers;
   const std::string original = "Subject: secret\r\n\r\nconfidential body\r\n";
-  in.original_content = &original;
+  in.original_content = original;
   auto b = make_bounce(in);
   ASSERT_TRUE(b.has_value());
   EXPECT_NE(b->content.find("Content-Type: text/rfc822-headers\r\n\r\nSubject: secret\r\n"),

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_future.hpp>
@@ -446,6 +447,33 @@ TEST_F(UpstreamClientTest, Greeting421IsRefused) {
   EXPECT_EQ(result.status, connect_status::refused);
   EXPECT_TRUE(contains(result.message, "upstream greeted with 421 4.7.0 Try again later"))
       << result.message;
+}
+
+// A client kept alive after its last operation (as `oauth-relayctl test`
+// does) leaves no deadline timer behind: the loop runs out of work at once,
+// after a QUIT as after a refused connection.
+TEST_F(UpstreamClientTest, AFinishedClientLeavesNoWorkBehind) {
+  auto fake = start();
+  fake->greet_421(1);
+  upstream_client refused(ioc_.get_executor(), *tls_, options(*fake));
+  upstream_client used(ioc_.get_executor(), *tls_, options(*fake));
+  connect_result first;
+  bool quit = false;
+  asio::co_spawn(
+      ioc_,
+      [&]() -> asio::awaitable<void> {
+        first = co_await refused.connect();
+        const bool logged_in = co_await login(used);
+        if (logged_in) co_await used.quit();
+        quit = logged_in;
+      },
+      asio::detached);
+  ioc_.run_for(std::chrono::seconds(5));  // the options' timeout is 10 s
+  EXPECT_TRUE(ioc_.stopped()) << "work left after the last operation";
+  EXPECT_EQ(first.status, connect_status::refused);
+  EXPECT_TRUE(quit);
+  EXPECT_FALSE(refused.usable());
+  EXPECT_FALSE(used.usable());
 }
 
 TEST_F(UpstreamClientTest, SendWithoutLoginDefersAndSendsNothing) {

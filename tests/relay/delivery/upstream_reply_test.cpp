@@ -1,5 +1,5 @@
 // Table tests for the upstream reply parser (framing, codes, enhanced status,
-// limits, feeding in pieces), EHLO capabilities, base64 and XOAUTH2 framing.
+// limits, feeding in pieces), EHLO capabilities and XOAUTH2 framing.
 #include "relay/delivery/upstream_reply.hpp"
 
 #include <gtest/gtest.h>
@@ -335,40 +335,7 @@ TEST(ParseEhlo, OffersAuthIsCaseInsensitive) {
   EXPECT_FALSE(c.offers_auth("LOGIN"));
 }
 
-// --- base64 and XOAUTH2 ------------------------------------------------------------
-
-struct base64_case {
-  std::string plain;
-  std::string encoded;
-};
-
-class Base64 : public ::testing::TestWithParam<base64_case> {};
-
-TEST_P(Base64, Rfc4648Vectors) {
-  EXPECT_EQ(base64_encode(GetParam().plain), GetParam().encoded);
-  EXPECT_EQ(base64_decode(GetParam().encoded), GetParam().plain);
-}
-
-INSTANTIATE_TEST_SUITE_P(Vectors, Base64,
-                         ::testing::Values(base64_case{"", ""}, base64_case{"f", "Zg=="},
-                                           base64_case{"fo", "Zm8="}, base64_case{"foo", "Zm9v"},
-                                           base64_case{"foob", "Zm9vYg=="},
-                                           base64_case{"fooba", "Zm9vYmE="},
-                                           base64_case{"foobar", "Zm9vYmFy"},
-                                           base64_case{std::string("\0\xff\x01", 3), "AP8B"}));
-
-TEST(Base64, DecodeRejectsMalformed) {
-  EXPECT_EQ(base64_decode("Zg"), "f");  // padding may be left off
-  EXPECT_EQ(base64_decode("Zm8"), "fo");
-  EXPECT_FALSE(base64_decode("Z"));
-  EXPECT_FALSE(base64_decode("Zg="));
-  EXPECT_FALSE(base64_decode("Z==="));
-  EXPECT_FALSE(base64_decode("Zh=="));  // non-zero bits after the last octet
-  EXPECT_FALSE(base64_decode("Zm9v\r\n"));
-  EXPECT_FALSE(base64_decode("Zm 9v"));
-  EXPECT_FALSE(base64_decode("Zm9-"));
-  EXPECT_FALSE(base64_decode("=Zg="));
-}
+// --- XOAUTH2 (base64 itself: tests/common/text_test.cpp) ---------------------------
 
 TEST(Xoauth2, GooglesDocumentedExample) {
   // https://developers.google.com/gmail/imap/xoauth2-protocol

@@ -51,6 +51,34 @@ TEST(MakeReply, BuildsOneLine) {
   EXPECT_EQ(r.wire(), "451 4.3.0 Try again later\r\n");
 }
 
+struct line_case {
+  const char* name;
+  reply value;
+  std::string line;
+};
+
+class ReplyLine : public ::testing::TestWithParam<line_case> {};
+
+TEST_P(ReplyLine, IsOnePrintableLine) {
+  EXPECT_EQ(to_line(GetParam().value), GetParam().line);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, ReplyLine,
+    ::testing::Values(line_case{"enhanced", {250, "2.1.0", {"Sender OK"}}, "250 2.1.0 Sender OK"},
+                      line_case{"plain", {220, "", {"relay ESMTP"}}, "220 relay ESMTP"},
+                      line_case{"continuations_joined",
+                                {550, "5.1.1", {"no such user", "see https://support.example"}},
+                                "550 5.1.1 no such user / see https://support.example"},
+                      line_case{"no_lines", {221, "2.0.0", {}}, "221 2.0.0"},
+                      line_case{"control_characters_become_spaces",
+                                {451, "4.3.0", {std::string("a\r\nb\0c\x7f", 7)}},
+                                "451 4.3.0 a  b c "},
+                      line_case{"long_text_is_cut",
+                                {250, "", {std::string(600, 'x')}},
+                                "250 " + std::string(508, 'x') + "..."}),
+    [](const auto& info) { return std::string(info.param.name); });
+
 struct class_case {
   int code;
   bool positive;

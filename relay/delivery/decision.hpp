@@ -1,0 +1,96 @@
+// What a delivery attempt means for a queued message, as pure code: the
+// outcome goes in (per-recipient results, or why nothing was sent), and out
+// come the record to store, the bounce to store with it, and what to count
+// and log. No I/O and no clock, so it is table-tested (decision_test.cpp).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include "relay/delivery/upstream.hpp"
+#include "relay/envelope.hpp"
+#include "relay/spool/records.hpp"
+
+namespace oauth_relay::relay {
+
+// The rules a decision follows (queue.* and the names a bounce carries).
+struct delivery_policy {
+  std::chrono::milliseconds retry_initial{60'000};
+  std::chrono::milliseconds retry_max{3'600'000};
+  std::chrono::seconds lifetime{5 * 24 * 3600};  // from arrival; then pending recipients fail
+  std::string reporting_host;                    // the relay's hostname (Reporting-MTA)
+  std::string upstream_host;                     // Remote-MTA of upstream replies
+
+  // The wait after `failures` failed attempts in a row (1 for the first):
+  // retry_initial, doubled for each further one, at most retry_max.
+  std::chrono::milliseconds backoff(int failures) const;
+};
+
+// The upstream answered the transaction: `result.recipients` holds one result
+// per pending recipient of the message, in their order.
+struct sent_upstream {
+  send_result result;
+};
+
+// Nothing was sent: no connection, no login, no token, unreadable content.
+struct not_sent {
+  std::string reason;  // one line naming the cause and what to do
+  // When to try again if the cause knows (an account waiting for a person
+  // waits retry_max); unset: the message's own backoff.
+  std::optional<std::chrono::milliseconds> retry_after;
+};
+
+// Found past queue.lifetime before sending: not attempted, its pending
+// recipients fail with 4.4.7 whatever the clock says now.
+struct too_old {};
+
+using attempt = std::variant<sent_upstream, not_sent, too_old>;
+
+// How the message stands after the attempt, for the log line's event.
+enum class message_outcome {
+  delivered,  // finished, every recipient delivered ("delivered")
+  failed,     // finished, at least one recipient failed ("delivery_failed")
+  deferred,   // recipients still pending: queued again ("delivery_deferred")
+};
+
+// What to count and log once the decision is stored.
+struct attempt_report {
+  message_outcome outcome = message_outcome::deferred;
+  std::size_t delivered_now = 0;  // recipients delivered by this attempt
+  std::size_t failed = 0;         // recipients failed, on this attempt or earlier
+  int attempt_number = 1;         // this attempt, counting from 1
+  // Why recipients are still pending, or what the upstream said (may be
+  // empty when it said nothing special); for the log and the account's health.
+  std::string reason;
+  // The attempt counters (delivery_attempts_total by result).
+  bool counts_delivered = false;  // something was delivered
+  bool counts_deferred = false;   // the message is queued again
+  bool counts_failed = false;     // the upstream answered and the message finished with failures
+  // An attempt that reached the upstream, delivered nothing and left the
+  // message queued: one more temporary failure in a row for the account.
+  bool account_failure = false;
+};
+
+struct delivery_decision {
+  delivery_record record;                   // to store
+  std::optional<generated_message> bounce;  // to store in the same transaction
+  attempt_report report;
+};
+
+// Whether `message` has been queued for queue.lifetime or longer at `now_ms`.
+bool past_lifetime(const queued_message& message, const delivery_policy& policy,
+                   std::int64_t now_ms);
+
+// The decision for one attempt of `message` (as it was queued before it).
+// `content` is the message as queued, quoted by a bounce; unset when it was
+// not read (a bounce then carries no copy).
+delivery_decision decide(const queued_message& message, const attempt& what_happened,
+                         const delivery_policy& policy, std::int64_t now_ms,
+                         std::optional<std::string_view> content);
+
+}  // namespace oauth_relay::relay
