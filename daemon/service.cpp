@@ -1,6 +1,7 @@
 // Process lifecycle for oauth-relayd. Everything but the spool's writer
-// thread runs on one event loop, so a WATCHDOG=1 sent from a timer on that
-// loop proves the loop is not stuck.
+// thread and blocking work (the blocking_ pool: WAL checkpoints) runs on one
+// event loop, so a WATCHDOG=1 sent from a timer on that loop proves the loop
+// is not stuck.
 #include "daemon/service.hpp"
 
 #include <systemd/sd-daemon.h>
@@ -13,6 +14,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
 
 #include "auth/http_client.hpp"
 #include "auth/token_manager.hpp"
@@ -44,12 +46,12 @@ class service {
   service(std::filesystem::path config_path, config::settings settings)
       : config_path_(std::move(config_path)),
         settings_(std::move(settings)),
-        spool_(settings_.state_dir, io_.get_executor()),
+        spool_(settings_.state_dir, io_.get_executor(), blocking_.get_executor()),
         token_store_(settings_.state_dir),
         tokens_(io_.get_executor(), settings_, token_store_,
                 std::make_shared<auth::curl_http_client>()),
-        scheduler_(io_.get_executor(), spool_, tokens_, settings_),
-        server_(io_, spool_, std::make_shared<relay::listener_config>(settings_)),
+        scheduler_(io_.get_executor(), spool_.queue(), tokens_, settings_),
+        server_(io_, spool_.store(), std::make_shared<relay::listener_config>(settings_)),
         health_(io_, settings_.health_socket, {spool_, tokens_, scheduler_, server_},
                 OAUTH_RELAY_VERSION),
         signals_(io_, SIGTERM, SIGINT, SIGHUP),
@@ -188,6 +190,8 @@ class service {
   std::filesystem::path config_path_;
   config::settings settings_;
   asio::io_context io_{1};
+  // Blocking work off the event loop; before the spool, which posts to it.
+  asio::thread_pool blocking_{2};
   relay::spool spool_;
   auth::token_store token_store_;
   auth::token_manager tokens_;

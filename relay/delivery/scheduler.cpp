@@ -88,7 +88,7 @@ struct delivery_scheduler::connection_result {
   std::chrono::milliseconds delay{0};  // when to try the account again
 };
 
-delivery_scheduler::delivery_scheduler(asio::any_io_executor executor, spool& spool,
+delivery_scheduler::delivery_scheduler(asio::any_io_executor executor, delivery_queue& spool,
                                        auth::token_manager& tokens,
                                        const config::settings& settings)
     : executor_(executor),
@@ -125,11 +125,18 @@ void delivery_scheduler::account_state_changed(const std::string& account,
                                                auth::token_state state) {
   if (state != auth::token_state::valid && state != auth::token_state::expired) return;
   // Mail that waited for this account (needs_reauth, refresh_failing) goes now.
-  spool_.async_reschedule(account, now_ms(), [this, account](std::size_t changed) {
-    if (changed > 0)
-      log::info("account_mail_released").kv("account", account).kv("messages", changed);
-    wake();
-  });
+  asio::co_spawn(
+      executor_, spool_.reschedule(account, now_ms()),
+      [this, account](std::exception_ptr, spool_result<std::size_t> changed) {
+        if (!changed) {
+          log::error("account_mail_release_failed")
+              .kv("account", account)
+              .kv("error", changed.error().detail);
+        } else if (*changed > 0) {
+          log::info("account_mail_released").kv("account", account).kv("messages", *changed);
+        }
+        wake();
+      });
 }
 
 void delivery_scheduler::reconfigure(const config::settings& settings) {
@@ -204,8 +211,13 @@ asio::awaitable<void> delivery_scheduler::dispatch_loop() {
     std::vector<queued_message> due;
     if (room > 0 && !backlog) {
       message_id_set busy(claimed_);
-      due = co_await spool_.async_due(now_ms(), std::min(due_batch, room), std::move(busy),
-                                      use_awaitable);
+      auto found = co_await spool_.due(now_ms(), std::min(due_batch, room), std::move(busy));
+      if (found) {
+        due = std::move(*found);
+      } else {
+        // Nothing is claimed: the next pass asks again.
+        log::error("queue_read_failed").kv("error", found.error().detail);
+      }
     }
     if (stopping_) break;
 
@@ -238,16 +250,28 @@ asio::awaitable<void> delivery_scheduler::dispatch_loop() {
           now_ms() +
           std::chrono::duration_cast<std::chrono::milliseconds>(settings_.queue.retry_max).count();
       const std::string reason = blocked[account];
-      const auto count = co_await spool_.async_postpone(account, until, reason, use_awaitable);
+      const auto count = co_await spool_.postpone(account, until, reason);
+      if (!count) {
+        log::error("account_mail_postpone_failed")
+            .kv("account", account)
+            .kv("error", count.error().detail);
+        continue;
+      }
       log::warning("account_mail_waiting")
           .kv("account", account)
-          .kv("messages", count)
+          .kv("messages", *count)
           .kv("reason", reason);
     }
     if (wake_pending_) continue;
 
-    auto next = co_await spool_.async_next_due(use_awaitable);
+    auto next_due = co_await spool_.next_due();
     if (stopping_ || wake_pending_) continue;
+    std::optional<std::int64_t> next;
+    if (next_due) {
+      next = *next_due;
+    } else {
+      log::error("queue_read_failed").kv("error", next_due.error().detail);
+    }
     auto delay = std::chrono::milliseconds(idle_poll);
     if (backlog) {
       delay = std::chrono::milliseconds(busy_poll);  // a worker wakes us sooner
@@ -348,12 +372,20 @@ asio::awaitable<void> delivery_scheduler::worker(std::shared_ptr<account_queue> 
     q->waiting.pop_front();
     if (!wake_pending_ && waiting_total() + 1 == refill_below) wake();
 
-    auto content = co_await spool_.async_content(m.id, use_awaitable);
-    if (!content) {
-      // Deleted meanwhile (oauth-relayctl queue delete), or its content file is gone.
-      log::warning("delivery_skipped").kv("id", m.id).kv("reason", "content not found");
+    auto content = co_await spool_.content(m.id);
+    if (!content && content.error().code == spool_errc::not_found) {
+      // Deleted meanwhile (oauth-relayctl queue delete).
+      log::warning("delivery_skipped").kv("id", m.id).kv("reason", "it left the queue");
       doomed_.erase(m.id);
       claimed_.erase(m.id);
+      continue;
+    }
+    if (!content) {
+      // Queued but unreadable now (I/O error, a content file gone): tried
+      // again later like any temporary failure, never dropped.
+      log::error("message_content_unreadable").kv("id", m.id).kv("error", content.error().detail);
+      const std::string reason = "cannot read the message: " + content.error().detail;
+      co_await record(m, nullptr, reason, backoff(m.attempts), nullptr);
       continue;
     }
     if (doomed_.count(m.id) != 0) {
@@ -415,7 +447,7 @@ asio::awaitable<void> delivery_scheduler::worker(std::shared_ptr<account_queue> 
     // connection goes on. Until it is stored the message stays claimed; a
     // crash before then sends it again, which Gmail's 250 already allows.
     std::optional<std::string> kept;
-    if (!result.all_delivered()) kept = std::move(content);  // a bounce may quote it
+    if (!result.all_delivered()) kept = std::move(*content);  // a bounce may quote it
     asio::co_spawn(executor_, record_later(std::move(m), std::move(result), std::move(kept)),
                    asio::detached);
   }
@@ -507,11 +539,11 @@ asio::awaitable<void> delivery_scheduler::record(const queued_message& m, const 
   }
 
   const bool bounced = bounce.has_value();
-  auto stored = co_await spool_.async_record(std::move(rec), std::move(bounce), use_awaitable);
+  auto stored = co_await spool_.record(std::move(rec), std::move(bounce));
   if (doomed_.count(m.id) != 0) co_await delete_doomed(m.id);
   claimed_.erase(m.id);
-  if (stored.status != store_status::stored) {
-    log::error("delivery_record_failed").kv("id", m.id).kv("error", stored.detail);
+  if (!stored) {
+    log::error("delivery_record_failed").kv("id", m.id).kv("error", stored.error().detail);
     co_return;
   }
   const bool finished = std::find(status.begin(), status.end(), 0) == status.end();
@@ -549,7 +581,7 @@ asio::awaitable<void> delivery_scheduler::record(const queued_message& m, const 
 }
 
 void delivery_scheduler::delete_messages(std::vector<std::string> ids,
-                                         std::function<void(queue_change)> done) {
+                                         std::function<void(spool_result<queue_change>)> done) {
   std::vector<std::string> now;
   std::size_t later = 0;
   for (auto& id : ids) {
@@ -575,19 +607,24 @@ void delivery_scheduler::delete_messages(std::vector<std::string> ids,
       ++later;
     }
   }
-  spool_.async_delete(std::move(now), [later, done = std::move(done)](queue_change result) {
-    if (result.error.empty()) result.changed += later;
-    done(std::move(result));
-  });
+  // co_spawn starts at once on this thread, so the delete is queued before
+  // any later look for due mail.
+  asio::co_spawn(
+      executor_, spool_.remove(std::move(now)),
+      [later, done = std::move(done)](std::exception_ptr error, spool_result<queue_change> result) {
+        if (error) result = spool_failure{spool_errc::failed, "the delete failed"};
+        if (result) result->changed += later;
+        done(std::move(result));
+      });
 }
 
 asio::awaitable<void> delivery_scheduler::delete_doomed(const std::string& id) {
   doomed_.erase(id);
   std::vector<std::string> ids{id};
-  auto result = co_await spool_.async_delete(std::move(ids), use_awaitable);
-  if (!result.error.empty()) {
-    log::error("message_delete_failed").kv("id", id).kv("error", result.error);
-  } else if (result.changed == 0) {
+  auto result = co_await spool_.remove(std::move(ids));
+  if (!result) {
+    log::error("message_delete_failed").kv("id", id).kv("error", result.error().detail);
+  } else if (result->changed == 0) {
     log::notice("message_delete_skipped").kv("id", id).kv("reason", "it left the queue meanwhile");
   } else {
     log::notice("message_deleted").kv("id", id).kv("after", "its delivery attempt");

@@ -24,7 +24,7 @@
 #include "auth/token_manager.hpp"
 #include "config/config.hpp"
 #include "relay/delivery/upstream_client.hpp"
-#include "relay/spool/spool.hpp"
+#include "relay/spool/delivery_queue.hpp"
 
 namespace oauth_relay::relay {
 
@@ -47,7 +47,7 @@ struct delivery_counters {
 
 class delivery_scheduler {
  public:
-  delivery_scheduler(boost::asio::any_io_executor executor, spool& spool,
+  delivery_scheduler(boost::asio::any_io_executor executor, delivery_queue& spool,
                      auth::token_manager& tokens, const config::settings& settings);
   ~delivery_scheduler();
   delivery_scheduler(const delivery_scheduler&) = delete;
@@ -70,7 +70,8 @@ class delivery_scheduler {
   // of a delivery attempt is deleted right after that attempt is recorded, so
   // it is never half-deleted (it counts as deleted in the answer). `done` runs
   // on the event loop.
-  void delete_messages(std::vector<std::string> ids, std::function<void(queue_change)> done);
+  void delete_messages(std::vector<std::string> ids,
+                       std::function<void(spool_result<queue_change>)> done);
 
   const delivery_counters& counters() const { return counters_; }
 
@@ -93,7 +94,7 @@ class delivery_scheduler {
   boost::asio::awaitable<void> delete_doomed(const std::string& id);
 
   boost::asio::any_io_executor executor_;
-  spool& spool_;
+  delivery_queue& spool_;
   auth::token_manager& tokens_;
   config::settings settings_;
   std::unique_ptr<boost::asio::ssl::context> tls_;
