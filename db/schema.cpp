@@ -142,24 +142,24 @@ void migrate(connection& db) {
   // Another process may be migrating too: the write lock decides who does
   // it, and the version is read again under it.
   db.exec("BEGIN IMMEDIATE");
+  int from = 0;
   try {
-    const int from = schema_version(db);
+    from = schema_version(db);
     refuse_newer(db, from);
     for (const auto& m : migrations) {
       if (m.version > from) m.apply(db);
     }
     db.exec(("PRAGMA user_version = " + std::to_string(queue_schema_version)).c_str());
     db.exec("COMMIT");
-    if (from != queue_schema_version) {
-      log::info("queue_schema_migrated")
-          .kv("file", db.path().string())
-          .kv("from", from)
-          .kv("to", queue_schema_version);
-    }
   } catch (...) {
     sqlite3_exec(db.handle(), "ROLLBACK", nullptr, nullptr, nullptr);
     throw;
   }
+  if (from == queue_schema_version) return;  // the other process was first
+  log::info(from == 0 ? "queue_schema_created" : "queue_schema_migrated")
+      .kv("file", db.path().string())
+      .kv("from", from)
+      .kv("to", queue_schema_version);
 }
 
 }  // namespace

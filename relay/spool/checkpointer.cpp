@@ -6,6 +6,7 @@
 
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 
 #include <boost/asio/post.hpp>
 
@@ -39,7 +40,7 @@ struct wal_checkpointer::state {
       again = false;
       running = true;
       lock.unlock();
-      const int rc = sqlite3_wal_checkpoint_v2(db.handle(), nullptr, mode, nullptr, nullptr);
+      const int rc = sqlite3_wal_checkpoint_v2(db->handle(), nullptr, mode, nullptr, nullptr);
       if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
         log::warning("spool_checkpoint_failed").kv("error", sqlite3_errstr(rc));
       }
@@ -53,7 +54,7 @@ struct wal_checkpointer::state {
     }
   }
 
-  db::connection db;
+  std::optional<db::connection> db;  // closed by the destructor, not by a late job
   std::mutex mutex;
   std::condition_variable done;
   int pages = 0;         // the WAL's size at the last report
@@ -77,6 +78,9 @@ wal_checkpointer::~wal_checkpointer() {
   std::unique_lock lock(state_->mutex);
   state_->stopping = true;
   state_->done.wait(lock, [this] { return !state_->running; });
+  // Closed now, so nothing touches the database once the spool is gone; a
+  // job still queued on the pool sees `stopping` and leaves.
+  state_->db.reset();
 }
 
 void wal_checkpointer::watch(db::connection& writer) {

@@ -65,9 +65,10 @@ class writer_context {
 // otherwise). An error it returns is an answer and rolls nothing back.
 // Optional: `before(writer_context&) -> spool_result<void>`, run ahead of the
 // transaction (an error is the answer and `apply` is skipped); and
-// `committed(writer_context&, spool_result<T>&)`, run once the transaction
-// is durable. `apply` may run twice (alone again after its batch failed).
-// A plain callable taking writer_context& is a job with only `apply`.
+// `committed(writer_context&, spool_result<T>&)`, run with apply's answer
+// once the transaction is durable. `apply` may run twice (alone again after
+// its batch failed). A plain callable taking writer_context& and returning
+// spool_result<T> is a job with only `apply`.
 template <typename Job, typename T>
 concept writer_job = requires(Job& job, writer_context& ctx) {
   { job.apply(ctx) } -> std::same_as<spool_result<T>>;
@@ -95,6 +96,7 @@ class spool_writer {
           if constexpr (writer_job<Job, T>) {
             enqueue(std::make_unique<task_for<T, Job>>(std::move(j), std::move(done)));
           } else {
+            static_assert(writer_job<apply_only<Job>, T>, "a job answers spool_result<T>");
             enqueue(std::make_unique<task_for<T, apply_only<Job>>>(apply_only<Job>{std::move(j)},
                                                                    std::move(done)));
           }

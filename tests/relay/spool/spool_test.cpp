@@ -179,6 +179,25 @@ TEST_F(spool_test, concurrent_commits_are_all_stored) {
   EXPECT_EQ(reader.messages().value().size(), static_cast<std::size_t>(count));
 }
 
+TEST_F(spool_test, a_growing_log_is_checkpointed_on_the_blocking_pool) {
+  spool s(dir_, io_.get_executor(), blocking_);
+  // Only a checkpoint copies pages from the log into queue.db while the
+  // spool is open: SQLite's own checkpoint is replaced.
+  const auto before = std::filesystem::file_size(dir_ / "queue.db");
+  for (int i = 0; i < 30; ++i) {
+    auto draft = s.store().begin();
+    draft->append(std::string(200 * 1024, static_cast<char>('a' + i % 26)));
+    ASSERT_TRUE(stored(commit(s, std::move(draft), sample_envelope())));
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::filesystem::file_size(dir_ / "queue.db") < before + 4 * 1024 * 1024 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_GE(std::filesystem::file_size(dir_ / "queue.db"), before + 4 * 1024 * 1024);
+  EXPECT_EQ(run_op(io_, s.admin().summary()).value().depth, 30u);
+}
+
 TEST_F(spool_test, due_messages_then_records_move_and_finish_them) {
   spool s(dir_, io_.get_executor(), blocking_);
   auto& queue = s.queue();
