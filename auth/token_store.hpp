@@ -13,8 +13,7 @@
 
 #include "auth/token_state.hpp"
 #include "config/config.hpp"
-
-struct sqlite3;
+#include "db/sqlite.hpp"
 
 namespace oauth_relay::auth {
 
@@ -41,8 +40,8 @@ struct account_record {
 // write the same database; SQLite's locking and busy timeout arbitrate.
 class token_store {
  public:
-  // Opens or creates state_dir (0700) and state_dir/queue.db (0600) and the
-  // accounts table. Throws token_store_error.
+  // Opens or creates state_dir (0700) and state_dir/queue.db (0600), its
+  // schema brought up to date (db/schema.hpp). Throws token_store_error.
   explicit token_store(const std::filesystem::path& state_dir);
   ~token_store();
   token_store(const token_store&) = delete;
@@ -88,10 +87,7 @@ class token_store {
   void ensure_accounts(const std::vector<config::account_settings>& accounts);
 
  private:
-  void exec(const char* sql) const;
-
-  std::filesystem::path db_path_;
-  sqlite3* db_ = nullptr;
+  mutable db::connection db_;
   mutable std::mutex mutex_;
 };
 

@@ -75,6 +75,10 @@ std::string last_error_of(const account_health& a) {
 
 health_verdict evaluate(const health_input& in) {
   health_verdict out;
+  if (!in.queue_error.empty()) {
+    out.problems.push_back("the queue could not be read (" + in.queue_error +
+                           "): check the state directory's disk and the journal of oauth-relay");
+  }
   for (const auto& a : in.accounts) {
     if (token_problem(a.status.state)) {
       out.problems.push_back(token_problem_sentence(a.status));

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "auth/token_manager.hpp"
-#include "relay/spool/spool.hpp"
+#include "relay/spool/records.hpp"
 
 namespace oauth_relay::daemon {
 
@@ -23,7 +23,8 @@ namespace oauth_relay::daemon {
 //   failed temporarily (connection, TLS, login or 4xx; each failed connection
 //   counts once, however many messages were waiting) with no delivery in
 //   between. Not reported for an account that already has a token problem:
-//   the token is the cause.
+//   the token is the cause;
+// - the queue could not be read (its figures are then unknown, not zero).
 inline constexpr std::chrono::seconds queue_age_limit{3600};
 inline constexpr std::uint64_t upstream_failure_limit = 3;
 
@@ -39,6 +40,7 @@ struct health_input {
   std::int64_t now = 0;  // unix seconds
   std::int64_t uptime_seconds = 0;
   relay::queue_summary queue;
+  std::string queue_error;  // why the queue could not be read; empty when it was
   std::vector<account_health> accounts;
 };
 

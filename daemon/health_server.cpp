@@ -22,6 +22,7 @@
 
 #include "auth/token_manager.hpp"
 #include "common/deadline.hpp"
+#include "common/text.hpp"
 #include "config/log.hpp"
 #include "relay/delivery/scheduler.hpp"
 #include "relay/smtp/server.hpp"
@@ -304,13 +305,17 @@ asio::awaitable<health_server::reply> health_server::respond(std::string method,
   co_return reply{404, "application/json", error_json("not found"), {}};
 }
 
-health_input health_server::gather(const relay::queue_summary& queue) const {
+health_input health_server::gather(const relay::spool_result<relay::queue_summary>& queue) const {
   health_input in;
   in.now = unix_ms() / 1000;
   in.uptime_seconds =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_)
           .count();
-  in.queue = queue;
+  if (queue) {
+    in.queue = *queue;
+  } else {
+    in.queue_error = one_line(queue.error().detail);
+  }
   const auto& counters = sources_.scheduler.counters();
   for (auto& status : sources_.tokens.status()) {
     account_health a;
@@ -330,7 +335,8 @@ health_input health_server::gather(const relay::queue_summary& queue) const {
 }
 
 asio::awaitable<health_server::reply> health_server::health() {
-  auto summary = co_await sources_.spool.async_summary(use_awaitable);
+  auto summary = co_await sources_.spool.admin().summary();
+  if (!summary) log::error("queue_summary_failed").kv("error", summary.error().detail);
   const auto in = gather(summary);
   const auto verdict = evaluate(in);
   co_return reply{
@@ -338,7 +344,15 @@ asio::awaitable<health_server::reply> health_server::health() {
 }
 
 asio::awaitable<health_server::reply> health_server::metrics() {
-  auto summary = co_await sources_.spool.async_summary(use_awaitable);
+  auto summary = co_await sources_.spool.admin().summary();
+  if (!summary) {
+    // No figures rather than zeros that would read as an empty queue.
+    log::error("queue_summary_failed").kv("error", summary.error().detail);
+    co_return reply{500,
+                    "text/plain; charset=utf-8",
+                    "the queue could not be read: " + one_line(summary.error().detail) + "\n",
+                    {}};
+  }
   metrics_input in;
   in.health = gather(summary);
   const auto& c = sources_.scheduler.counters();
@@ -353,8 +367,13 @@ asio::awaitable<health_server::reply> health_server::metrics() {
 }
 
 asio::awaitable<health_server::reply> health_server::queue() {
-  auto messages = co_await sources_.spool.async_list(use_awaitable);
-  co_return reply{200, "application/json", queue_json(messages, unix_ms()), {}};
+  auto messages = co_await sources_.spool.admin().list();
+  if (!messages) {
+    log::error("queue_list_failed").kv("error", messages.error().detail);
+    co_return reply{
+        500, "application/json", error_json("the spool failed: " + messages.error().detail), {}};
+  }
+  co_return reply{200, "application/json", queue_json(*messages, unix_ms()), {}};
 }
 
 asio::awaitable<health_server::reply> health_server::retry(std::string body) {
@@ -362,18 +381,19 @@ asio::awaitable<health_server::reply> health_server::retry(std::string body) {
   auto selection = parse_queue_selection(body, /*allow_all=*/true, problem);
   if (!selection) co_return reply{400, "application/json", error_json(problem), {}};
   const auto now = unix_ms();
-  auto result = co_await sources_.spool.async_retry(std::move(selection->ids), selection->all, now,
-                                                    use_awaitable);
-  if (!result.error.empty()) {
-    log::error("queue_retry_failed").kv("error", result.error);
-    co_return reply{500, "application/json", error_json("the spool failed: " + result.error), {}};
+  auto result =
+      co_await sources_.spool.admin().retry(std::move(selection->ids), selection->all, now);
+  if (!result) {
+    const auto detail = result.error().detail;
+    log::error("queue_retry_failed").kv("error", detail);
+    co_return reply{500, "application/json", error_json("the spool failed: " + detail), {}};
   }
   log::notice("queue_retry")
       .kv("all", selection->all ? "yes" : "no")
-      .kv("changed", result.changed)
-      .kv("unknown", result.unknown.size());
+      .kv("changed", result->changed)
+      .kv("unknown", result->unknown.size());
   sources_.scheduler.wake();
-  co_return reply{200, "application/json", change_json(result, "changed"), {}};
+  co_return reply{200, "application/json", change_json(*result, "changed"), {}};
 }
 
 asio::awaitable<health_server::reply> health_server::remove(std::string body) {
@@ -384,19 +404,21 @@ asio::awaitable<health_server::reply> health_server::remove(std::string body) {
   auto start = [&scheduler](auto handler, std::vector<std::string> ids) {
     // std::function needs a copyable callable; the coroutine's handler is not.
     auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-    scheduler.delete_messages(
-        std::move(ids), [shared](relay::queue_change r) { std::move (*shared)(std::move(r)); });
+    scheduler.delete_messages(std::move(ids), [shared](relay::spool_result<relay::queue_change> r) {
+      std::move (*shared)(std::move(r));
+    });
   };
   auto ids = std::move(selection->ids);
-  auto result =
-      co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(relay::queue_change)>(
-          start, use_awaitable, std::move(ids));
-  if (!result.error.empty()) {
-    log::error("queue_delete_failed").kv("error", result.error);
-    co_return reply{500, "application/json", error_json("the spool failed: " + result.error), {}};
+  auto result = co_await asio::async_initiate<const asio::use_awaitable_t<>&,
+                                              void(relay::spool_result<relay::queue_change>)>(
+      start, use_awaitable, std::move(ids));
+  if (!result) {
+    const auto detail = result.error().detail;
+    log::error("queue_delete_failed").kv("error", detail);
+    co_return reply{500, "application/json", error_json("the spool failed: " + detail), {}};
   }
-  log::notice("queue_delete").kv("deleted", result.changed).kv("unknown", result.unknown.size());
-  co_return reply{200, "application/json", change_json(result, "deleted"), {}};
+  log::notice("queue_delete").kv("deleted", result->changed).kv("unknown", result->unknown.size());
+  co_return reply{200, "application/json", change_json(*result, "deleted"), {}};
 }
 
 asio::awaitable<health_server::reply> health_server::reload() {

@@ -83,7 +83,7 @@ class health_server {
   boost::asio::awaitable<reply> retry(std::string body);
   boost::asio::awaitable<reply> remove(std::string body);
   boost::asio::awaitable<reply> reload();
-  health_input gather(const relay::queue_summary& queue) const;
+  health_input gather(const relay::spool_result<relay::queue_summary>& queue) const;
 
   boost::asio::io_context& io_;
   std::filesystem::path path_;

@@ -1,7 +1,8 @@
-// Process lifecycle for oauth-relayd. State lives on one event loop; blocking
-// calls leave it for the spool's threads or the blocking pool (token endpoint
-// requests, token store reads and writes), whose results are posted back. So a
-// WATCHDOG=1 sent from a timer on that loop proves the loop is not stuck.
+// Process lifecycle for oauth-relayd. State lives on one event loop; only
+// blocking calls leave it: SQLite writes for the spool's writer thread, and
+// the blocking pool for token endpoint requests, token store reads and
+// writes and WAL checkpoints. Their results are posted back to the loop, so
+// a WATCHDOG=1 sent from a timer on that loop proves the loop is not stuck.
 #include "daemon/service.hpp"
 
 #include <systemd/sd-daemon.h>
@@ -21,7 +22,6 @@
 #include "auth/token_store.hpp"
 #include "config/log.hpp"
 #include "daemon/health_server.hpp"
-#include "daemon/legacy_adapters.hpp"  // TEMPORARY until merge
 #include "relay/delivery/scheduler.hpp"
 #include "relay/delivery/upstream_client.hpp"
 #include "relay/smtp/server.hpp"
@@ -51,14 +51,13 @@ class service {
   service(std::filesystem::path config_path, config::settings settings)
       : config_path_(std::move(config_path)),
         settings_(std::move(settings)),
-        spool_(settings_.state_dir, io_.get_executor()),
+        spool_(settings_.state_dir, io_.get_executor(), blocking_.get_executor()),
         token_store_(settings_.state_dir),
         tokens_(io_.get_executor(), blocking_.get_executor(), settings_, token_store_,
                 std::make_shared<auth::curl_http_client>()),
-        delivery_queue_(spool_),  // TEMPORARY until merge
         upstream_(std::make_unique<relay::tls_upstream_connector>(io_.get_executor(), settings_)),
-        scheduler_(io_.get_executor(), delivery_queue_, tokens_, *upstream_, settings_),
-        server_(io_, spool_, std::make_shared<relay::listener_config>(settings_)),
+        scheduler_(io_.get_executor(), spool_.queue(), tokens_, *upstream_, settings_),
+        server_(io_, spool_.store(), std::make_shared<relay::listener_config>(settings_)),
         health_(io_, settings_.health_socket, {spool_, tokens_, scheduler_, server_},
                 OAUTH_RELAY_VERSION),
         signals_(io_, SIGTERM, SIGINT, SIGHUP),
@@ -219,7 +218,6 @@ class service {
   relay::spool spool_;
   auth::token_store token_store_;
   auth::token_manager tokens_;
-  legacy_delivery_queue delivery_queue_;  // TEMPORARY until merge
   std::unique_ptr<relay::upstream_connector> upstream_;
   relay::delivery_scheduler scheduler_;
   relay::smtp_server server_;

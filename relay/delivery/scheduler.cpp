@@ -481,7 +481,7 @@ void delivery_scheduler::count(const queued_message& m, const attempt_report& r,
 }
 
 void delivery_scheduler::delete_messages(std::vector<std::string> ids,
-                                         std::function<void(queue_change)> done) {
+                                         std::function<void(spool_result<queue_change>)> done) {
   std::vector<std::string> now;
   std::size_t later = 0;
   for (auto& id : ids) {
@@ -511,19 +511,13 @@ void delivery_scheduler::delete_messages(std::vector<std::string> ids,
                  log_failure("message_delete_failed"));
 }
 
-asio::awaitable<void> delivery_scheduler::remove_now(std::vector<std::string> ids,
-                                                     std::size_t later,
-                                                     std::function<void(queue_change)> done) {
+asio::awaitable<void> delivery_scheduler::remove_now(
+    std::vector<std::string> ids, std::size_t later,
+    std::function<void(spool_result<queue_change>)> done) {
   auto removed = co_await queue_.remove(ids);
   for (const auto& id : ids) removing_.erase(id);
-  queue_change result;
-  if (removed) {
-    result = std::move(*removed);
-    result.changed += later;
-  } else {
-    result.error = removed.error().detail;
-  }
-  done(std::move(result));
+  if (removed) removed->changed += later;
+  done(std::move(removed));
 }
 
 asio::awaitable<void> delivery_scheduler::delete_doomed(const std::string& id) {

@@ -83,7 +83,8 @@ class delivery_scheduler {
   // of a delivery attempt is deleted right after that attempt is recorded, so
   // it is never half-deleted (it counts as deleted in the answer). `done` runs
   // on the event loop.
-  void delete_messages(std::vector<std::string> ids, std::function<void(queue_change)> done);
+  void delete_messages(std::vector<std::string> ids,
+                       std::function<void(spool_result<queue_change>)> done);
 
   const delivery_counters& counters() const { return counters_; }
 
@@ -108,7 +109,7 @@ class delivery_scheduler {
   void start_workers(const std::shared_ptr<account_queue>& queue);
   std::shared_ptr<account_queue> queue_for(const std::string& account);
   boost::asio::awaitable<void> remove_now(std::vector<std::string> ids, std::size_t later,
-                                          std::function<void(queue_change)> done);
+                                          std::function<void(spool_result<queue_change>)> done);
   boost::asio::awaitable<void> delete_doomed(const std::string& id);
   boost::asio::awaitable<void> release_account(std::string account);
 

@@ -55,9 +55,9 @@ void refuse(tcp::socket& socket, const smtp::reply& reply) {
 
 }  // namespace
 
-smtp_server::smtp_server(asio::io_context& io, spool& spool,
+smtp_server::smtp_server(asio::io_context& io, message_store& store,
                          std::shared_ptr<const listener_config> config)
-    : io_(io), spool_(spool), config_(std::move(config)), grace_timer_(io) {}
+    : io_(io), store_(store), config_(std::move(config)), grace_timer_(io) {}
 
 void smtp_server::listen(const std::vector<config::listen_address>& addresses) {
   for (const auto& a : addresses) {
@@ -137,7 +137,7 @@ asio::awaitable<void> smtp_server::accept_loop(tcp::acceptor& acceptor) {
       continue;
     }
     socket.set_option(tcp::no_delay(true), peer_ec);
-    auto session = std::make_shared<smtp_session>(std::move(socket), config_, spool_,
+    auto session = std::make_shared<smtp_session>(std::move(socket), config_, store_,
                                                   std::to_string(next_session_++));
     auto it = sessions_.insert(sessions_.end(), session);
     asio::co_spawn(io_, session->run(), [this, it](std::exception_ptr error) {

@@ -20,7 +20,7 @@ namespace oauth_relay::relay {
 
 class smtp_server {
  public:
-  smtp_server(boost::asio::io_context& io, spool& spool,
+  smtp_server(boost::asio::io_context& io, message_store& store,
               std::shared_ptr<const listener_config> config);
 
   // Binds the configured addresses; throws std::system_error naming the address.
@@ -42,7 +42,7 @@ class smtp_server {
   void session_ended(std::list<std::shared_ptr<smtp_session>>::iterator it);
 
   boost::asio::io_context& io_;
-  spool& spool_;
+  message_store& store_;
   std::shared_ptr<const listener_config> config_;
   std::list<boost::asio::ip::tcp::acceptor> acceptors_;
   std::list<std::shared_ptr<smtp_session>> sessions_;

@@ -42,11 +42,11 @@ listener_config::listener_config(config::settings s)
     : settings(std::move(s)), router(settings.accounts) {}
 
 smtp_session::smtp_session(asio::ip::tcp::socket socket,
-                           std::shared_ptr<const listener_config> config, spool& spool,
+                           std::shared_ptr<const listener_config> config, message_store& store,
                            std::string id)
     : socket_(std::move(socket)),
       config_(std::move(config)),
-      spool_(spool),
+      store_(store),
       id_(std::move(id)),
       protocol_(
           protocol_settings{config_->settings.hostname, config_->settings.limits.max_message_size,
@@ -153,7 +153,7 @@ asio::awaitable<bool> smtp_session::receive_data() {
   const auto& limits = config_->settings.limits;
   in_data_ = true;
   arm(limits.data_timeout);
-  auto draft = spool_.begin();
+  auto draft = store_.begin();
   draft->append(received_header(draft->id()));
   smtp::data_decoder decoder(smtp::max_text_line);
   bool too_big = false;
@@ -187,26 +187,21 @@ asio::awaitable<bool> smtp_session::receive_data() {
     const std::string message_id = draft->id();
     const auto size = draft->size();
     envelope env = protocol_.current_envelope();
-    auto result = co_await spool_.async_commit(std::move(draft), env, asio::use_awaitable);
-    switch (result.status) {
-      case store_status::stored:
-        reply = make_reply(250, "2.0.0", "Ok: queued as " + message_id);
-        log::info("message_accepted")
-            .kv("session", id_)
-            .kv("id", message_id)
-            .kv("from", env.sender)
-            .kv("account", env.account)
-            .kv("recipients", env.recipients.size())
-            .kv("size", size);
-        break;
-      case store_status::no_space:
-        reply = make_reply(452, "4.3.1", "Insufficient system storage, try again later");
-        log::error("message_store_failed").kv("session", id_).kv("error", result.detail);
-        break;
-      case store_status::failed:
-        reply = make_reply(451, "4.3.0", "Local error in processing, try again later");
-        log::error("message_store_failed").kv("session", id_).kv("error", result.detail);
-        break;
+    auto result = co_await store_.commit(std::move(draft), env);
+    if (result) {
+      reply = make_reply(250, "2.0.0", "Ok: queued as " + message_id);
+      log::info("message_accepted")
+          .kv("session", id_)
+          .kv("id", message_id)
+          .kv("from", env.sender)
+          .kv("account", env.account)
+          .kv("recipients", env.recipients.size())
+          .kv("size", size);
+    } else {
+      reply = result.error().code == spool_errc::no_space
+                  ? make_reply(452, "4.3.1", "Insufficient system storage, try again later")
+                  : make_reply(451, "4.3.0", "Local error in processing, try again later");
+      log::error("message_store_failed").kv("session", id_).kv("error", result.error().detail);
     }
   }
   protocol_.end_data();

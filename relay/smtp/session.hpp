@@ -1,6 +1,6 @@
 // One inbound SMTP connection from a local application, run as a single
 // coroutine: read a line, let smtp_protocol decide, reply; DATA goes through
-// the decoder into a spool draft and is answered after the spool commits.
+// the decoder into a message draft and is answered after the store commits.
 #pragma once
 
 #include <chrono>
@@ -16,7 +16,7 @@
 #include "config/config.hpp"
 #include "relay/smtp/protocol.hpp"
 #include "relay/smtp/sender_router.hpp"
-#include "relay/spool/spool.hpp"
+#include "relay/spool/message_store.hpp"
 
 namespace oauth_relay::relay {
 
@@ -31,7 +31,7 @@ struct listener_config {
 class smtp_session : public std::enable_shared_from_this<smtp_session> {
  public:
   smtp_session(boost::asio::ip::tcp::socket socket, std::shared_ptr<const listener_config> config,
-               spool& spool, std::string id);
+               message_store& store, std::string id);
 
   boost::asio::awaitable<void> run();
   // Ends the session at its next safe point: at once when it waits for a
@@ -53,7 +53,7 @@ class smtp_session : public std::enable_shared_from_this<smtp_session> {
 
   boost::asio::ip::tcp::socket socket_;
   std::shared_ptr<const listener_config> config_;
-  spool& spool_;
+  message_store& store_;
   std::string id_;
   std::string client_ip_;
   smtp_protocol protocol_;

@@ -28,8 +28,8 @@ enum class spool_errc {
 
 struct spool_failure {
   spool_errc code = spool_errc::failed;
-  std::string detail;  // for the log: what failed and why
-  spool_failure() = default;  // result<T, E>::error() needs it
+  std::string detail;         // for the log: what failed and why
+  spool_failure() = default;  // Boost 1.81's result<T, E>::error() needs it
   spool_failure(spool_errc c, std::string d) : code(c), detail(std::move(d)) {}
 };
 
@@ -107,7 +107,6 @@ struct queue_summary {
 struct queue_change {
   std::size_t changed = 0;           // messages made due, or deleted
   std::vector<std::string> unknown;  // ids that are not queued
-  std::string error;  // (until the spool's admin queries return spool_result) set when it failed
 };
 
 }  // namespace oauth_relay::relay

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
 
 #include "oauth_test_support.hpp"
 #include "relay/spool/spool.hpp"
@@ -181,7 +182,8 @@ TEST_F(token_store_test, another_connection_sees_writes_like_oauth_relayctl_woul
 
 TEST_F(token_store_test, shares_the_spool_database) {
   boost::asio::io_context io;
-  relay::spool spool(state_, io.get_executor());
+  boost::asio::thread_pool blocking(1);
+  relay::spool spool(state_, io.get_executor(), blocking.get_executor());
   token_store store(state_);
   store.store_refresh_token("alice@example.com", "1//x");
   token_store reopened(state_);

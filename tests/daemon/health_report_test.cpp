@@ -80,6 +80,20 @@ TEST(health_rules, a_message_older_than_an_hour_degrades) {
             "the oldest queued message has waited 5 hours (m");
 }
 
+TEST(health_rules, a_queue_that_could_not_be_read_degrades_and_says_why) {
+  auto in = healthy_input();
+  in.queue_error = "/var/lib/oauth-relay/queue.db: disk I/O error";
+  auto verdict = evaluate(in);
+  EXPECT_FALSE(verdict.healthy);
+  EXPECT_EQ(verdict.problems,
+            std::vector<std::string>{
+                "the queue could not be read (/var/lib/oauth-relay/queue.db: disk I/O error): "
+                "check the state directory's disk and the journal of oauth-relay"});
+  const auto body = json::parse(health_json(in, verdict, "1.2.3"));
+  EXPECT_EQ(body["status"], "degraded");
+  EXPECT_EQ(body["problems"].size(), 1u);
+}
+
 TEST(health_rules, three_temporary_failures_in_a_row_degrade_unless_the_token_is_the_cause) {
   auto in = healthy_input();
   in.accounts[0].failures_in_a_row = 2;
@@ -204,7 +218,7 @@ TEST(queue_selection, accepts_ids_or_all_and_refuses_anything_else) {
 }
 
 TEST(queue_selection, answers_are_json) {
-  relay::queue_change change{2, {"x", "y"}, {}};
+  relay::queue_change change{2, {"x", "y"}};
   EXPECT_EQ(change_json(change, "deleted"), "{\"deleted\":2,\"unknown\":[\"x\",\"y\"]}\n");
   EXPECT_EQ(error_json("not found"), "{\"error\":\"not found\"}\n");
 }

@@ -136,12 +136,12 @@ void run_crash_test(const crash_plan& plan) {
   const bool drained = wait_until(
       [&] {
         relay::spool_reader reader(relay.state_dir());
-        return reader.messages().empty();
+        return reader.messages().value().empty();
       },
       std::chrono::duration_cast<std::chrono::milliseconds>(plan.timeout));
   if (!drained) {
     relay::spool_reader reader(relay.state_dir());
-    for (const auto& m : reader.messages())
+    for (const auto& m : reader.messages().value())
       std::cerr << "still queued " << m.id << " attempts=" << m.attempts
                 << " error=" << m.last_error << "\n";
   }

@@ -76,7 +76,7 @@ TEST(daemon, kill9_right_after_250_loses_nothing) {
   relay.kill9();
   relay.start();
   relay::spool_reader reader(relay.state_dir());
-  auto messages = reader.messages();
+  auto messages = reader.messages().value();
   ASSERT_EQ(messages.size(), ids.size());
   for (std::size_t i = 0; i < ids.size(); ++i) {
     auto content = reader.content(ids[i]);
@@ -109,7 +109,7 @@ TEST(daemon, sigterm_finishes_data_then_says_421_and_exits_0) {
   EXPECT_EQ(busy.read_reply().code, 421);
   EXPECT_EQ(relay.stop(0, 15s), 0);  // signal 0: only wait for the exit
   relay::spool_reader reader(relay.state_dir());
-  EXPECT_EQ(reader.messages().size(), 1u);
+  EXPECT_EQ(reader.messages().value().size(), 1u);
 }
 
 TEST(daemon, sighup_applies_a_good_config_and_keeps_the_old_on_a_bad_one) {
@@ -353,7 +353,7 @@ TEST(daemon, full_disk_answers_452_and_recovers_when_space_returns) {
   relay.kill9();
   relay::spool_reader reader(relay.state_dir());
   int full = 0;
-  for (const auto& m : reader.messages()) {
+  for (const auto& m : reader.messages().value()) {
     auto content = reader.content(m.id);
     ASSERT_TRUE(content.has_value());
     if (content->find("Subject: full") != std::string::npos) ++full;

@@ -38,7 +38,7 @@ class delivery : public testing::Test {
     if (!HasFailure() || !relay_) return;
     std::cerr << "---- oauth-relayd log\n" << relay_->log() << "---- queue\n";
     relay::spool_reader reader(relay_->state_dir());
-    for (const auto& m : reader.messages()) {
+    for (const auto& m : reader.messages().value()) {
       std::cerr << m.id << " from=<" << m.env.sender << "> attempts=" << m.attempts
                 << " error=" << m.last_error << "\n";
     }
@@ -106,7 +106,7 @@ class delivery : public testing::Test {
 
   std::size_t queued() {
     relay::spool_reader reader(relay_->state_dir());
-    return reader.messages().size();
+    return reader.messages().value().size();
   }
 
   bool wait_queue_empty(std::chrono::milliseconds timeout = 10s) {

@@ -74,7 +74,7 @@ class fault : public testing::Test {
 
   std::size_t queued() {
     relay::spool_reader reader(relay_->state_dir());
-    return reader.messages().size();
+    return reader.messages().value().size();
   }
 
   bool wait_drained(std::chrono::milliseconds timeout = 30s) {

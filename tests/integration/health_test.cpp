@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -24,6 +25,7 @@
 
 #include "auth/token_manager.hpp"
 #include "auth/token_store.hpp"
+#include "db/sqlite.hpp"
 #include "fakes/fake_gmail.hpp"
 #include "fakes/fake_oauth.hpp"
 #include "fakes/test_pki.hpp"
@@ -325,7 +327,7 @@ TEST_F(health, queue_lists_a_refused_message_retry_sends_it_delete_removes_it) {
   EXPECT_EQ(m["sender"], account);
   {
     relay::spool_reader reader(relay_->state_dir());
-    EXPECT_EQ(m["size"].get<std::uint64_t>(), reader.messages().at(0).size);
+    EXPECT_EQ(m["size"].get<std::uint64_t>(), reader.messages().value().at(0).size);
   }
   EXPECT_EQ(m["attempts"], 1);
   EXPECT_GE(m["age_seconds"].get<int>(), 0);
@@ -361,8 +363,8 @@ TEST_F(health, queue_lists_a_refused_message_retry_sends_it_delete_removes_it) {
   EXPECT_EQ(json::parse(get("/queue").body), json::parse(R"({"messages":[]})"));
   {
     relay::spool_reader reader(relay_->state_dir());
-    EXPECT_TRUE(reader.messages().empty());
-    EXPECT_EQ(reader.content(second), std::nullopt);
+    EXPECT_TRUE(reader.messages().value().empty());
+    EXPECT_EQ(reader.content(second).error().code, relay::spool_errc::not_found);
   }
   auto again = post("/queue/delete", R"({"ids":[")" + second + R"("]})");
   EXPECT_EQ(json::parse(again.body),
@@ -377,6 +379,44 @@ TEST_F(health, queue_lists_a_refused_message_retry_sends_it_delete_removes_it) {
   ASSERT_EQ(delivered.size(), 2u);
   EXPECT_NE(delivered[0].content.find("Subject: retried\r\n"), std::string::npos);
   EXPECT_NE(delivered[1].content.find("Subject: after delete\r\n"), std::string::npos);
+}
+
+// A queue that cannot be read is not an empty queue: /health says so (503),
+// /metrics has no figures to give (500), the administrator's requests fail.
+TEST_F(health, an_unreadable_queue_is_503_not_an_empty_queue_and_admin_requests_fail) {
+  start();
+  const auto rename = [&](const char* sql) {
+    db::connection db(relay_->state_dir() / "queue.db", SQLITE_OPEN_READWRITE);
+    db.exec(sql);
+  };
+  // The table goes away behind the daemon's back, as in a damaged or foreign file.
+  rename("ALTER TABLE messages RENAME TO messages_elsewhere");
+  auto r = get("/health");
+  ASSERT_EQ(r.status, 503) << r.body;
+  auto body = strict_health(r);
+  EXPECT_EQ(body["status"], "degraded");
+  ASSERT_EQ(body["problems"].size(), 1u) << body.dump();
+  const auto problem = body["problems"][0].get<std::string>();
+  EXPECT_EQ(problem.rfind("the queue could not be read (", 0), 0u) << problem;
+  EXPECT_NE(problem.find("no such table: messages"), std::string::npos) << problem;
+
+  auto m = get("/metrics");
+  EXPECT_EQ(m.status, 500);
+  EXPECT_EQ(m.body.rfind("the queue could not be read: ", 0), 0u) << m.body;
+  EXPECT_EQ(m.body.find('\n'), m.body.size() - 1) << m.body;  // one line
+  for (const auto& answer : {get("/queue"), post("/queue/retry", R"({"all":true})"),
+                             post("/queue/delete", R"({"ids":["0123456789abcdef"]})")}) {
+    EXPECT_EQ(answer.status, 500) << answer.body;
+    const auto error = json::parse(answer.body)["error"].get<std::string>();
+    EXPECT_EQ(error.rfind("the spool failed: ", 0), 0u) << error;
+    EXPECT_NE(error.find("no such table: messages"), std::string::npos) << error;
+  }
+
+  // Repaired, the same daemon answers as before.
+  rename("ALTER TABLE messages_elsewhere RENAME TO messages");
+  r = get("/health");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(strict_health(r)["queue"]["depth"], 0);
 }
 
 TEST_F(health, three_failed_attempts_in_a_row_degrade_until_a_delivery_succeeds) {
@@ -435,7 +475,7 @@ TEST_F(health, a_message_deleted_during_its_attempt_goes_once_the_attempt_is_rec
       << relay_->log();
   EXPECT_EQ(json::parse(get("/queue").body), json::parse(R"({"messages":[]})"));
   relay::spool_reader reader(relay_->state_dir());
-  EXPECT_TRUE(reader.messages().empty());
+  EXPECT_TRUE(reader.messages().value().empty());
   EXPECT_EQ(gmail_->messages().size(), 0u);
   // The attempt itself was recorded first, never half-way.
   EXPECT_NE(relay_->log().find("event=delivery_deferred id=" + id), std::string::npos);

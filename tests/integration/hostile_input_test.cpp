@@ -35,7 +35,7 @@ std::string stored_body(const relay_process& relay, const std::string& id) {
 
 std::size_t stored_count(const relay_process& relay) {
   relay::spool_reader reader(relay.state_dir());
-  return reader.messages().size();
+  return reader.messages().value().size();
 }
 
 class hostile_input : public testing::Test {
@@ -150,7 +150,7 @@ TEST_F(hostile_input, binary_garbage_and_nul_in_commands_are_refused_and_the_ses
   auto reply = client.read_reply();
   ASSERT_EQ(reply.code, 250) << reply.str();
   relay::spool_reader reader(relay_->state_dir());
-  auto messages = reader.messages();
+  auto messages = reader.messages().value();
   ASSERT_EQ(messages.size(), 1u);
   EXPECT_EQ(messages[0].env.sender, "sender@example.com");
   ASSERT_EQ(messages[0].recipients.size(), 1u);
@@ -239,7 +239,7 @@ TEST_F(hostile_input, recipient_over_the_limit_is_refused_and_the_rest_are_kept)
   client.send("Subject: three\r\n\r\nx\r\n.\r\n");
   ASSERT_EQ(client.read_reply().code, 250);
   relay::spool_reader reader(relay_->state_dir());
-  auto messages = reader.messages();
+  auto messages = reader.messages().value();
   ASSERT_EQ(messages.size(), 1u);
   ASSERT_EQ(messages[0].recipients.size(), 3u);
   EXPECT_EQ(messages[0].recipients[2].rcpt.address, "c@example.org");

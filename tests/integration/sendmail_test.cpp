@@ -49,14 +49,15 @@ class sendmail : public testing::Test {
   // The only queued message.
   relay::queued_message queued() {
     relay::spool_reader reader(relay_->state_dir());
-    auto all = reader.messages();
+    auto all = reader.messages().value();
     EXPECT_EQ(all.size(), 1u);
     return all.empty() ? relay::queued_message{} : all.front();
   }
 
   std::string content(const std::string& id) {
     relay::spool_reader reader(relay_->state_dir());
-    return reader.content(id).value_or("");
+    auto content = reader.content(id);
+    return content ? *content : std::string();
   }
 
   static std::vector<std::string> addresses(const relay::queued_message& m) {
@@ -222,7 +223,7 @@ TEST_F(sendmail, a_refused_sender_exits_69_with_the_reply) {
       0u)
       << r.err;
   relay::spool_reader reader(relay_->state_dir());
-  EXPECT_TRUE(reader.messages().empty());
+  EXPECT_TRUE(reader.messages().value().empty());
 }
 
 TEST_F(sendmail, a_temporary_refusal_exits_75_and_stores_nothing) {
@@ -237,7 +238,7 @@ TEST_F(sendmail, a_temporary_refusal_exits_75_and_stores_nothing) {
       << r.err;
   EXPECT_EQ(r.err.substr(r.err.size() - 18), "; try again later\n");
   relay::spool_reader reader(relay_->state_dir());
-  EXPECT_TRUE(reader.messages().empty());  // all or nothing: a retry cannot duplicate
+  EXPECT_TRUE(reader.messages().value().empty());  // all or nothing: a retry cannot duplicate
 }
 
 TEST_F(sendmail, usage_errors_exit_2_and_nothing_is_read) {

@@ -17,7 +17,8 @@ using namespace std::chrono_literals;
 
 std::string stored_content(const relay_process& relay, const std::string& id) {
   relay::spool_reader reader(relay.state_dir());
-  return reader.content(id).value_or("<missing>");
+  auto content = reader.content(id);
+  return content ? *content : std::string("<missing>");
 }
 
 // The Received header ends at the first CRLF not followed by a tab.
@@ -70,7 +71,7 @@ TEST_F(smtp_listener, message_is_stored_byte_for_byte_with_received_header) {
             0u)
       << content;
   relay::spool_reader reader(relay_->state_dir());
-  auto messages = reader.messages();
+  auto messages = reader.messages().value();
   ASSERT_EQ(messages.size(), 1u);
   EXPECT_EQ(messages[0].env.sender, "sender@example.com");
   EXPECT_EQ(messages[0].env.account, "sender@example.com");
@@ -97,7 +98,7 @@ TEST_F(smtp_listener, smuggled_end_of_data_never_ends_the_message) {
             "\r\n\r\nDATA\r\n"
             "\r\n\r\nafter\r\n");
   relay::spool_reader reader(relay_->state_dir());
-  EXPECT_EQ(reader.messages().size(), 1u);
+  EXPECT_EQ(reader.messages().value().size(), 1u);
   EXPECT_EQ(client.command("QUIT").code, 221);
 }
 
@@ -128,7 +129,7 @@ TEST_F(smtp_listener, pipelined_transactions_get_replies_in_order) {
   EXPECT_EQ(second.code, 250);
   EXPECT_EQ(client.read_reply().code, 221);
   relay::spool_reader reader(relay_->state_dir());
-  auto messages = reader.messages();
+  auto messages = reader.messages().value();
   ASSERT_EQ(messages.size(), 2u);
   EXPECT_EQ(without_received(stored_content(*relay_, queued_id(first))),
             "Subject: one\r\n\r\nfirst\r\n");
@@ -145,7 +146,7 @@ TEST_F(smtp_listener, swaks_delivers_into_the_spool) {
   ASSERT_EQ(result.status, 0) << result.out << result.err;
   EXPECT_NE(result.out.find("<-  250 2.0.0 Ok: queued as "), std::string::npos) << result.out;
   relay::spool_reader reader(relay_->state_dir());
-  auto messages = reader.messages();
+  auto messages = reader.messages().value();
   ASSERT_EQ(messages.size(), 1u);
   ASSERT_EQ(messages[0].recipients.size(), 2u);
   EXPECT_EQ(messages[0].recipients[1].rcpt.address, "y@example.org");
@@ -163,7 +164,7 @@ TEST_F(smtp_listener, msmtp_delivers_into_the_spool) {
                   "Subject: from msmtp\nTo: rcpt@example.org\n\nbody line\n.\n..\nend\n");
   ASSERT_EQ(result.status, 0) << result.out << result.err;
   relay::spool_reader reader(relay_->state_dir());
-  auto messages = reader.messages();
+  auto messages = reader.messages().value();
   ASSERT_EQ(messages.size(), 1u);
   // msmtp adds From, Date and Message-ID in front; the rest arrives as written,
   // its bare LF line endings as CRLF and its dot lines unstuffed.
@@ -208,7 +209,7 @@ TEST_F(smtp_listener, limits_answer_with_their_codes) {
   EXPECT_EQ(client.command("NOOP " + std::string(2000, 'n')).code, 500);
   EXPECT_EQ(client.command("NOOP").code, 250);
   relay::spool_reader reader(relay_->state_dir());
-  EXPECT_EQ(reader.messages().size(), 1u);
+  EXPECT_EQ(reader.messages().value().size(), 1u);
 }
 
 TEST_F(smtp_listener, unknown_sender_without_default_is_refused) {
@@ -247,7 +248,7 @@ TEST_F(smtp_listener, command_timeout_answers_421_and_closes) {
   in_data.send("Subject: never finished\r\n");
   EXPECT_EQ(in_data.read_reply(5s).str(), "421 4.4.2 relay.test Error: timeout exceeded");
   relay::spool_reader reader(relay_->state_dir());
-  EXPECT_TRUE(reader.messages().empty());
+  EXPECT_TRUE(reader.messages().value().empty());
 }
 
 TEST_F(smtp_listener, connection_limit_answers_421_while_others_are_served) {

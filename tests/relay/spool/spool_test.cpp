@@ -12,9 +12,16 @@
 #include <thread>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+#include "tests/relay/spool/spool_test_support.hpp"
 
 namespace oauth_relay::relay {
 namespace {
+
+using spool_test_support::failure_code;
+using spool_test_support::run_op;
+using spool_test_support::stored;
 
 class spool_test : public testing::Test {
  protected:
@@ -40,16 +47,8 @@ class spool_test : public testing::Test {
     return env;
   }
 
-  store_result commit(spool& s, std::unique_ptr<spool_draft> draft, envelope env) {
-    store_result out;
-    bool done = false;
-    s.async_commit(std::move(draft), std::move(env), [&](store_result r) {
-      out = std::move(r);
-      done = true;
-    });
-    io_.restart();
-    while (!done) io_.run_one();
-    return out;
+  spool_result<void> commit(spool& s, std::unique_ptr<message_draft> draft, envelope env) {
+    return run_op(io_, s.store().commit(std::move(draft), std::move(env)));
   }
 
   unsigned mode_of(const std::filesystem::path& p) {
@@ -60,21 +59,23 @@ class spool_test : public testing::Test {
 
   std::filesystem::path dir_;
   boost::asio::io_context io_;
+  boost::asio::thread_pool pool_{1};  // the spool's WAL checkpoints
+  boost::asio::any_io_executor blocking_ = pool_.get_executor();
 };
 
 TEST_F(spool_test, stores_content_and_envelope_exactly) {
   std::string id;
   {
-    spool s(dir_, io_.get_executor());
-    auto draft = s.begin();
+    spool s(dir_, io_.get_executor(), blocking_);
+    auto draft = s.store().begin();
     id = draft->id();
     draft->append("Subject: hi\r\n");
     draft->append("\r\nbody\r\n");
-    EXPECT_EQ(commit(s, std::move(draft), sample_envelope()).status, store_status::stored);
+    EXPECT_TRUE(stored(commit(s, std::move(draft), sample_envelope())));
     EXPECT_EQ(s.messages_stored(), 1u);
   }
   spool_reader reader(dir_);
-  auto messages = reader.messages();
+  auto messages = reader.messages().value();
   ASSERT_EQ(messages.size(), 1u);
   const auto& m = messages[0];
   EXPECT_EQ(m.id, id);
@@ -93,12 +94,12 @@ TEST_F(spool_test, stores_content_and_envelope_exactly) {
   EXPECT_EQ(m.recipients[0].rcpt.params.orcpt, "rfc822;bob@example.org");
   EXPECT_EQ(m.recipients[1].rcpt.address, "carol@example.org");
   EXPECT_EQ(m.recipients[1].status, recipient_status::pending);
-  EXPECT_EQ(reader.content(id), "Subject: hi\r\n\r\nbody\r\n");
-  EXPECT_EQ(reader.content("0000000000000000"), std::nullopt);
+  EXPECT_EQ(reader.content(id).value(), "Subject: hi\r\n\r\nbody\r\n");
+  EXPECT_EQ(failure_code(reader.content("0000000000000000")), spool_errc::not_found);
 }
 
 TEST_F(spool_test, state_is_private) {
-  spool s(dir_, io_.get_executor());
+  spool s(dir_, io_.get_executor(), blocking_);
   EXPECT_EQ(mode_of(dir_), 0700u);
   EXPECT_EQ(mode_of(dir_ / "spool"), 0700u);
   EXPECT_EQ(mode_of(dir_ / "queue.db"), 0600u);
@@ -112,105 +113,108 @@ TEST_F(spool_test, large_content_goes_to_a_file_and_reads_back) {
   }
   std::string id;
   {
-    spool s(dir_, io_.get_executor());
-    auto draft = s.begin();
+    spool s(dir_, io_.get_executor(), blocking_);
+    auto draft = s.store().begin();
     id = draft->id();
     for (std::size_t at = 0; at < content.size(); at += 4000) {
       draft->append(std::string_view(content).substr(at, 4000));
     }
     EXPECT_TRUE(std::filesystem::exists(dir_ / "spool" / id));
     EXPECT_EQ(mode_of(dir_ / "spool" / id), 0600u);
-    EXPECT_EQ(commit(s, std::move(draft), sample_envelope()).status, store_status::stored);
+    EXPECT_TRUE(stored(commit(s, std::move(draft), sample_envelope())));
   }
   spool_reader reader(dir_);
-  EXPECT_EQ(reader.content(id), content);
-  ASSERT_EQ(reader.messages().size(), 1u);
-  EXPECT_EQ(reader.messages()[0].size, content.size());
+  EXPECT_EQ(reader.content(id).value(), content);
+  ASSERT_EQ(reader.messages().value().size(), 1u);
+  EXPECT_EQ(reader.messages().value()[0].size, content.size());
 }
 
 TEST_F(spool_test, abandoned_draft_leaves_nothing) {
-  spool s(dir_, io_.get_executor());
+  spool s(dir_, io_.get_executor(), blocking_);
   {
-    auto draft = s.begin();
+    auto draft = s.store().begin();
     draft->append(std::string(2 * spool_memory_limit, 'x'));
     EXPECT_FALSE(std::filesystem::is_empty(dir_ / "spool"));
   }
   EXPECT_TRUE(std::filesystem::is_empty(dir_ / "spool"));
   spool_reader reader(dir_);
-  EXPECT_TRUE(reader.messages().empty());
+  EXPECT_TRUE(reader.messages().value().empty());
 }
 
 TEST_F(spool_test, orphan_files_are_removed_at_open_and_committed_files_kept) {
   std::string kept;
   {
-    spool s(dir_, io_.get_executor());
-    auto draft = s.begin();
+    spool s(dir_, io_.get_executor(), blocking_);
+    auto draft = s.store().begin();
     kept = draft->id();
     draft->append(std::string(2 * spool_memory_limit, 'k'));
-    ASSERT_EQ(commit(s, std::move(draft), sample_envelope()).status, store_status::stored);
+    ASSERT_TRUE(stored(commit(s, std::move(draft), sample_envelope())));
   }
   std::ofstream(dir_ / "spool" / "deadbeefdeadbeef") << "half a message";
-  spool s(dir_, io_.get_executor());
+  spool s(dir_, io_.get_executor(), blocking_);
   EXPECT_FALSE(std::filesystem::exists(dir_ / "spool" / "deadbeefdeadbeef"));
   EXPECT_TRUE(std::filesystem::exists(dir_ / "spool" / kept));
 }
 
 TEST_F(spool_test, concurrent_commits_are_all_stored) {
   constexpr int count = 300;
-  int stored = 0, completed = 0;
+  int stored_count = 0, completed = 0;
   {
-    spool s(dir_, io_.get_executor());
+    spool s(dir_, io_.get_executor(), blocking_);
     for (int i = 0; i < count; ++i) {
-      auto draft = s.begin();
+      auto draft = s.store().begin();
       draft->append("message " + std::to_string(i) + "\r\n");
-      s.async_commit(std::move(draft), sample_envelope(), [&](store_result r) {
-        ++completed;
-        if (r.status == store_status::stored) ++stored;
-      });
+      boost::asio::co_spawn(io_, s.store().commit(std::move(draft), sample_envelope()),
+                            [&](std::exception_ptr, spool_result<void> r) {
+                              ++completed;
+                              if (r) ++stored_count;
+                            });
     }
     io_.run();
     EXPECT_EQ(s.messages_stored(), static_cast<std::size_t>(count));
   }
   EXPECT_EQ(completed, count);
-  EXPECT_EQ(stored, count);
+  EXPECT_EQ(stored_count, count);
   spool_reader reader(dir_);
-  EXPECT_EQ(reader.messages().size(), static_cast<std::size_t>(count));
+  EXPECT_EQ(reader.messages().value().size(), static_cast<std::size_t>(count));
 }
 
-// Runs one spool operation to its completion on the test's io_context.
-template <typename Result, typename Start>
-Result run_op(boost::asio::io_context& io, Start start) {
-  Result out{};
-  bool done = false;
-  start([&](Result r) {
-    out = std::move(r);
-    done = true;
-  });
-  io.restart();
-  while (!done) io.run_one();
-  return out;
+TEST_F(spool_test, a_growing_log_is_checkpointed_on_the_blocking_pool) {
+  spool s(dir_, io_.get_executor(), blocking_);
+  // Only a checkpoint copies pages from the log into queue.db while the
+  // spool is open: SQLite's own checkpoint is replaced.
+  const auto before = std::filesystem::file_size(dir_ / "queue.db");
+  for (int i = 0; i < 30; ++i) {
+    auto draft = s.store().begin();
+    draft->append(std::string(200 * 1024, static_cast<char>('a' + i % 26)));
+    ASSERT_TRUE(stored(commit(s, std::move(draft), sample_envelope())));
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::filesystem::file_size(dir_ / "queue.db") < before + 4 * 1024 * 1024 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_GE(std::filesystem::file_size(dir_ / "queue.db"), before + 4 * 1024 * 1024);
+  EXPECT_EQ(run_op(io_, s.admin().summary()).value().depth, 30u);
 }
 
 TEST_F(spool_test, due_messages_then_records_move_and_finish_them) {
-  spool s(dir_, io_.get_executor());
-  auto draft = s.begin();
+  spool s(dir_, io_.get_executor(), blocking_);
+  auto& queue = s.queue();
+  auto draft = s.store().begin();
   const std::string id = draft->id();
   draft->append("Subject: x\r\n\r\nbody\r\n");
-  ASSERT_EQ(commit(s, std::move(draft), sample_envelope()).status, store_status::stored);
+  ASSERT_TRUE(stored(commit(s, std::move(draft), sample_envelope())));
   const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
                        std::chrono::system_clock::now().time_since_epoch())
                        .count();
 
-  auto due =
-      run_op<std::vector<queued_message>>(io_, [&](auto h) { s.async_due(now + 1000, 10, {}, h); });
+  auto due = run_op(io_, queue.due(now + 1000, 10, {})).value();
   ASSERT_EQ(due.size(), 1u);
   EXPECT_EQ(due[0].id, id);
   EXPECT_EQ(due[0].recipients.size(), 2u);
-  EXPECT_TRUE(run_op<std::vector<queued_message>>(io_, [&](auto h) {
-                s.async_due(now + 1000, 10, {id}, h);
-              }).empty());
-  EXPECT_EQ(run_op<std::optional<std::string>>(io_, [&](auto h) { s.async_content(id, h); }),
-            "Subject: x\r\n\r\nbody\r\n");
+  EXPECT_TRUE(run_op(io_, queue.due(now + 1000, 10, {id})).value().empty());
+  EXPECT_EQ(run_op(io_, queue.content(id)).value(), "Subject: x\r\n\r\nbody\r\n");
 
   // First attempt: bob delivered, carol deferred.
   delivery_record first;
@@ -219,17 +223,12 @@ TEST_F(spool_test, due_messages_then_records_move_and_finish_them) {
                       {1, recipient_status::pending, "451 4.3.0 try later"}};
   first.next_attempt_ms = now + 60000;
   first.last_error = "451 4.3.0 try later";
-  EXPECT_EQ(
-      run_op<store_result>(io_, [&](auto h) { s.async_record(first, std::nullopt, h); }).status,
-      store_status::stored);
-  EXPECT_TRUE(run_op<std::vector<queued_message>>(io_, [&](auto h) {
-                s.async_due(now + 1000, 10, {}, h);
-              }).empty());
-  EXPECT_EQ(run_op<std::optional<std::int64_t>>(io_, [&](auto h) { s.async_next_due(h); }),
-            now + 60000);
+  EXPECT_TRUE(stored(run_op(io_, queue.record(first, std::nullopt))));
+  EXPECT_TRUE(run_op(io_, queue.due(now + 1000, 10, {})).value().empty());
+  EXPECT_EQ(run_op(io_, queue.next_due()).value(), now + 60000);
   {
     spool_reader reader(dir_);
-    auto m = reader.messages().at(0);
+    auto m = reader.messages().value().at(0);
     EXPECT_EQ(m.attempts, 1);
     EXPECT_EQ(m.last_error, "451 4.3.0 try later");
     EXPECT_EQ(m.recipients[0].status, recipient_status::delivered);
@@ -237,13 +236,8 @@ TEST_F(spool_test, due_messages_then_records_move_and_finish_them) {
   }
 
   // Retry now; carol fails for good and the message leaves with a bounce.
-  EXPECT_EQ(
-      run_op<std::size_t>(io_, [&](auto h) { s.async_reschedule("alice@example.com", now, h); }),
-      1u);
-  EXPECT_EQ(
-      run_op<std::vector<queued_message>>(io_, [&](auto h) { s.async_due(now + 1000, 10, {}, h); })
-          .size(),
-      1u);
+  EXPECT_EQ(run_op(io_, queue.reschedule("alice@example.com", now)).value(), 1u);
+  EXPECT_EQ(run_op(io_, queue.due(now + 1000, 10, {})).value().size(), 1u);
   delivery_record last;
   last.id = id;
   last.finished = true;
@@ -252,24 +246,23 @@ TEST_F(spool_test, due_messages_then_records_move_and_finish_them) {
   bounce.env.account = "alice@example.com";
   bounce.env.recipients = {recipient{"alice@example.com", {}}};
   bounce.content = "bounce body\r\n";
-  EXPECT_EQ(run_op<store_result>(io_, [&](auto h) { s.async_record(last, bounce, h); }).status,
-            store_status::stored);
+  EXPECT_TRUE(stored(run_op(io_, queue.record(last, bounce))));
   spool_reader reader(dir_);
-  auto left = reader.messages();
+  auto left = reader.messages().value();
   ASSERT_EQ(left.size(), 1u);
   EXPECT_NE(left[0].id, id);
   EXPECT_EQ(left[0].env.sender, "");
-  EXPECT_EQ(reader.content(left[0].id), "bounce body\r\n");
+  EXPECT_EQ(reader.content(left[0].id).value(), "bounce body\r\n");
 }
 
 TEST_F(spool_test, due_takes_the_oldest_up_to_the_limit_and_skips_claimed_ones) {
-  spool s(dir_, io_.get_executor());
+  spool s(dir_, io_.get_executor(), blocking_);
   std::vector<std::string> ids;
   for (int i = 0; i < 4; ++i) {
-    auto draft = s.begin();
+    auto draft = s.store().begin();
     ids.push_back(draft->id());
     draft->append("Subject: " + std::to_string(i) + "\r\n\r\nbody\r\n");
-    ASSERT_EQ(commit(s, std::move(draft), sample_envelope()).status, store_status::stored);
+    ASSERT_TRUE(stored(commit(s, std::move(draft), sample_envelope())));
     std::this_thread::sleep_for(std::chrono::milliseconds(2));  // distinct arrival times
   }
   const auto later = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -281,49 +274,40 @@ TEST_F(spool_test, due_takes_the_oldest_up_to_the_limit_and_skips_claimed_ones) 
     for (const auto& m : ms) out.push_back(m.id);
     return out;
   };
-  auto two =
-      run_op<std::vector<queued_message>>(io_, [&](auto h) { s.async_due(later, 2, {}, h); });
+  auto two = run_op(io_, s.queue().due(later, 2, {})).value();
   EXPECT_EQ(ids_of(two), (std::vector<std::string>{ids[0], ids[1]}));
   EXPECT_EQ(two.at(0).recipients.size(), 2u);
-  auto skipping = run_op<std::vector<queued_message>>(io_, [&](auto h) {
-    s.async_due(later, 2, {ids[0], ids[2]}, h);
-  });
+  auto skipping = run_op(io_, s.queue().due(later, 2, {ids[0], ids[2]})).value();
   EXPECT_EQ(ids_of(skipping), (std::vector<std::string>{ids[1], ids[3]}));
 }
 
 TEST_F(spool_test, finishing_a_large_message_removes_its_file) {
-  spool s(dir_, io_.get_executor());
-  auto draft = s.begin();
+  spool s(dir_, io_.get_executor(), blocking_);
+  auto draft = s.store().begin();
   const std::string id = draft->id();
   draft->append(std::string(2 * spool_memory_limit, 'L'));
-  ASSERT_EQ(commit(s, std::move(draft), sample_envelope()).status, store_status::stored);
+  ASSERT_TRUE(stored(commit(s, std::move(draft), sample_envelope())));
   ASSERT_TRUE(std::filesystem::exists(dir_ / "spool" / id));
-  EXPECT_EQ(
-      run_op<std::optional<std::string>>(io_, [&](auto h) { s.async_content(id, h); })->size(),
-      2 * spool_memory_limit);
+  EXPECT_EQ(run_op(io_, s.queue().content(id)).value().size(), 2 * spool_memory_limit);
   delivery_record done;
   done.id = id;
   done.finished = true;
   done.recipients = {{0, recipient_status::delivered, "250 ok"},
                      {1, recipient_status::delivered, "250 ok"}};
-  ASSERT_EQ(
-      run_op<store_result>(io_, [&](auto h) { s.async_record(done, std::nullopt, h); }).status,
-      store_status::stored);
+  ASSERT_TRUE(stored(run_op(io_, s.queue().record(done, std::nullopt))));
   EXPECT_FALSE(std::filesystem::exists(dir_ / "spool" / id));
   spool_reader reader(dir_);
-  EXPECT_TRUE(reader.messages().empty());
+  EXPECT_TRUE(reader.messages().value().empty());
 }
 
 // Stores one message (content `body`, padded past the memory limit when
 // `spilled`) and returns its id.
 std::string store_one(spool& s, boost::asio::io_context& io, const envelope& env,
                       bool spilled = false) {
-  auto draft = s.begin();
+  auto draft = s.store().begin();
   const std::string id = draft->id();
   draft->append(spilled ? std::string(2 * spool_memory_limit, 'S') : std::string("x\r\n"));
-  EXPECT_EQ(
-      run_op<store_result>(io, [&](auto h) { s.async_commit(std::move(draft), env, h); }).status,
-      store_status::stored);
+  EXPECT_TRUE(stored(run_op(io, s.store().commit(std::move(draft), env))));
   return id;
 }
 
@@ -334,8 +318,8 @@ std::int64_t unix_ms_now() {
 }
 
 TEST_F(spool_test, summary_counts_depth_deferred_and_oldest_arrival) {
-  spool s(dir_, io_.get_executor());
-  auto empty = run_op<queue_summary>(io_, [&](auto h) { s.async_summary(h); });
+  spool s(dir_, io_.get_executor(), blocking_);
+  auto empty = run_op(io_, s.admin().summary()).value();
   EXPECT_EQ(empty.depth, 0u);
   EXPECT_EQ(empty.deferred, 0u);
   EXPECT_FALSE(empty.oldest_received_at.has_value());
@@ -349,11 +333,9 @@ TEST_F(spool_test, summary_counts_depth_deferred_and_oldest_arrival) {
   deferred.id = first;
   deferred.next_attempt_ms = unix_ms_now() + 60000;
   deferred.last_error = "451 4.3.0 later";
-  ASSERT_EQ(
-      run_op<store_result>(io_, [&](auto h) { s.async_record(deferred, std::nullopt, h); }).status,
-      store_status::stored);
+  ASSERT_TRUE(stored(run_op(io_, s.queue().record(deferred, std::nullopt))));
 
-  auto summary = run_op<queue_summary>(io_, [&](auto h) { s.async_summary(h); });
+  auto summary = run_op(io_, s.admin().summary()).value();
   EXPECT_EQ(summary.depth, 3u);
   EXPECT_EQ(summary.deferred, 1u);
   ASSERT_TRUE(summary.oldest_received_at.has_value());
@@ -363,10 +345,10 @@ TEST_F(spool_test, summary_counts_depth_deferred_and_oldest_arrival) {
 }
 
 TEST_F(spool_test, list_returns_every_message_oldest_first_with_recipients) {
-  spool s(dir_, io_.get_executor());
+  spool s(dir_, io_.get_executor(), blocking_);
   std::vector<std::string> ids;
   for (int i = 0; i < 4; ++i) ids.push_back(store_one(s, io_, sample_envelope()));
-  auto listed = run_op<std::vector<queued_message>>(io_, [&](auto h) { s.async_list(h); });
+  auto listed = run_op(io_, s.admin().list()).value();
   ASSERT_EQ(listed.size(), 4u);
   for (std::size_t i = 0; i < ids.size(); ++i) {
     EXPECT_EQ(listed[i].id, ids[i]);  // same second: arrival order decides
@@ -377,7 +359,7 @@ TEST_F(spool_test, list_returns_every_message_oldest_first_with_recipients) {
 }
 
 TEST_F(spool_test, retry_makes_named_or_all_messages_due_and_names_unknown_ids) {
-  spool s(dir_, io_.get_executor());
+  spool s(dir_, io_.get_executor(), blocking_);
   const auto a = store_one(s, io_, sample_envelope());
   const auto b = store_one(s, io_, sample_envelope());
   const auto now = unix_ms_now();
@@ -385,29 +367,22 @@ TEST_F(spool_test, retry_makes_named_or_all_messages_due_and_names_unknown_ids) 
     delivery_record later;
     later.id = id;
     later.next_attempt_ms = now + 3600000;
-    ASSERT_EQ(
-        run_op<store_result>(io_, [&](auto h) { s.async_record(later, std::nullopt, h); }).status,
-        store_status::stored);
+    ASSERT_TRUE(stored(run_op(io_, s.queue().record(later, std::nullopt))));
   }
-  auto due_now = [&] {
-    return run_op<std::vector<queued_message>>(io_,
-                                               [&](auto h) { s.async_due(now + 10, 10, {}, h); });
-  };
+  auto due_now = [&] { return run_op(io_, s.queue().due(now + 10, 10, {})).value(); };
   EXPECT_TRUE(due_now().empty());
 
-  auto one = run_op<queue_change>(io_, [&](auto h) {
-    s.async_retry({a, "ffffffffffffffff"}, false, now, h);
-  });
-  EXPECT_EQ(one.changed, 1u);
-  EXPECT_EQ(one.unknown, std::vector<std::string>{"ffffffffffffffff"});
-  EXPECT_TRUE(one.error.empty());
+  auto one = run_op(io_, s.admin().retry({a, "ffffffffffffffff"}, false, now));
+  ASSERT_TRUE(stored(one));
+  EXPECT_EQ(one->changed, 1u);
+  EXPECT_EQ(one->unknown, std::vector<std::string>{"ffffffffffffffff"});
   auto due = due_now();
   ASSERT_EQ(due.size(), 1u);
   EXPECT_EQ(due[0].id, a);
   EXPECT_EQ(due[0].next_attempt_ms, now);
 
   // A message already due earlier keeps its time; "all" counts every message.
-  auto all = run_op<queue_change>(io_, [&](auto h) { s.async_retry({}, true, now + 5, h); });
+  auto all = run_op(io_, s.admin().retry({}, true, now + 5)).value();
   EXPECT_EQ(all.changed, 2u);
   EXPECT_TRUE(all.unknown.empty());
   due = due_now();
@@ -417,24 +392,21 @@ TEST_F(spool_test, retry_makes_named_or_all_messages_due_and_names_unknown_ids) 
 }
 
 TEST_F(spool_test, delete_removes_rows_recipients_and_content_files) {
-  spool s(dir_, io_.get_executor());
+  spool s(dir_, io_.get_executor(), blocking_);
   const auto small = store_one(s, io_, sample_envelope());
   const auto big = store_one(s, io_, sample_envelope(), /*spilled=*/true);
   const auto kept = store_one(s, io_, sample_envelope());
   ASSERT_TRUE(std::filesystem::exists(dir_ / "spool" / big));
 
-  auto result = run_op<queue_change>(io_, [&](auto h) {
-    s.async_delete({small, big, "0123456789abcdef"}, h);
-  });
-  EXPECT_EQ(result.changed, 2u);
-  EXPECT_EQ(result.unknown, std::vector<std::string>{"0123456789abcdef"});
-  EXPECT_TRUE(result.error.empty());
+  auto result = run_op(io_, s.queue().remove({small, big, "0123456789abcdef"}));
+  ASSERT_TRUE(stored(result));
+  EXPECT_EQ(result->changed, 2u);
+  EXPECT_EQ(result->unknown, std::vector<std::string>{"0123456789abcdef"});
   EXPECT_FALSE(std::filesystem::exists(dir_ / "spool" / big));
-  EXPECT_EQ(run_op<std::optional<std::string>>(io_, [&](auto h) { s.async_content(big, h); }),
-            std::nullopt);
+  EXPECT_EQ(failure_code(run_op(io_, s.queue().content(big))), spool_errc::not_found);
 
   spool_reader reader(dir_);
-  auto left = reader.messages();
+  auto left = reader.messages().value();
   ASSERT_EQ(left.size(), 1u);
   EXPECT_EQ(left[0].id, kept);
   // No recipient rows are left behind for the deleted ones.
@@ -459,7 +431,7 @@ TEST_F(spool_test, delete_removes_rows_recipients_and_content_files) {
   sqlite3_finalize(contents);
   sqlite3_close(db);
   // Deleting again: nothing is queued under that id any more.
-  auto again = run_op<queue_change>(io_, [&](auto h) { s.async_delete({small}, h); });
+  auto again = run_op(io_, s.queue().remove({small})).value();
   EXPECT_EQ(again.changed, 0u);
   EXPECT_EQ(again.unknown, std::vector<std::string>{small});
 }
@@ -468,7 +440,7 @@ TEST_F(spool_test, damaged_database_is_refused_with_its_path) {
   std::filesystem::create_directories(dir_);
   std::ofstream(dir_ / "queue.db") << std::string(8192, 'Z');
   try {
-    spool s(dir_, io_.get_executor());
+    spool s(dir_, io_.get_executor(), blocking_);
     FAIL() << "a damaged database was opened";
   } catch (const spool_error& e) {
     EXPECT_NE(std::string(e.what()).find((dir_ / "queue.db").string()), std::string::npos)
@@ -498,13 +470,13 @@ void exec_sql(const std::filesystem::path& db_path, const char* sql) {
 }
 
 TEST_F(spool_test, finished_messages_leave_no_content_behind) {
-  spool s(dir_, io_.get_executor());
+  spool s(dir_, io_.get_executor(), blocking_);
   std::vector<std::string> ids;
   for (int i = 0; i < 3; ++i) {
-    auto draft = s.begin();
+    auto draft = s.store().begin();
     ids.push_back(draft->id());
     draft->append("Subject: " + std::to_string(i) + "\r\n\r\nbody\r\n");
-    ASSERT_EQ(commit(s, std::move(draft), sample_envelope()).status, store_status::stored);
+    ASSERT_TRUE(stored(commit(s, std::move(draft), sample_envelope())));
   }
   EXPECT_EQ(query_int(dir_ / "queue.db", "SELECT count(*) FROM contents"), 3);
   for (const auto& id : {ids[0], ids[2]}) {
@@ -513,21 +485,18 @@ TEST_F(spool_test, finished_messages_leave_no_content_behind) {
     done.finished = true;
     done.recipients = {{0, recipient_status::delivered, "250 ok"},
                        {1, recipient_status::delivered, "250 ok"}};
-    ASSERT_EQ(
-        run_op<store_result>(io_, [&](auto h) { s.async_record(done, std::nullopt, h); }).status,
-        store_status::stored);
+    ASSERT_TRUE(stored(run_op(io_, s.queue().record(done, std::nullopt))));
   }
   EXPECT_EQ(query_int(dir_ / "queue.db", "SELECT count(*) FROM contents"), 1);
-  EXPECT_EQ(run_op<std::optional<std::string>>(io_, [&](auto h) { s.async_content(ids[1], h); }),
-            "Subject: 1\r\n\r\nbody\r\n");
+  EXPECT_EQ(run_op(io_, s.queue().content(ids[1])).value(), "Subject: 1\r\n\r\nbody\r\n");
 }
 
 TEST_F(spool_test, postpone_moves_only_the_mail_that_is_due) {
-  spool s(dir_, io_.get_executor());
+  spool s(dir_, io_.get_executor(), blocking_);
   auto store_one = [&] {
-    auto draft = s.begin();
+    auto draft = s.store().begin();
     draft->append("Subject: x\r\n\r\nbody\r\n");
-    ASSERT_EQ(commit(s, std::move(draft), sample_envelope()).status, store_status::stored);
+    ASSERT_TRUE(stored(commit(s, std::move(draft), sample_envelope())));
   };
   store_one();
   store_one();
@@ -535,19 +504,14 @@ TEST_F(spool_test, postpone_moves_only_the_mail_that_is_due) {
                               std::chrono::system_clock::now().time_since_epoch())
                               .count() +
                           3600 * 1000;
-  EXPECT_EQ(
-      run_op<std::size_t>(
-          io_, [&](auto h) { s.async_postpone("alice@example.com", hour_later, "no token", h); }),
-      2u);
+  EXPECT_EQ(run_op(io_, s.queue().postpone("alice@example.com", hour_later, "no token")).value(),
+            2u);
   store_one();
   // The two parked an hour ago are not rewritten; only the new one is due.
   EXPECT_EQ(
-      run_op<std::size_t>(
-          io_,
-          [&](auto h) { s.async_postpone("ALICE@example.com", hour_later + 1, "no token", h); }),
-      1u);
+      run_op(io_, s.queue().postpone("ALICE@example.com", hour_later + 1, "no token")).value(), 1u);
   spool_reader reader(dir_);
-  for (const auto& m : reader.messages()) EXPECT_EQ(m.last_error, "no token");
+  for (const auto& m : reader.messages().value()) EXPECT_EQ(m.last_error, "no token");
 }
 
 TEST_F(spool_test, version_1_database_is_migrated_with_its_mail) {
@@ -568,24 +532,24 @@ TEST_F(spool_test, version_1_database_is_migrated_with_its_mail) {
     PRAGMA user_version = 1;
   )sql");
   {
-    spool s(dir_, io_.get_executor());
-    EXPECT_EQ(run_op<std::optional<std::string>>(io_, [&](auto h) { s.async_content("m1", h); }),
-              "old mail");
+    spool s(dir_, io_.get_executor(), blocking_);
+    EXPECT_EQ(run_op(io_, s.queue().content("m1")).value(), "old mail");
   }
-  EXPECT_EQ(query_int(dir_ / "queue.db", "PRAGMA user_version"), 2);
+  // Version 3 came after: the accounts table under the schema's control.
+  EXPECT_EQ(query_int(dir_ / "queue.db", "PRAGMA user_version"), 3);
   spool_reader reader(dir_);
-  auto messages = reader.messages();
+  auto messages = reader.messages().value();
   ASSERT_EQ(messages.size(), 1u);
   EXPECT_EQ(messages[0].attempts, 2);
   EXPECT_EQ(messages[0].recipients.at(0).rcpt.address, "b@example.org");
-  EXPECT_EQ(reader.content("m1"), "old mail");
+  EXPECT_EQ(reader.content("m1").value(), "old mail");
 }
 
 TEST_F(spool_test, database_of_a_newer_version_is_refused) {
   std::filesystem::create_directories(dir_);
   exec_sql(dir_ / "queue.db", "CREATE TABLE t(x); PRAGMA user_version = 99;");
   try {
-    spool s(dir_, io_.get_executor());
+    spool s(dir_, io_.get_executor(), blocking_);
     FAIL() << "a database of a newer version was opened";
   } catch (const spool_error& e) {
     EXPECT_NE(std::string(e.what()).find("newer oauth-relay"), std::string::npos) << e.what();

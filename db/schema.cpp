@@ -1,0 +1,195 @@
+// The migrations, numbered: entry N brings a database from version N-1 to N.
+// Every database walks the same list, a new one from version 0, so a fresh
+// file and a migrated one cannot drift apart. A new version is one more entry.
+#include "db/schema.hpp"
+
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include <array>
+#include <string>
+#include <system_error>
+
+#include "config/log.hpp"
+#include "config/private_file.hpp"
+
+namespace oauth_relay::db {
+namespace {
+
+bool has_column(connection& db, const char* table, std::string_view column) {
+  statement info(db, std::string("SELECT name FROM pragma_table_info('") + table + "')");
+  while (info.step()) {
+    if (info.text_view(0) == column) return true;
+  }
+  return false;
+}
+
+// 1: the spool's first tables; the content was kept inside the message row.
+// IF NOT EXISTS: a crash of the version that created these tables outside a
+// transaction could leave them behind at version 0.
+void create_spool_tables(connection& db) {
+  db.exec(R"sql(
+CREATE TABLE IF NOT EXISTS messages(
+  id TEXT PRIMARY KEY,
+  received_at INTEGER NOT NULL,
+  sender TEXT NOT NULL,
+  account TEXT NOT NULL,
+  body_type INTEGER NOT NULL,
+  smtputf8 INTEGER NOT NULL,
+  dsn_ret INTEGER NOT NULL,
+  envid TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  content BLOB,
+  content_file TEXT,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_ms INTEGER NOT NULL,
+  last_error TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS recipients(
+  message_id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+  position INTEGER NOT NULL,
+  address TEXT NOT NULL,
+  notify INTEGER NOT NULL,
+  orcpt TEXT NOT NULL,
+  status INTEGER NOT NULL DEFAULT 0,
+  last_reply TEXT NOT NULL DEFAULT '',
+  PRIMARY KEY(message_id, position)
+) WITHOUT ROWID;
+)sql");
+}
+
+// 2: the content in a table of its own. Inside the message row, every change
+// of a message's schedule rewrote its content and every scan of the queue
+// read it. The indexes serve the due query and the per-account updates.
+void move_content_out(connection& db) {
+  db.exec("CREATE TABLE IF NOT EXISTS contents(id INTEGER PRIMARY KEY, data BLOB NOT NULL);");
+  if (has_column(db, "messages", "content")) {
+    if (!has_column(db, "messages", "content_id"))
+      db.exec("ALTER TABLE messages ADD COLUMN content_id INTEGER;");
+    db.exec(R"sql(
+INSERT INTO contents(id, data) SELECT rowid, content FROM messages WHERE content IS NOT NULL;
+UPDATE messages SET content_id = rowid WHERE content IS NOT NULL;
+ALTER TABLE messages DROP COLUMN content;
+)sql");
+  }
+  db.exec(R"sql(
+CREATE INDEX IF NOT EXISTS messages_due ON messages(next_attempt_ms);
+CREATE INDEX IF NOT EXISTS messages_account_due ON messages(account COLLATE NOCASE, next_attempt_ms);
+)sql");
+}
+
+// 3: the accounts table under version control. The token store used to
+// create it by itself, so a database may have it already at any version.
+void add_accounts(connection& db) {
+  db.exec(R"sql(
+CREATE TABLE IF NOT EXISTS accounts(
+  address TEXT PRIMARY KEY COLLATE NOCASE,
+  refresh_token TEXT,
+  access_token TEXT,
+  access_expires_at INTEGER,
+  state TEXT NOT NULL,
+  last_error TEXT NOT NULL DEFAULT '',
+  last_delivery INTEGER,
+  refresh_failures INTEGER NOT NULL DEFAULT 0,
+  token_generation INTEGER NOT NULL DEFAULT 0,
+  updated_at INTEGER NOT NULL
+);
+)sql");
+}
+
+struct migration {
+  int version;  // the version the database has afterwards
+  void (*apply)(connection&);
+};
+
+constexpr std::array migrations{
+    migration{1, create_spool_tables},
+    migration{2, move_content_out},
+    migration{3, add_accounts},
+};
+static_assert(migrations.size() == queue_schema_version,
+              "queue_schema_version is the last migration's number");
+
+constexpr int last_version() {
+  int expected = 0;
+  for (const auto& m : migrations) {
+    if (m.version != ++expected) return -1;
+  }
+  return expected;
+}
+static_assert(last_version() == queue_schema_version, "migrations are numbered 1, 2, 3, ...");
+
+void refuse_newer(const connection& db, int version) {
+  if (version <= queue_schema_version) return;
+  throw db.failure(SQLITE_ERROR, "written by a newer oauth-relay (schema version " +
+                                     std::to_string(version) +
+                                     "); refusing to start so no queued mail is lost");
+}
+
+void check_integrity(connection& db) {
+  statement check(db, "PRAGMA quick_check");
+  if (check.step() && check.text_view(0) == "ok") return;
+  throw db.failure(SQLITE_CORRUPT,
+                   "the database is damaged (PRAGMA quick_check failed); refusing to start so no "
+                   "queued mail is lost. Move it aside and recover it with `sqlite3 queue.db "
+                   ".recover`");
+}
+
+void migrate(connection& db) {
+  const int seen = schema_version(db);
+  refuse_newer(db, seen);
+  if (seen == queue_schema_version) return;
+  // Another process may be migrating too: the write lock decides who does
+  // it, and the version is read again under it.
+  db.exec("BEGIN IMMEDIATE");
+  int from = 0;
+  try {
+    from = schema_version(db);
+    refuse_newer(db, from);
+    for (const auto& m : migrations) {
+      if (m.version > from) m.apply(db);
+    }
+    db.exec(("PRAGMA user_version = " + std::to_string(queue_schema_version)).c_str());
+    db.exec("COMMIT");
+  } catch (...) {
+    sqlite3_exec(db.handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+    throw;
+  }
+  if (from == queue_schema_version) return;  // the other process was first
+  log::info(from == 0 ? "queue_schema_created" : "queue_schema_migrated")
+      .kv("file", db.path().string())
+      .kv("from", from)
+      .kv("to", queue_schema_version);
+}
+
+}  // namespace
+
+int schema_version(connection& db) {
+  statement version(db, "PRAGMA user_version");
+  return version.step() ? version.int32(0) : 0;
+}
+
+connection open_queue(const std::filesystem::path& state_dir, open_options options) {
+  const auto file = state_dir / "queue.db";
+  std::error_code ec;
+  std::filesystem::create_directories(state_dir, ec);
+  if (ec) throw error(SQLITE_CANTOPEN, state_dir.string() + ": cannot create: " + ec.message());
+  // Messages and refresh tokens are private: only the service user may read them.
+  ::chmod(state_dir.c_str(), 0700);
+  const bool existed = std::filesystem::exists(file, ec);
+  if (auto problem = ensure_private_file(file); !problem.empty())
+    throw error(SQLITE_CANTOPEN, problem);
+  connection db(file, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  // WAL + synchronous=FULL: each COMMIT is synced (a 250 or a stored token
+  // survives power loss) and readers never block the writer.
+  db.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
+  if (existed && options.check_integrity) check_integrity(db);
+  migrate(db);
+  return db;
+}
+
+connection open_queue_read_only(const std::filesystem::path& state_dir) {
+  return connection(state_dir / "queue.db", SQLITE_OPEN_READONLY);
+}
+
+}  // namespace oauth_relay::db

@@ -1,0 +1,36 @@
+// The administrative queries behind the health socket: queue figures, the
+// listing, and retrying messages now. (Deleting goes through the scheduler,
+// which must take back messages it holds: delivery_queue::remove.)
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+
+#include "relay/spool/records.hpp"
+#include "relay/spool/writer.hpp"
+
+namespace oauth_relay::relay {
+
+class admin_queries {
+ public:
+  explicit admin_queries(spool_writer& writer) : writer_(writer) {}
+
+  // Depth, deferred count and oldest arrival, in one aggregate query.
+  boost::asio::awaitable<spool_result<queue_summary>> summary();
+
+  // Every queued message with its recipients, oldest first.
+  boost::asio::awaitable<spool_result<std::vector<queued_message>>> list();
+
+  // Makes the messages `ids` (every message when `all`) due at `when_ms` at
+  // the latest; `changed` counts the queued ones, `unknown` lists the rest.
+  boost::asio::awaitable<spool_result<queue_change>> retry(std::vector<std::string> ids, bool all,
+                                                           std::int64_t when_ms);
+
+ private:
+  spool_writer& writer_;
+};
+
+}  // namespace oauth_relay::relay

@@ -1,0 +1,257 @@
+// The SQL of the message rows. Each statement is a constant so the writer's
+// statement cache prepares it once; the column lists exist once, below.
+#include "relay/spool/rows.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace oauth_relay::relay::rows {
+namespace {
+
+// The columns read_message() reads, in its order.
+#define OAUTH_RELAY_MESSAGE_COLUMNS                                                         \
+  "id, received_at, sender, account, body_type, smtputf8, dsn_ret, envid, size, attempts, " \
+  "next_attempt_ms, last_error"
+
+constexpr const char* select_due =
+    "SELECT " OAUTH_RELAY_MESSAGE_COLUMNS
+    " FROM messages WHERE next_attempt_ms <= ?1 ORDER BY next_attempt_ms, received_at LIMIT ?2";
+// Same second: arrival (rowid) order decides.
+constexpr const char* select_all =
+    "SELECT " OAUTH_RELAY_MESSAGE_COLUMNS " FROM messages ORDER BY received_at, rowid";
+
+#undef OAUTH_RELAY_MESSAGE_COLUMNS
+
+// The columns read_recipients() reads, in its order.
+constexpr const char* select_recipients =
+    "SELECT address, notify, orcpt, status, last_reply FROM recipients "
+    "WHERE message_id = ?1 ORDER BY position";
+constexpr const char* select_next_due = "SELECT min(next_attempt_ms) FROM messages";
+constexpr const char* select_content =
+    "SELECT c.data, m.content_file FROM messages m LEFT JOIN contents c "
+    "ON c.id = m.content_id WHERE m.id = ?1";
+constexpr const char* insert_message_row =
+    "INSERT INTO messages(id, received_at, sender, account, body_type, smtputf8, dsn_ret, envid, "
+    "size, content_id, content_file, next_attempt_ms) "
+    "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)";
+constexpr const char* insert_recipient_row =
+    "INSERT INTO recipients(message_id, position, address, notify, orcpt) VALUES(?1,?2,?3,?4,?5)";
+constexpr const char* insert_content_row = "INSERT INTO contents(data) VALUES(?1)";
+constexpr const char* delete_message_row =
+    "DELETE FROM messages WHERE id = ?1 RETURNING content_file, content_id";
+constexpr const char* delete_content_row = "DELETE FROM contents WHERE id = ?1";
+constexpr const char* select_content_files =
+    "SELECT content_file FROM messages WHERE content_file IS NOT NULL";
+
+// NOTIFY flags as stored: bit 0 specified, 1 never, 2 success, 3 failure, 4 delay.
+std::int64_t encode_notify(const smtp::dsn_notify& n) {
+  return (n.specified ? 1 : 0) | (n.never ? 2 : 0) | (n.success ? 4 : 0) | (n.failure ? 8 : 0) |
+         (n.delay ? 16 : 0);
+}
+
+smtp::dsn_notify decode_notify(int v) {
+  smtp::dsn_notify n;
+  n.specified = v & 1;
+  n.never = v & 2;
+  n.success = v & 4;
+  n.failure = v & 8;
+  n.delay = v & 16;
+  return n;
+}
+
+queued_message read_message(const db::statement& s) {
+  queued_message q;
+  q.id = s.text(0);
+  q.received_at = s.int64(1);
+  q.env.sender = s.text(2);
+  q.env.account = s.text(3);
+  q.env.params.body = static_cast<smtp::body_type>(s.int32(4));
+  q.env.params.smtputf8 = s.int32(5) != 0;
+  q.env.params.ret = static_cast<smtp::dsn_ret>(s.int32(6));
+  q.env.params.envid = s.text(7);
+  q.size = static_cast<std::uint64_t>(s.int64(8));
+  q.attempts = s.int32(9);
+  q.next_attempt_ms = s.int64(10);
+  q.last_error = s.text(11);
+  return q;
+}
+
+void read_recipients(db::statement& r, queued_message& q) {
+  db::reset_on_exit reset(r);
+  r.bind(1, std::string_view(q.id));
+  while (r.step()) {
+    queued_recipient qr;
+    qr.rcpt.address = r.text(0);
+    qr.rcpt.params.notify = decode_notify(r.int32(1));
+    qr.rcpt.params.orcpt = r.text(2);
+    qr.status = static_cast<recipient_status>(r.int32(3));
+    qr.last_reply = r.text(4);
+    q.env.recipients.push_back(qr.rcpt);
+    q.recipients.push_back(std::move(qr));
+  }
+}
+
+void read_all_recipients(db::statement_cache& sql, std::vector<queued_message>& messages) {
+  auto& r = sql.get(select_recipients);
+  for (auto& q : messages) read_recipients(r, q);
+}
+
+}  // namespace
+
+std::vector<queued_message> due(db::statement_cache& sql, std::int64_t now_ms, std::size_t limit,
+                                const message_id_set& busy) {
+  std::vector<queued_message> out;
+  if (limit == 0) return out;
+  auto& st = sql.get(select_due);
+  {
+    db::reset_on_exit reset(st);
+    st.bind(1, now_ms);
+    // Fetch enough to fill `limit` after leaving out the busy ones.
+    st.bind(2, static_cast<std::int64_t>(limit + busy.size()));
+    while (st.step()) {
+      // Claimed rows are skipped by id alone: under a backlog they are most
+      // of what the query steps over.
+      if (busy.find(st.text_view(0)) != busy.end()) continue;
+      out.push_back(read_message(st));
+      if (out.size() >= limit) break;
+    }
+  }
+  read_all_recipients(sql, out);
+  return out;
+}
+
+std::vector<queued_message> all(db::statement_cache& sql) {
+  std::vector<queued_message> out;
+  auto& st = sql.get(select_all);
+  {
+    db::reset_on_exit reset(st);
+    while (st.step()) out.push_back(read_message(st));
+  }
+  read_all_recipients(sql, out);
+  return out;
+}
+
+std::optional<std::int64_t> next_due(db::statement_cache& sql) {
+  auto& st = sql.get(select_next_due);
+  db::reset_on_exit reset(st);
+  if (!st.step()) return std::nullopt;
+  return st.optional_int64(0);
+}
+
+spool_result<content_location> find_content(db::statement_cache& sql, std::string_view id) {
+  auto& st = sql.get(select_content);
+  db::reset_on_exit reset(st);
+  st.bind(1, id);
+  if (!st.step()) {
+    return spool_failure{spool_errc::not_found, "message " + std::string(id) + " is not queued"};
+  }
+  content_location where;
+  if (!st.is_null(0)) {
+    where.bytes = st.blob(0);
+  } else if (!st.is_null(1)) {
+    where.file = st.text(1);
+  } else {
+    return spool_failure{spool_errc::failed,
+                         "message " + std::string(id) + ": its row names no content"};
+  }
+  return where;
+}
+
+spool_result<std::string> read_content_file(const std::filesystem::path& files_dir,
+                                            std::string_view id, const std::string& file) {
+  const auto path = files_dir / file;
+  auto failure = [&](int error) {
+    return spool_failure{spool_errc::failed, "message " + std::string(id) + ": cannot read " +
+                                                 path.string() + ": " + std::strerror(error)};
+  };
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return failure(errno);
+  std::string out;
+  struct stat st {};
+  if (::fstat(fd, &st) == 0) out.reserve(static_cast<std::size_t>(st.st_size));
+  char buffer[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int error = errno;
+      ::close(fd);
+      return failure(error);
+    }
+    if (n == 0) break;
+    out.append(buffer, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+void insert_message(db::statement_cache& sql, const std::string& id, const envelope& env,
+                    std::int64_t received_ms, std::uint64_t size, std::string_view memory_content,
+                    bool in_file) {
+  auto& m = sql.get(insert_message_row);
+  db::reset_on_exit reset(m);
+  m.bind(1, std::string_view(id));
+  m.bind(2, received_ms / 1000);
+  m.bind(3, std::string_view(env.sender));
+  m.bind(4, std::string_view(env.account));
+  m.bind(5, static_cast<std::int64_t>(env.params.body));
+  m.bind(6, static_cast<std::int64_t>(env.params.smtputf8 ? 1 : 0));
+  m.bind(7, static_cast<std::int64_t>(env.params.ret));
+  m.bind(8, std::string_view(env.params.envid));
+  m.bind(9, static_cast<std::int64_t>(size));
+  if (in_file) {
+    m.bind_null(10);
+    m.bind(11, std::string_view(id));
+  } else {
+    // The content has a table of its own: the message row stays small, so
+    // scheduling changes and queue scans never touch the content's pages.
+    sql.get(insert_content_row).bind_blob(1, memory_content).run();
+    m.bind(10, sql.db().last_insert_rowid());
+    m.bind_null(11);
+  }
+  m.bind(12, received_ms);
+  m.run();
+  auto& r = sql.get(insert_recipient_row);
+  std::int64_t position = 0;
+  for (const auto& rcpt : env.recipients) {
+    r.bind(1, std::string_view(id));
+    r.bind(2, position++);
+    r.bind(3, std::string_view(rcpt.address));
+    r.bind(4, encode_notify(rcpt.params.notify));
+    r.bind(5, std::string_view(rcpt.params.orcpt));
+    r.run();
+  }
+}
+
+removed_message delete_message(db::statement_cache& sql, const std::string& id) {
+  removed_message out;
+  std::optional<std::int64_t> content_id;
+  auto& del = sql.get(delete_message_row);
+  {
+    db::reset_on_exit reset(del);
+    del.bind(1, std::string_view(id));
+    if (del.step()) {
+      out.found = true;
+      out.file = del.text(0);
+      content_id = del.optional_int64(1);
+      while (del.step()) {
+      }
+    }
+  }
+  if (content_id) sql.get(delete_content_row).bind(1, *content_id).run();
+  return out;
+}
+
+std::vector<std::string> content_files(db::statement_cache& sql) {
+  std::vector<std::string> out;
+  auto& st = sql.get(select_content_files);
+  db::reset_on_exit reset(st);
+  while (st.step()) out.push_back(st.text(0));
+  return out;
+}
+
+}  // namespace oauth_relay::relay::rows

@@ -1,0 +1,61 @@
+// How messages lie in queue.db: the one place for the message and recipient
+// column lists, reading rows back, and inserting and deleting them. Shared by
+// the writer's queries and spool_reader. Failures throw db::error.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "db/sqlite.hpp"
+#include "relay/envelope.hpp"
+#include "relay/spool/records.hpp"
+
+namespace oauth_relay::relay::rows {
+
+// Messages whose next attempt is due at `now_ms`, oldest first, at most
+// `limit`, leaving out `busy` ones, with their recipients.
+std::vector<queued_message> due(db::statement_cache& sql, std::int64_t now_ms, std::size_t limit,
+                                const message_id_set& busy);
+
+// Every message with its recipients, oldest arrival first.
+std::vector<queued_message> all(db::statement_cache& sql);
+
+// The earliest next attempt of any message, if there is one.
+std::optional<std::int64_t> next_due(db::statement_cache& sql);
+
+// Where a message's content is kept: in SQLite (`bytes`), or in the file
+// spool/`file` for a large one.
+struct content_location {
+  std::string bytes;
+  std::string file;  // empty when the bytes are in SQLite
+};
+// not_found when no message has the id; failed when its row names no content.
+spool_result<content_location> find_content(db::statement_cache& sql, std::string_view id);
+// A large content, read outside any transaction: `failed` when the file
+// cannot be read (the row exists, so it is not not_found).
+spool_result<std::string> read_content_file(const std::filesystem::path& files_dir,
+                                            std::string_view id, const std::string& file);
+
+// Inserts a message and its recipients: the content is `memory_content`, or
+// the file spool/`id` when `in_file`.
+void insert_message(db::statement_cache& sql, const std::string& id, const envelope& env,
+                    std::int64_t received_ms, std::uint64_t size, std::string_view memory_content,
+                    bool in_file);
+
+// Deletes a message, its recipients and its content row. `found` says
+// whether it existed; `file` names a content file to remove once committed.
+struct removed_message {
+  bool found = false;
+  std::string file;
+};
+removed_message delete_message(db::statement_cache& sql, const std::string& id);
+
+// The content files rows name (to tell orphans apart at start).
+std::vector<std::string> content_files(db::statement_cache& sql);
+
+}  // namespace oauth_relay::relay::rows

@@ -1,0 +1,156 @@
+// Each query is one job for the writer thread. The due query and the updates
+// keep the queue's hot path cheap: claimed rows are skipped by id alone, the
+// content lives in its own table, postponing touches only mail that is due.
+#include "relay/spool/scheduling.hpp"
+
+#include <boost/asio/use_awaitable.hpp>
+
+#include "common/clock.hpp"
+#include "relay/message_id.hpp"
+#include "relay/spool/rows.hpp"
+
+namespace oauth_relay::relay {
+namespace {
+
+using boost::asio::use_awaitable;
+
+constexpr const char* update_recipient =
+    "UPDATE recipients SET status = ?1, last_reply = ?2 WHERE message_id = ?3 AND position = ?4";
+constexpr const char* update_message =
+    "UPDATE messages SET attempts = attempts + ?1, next_attempt_ms = ?2, last_error = ?3 "
+    "WHERE id = ?4";
+constexpr const char* postpone_due =
+    "UPDATE messages SET next_attempt_ms = ?1, last_error = ?3 "
+    "WHERE account = ?2 COLLATE NOCASE AND next_attempt_ms <= ?4";
+constexpr const char* reschedule_account =
+    "UPDATE messages SET next_attempt_ms = ?1 "
+    "WHERE (?2 = '' OR account = ?2 COLLATE NOCASE) AND next_attempt_ms > ?1";
+
+// Large contents are read outside SQLite, after the (read-only) transaction,
+// so a big file never holds up the batch's commit.
+struct content_job {
+  std::string id;
+  std::string file;  // set inside the transaction when the content is in a file
+
+  spool_result<std::string> apply(writer_context& ctx) {
+    auto where = rows::find_content(ctx.statements(), id);
+    if (!where) return where.error();
+    file = std::move(where->file);
+    return std::move(where->bytes);
+  }
+  void committed(writer_context& ctx, spool_result<std::string>& result) {
+    if (result && !file.empty()) result = rows::read_content_file(ctx.files_dir(), id, file);
+  }
+};
+
+}  // namespace
+
+boost::asio::awaitable<spool_result<std::vector<queued_message>>> scheduling_queries::due(
+    std::int64_t now_ms, std::size_t limit, message_id_set busy) {
+  return writer_.run<std::vector<queued_message>>(
+      [now_ms, limit, busy = std::move(busy)](writer_context& ctx) {
+        return spool_result<std::vector<queued_message>>(
+            rows::due(ctx.statements(), now_ms, limit, busy));
+      },
+      use_awaitable);
+}
+
+boost::asio::awaitable<spool_result<std::optional<std::int64_t>>> scheduling_queries::next_due() {
+  return writer_.run<std::optional<std::int64_t>>(
+      [](writer_context& ctx) {
+        return spool_result<std::optional<std::int64_t>>(rows::next_due(ctx.statements()));
+      },
+      use_awaitable);
+}
+
+boost::asio::awaitable<spool_result<std::string>> scheduling_queries::content(std::string id) {
+  return writer_.run<std::string>(content_job{std::move(id), {}}, use_awaitable);
+}
+
+boost::asio::awaitable<spool_result<void>> scheduling_queries::record(
+    delivery_record record, std::optional<generated_message> bounce) {
+  // Named before the job runs: a job may run twice, the bounce keeps one id.
+  std::string bounce_id = bounce ? new_message_id() : std::string();
+  return writer_.run<void>(
+      [record = std::move(record), bounce = std::move(bounce),
+       bounce_id = std::move(bounce_id)](writer_context& ctx) -> spool_result<void> {
+        auto& recipient = ctx.prepared(update_recipient);
+        for (const auto& r : record.recipients) {
+          recipient.bind(1, static_cast<std::int64_t>(r.status));
+          recipient.bind(2, std::string_view(r.reply));
+          recipient.bind(3, std::string_view(record.id));
+          recipient.bind(4, static_cast<std::int64_t>(r.position));
+          recipient.run();
+        }
+        if (record.finished) {
+          auto removed = rows::delete_message(ctx.statements(), record.id);
+          if (!removed.file.empty()) ctx.remove_after_commit(std::move(removed.file));
+        } else {
+          auto& message = ctx.prepared(update_message);
+          message.bind(1, static_cast<std::int64_t>(record.count_attempt ? 1 : 0));
+          message.bind(2, record.next_attempt_ms);
+          message.bind(3, std::string_view(record.last_error));
+          message.bind(4, std::string_view(record.id));
+          message.run();
+        }
+        if (bounce) {
+          rows::insert_message(ctx.statements(), bounce_id, bounce->env, now_ms(),
+                               bounce->content.size(), bounce->content, false);
+          ctx.message_stored();
+        }
+        return {};
+      },
+      use_awaitable);
+}
+
+boost::asio::awaitable<spool_result<std::size_t>> scheduling_queries::postpone(
+    std::string account, std::int64_t until_ms, std::string reason) {
+  return writer_.run<std::size_t>(
+      [account = std::move(account), until_ms,
+       reason = std::move(reason)](writer_context& ctx) -> spool_result<std::size_t> {
+        auto& st = ctx.prepared(postpone_due);
+        st.bind(1, until_ms);
+        st.bind(2, std::string_view(account));
+        st.bind(3, std::string_view(reason));
+        // Only what is due now: mail parked earlier is not rewritten again.
+        st.bind(4, now_ms());
+        st.run();
+        return static_cast<std::size_t>(ctx.db().changes());
+      },
+      use_awaitable);
+}
+
+boost::asio::awaitable<spool_result<std::size_t>> scheduling_queries::reschedule(
+    std::string account, std::int64_t when_ms) {
+  return writer_.run<std::size_t>(
+      [account = std::move(account), when_ms](writer_context& ctx) -> spool_result<std::size_t> {
+        auto& st = ctx.prepared(reschedule_account);
+        st.bind(1, when_ms);
+        st.bind(2, std::string_view(account));
+        st.run();
+        return static_cast<std::size_t>(ctx.db().changes());
+      },
+      use_awaitable);
+}
+
+boost::asio::awaitable<spool_result<queue_change>> scheduling_queries::remove(
+    std::vector<std::string> ids) {
+  return writer_.run<queue_change>(
+      [ids = std::move(ids)](writer_context& ctx) -> spool_result<queue_change> {
+        queue_change change;
+        for (const auto& id : ids) {
+          auto removed = rows::delete_message(ctx.statements(), id);
+          // Content files go only once no row names them.
+          if (!removed.file.empty()) ctx.remove_after_commit(std::move(removed.file));
+          if (removed.found) {
+            ++change.changed;
+          } else {
+            change.unknown.push_back(id);
+          }
+        }
+        return change;
+      },
+      use_awaitable);
+}
+
+}  // namespace oauth_relay::relay
