@@ -4,14 +4,13 @@
 #include "relay/smtp/session.hpp"
 
 #include <cstring>
-#include <ctime>
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include "common/clock.hpp"
+#include "common/text.hpp"
 #include "config/log.hpp"
 #include "relay/smtp/data_decoder.hpp"
 
@@ -25,16 +24,6 @@ using smtp::make_reply;
 constexpr std::size_t input_buffer_size = 16 * 1024;
 // How long the last words of a closing session may take to leave.
 constexpr auto final_reply_timeout = std::chrono::seconds(5);
-
-// RFC 5322 §3.3 date-time in local time, e.g. "Sun, 22 Nov 2026 04:15:26 +0100".
-std::string rfc5322_date() {
-  std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  localtime_r(&now, &tm);
-  char buffer[64];
-  std::strftime(buffer, sizeof buffer, "%a, %d %b %Y %H:%M:%S %z", &tm);
-  return buffer;
-}
 
 }  // namespace
 
@@ -53,7 +42,12 @@ smtp_session::smtp_session(asio::ip::tcp::socket socket,
                             config_->settings.limits.max_recipients},
           config_->router),
       in_(input_buffer_size),
-      timer_(socket_.get_executor()) {
+      deadline_(socket_.get_executor(), [this] {
+        // The session ends: a timeout is final.
+        stop_ = stop_reason::timeout;
+        boost::system::error_code ignored;
+        socket_.cancel(ignored);
+      }) {
   boost::system::error_code ec;
   auto remote = socket_.remote_endpoint(ec);
   if (!ec) {
@@ -62,29 +56,6 @@ smtp_session::smtp_session(asio::ip::tcp::socket socket,
       address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
     }
     client_ip_ = address.to_string();
-  }
-}
-
-void smtp_session::arm(std::chrono::steady_clock::duration timeout) {
-  deadline_ = std::chrono::steady_clock::now() + timeout;
-  // The watchdog sleeps until the old deadline; wake it if the new one is sooner.
-  if (deadline_ < timer_.expiry()) timer_.cancel();
-}
-
-asio::awaitable<void> smtp_session::watchdog() {
-  auto self = shared_from_this();
-  while (!finished_) {
-    timer_.expires_at(deadline_);
-    // Woken early (cancelled) when the deadline moved closer or the session ended.
-    co_await timer_.async_wait(asio::as_tuple(asio::use_awaitable));
-    if (finished_) break;
-    if (std::chrono::steady_clock::now() >= deadline_) {
-      stop_ = stop_reason::timeout;
-      boost::system::error_code ignored;
-      socket_.cancel(ignored);
-      // Re-armed by the session if it carries on (it does not: a timeout ends it).
-      deadline_ = std::chrono::steady_clock::time_point::max();
-    }
   }
 }
 
@@ -145,14 +116,14 @@ std::string smtp_session::received_header(const std::string& message_id) const {
   std::string h = "Received: from " + protocol_.helo_name() + " ([" + client_ip_ + "])\r\n\tby " +
                   config_->settings.hostname + " (oauth-relay) with " + with + " id " + message_id;
   if (env.recipients.size() == 1) h += "\r\n\tfor <" + env.recipients.front().address + ">";
-  h += "; " + rfc5322_date() + "\r\n";
+  h += "; " + rfc5322_date(now_seconds()) + "\r\n";
   return h;
 }
 
 asio::awaitable<bool> smtp_session::receive_data() {
   const auto& limits = config_->settings.limits;
   in_data_ = true;
-  arm(limits.data_timeout);
+  deadline_.arm(limits.data_timeout);
   auto draft = store_.begin();
   draft->append(received_header(draft->id()));
   smtp::data_decoder decoder(smtp::max_text_line);
@@ -212,8 +183,7 @@ asio::awaitable<bool> smtp_session::receive_data() {
 asio::awaitable<void> smtp_session::run() {
   auto self = shared_from_this();
   const auto& settings = config_->settings;
-  arm(settings.limits.command_timeout);
-  asio::co_spawn(socket_.get_executor(), watchdog(), asio::detached);
+  deadline_.arm(settings.limits.command_timeout);
   log::debug("session_start").kv("session", id_).kv("client", client_ip_);
 
   protocol_.greeting().append_to(out_);
@@ -255,7 +225,7 @@ asio::awaitable<void> smtp_session::run() {
         open = co_await receive_data();
         break;
     }
-    arm(settings.limits.command_timeout);
+    deadline_.arm(settings.limits.command_timeout);
   }
 
   if (stop_ == stop_reason::timeout) {
@@ -264,12 +234,11 @@ asio::awaitable<void> smtp_session::run() {
   } else if (stop_ == stop_reason::shutdown) {
     say_last_words(make_reply(421, "4.3.2", settings.hostname + " Service shutting down"));
   } else if (!out_.empty()) {
-    arm(final_reply_timeout);
+    deadline_.arm(final_reply_timeout);
     co_await flush();
   }
-  finished_ = true;
+  deadline_.disarm();
   boost::system::error_code ignored;
-  timer_.cancel();
   socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
   socket_.close(ignored);
   log::debug("session_end").kv("session", id_).kv("errors", protocol_.errors());

@@ -11,8 +11,8 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
 
+#include "common/deadline.hpp"
 #include "config/config.hpp"
 #include "relay/smtp/protocol.hpp"
 #include "relay/smtp/sender_router.hpp"
@@ -43,11 +43,9 @@ class smtp_session : public std::enable_shared_from_this<smtp_session> {
  private:
   enum class stop_reason { none, timeout, shutdown };
 
-  boost::asio::awaitable<void> watchdog();
   boost::asio::awaitable<bool> read_more();
   boost::asio::awaitable<bool> flush();
   boost::asio::awaitable<bool> receive_data();
-  void arm(std::chrono::steady_clock::duration timeout);
   void say_last_words(const smtp::reply& reply);
   std::string received_header(const std::string& message_id) const;
 
@@ -64,11 +62,10 @@ class smtp_session : public std::enable_shared_from_this<smtp_session> {
   std::string out_;
   std::string decoded_;
 
-  boost::asio::steady_timer timer_;
-  std::chrono::steady_clock::time_point deadline_;
+  // One per command (command_timeout), one for the whole DATA phase.
+  deadline deadline_;
   bool waiting_for_command_ = false;
   bool in_data_ = false;
-  bool finished_ = false;
   stop_reason stop_ = stop_reason::none;
 };
 
