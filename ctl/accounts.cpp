@@ -45,7 +45,7 @@ std::vector<account_view> collect(const context& ctx) {
     for (auto& row : store->load_all()) rows.emplace(lower(row.address), std::move(row));
   }
   give_state_files_to_owner(ctx.settings.state_dir);
-  const std::int64_t now = unix_now();
+  const std::int64_t now = now_seconds();
   auto view = [now](const auth::account_record& row) {
     account_view v;
     v.address = row.address;
@@ -217,7 +217,8 @@ int run_test(const context& ctx, const std::string& address_arg) {
     // The daemon can use it too; a token stored meanwhile by authorize wins.
     auto store = open_store(ctx);
     store->store_access_token(address, row->token_generation, refreshed.access_token,
-                              unix_now() + refreshed.expires_in.count(), refreshed.refresh_token);
+                              now_seconds() + refreshed.expires_in.count(),
+                              refreshed.refresh_token);
   } catch (const std::exception&) {
     // Not needed for the test itself.
   }

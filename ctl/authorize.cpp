@@ -492,7 +492,7 @@ int run_import(const context& ctx, const import_options& options) {
     if (options.verify) {
       // The access token of the check saves the daemon a refresh.
       store->store_access_token(address, generation, checked.access_token,
-                                unix_now() + checked.expires_in.count(), checked.refresh_token);
+                                now_seconds() + checked.expires_in.count(), checked.refresh_token);
     }
   } catch (const auth::token_store_error& e) {
     throw failure(

@@ -46,12 +46,6 @@ std::string format_duration(std::int64_t seconds) {
   return part(seconds / day, "d") + (h ? " " + part(h, "h") : "");
 }
 
-std::int64_t unix_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 void print_table(std::ostream& out, const std::vector<std::vector<std::string>>& rows) {
   std::vector<std::size_t> widths;
   for (const auto& row : rows) {

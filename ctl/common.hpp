@@ -14,6 +14,7 @@
 
 #include "auth/oauth_errors.hpp"
 #include "auth/token_store.hpp"
+#include "common/clock.hpp"
 #include "config/config.hpp"
 
 namespace oauth_relay::ctl {
@@ -43,7 +44,6 @@ const config::account_settings& require_account(const context& ctx, std::string_
 
 // "45s", "5m", "2h 3m", "3d 4h": coarse, for people.
 std::string format_duration(std::int64_t seconds);
-std::int64_t unix_now();
 
 // Columns padded to the widest cell, two spaces apart.
 void print_table(std::ostream& out, const std::vector<std::vector<std::string>>& rows);

@@ -21,6 +21,7 @@
 #include <boost/beast/http.hpp>
 
 #include "auth/token_manager.hpp"
+#include "common/clock.hpp"
 #include "common/deadline.hpp"
 #include "common/text.hpp"
 #include "config/log.hpp"
@@ -39,12 +40,6 @@ using asio::use_awaitable;
 
 // After EMFILE/ENFILE, wait instead of spinning on accept.
 constexpr auto accept_backoff = std::chrono::milliseconds(100);
-
-std::int64_t unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 std::system_error path_error(int error, const std::filesystem::path& path,
                              const std::string& what) {
@@ -307,7 +302,7 @@ asio::awaitable<health_server::reply> health_server::respond(std::string method,
 
 health_input health_server::gather(const relay::spool_result<relay::queue_summary>& queue) const {
   health_input in;
-  in.now = unix_ms() / 1000;
+  in.now = now_ms() / 1000;
   in.uptime_seconds =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_)
           .count();
@@ -373,14 +368,14 @@ asio::awaitable<health_server::reply> health_server::queue() {
     co_return reply{
         500, "application/json", error_json("the spool failed: " + messages.error().detail), {}};
   }
-  co_return reply{200, "application/json", queue_json(*messages, unix_ms()), {}};
+  co_return reply{200, "application/json", queue_json(*messages, now_ms()), {}};
 }
 
 asio::awaitable<health_server::reply> health_server::retry(std::string body) {
   std::string problem;
   auto selection = parse_queue_selection(body, /*allow_all=*/true, problem);
   if (!selection) co_return reply{400, "application/json", error_json(problem), {}};
-  const auto now = unix_ms();
+  const auto now = now_ms();
   auto result =
       co_await sources_.spool.admin().retry(std::move(selection->ids), selection->all, now);
   if (!result) {
