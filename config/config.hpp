@@ -1,4 +1,4 @@
-// The daemon's settings: every key of INTERFACE.md's Configuration section as
+// The daemon's settings: every configuration key (docs/configuration.md) as
 // typed values with their defaults, loaded from YAML with positioned errors.
 #pragma once
 

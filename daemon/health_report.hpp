@@ -54,7 +54,7 @@ health_verdict evaluate(const health_input& in);
 // 2026-11-30T08:00:00Z
 std::string iso8601_utc(std::int64_t unix_seconds);
 
-// The bodies of GET /health and GET /queue (INTERFACE contract).
+// The bodies of GET /health and GET /queue (docs/operations.md).
 std::string health_json(const health_input& in, const health_verdict& verdict,
                         std::string_view version);
 std::string queue_json(const std::vector<relay::queued_message>& messages, std::int64_t now_ms);
