@@ -142,7 +142,7 @@ mailbox_result checked(std::string mailbox, std::size_t local_size, std::size_t 
                    " holds (RFC 5321 §4.5.3.1.3)");
   }
   if (!smtp::is_valid_mailbox(mailbox, true)) {
-    return refused("it is not a mailbox of the form local-part@domain that SMTP accepts");
+    return refused("it is not a mailbox of the form local-part@domain");
   }
   return {std::move(mailbox), std::nullopt};
 }

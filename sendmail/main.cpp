@@ -336,6 +336,13 @@ bool is_ascii(std::string_view s) {
 }
 
 int submit(const target& to, const submission& s) {
+  // The envelope commands first: should one not be a checked mailbox (a
+  // bug), no connection is opened at all.
+  const std::string mail_from = envelope_command(envelope_verb::mail_from, s.sender);
+  std::vector<std::string> rcpt_to;
+  for (const auto& rcpt : s.recipients) {
+    rcpt_to.push_back(envelope_command(envelope_verb::rcpt_to, rcpt));
+  }
   smtp_connection c;
   // A unix listener that is not there (socket activation passes only the
   // TCP sockets) or refuses: the TCP one is tried next.
@@ -374,7 +381,7 @@ int submit(const target& to, const submission& s) {
     eight_bit = eight_bit || keyword == "8BITMIME";
     utf8 = utf8 || keyword == "SMTPUTF8";
   }
-  std::string mail = envelope_command(envelope_verb::mail_from, s.sender);
+  std::string mail = mail_from;
   if (esmtp && size) mail += " SIZE=" + std::to_string(s.content.size());
   if (esmtp && eight_bit && !is_ascii(s.content)) mail += " BODY=8BITMIME";
   bool wide = !is_ascii(s.sender);
@@ -384,10 +391,10 @@ int submit(const target& to, const submission& s) {
   if (r.code != 250) return refused(t, "sender <" + s.sender + ">", r);
   // All or nothing: a refused recipient stops the message, so that the
   // caller's retry cannot duplicate it for the others.
-  for (const auto& rcpt : s.recipients) {
-    r = c.command(envelope_command(envelope_verb::rcpt_to, rcpt));
+  for (std::size_t i = 0; i < rcpt_to.size(); ++i) {
+    r = c.command(rcpt_to[i]);
     if (r.code != 250 && r.code != 251) {
-      const int status = refused(t, "recipient <" + rcpt + ">", r);
+      const int status = refused(t, "recipient <" + s.recipients[i] + ">", r);
       c.command("QUIT");
       return status;
     }
@@ -465,8 +472,8 @@ int main(int argc, char** argv) {
   try {
     return submit(t, *prepared.value);
   } catch (const std::invalid_argument& e) {
-    // envelope_command refused an address prepare() let through: a bug, and
-    // the session ends before anything is committed.
+    // envelope_command refused an address prepare() let through: a bug,
+    // found before any connection.
     std::cerr << program << ": internal error: " << e.what() << "; nothing was sent\n";
     return exit_software;
   }

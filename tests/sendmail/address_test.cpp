@@ -155,6 +155,7 @@ TEST(sendmail_sender, one_mailbox_or_the_null_sender) {
   EXPECT_FALSE(none.mailbox);
   EXPECT_EQ(none.problem, "it holds no address");
   for (const auto& s : injection_shapes()) {
+    if (s.name == "empty_angles") continue;  // "<>" is the null sender, above
     const auto r = parse_sender(s.text, domain);
     EXPECT_FALSE(r.mailbox) << s.name;
     EXPECT_EQ(r.problem, s.reason) << s.name;
@@ -175,7 +176,7 @@ TEST(sendmail_envelope_command, builds_from_checked_mailboxes_only) {
   EXPECT_EQ(envelope_command(envelope_verb::mail_from, ""), "MAIL FROM:<>");
   EXPECT_EQ(envelope_command(envelope_verb::rcpt_to, "\"john doe\"@example.com"),
             "RCPT TO:<\"john doe\"@example.com>");
-  for (const std::string bad :
+  for (const std::string& bad :
        {std::string("a@example.com>\r\nRCPT TO:<x@evil.example"), std::string("a@b\r.example"),
         std::string("a@b\n.example"), "a\0@example.com"s, std::string("\"a>b\"@example.com"),
         std::string("\"a<b\"@example.com"), std::string("a b@example.com"), std::string("root")}) {
@@ -223,7 +224,7 @@ TEST(sendmail_prepare_addresses, every_shape_refuses_the_message_wherever_it_is)
     // A line break in a header value either folds or starts the next line;
     // a bare CR stays in the field, and a NUL too.
     if (s.text.find('\n') != std::string::npos) continue;
-    for (const std::string field : {"To", "Cc", "bcc"}) {
+    for (const std::string& field : {"To"s, "Cc"s, "bcc"s}) {
       options t;
       t.extract_recipients = true;
       auto r = prepare(t, "To: ops@example.org\n" + field + ": " + s.text + "\nSubject: x\n\ny\n",
