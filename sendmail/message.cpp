@@ -6,6 +6,7 @@
 #include <cctype>
 
 #include "relay/smtp/parser.hpp"
+#include "sendmail/address.hpp"
 
 namespace oauth_relay::sendmail {
 namespace {
@@ -30,33 +31,12 @@ bool is_field_name(std::string_view name) {
   return true;
 }
 
-std::string strip_angles(std::string s) {
-  if (s.size() >= 2 && s.front() == '<' && s.back() == '>') s = s.substr(1, s.size() - 2);
-  return s;
-}
-
-// "root" -> "root@host", as sendmail qualifies local names with its domain.
-std::string qualify(const std::string& address, const std::string& hostname) {
-  if (address.empty() || address.find('@') != std::string::npos) return address;
-  return address + "@" + hostname;
-}
-
-// Whitespace outside quoted strings goes (obsolete "a @ b" forms, folding).
-std::string remove_unquoted_space(std::string_view s) {
-  std::string out;
-  bool quoted = false;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    if (quoted && c == '\\' && i + 1 < s.size()) {
-      out += c;
-      out += s[++i];
-      continue;
-    }
-    if (c == '"') quoted = !quoted;
-    if (!quoted && (is_wsp(c) || c == '\r' || c == '\n')) continue;
-    out += c;
-  }
-  return out;
+// The invoking user's address: the login name at the hostname. A name the
+// mailbox grammar cannot carry is refused like a bad -f.
+sender_result own_address(const environment& env) {
+  auto own = parse_sender(env.login, env.hostname);
+  if (own.mailbox && own.mailbox->empty()) return {std::nullopt, "it is empty"};
+  return own;
 }
 
 }  // namespace
@@ -79,11 +59,11 @@ parse_result parse_arguments(const std::vector<std::string>& args) {
       continue;
     }
     if (a.size() < 2 || a[0] != '-') {
-      if (a.empty() || a == "-") return error("bad argument \"" + a + "\"");
-      o.recipients.push_back(a);
+      if (a == "-") return error("bad argument \"-\"");
+      o.recipients.push_back(a);  // "" too: refused as an address, exit 64
       continue;
     }
-    if (a[1] == '-') return error("unknown option " + a);
+    if (a[1] == '-') return error("unknown option " + shown(a));
     for (std::size_t j = 1; j < a.size(); ++j) {
       const char c = a[j];
       // Flags: -t and -i act, the rest are sendmail's harmless ones.
@@ -97,7 +77,7 @@ parse_result parse_arguments(const std::vector<std::string>& args) {
       }
       if (std::string_view("mvnUG").find(c) != std::string_view::npos) continue;
       if (std::string_view("frFcobBNRVXhLA").find(c) == std::string_view::npos) {
-        return error(std::string("unknown option -") + c);
+        return error("unknown option -" + shown(std::string_view(&c, 1)));
       }
       // An option with a value: the rest of this argument or the next one.
       std::string value;
@@ -111,7 +91,7 @@ parse_result parse_arguments(const std::vector<std::string>& args) {
       switch (c) {
         case 'f':
         case 'r':
-          o.sender = strip_angles(value);
+          o.sender = value;  // checked with the other addresses (command_line_envelope)
           break;
         case 'F':
           o.full_name = value;
@@ -126,7 +106,7 @@ parse_result parse_arguments(const std::vector<std::string>& args) {
           break;
         case 'b':
           if (value != "m") {
-            return error("-b" + value +
+            return error("-b" + shown(value) +
                          " is not supported: oauth-relay-sendmail only reads a message (-bm)");
           }
           break;
@@ -212,118 +192,97 @@ std::string render_message(const parsed_message& m) {
   return out;
 }
 
-std::vector<std::string> parse_address_list(std::string_view value) {
-  std::vector<std::string> out;
-  std::string element;  // outside angle brackets: display name or a bare addr-spec
-  std::string angle;    // inside <...>
-  bool has_angle = false;
-  bool in_angle = false;
-  auto flush = [&] {
-    std::string address = remove_unquoted_space(has_angle ? angle : element);
-    // <@relay1,@relay2:user@host>: the route is obsolete, the mailbox stays.
-    if (has_angle && !address.empty() && address[0] == '@') {
-      const auto colon = address.find(':');
-      address = colon == std::string::npos ? std::string() : address.substr(colon + 1);
-    }
-    if (!address.empty()) out.push_back(address);
-    element.clear();
-    angle.clear();
-    has_angle = false;
-    in_angle = false;
-  };
-  for (std::size_t i = 0; i < value.size(); ++i) {
-    const char c = value[i];
-    std::string& into = in_angle ? angle : element;
-    if (c == '(') {
-      // A comment, possibly nested, with quoted-pairs: dropped.
-      int depth = 1;
-      for (++i; i < value.size() && depth > 0; ++i) {
-        if (value[i] == '\\') {
-          ++i;
-        } else if (value[i] == '(') {
-          ++depth;
-        } else if (value[i] == ')') {
-          --depth;
-        }
-      }
-      --i;
-      into += ' ';
-    } else if (c == '"') {
-      into += c;
-      for (++i; i < value.size(); ++i) {
-        into += value[i];
-        if (value[i] == '\\' && i + 1 < value.size()) {
-          into += value[++i];
-        } else if (value[i] == '"') {
-          break;
-        }
-      }
-    } else if (c == '<' && !in_angle) {
-      in_angle = true;
-      has_angle = true;
-      angle.clear();
-    } else if (c == '>' && in_angle) {
-      in_angle = false;
-    } else if (in_angle) {
-      angle += c;
-    } else if (c == ',' || c == ';') {
-      flush();  // next mailbox, or the end of a group
-    } else if (c == ':') {
-      element.clear();  // "display-name:" opens a group
-    } else {
-      element += c;
-    }
-  }
-  flush();
-  return out;
-}
-
 std::string display_name(std::string_view name) {
   bool atoms = !name.empty();
   for (char c : name) atoms = atoms && (smtp::is_atext(c) || c == ' ');
   if (atoms) return std::string(name);
   std::string out = "\"";
   for (char c : name) {
+    const auto u = static_cast<unsigned char>(c);
+    if ((u < 0x20 && c != '\t') || u == 0x7f) continue;
     if (c == '"' || c == '\\') out += '\\';
-    if (c == '\r' || c == '\n') continue;
     out += c;
   }
   return out + "\"";
 }
 
+envelope_result command_line_envelope(const options& opts, const environment& env) {
+  auto refuse = [](std::string what, std::string_view written, const std::string& why) {
+    return envelope_result{std::nullopt, "bad " + what + " \"" + shown(written) + "\": " + why};
+  };
+  envelope e;
+  if (opts.sender) {
+    auto sender = parse_sender(*opts.sender, env.hostname);
+    if (!sender.mailbox) return refuse("sender address (-f)", *opts.sender, sender.problem);
+    e.sender = std::move(*sender.mailbox);
+  } else {
+    auto own = own_address(env);
+    if (!own.mailbox) {
+      return refuse("default sender (the login name)", env.login,
+                    own.problem + "; give the sender with -f");
+    }
+    e.sender = std::move(*own.mailbox);
+  }
+  for (const auto& written : opts.recipients) {
+    auto list = parse_address_list(written, env.hostname);
+    if (list.problem) return refuse("recipient address", written, *list.problem);
+    if (list.mailboxes.empty()) {
+      return refuse("recipient address", written,
+                    written.empty() ? "it is empty" : "it holds no address");
+    }
+    for (auto& m : list.mailboxes) e.recipients.push_back(std::move(m));
+  }
+  return {std::move(e), {}};
+}
+
 prepare_result prepare(const options& opts, std::string_view message, const environment& env) {
+  auto command_line = command_line_envelope(opts, env);
+  if (!command_line.value) return {std::nullopt, exit_bad_address, std::move(command_line.error)};
+  auto& e = *command_line.value;
   auto parsed = parse_message(to_crlf(message));
-  std::vector<std::string> found;
-  for (const auto& r : opts.recipients) found.push_back(r);
+  std::vector<std::string> found = std::move(e.recipients);
   if (opts.extract_recipients) {
     for (const auto& f : parsed.header) {
       const auto name = lower(f.name);
       if (name != "to" && name != "cc" && name != "bcc") continue;
-      for (auto& a : parse_address_list(f.value)) found.push_back(std::move(a));
+      auto list = parse_address_list(unfold(f.value), env.hostname);
+      if (list.problem) {
+        return {std::nullopt, exit_bad_address,
+                "bad address in the " + f.name + ": field \"" + shown(unfold(f.value)) +
+                    "\": " + *list.problem};
+      }
+      for (auto& a : list.mailboxes) found.push_back(std::move(a));
     }
     // Blind copies stay blind: the field goes, its addresses stay in the envelope.
     std::erase_if(parsed.header, [](const header_field& f) { return lower(f.name) == "bcc"; });
   }
   submission s;
-  for (const auto& r : found) {
-    const auto address = qualify(strip_angles(r), env.hostname);
-    if (address.empty()) continue;
+  for (auto& address : found) {
     const auto key = lower(address);
     const bool seen = std::any_of(s.recipients.begin(), s.recipients.end(),
                                   [&](const std::string& x) { return lower(x) == key; });
-    if (!seen) s.recipients.push_back(address);
+    if (!seen) s.recipients.push_back(std::move(address));
   }
   if (s.recipients.empty()) {
-    return {std::nullopt, "no recipients found in the To:, Cc: or Bcc: fields"};
+    return {std::nullopt, exit_dataerr, "no recipients found in the To:, Cc: or Bcc: fields"};
   }
-  const std::string own = qualify(env.login, env.hostname);
-  s.sender = opts.sender ? qualify(*opts.sender, env.hostname) : own;
+  s.sender = std::move(e.sender);
   auto has = [&](std::string_view field) {
     return std::any_of(parsed.header.begin(), parsed.header.end(),
                        [&](const header_field& f) { return lower(f.name) == field; });
   };
-  const std::string from_address = s.sender.empty() ? own : s.sender;
   if (!has("from")) {
+    // The null sender's message is still from someone: the login name.
+    std::string from_address = s.sender;
+    if (from_address.empty()) {
+      auto own = own_address(env);
+      if (!own.mailbox) {
+        return {std::nullopt, exit_bad_address,
+                "bad default sender (the login name) \"" + shown(env.login) + "\": " + own.problem +
+                    "; give the message a From: field"};
+      }
+      from_address = std::move(*own.mailbox);
+    }
     parsed.header.push_back(
         {"From", " " +
                      (opts.full_name && !opts.full_name->empty()
@@ -334,7 +293,7 @@ prepare_result prepare(const options& opts, std::string_view message, const envi
   if (!has("date")) parsed.header.push_back({"Date", " " + env.date + "\r\n"});
   if (!has("message-id")) parsed.header.push_back({"Message-ID", " " + env.message_id + "\r\n"});
   s.content = render_message(parsed);
-  return {std::move(s), {}};
+  return {std::move(s), exit_ok, {}};
 }
 
 std::string dot_stuff(std::string_view content) {

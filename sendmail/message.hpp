@@ -1,7 +1,8 @@
 // The pure part of oauth-relay-sendmail: its sendmail-style command line,
-// reading the message (the lone-dot rule), the recipients of -t from the
-// header (folded lines, groups, display names, comments), Bcc removal, the
-// headers sendmail adds, and the wire form (CRLF, dot-stuffing).
+// reading the message (the lone-dot rule), the envelope from -f, the
+// arguments and, with -t, the header (sendmail/address.hpp checks every
+// address), Bcc removal, the headers sendmail adds, and the wire form (CRLF,
+// dot-stuffing).
 #pragma once
 
 #include <cstdint>
@@ -18,7 +19,9 @@ namespace oauth_relay::sendmail {
 inline constexpr int exit_ok = 0;
 inline constexpr int exit_failure = 1;
 inline constexpr int exit_usage = 2;
+inline constexpr int exit_bad_address = 64;  // EX_USAGE: an address that is not a mailbox
 inline constexpr int exit_dataerr = 65;      // EX_DATAERR: -t found no recipient
+inline constexpr int exit_software = 70;     // EX_SOFTWARE: an internal check failed
 inline constexpr int exit_unavailable = 69;  // EX_UNAVAILABLE: the relay said 5xx
 inline constexpr int exit_tempfail = 75;     // EX_TEMPFAIL: relay unreachable or 4xx
 
@@ -28,9 +31,9 @@ struct options {
   std::string config = default_config;
   bool extract_recipients = false;       // -t
   bool ignore_dots = false;              // -i, -oi: a lone "." does not end the input
-  std::optional<std::string> sender;     // -f / -r ("" or "<>": the null sender)
+  std::optional<std::string> sender;     // -f / -r as written ("" or "<>": the null sender)
   std::optional<std::string> full_name;  // -F
-  std::vector<std::string> recipients;   // arguments
+  std::vector<std::string> recipients;   // arguments as written, each an address list
   bool help = false;
   bool version = false;
 };
@@ -64,11 +67,6 @@ std::string to_crlf(std::string_view text);
 parsed_message parse_message(std::string_view crlf_text);
 std::string render_message(const parsed_message& m);
 
-// The addr-specs of an RFC 5322 address-list (To/Cc/Bcc values): mailboxes
-// with or without display names, groups ("team: a@x, b@y;"), comments and
-// quoted strings; route addresses lose their route.
-std::vector<std::string> parse_address_list(std::string_view value);
-
 // What to submit: the envelope and the message as it goes on the wire
 // (before dot-stuffing).
 struct submission {
@@ -85,20 +83,37 @@ struct environment {
   std::string message_id;  // "<...@host>" for a missing Message-ID:
 };
 
+// The envelope the command line gives: -f (or the login name) and the
+// recipient arguments, as checked bare mailboxes (local names qualified with
+// env.hostname). Known before the message is read.
+struct envelope {
+  std::string sender;  // "" for <>
+  std::vector<std::string> recipients;
+};
+struct envelope_result {
+  std::optional<envelope> value;
+  std::string error;  // one line naming the refused address and why
+};
+envelope_result command_line_envelope(const options& opts, const environment& env);
+
 struct prepare_result {
   std::optional<submission> value;
-  std::string error;  // why not (no recipients)
+  int status = exit_ok;  // when value is not: exit_bad_address or exit_dataerr
+  std::string error;     // one line: the refused address and why, or "no recipients"
 };
 
-// -t: recipients from To, Cc and Bcc (added to the arguments), Bcc removed.
-// From: "NAME <sender>" (or just the sender) when missing; Date: and
-// Message-ID: when missing, as sendmail and Postfix add them.
+// The command line's envelope, and with -t the recipients from To, Cc and Bcc
+// (added to the arguments; any address there that is not a mailbox refuses
+// the message), Bcc removed. From: "NAME <sender>" (or just the sender) when
+// missing; Date: and Message-ID: when missing, as sendmail and Postfix add
+// them. Every address in the result passes smtp::is_valid_mailbox.
 prepare_result prepare(const options& opts, std::string_view message, const environment& env);
 
 // The DATA payload: dot-stuffed, ending with ".\r\n".
 std::string dot_stuff(std::string_view crlf_content);
 
-// "Name" as a display name: an atom sequence as is, anything else quoted.
+// "Name" as a display name: an atom sequence as is, anything else quoted
+// (control characters other than tab dropped: they have no place in a header).
 std::string display_name(std::string_view name);
 
 }  // namespace oauth_relay::sendmail
