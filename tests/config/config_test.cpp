@@ -271,7 +271,7 @@ INSTANTIATE_TEST_SUITE_P(
             "missing_secret",
             "oauth:\n  client_id: id\naccounts:\n  - address: a@example.com\n",
             false,
-            {R"(c.yaml:1:1: oauth: missing required key "client_secret" or "client_secret_file")"}},
+            {R"(c.yaml:1:1: oauth: missing required key "client_secret" or "client_secret_file" (or the systemd credential "client-secret"))"}},
         error_case{
             "both_secrets",
             "oauth:\n  client_id: id\n  client_secret: s3cr3t-value\n"
