@@ -156,7 +156,7 @@ TEST_F(ctl_authorize, consent_in_the_browser_stores_the_refresh_token) {
 
   // No secret on any output.
   for (const std::string& secret :
-       {row->refresh_token, std::string(fake_oauth::default_client_secret),
+       {std::string(row->refresh_token), std::string(fake_oauth::default_client_secret),
         exchanged.at("code_verifier"), exchanged.at("code")}) {
     EXPECT_EQ(process_->out().find(secret), std::string::npos) << secret;
     EXPECT_EQ(process_->err().find(secret), std::string::npos) << secret;

@@ -221,10 +221,14 @@ TEST_F(secrets, the_running_daemon_cannot_dump_core) {
     ::lchown(entry.path().c_str(), nobody, nobody);
   }
   ::chown(relay_->dir().c_str(), nobody, nobody);
-  // A process of that user that did not turn dumping off: its /proc/PID/fd is its own.
+  // A program of that user that does not turn dumping off: its /proc/PID/fd
+  // is its own. (Changing the user makes a process undumpable until its next
+  // exec, which is why both are exec'd.)
   const pid_t control = ::fork();
   if (control == 0) {
-    if (::setgid(nobody) == 0 && ::setuid(nobody) == 0) ::pause();
+    if (::setgid(nobody) == 0 && ::setuid(nobody) == 0) {
+      ::execl("/bin/sleep", "sleep", "30", static_cast<char*>(nullptr));
+    }
     ::_exit(1);
   }
   std::this_thread::sleep_for(200ms);

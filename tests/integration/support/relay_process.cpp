@@ -110,7 +110,10 @@ void relay_process::write_config(const std::string& body) {
   out << "listen: [\"127.0.0.1:0\"]\n"
       << "state_dir: " << state_dir().string() << "\n"
       << "health_socket: " << (dir_.path() / "health.sock").string() << "\n"
-      << secrets_config(key_file()) << body;
+      << body
+      << (body.empty() || body.back() == '\n' ? "" : "\n")
+      // Last, so the body's line numbers stay what the tests expect.
+      << secrets_config(key_file());
 }
 
 void relay_process::start(std::map<std::string, std::string> environment, int listening_fd) {

@@ -42,8 +42,8 @@ auth::token_cipher token_key(const std::filesystem::path& key_file);
 
 class relay_process {
  public:
-  // `body` is the YAML after the listen/state_dir/health_socket/secrets lines
-  // that the harness writes itself.
+  // `body` is the YAML after the listen/state_dir/health_socket lines that
+  // the harness writes itself (secrets.key_file comes after it).
   explicit relay_process(std::string body = minimal_config_body());
   ~relay_process();  // SIGKILLs a process still running
 
