@@ -55,6 +55,7 @@ std::string restore_fix(const std::filesystem::path& file) {
 
 // Reads the whole file into `out` (wiped by the caller); an errno on failure.
 int read_all(int fd, std::string& out) {
+  out.reserve(max_key_file + 512);  // never reallocated, so no copy is left behind
   char buffer[512];
   for (;;) {
     const ssize_t n = ::read(fd, buffer, sizeof buffer);
@@ -128,7 +129,9 @@ std::string key_file_command(const std::filesystem::path& file) {
 
 token_cipher load_token_key_file(const std::filesystem::path& file, when_missing missing) {
   const std::string name = "the token key file " + file.string();
-  int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  // O_NONBLOCK: a FIFO or device named by mistake is refused below, not waited on.
+  constexpr int flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+  int fd = ::open(file.c_str(), flags);
   if (fd < 0 && errno == ENOENT) {
     if (missing == when_missing::fail_lost) {
       throw token_key_error(name + " does not exist", restore_fix(file));
@@ -143,7 +146,7 @@ token_cipher load_token_key_file(const std::filesystem::path& file, when_missing
                             create_fix);
     }
     if (created == 0) log::notice("token_key_created").kv("file", file.string());
-    fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    fd = ::open(file.c_str(), flags);
   }
   if (fd < 0) {
     const int e = errno;
