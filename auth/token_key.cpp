@@ -179,8 +179,9 @@ token_cipher load_token_key_file(const std::filesystem::path& file, when_missing
                               " (readable by the user oauth-relayd runs as, and nobody else)");
   }
   return from_text(text, name,
-                   "if the file was damaged, " + restore_fix(file) +
-                       "; a new key is made with: " + key_file_command(file));
+                   "restore " + file.string() +
+                       " from your backup; if no token was ever stored with it, make a new one: " +
+                       key_file_command(file));
 }
 
 token_cipher load_token_cipher(const config::secrets_settings& secrets, when_missing missing) {
@@ -205,9 +206,8 @@ token_cipher load_token_cipher(const config::secrets_settings& secrets, when_mis
 token_key_error key_mismatch(const token_cipher& cipher, const std::filesystem::path& database) {
   return token_key_error(
       cipher.origin() + " is not the key the tokens in " + database.string() + " were sealed with",
-      "put the key they were sealed with back (from your backup) and start again; nothing was "
-      "changed. Without it every account must be authorized again (see \"The token key\" in "
-      "operations.md)");
+      "put back the key they were sealed with (from your backup); nothing was changed. Without "
+      "it every account must be authorized again (see \"The token key\" in operations.md)");
 }
 
 token_cipher token_cipher_for(const config::settings& settings, key_creation creation) {

@@ -91,8 +91,10 @@ TEST_F(token_key_test, a_file_without_a_key_is_refused) {
     EXPECT_THAT(refusal(file_, when_missing::fail),
                 HasSubstr("the token key file " + file_.string() +
                           " does not hold a token key (expected 32 random bytes in base64: 44 "
-                          "characters) | if the file was damaged, restore " +
-                          file_.string() + " from your backup"))
+                          "characters) | restore " +
+                          file_.string() +
+                          " from your backup; if no token was ever stored with it, make a new "
+                          "one: "))
         << text;
     std::filesystem::remove(file_);
   }
@@ -223,9 +225,9 @@ TEST_F(token_cipher_for_test, a_wrong_key_is_refused_before_the_database_is_open
   EXPECT_EQ(refusal(key_creation::allowed),
             "the token key file " + file_.string() + " is not the key the tokens in " +
                 db.string() +
-                " were sealed with | put the key they were sealed with back (from your backup) "
-                "and start again; nothing was changed. Without it every account must be "
-                "authorized again (see \"The token key\" in operations.md)");
+                " were sealed with | put back the key they were sealed with (from your backup); "
+                "nothing was changed. Without it every account must be authorized again (see "
+                "\"The token key\" in operations.md)");
   EXPECT_EQ(std::filesystem::last_write_time(db), before);
   // The token store refuses it too, for whoever opens it directly.
   try {

@@ -135,7 +135,8 @@ TEST_F(secrets, a_wrong_key_stops_the_start_and_changes_nothing) {
   EXPECT_THAT(result.err, HasSubstr("<3>event=token_key_unusable error=\"the token key file " +
                                     relay_->key_file().string() + " is not the key the tokens in " +
                                     db.string() + " were sealed with\""));
-  EXPECT_THAT(result.err, HasSubstr("hint=\"put the key they were sealed with back"));
+  EXPECT_THAT(result.err,
+              HasSubstr("hint=\"put back the key they were sealed with (from your backup)"));
   EXPECT_EQ(read_bytes(db), before);
 
   // The right key back: the account is as it was, never needs_reauth.
