@@ -1,5 +1,5 @@
 // explicit_bzero (glibc) rather than OPENSSL_cleanse: the same guarantee
-// without making the pure common library depend on OpenSSL.
+// without making the common library depend on OpenSSL.
 #include "common/secret.hpp"
 
 #include <sys/prctl.h>
