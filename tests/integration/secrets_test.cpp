@@ -3,6 +3,7 @@
 // wrong or missing key stops the start and changes nothing, the first start
 // makes the key, the running daemon cannot dump core, and the client secret
 // comes from the systemd credential.
+#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -224,15 +225,22 @@ TEST_F(secrets, the_running_daemon_cannot_dump_core) {
   ::chown(relay_->dir().c_str(), nobody, nobody);
   // A program of that user that does not turn dumping off: its /proc/PID/fd
   // is its own. (Changing the user makes a process undumpable until its next
-  // exec, which is why both are exec'd.)
+  // exec, so the owner is read once the exec closed the close-on-exec pipe.)
+  int exec_done[2];
+  ASSERT_EQ(::pipe2(exec_done, O_CLOEXEC), 0);
   const pid_t control = ::fork();
   if (control == 0) {
+    ::close(exec_done[0]);
     if (::setgid(nobody) == 0 && ::setuid(nobody) == 0) {
       ::execl("/bin/sleep", "sleep", "30", static_cast<char*>(nullptr));
     }
     ::_exit(1);
   }
-  std::this_thread::sleep_for(200ms);
+  ::close(exec_done[1]);
+  char ignored;
+  while (::read(exec_done[0], &ignored, 1) > 0) {
+  }
+  ::close(exec_done[0]);
   const uid_t control_owner = proc_fd_owner(control);
   ::kill(control, SIGKILL);
   ::waitpid(control, nullptr, 0);
