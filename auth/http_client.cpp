@@ -4,14 +4,20 @@
 
 #include <curl/curl.h>
 
+#include <cstring>
 #include <memory>
 #include <mutex>
+
+#include "common/secret.hpp"
 
 namespace oauth_relay::auth {
 namespace {
 
 // A token response is a few hundred bytes; anything far larger is not one.
 constexpr std::size_t max_response_body = 1024 * 1024;
+// Room for a token response with an id_token, so the body holding the
+// tokens is not reallocated (and a copy left unwiped) while it arrives.
+constexpr std::size_t expected_response_body = 16 * 1024;
 
 struct easy_free {
   void operator()(CURL* c) const { curl_easy_cleanup(c); }
@@ -33,26 +39,37 @@ int check_cancel(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
   return cancel != nullptr && cancel->load() ? 1 : 0;
 }
 
-std::string escape(std::string_view text) {
+// Appends `text` percent-encoded to `out`; curl's copy is wiped, as the
+// text may be a secret.
+void append_escaped(std::string& out, std::string_view text) {
   // Since 7.82 curl_easy_escape needs no handle.
   char* escaped = curl_easy_escape(nullptr, text.data(), static_cast<int>(text.size()));
   if (escaped == nullptr) throw std::bad_alloc();
-  std::string out(escaped);
+  const std::size_t n = std::strlen(escaped);
+  out.append(escaped, n);
+  ::explicit_bzero(escaped, n);
   curl_free(escaped);
-  return out;
 }
 
 }  // namespace
 
 std::string form_encode(const form_fields& fields) {
+  // Sized once: growing would leave earlier copies of the secrets behind.
+  std::size_t size = 0;
+  for (const auto& [name, value] : fields) size += 3 * (name.size() + value.size()) + 2;
   std::string out;
+  out.reserve(size);
   for (const auto& [name, value] : fields) {
     if (!out.empty()) out += '&';
-    out += escape(name);
+    append_escaped(out, name);
     out += '=';
-    out += escape(value);
+    append_escaped(out, value);
   }
   return out;
+}
+
+void wipe_values(form_fields& fields) noexcept {
+  for (auto& field : fields) wipe(field.second);
 }
 
 curl_http_client::curl_http_client() {
@@ -70,7 +87,9 @@ http_response curl_http_client::post_form(const std::string& url, const form_fie
     return response;
   }
   CURL* c = curl.get();
-  const std::string body = form_encode(fields);
+  std::string body = form_encode(fields);
+  wipe_on_exit wipe_body(body);  // curl reads it only inside curl_easy_perform
+  response.body.reserve(expected_response_body);
   char error_buffer[CURL_ERROR_SIZE] = {};
   std::unique_ptr<curl_slist, slist_free> headers(
       curl_slist_append(nullptr, "Accept: application/json"));

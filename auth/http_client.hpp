@@ -51,7 +51,11 @@ class curl_http_client final : public http_client {
                           const http_options& options) override;
 };
 
-// application/x-www-form-urlencoded, as the token endpoint expects.
+// application/x-www-form-urlencoded, as the token endpoint expects. The
+// caller wipes the result when a field holds a secret.
 std::string form_encode(const form_fields& fields);
+
+// Wipes every value of a sent form (tokens, the client secret, a code).
+void wipe_values(form_fields& fields) noexcept;
 
 }  // namespace oauth_relay::auth

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/secret.hpp"
 #include "common/text.hpp"
 
 namespace oauth_relay::auth {
@@ -27,6 +28,23 @@ std::string clean_code(std::string_view code) {
 
 enum class grant { refresh, code };
 
+// A parsed answer holds the tokens as well: its strings are wiped with it.
+class wipe_json_on_exit {
+ public:
+  explicit wipe_json_on_exit(nlohmann::json& json) : json_(json) {}
+  ~wipe_json_on_exit() {
+    if (!json_.is_object()) return;
+    for (auto& value : json_) {
+      if (value.is_string()) wipe(value.get_ref<std::string&>());
+    }
+  }
+  wipe_json_on_exit(const wipe_json_on_exit&) = delete;
+  wipe_json_on_exit& operator=(const wipe_json_on_exit&) = delete;
+
+ private:
+  nlohmann::json& json_;
+};
+
 token_response classify(const http_response& http, grant g,
                         std::initializer_list<std::string_view> secrets) {
   token_response r;
@@ -38,7 +56,8 @@ token_response classify(const http_response& http, grant g,
     return r;
   }
 
-  const auto json = nlohmann::json::parse(http.body, nullptr, /*allow_exceptions=*/false);
+  auto json = nlohmann::json::parse(http.body, nullptr, /*allow_exceptions=*/false);
+  wipe_json_on_exit wipe_json(json);
   if (http.status == 200) {
     if (!json.is_object() || !json.contains("access_token") || !json["access_token"].is_string() ||
         json["access_token"].get<std::string>().empty()) {
@@ -170,26 +189,25 @@ token_response token_client::refresh(const std::string& refresh_token,
                                      const std::atomic<bool>* cancel) const {
   http_options options = options_;
   options.cancel = cancel;
-  const auto http = http_->post_form(oauth_.token_url,
-                                     {{"grant_type", "refresh_token"},
-                                      {"client_id", oauth_.client_id},
-                                      {"client_secret", oauth_.client_secret},
-                                      {"refresh_token", refresh_token}},
-                                     options);
+  form_fields form{{"grant_type", "refresh_token"},
+                   {"client_id", oauth_.client_id},
+                   {"client_secret", oauth_.client_secret},
+                   {"refresh_token", refresh_token}};
+  auto http = http_->post_form(oauth_.token_url, form, options);
+  wipe_values(form);
+  wipe_on_exit wipe_body(http.body);
   return classify(http, grant::refresh, {oauth_.client_secret, refresh_token});
 }
 
 token_response token_client::exchange_code(const std::string& code,
                                            const std::string& code_verifier,
                                            const std::string& redirect_uri) const {
-  const auto http = http_->post_form(oauth_.token_url,
-                                     {{"grant_type", "authorization_code"},
-                                      {"code", code},
-                                      {"code_verifier", code_verifier},
-                                      {"redirect_uri", redirect_uri},
-                                      {"client_id", oauth_.client_id},
-                                      {"client_secret", oauth_.client_secret}},
-                                     options_);
+  form_fields form{{"grant_type", "authorization_code"}, {"code", code},
+                   {"code_verifier", code_verifier},     {"redirect_uri", redirect_uri},
+                   {"client_id", oauth_.client_id},      {"client_secret", oauth_.client_secret}};
+  auto http = http_->post_form(oauth_.token_url, form, options_);
+  wipe_values(form);
+  wipe_on_exit wipe_body(http.body);
   auto r = classify(http, grant::code, {oauth_.client_secret, code, code_verifier});
   if (!r.ok()) return r;
   // The id_token's signature is not checked: it came straight from the token

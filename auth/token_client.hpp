@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "auth/http_client.hpp"
+#include "common/secret.hpp"
 #include "config/config.hpp"
 
 namespace oauth_relay::auth {
@@ -33,11 +34,11 @@ struct token_response {
   std::string oauth_description;  // its "error_description", one line, secrets redacted
   std::string error;              // one line for logs and status; never contains a secret
 
-  // Set on success. All but `email` and `expires_in` are secrets.
-  std::string access_token;
+  // Set on success. All but `scope`, `email` and `expires_in` are secrets.
+  secret_string access_token;
   std::chrono::seconds expires_in{0};
-  std::string refresh_token;  // a new refresh token when the endpoint rotated (or issued) one
-  std::string id_token;
+  secret_string refresh_token;  // a new refresh token when the endpoint rotated (or issued) one
+  secret_string id_token;
   std::string scope;
   std::string email;  // the id_token's "email" claim, when there is one
 

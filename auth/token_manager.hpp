@@ -107,8 +107,8 @@ class token_manager final : public token_source {
     std::string address;  // as configured
     bool loaded = false;  // false until its row has been read
     token_state state = token_state::missing;
-    std::string refresh_token;  // secret
-    std::string access_token;   // secret
+    secret_string refresh_token;
+    secret_string access_token;
     system_time expires_at{};
     std::optional<system_time> obtained_at;  // when this process got the access token
     std::string last_error;

@@ -11,12 +11,13 @@
 #include <boost/asio/awaitable.hpp>
 
 #include "auth/token_state.hpp"
+#include "common/secret.hpp"
 
 namespace oauth_relay::auth {
 
 struct token_result {
   bool ok = false;
-  std::string access_token;  // secret: set when ok
+  secret_string access_token;  // set when ok
   token_state state = token_state::missing;
   std::string error;  // why not ok: names the account and what to do; no secrets
 };

@@ -1,5 +1,6 @@
-// Accounts and their OAuth tokens, kept in the spool's SQLite database
-// (state_dir/queue.db) so oauth-relayctl and the daemon share one source of truth.
+// Accounts and their OAuth tokens, kept sealed (auth/token_cipher) in the
+// spool's SQLite database (state_dir/queue.db) so oauth-relayctl and the
+// daemon share one source of truth.
 #pragma once
 
 #include <cstdint>
@@ -11,7 +12,9 @@
 #include <string_view>
 #include <vector>
 
+#include "auth/token_cipher.hpp"
 #include "auth/token_state.hpp"
+#include "common/secret.hpp"
 #include "config/config.hpp"
 #include "db/sqlite.hpp"
 
@@ -25,8 +28,8 @@ class token_store_error : public std::runtime_error {
 
 struct account_record {
   std::string address;
-  std::string refresh_token;           // secret: never logged; empty when none
-  std::string access_token;            // secret: never logged; empty when none
+  secret_string refresh_token;         // never logged; empty when none
+  secret_string access_token;          // never logged; empty when none
   std::int64_t access_expires_at = 0;  // unix seconds; 0 when there is no access token
   token_state state = token_state::missing;
   std::string last_error;
@@ -38,11 +41,20 @@ struct account_record {
 
 // Thread-safe: one connection behind a mutex. Other processes (oauth-relayctl)
 // write the same database; SQLite's locking and busy timeout arbitrate.
+//
+// Tokens are sealed with `cipher` on the way in and opened on the way out; a
+// stored token that does not open (altered, or copied from another row) reads
+// as no token, with the account in state `needs_reauth` and an error saying so.
 class token_store {
  public:
   // Opens or creates state_dir (0700) and state_dir/queue.db (0600), its
-  // schema brought up to date (db/schema.hpp). Throws token_store_error.
-  explicit token_store(const std::filesystem::path& state_dir);
+  // schema brought up to date (db/schema.hpp). The database's key check must
+  // match `cipher`'s key (a database without one gets it); tokens still in
+  // plain text (schema version 3 and before) are then sealed, and the WAL
+  // truncated so no plain copy stays in it. Throws token_key_error
+  // (auth/token_key.hpp) for a key that is not the database's, before
+  // anything is changed, and token_store_error when the database fails.
+  token_store(const std::filesystem::path& state_dir, token_cipher cipher);
   ~token_store();
   token_store(const token_store&) = delete;
   token_store& operator=(const token_store&) = delete;
@@ -67,7 +79,9 @@ class token_store {
                                                  std::int64_t expires_at,
                                                  std::string_view new_refresh_token = {});
 
-  // Forgets the access token (state `expired`) if it is still `access_token`.
+  // Forgets the access token (state `expired`) if it is still `access_token`:
+  // the update is conditional on the sealed value read, so a token stored
+  // meanwhile by another process stays.
   void clear_access_token(std::string_view address, std::string_view access_token);
 
   // Sets state and last error; with `generation`, only while it is unchanged.
@@ -87,8 +101,17 @@ class token_store {
   void ensure_accounts(const std::vector<config::account_settings>& accounts);
 
  private:
+  void adopt_key();
+  account_record read_row(const db::statement& s) const;
+
   mutable db::connection db_;
+  token_cipher cipher_;
   mutable std::mutex mutex_;
 };
+
+// The key check state_dir/queue.db holds (auth/token_cipher.hpp), read
+// without writing anything: nothing when there is no database or nothing was
+// ever sealed in it. Throws token_store_error when it cannot be read.
+std::optional<std::string> stored_key_check(const std::filesystem::path& state_dir);
 
 }  // namespace oauth_relay::auth

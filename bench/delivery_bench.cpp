@@ -27,6 +27,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "auth/token_key.hpp"
 #include "auth/token_store.hpp"
 #include "fakes/fake_gmail.hpp"
 #include "fakes/fake_oauth.hpp"
@@ -253,11 +254,14 @@ int run(const options& o) {
   const auto state = dir / "state";
   fs::create_directories(state);
   fs::permissions(state, fs::perms::owner_all);
-  auth::token_store(state).store_refresh_token(account, refresh_token);
+  const auto key_file = dir / "token.key";
+  auth::token_store(state, auth::load_token_key_file(key_file, auth::when_missing::create))
+      .store_refresh_token(account, refresh_token);
 
   std::ofstream(dir / "config.yaml") << "listen: [\"127.0.0.1:0\"]\n"
                                      << "state_dir: " << state.string() << "\n"
                                      << "health_socket: " << (dir / "health.sock").string() << "\n"
+                                     << "secrets:\n  key_file: " << key_file.string() << "\n"
                                      << "hostname: relay.bench\n"
                                      << "upstream:\n"
                                      << "  host: 127.0.0.1\n"

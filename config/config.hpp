@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/secret.hpp"
+
 namespace oauth_relay::config {
 
 // An IP literal and port to listen on ("127.0.0.1:25", "[::1]:25").
@@ -54,11 +56,17 @@ struct queue_settings {
 
 struct oauth_settings {
   std::string client_id;
-  std::string client_secret;  // secret: never logged
+  secret_string client_secret;  // never logged
   std::optional<std::filesystem::path> client_secret_file;
   std::string auth_url = "https://accounts.google.com/o/oauth2/v2/auth";
   std::string token_url = "https://oauth2.googleapis.com/token";
   std::optional<std::filesystem::path> ca_file;
+};
+
+// Where the key that encrypts the stored OAuth tokens comes from, when the
+// service has no systemd credential `token-key`.
+struct secrets_settings {
+  std::filesystem::path key_file = "/etc/oauth-relay/token.key";
 };
 
 struct account_settings {
@@ -78,6 +86,7 @@ struct settings {
   upstream_settings upstream;
   queue_settings queue;
   oauth_settings oauth;
+  secrets_settings secrets;
   std::vector<account_settings> accounts;
 };
 

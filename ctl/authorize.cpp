@@ -25,6 +25,7 @@
 #include "auth/consent.hpp"
 #include "auth/http_client.hpp"
 #include "auth/token_client.hpp"
+#include "common/secret.hpp"
 
 extern char** environ;
 
@@ -460,7 +461,7 @@ int run_authorize(const context& ctx, const authorize_options& options) {
 
 int run_import(const context& ctx, const import_options& options) {
   const std::string address = require_account(ctx, options.address).address;
-  const std::string token = read_token(options.file);
+  const secret_string token = read_token(options.file);  // wiped when the command ends
   auto store = open_store(ctx);
 
   auth::token_response checked;

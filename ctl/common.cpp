@@ -10,6 +10,7 @@
 #include <ctime>
 #include <ostream>
 
+#include "auth/token_key.hpp"
 #include "ctl/health_client.hpp"
 
 namespace oauth_relay::ctl {
@@ -64,7 +65,10 @@ void print_table(std::ostream& out, const std::vector<std::vector<std::string>>&
 
 std::unique_ptr<auth::token_store> open_store(const context& ctx) {
   try {
-    return std::make_unique<auth::token_store>(ctx.settings.state_dir);
+    return std::make_unique<auth::token_store>(
+        ctx.settings.state_dir, auth::token_cipher_for(ctx.settings, auth::key_creation::never));
+  } catch (const auth::token_key_error& e) {
+    throw failure(e.what(), e.fix());
   } catch (const auth::token_store_error& e) {
     throw failure(std::string("cannot open the token store: ") + e.what(),
                   "run oauth-relayctl as root or as the user oauth-relayd runs as (the owner of " +

@@ -48,7 +48,8 @@ std::string format_duration(std::int64_t seconds);
 // Columns padded to the widest cell, two spaces apart.
 void print_table(std::ostream& out, const std::vector<std::vector<std::string>>& rows);
 
-// The accounts table in state_dir, or a failure saying who may open it.
+// The accounts table in state_dir with the token key (never made here), or a
+// failure saying what is wrong with the key or who may open the database.
 std::unique_ptr<auth::token_store> open_store(const context& ctx);
 
 // Run as root, the token store may have just created state_dir/queue.db owned

@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/secret.hpp"
 #include "config/config.hpp"
 #include "config/log.hpp"
 #include "ctl/accounts.hpp"
@@ -101,6 +102,10 @@ int main(int argc, char** argv) {
   // Quiet: the commands say what matters; library log lines would repeat it.
   log::set_threshold(log::level::error);
   ::umask(077);
+  // It reads the token key and refresh tokens: no core dump may carry them.
+  if (const auto problem = disable_core_dumps(); !problem.empty()) {
+    return fail("cannot turn core dumps off: " + problem, "this is unexpected; please report it");
+  }
 
   auto loaded = config::load(config_path);
   if (!loaded.errors.empty()) {

@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/secret.hpp"
 #include "config/config.hpp"
 #include "daemon/service.hpp"
 
@@ -31,6 +32,12 @@ int main(int argc, char** argv) {
 
   // Everything the daemon creates (database, spool files) is for its own user only.
   ::umask(077);
+  // It holds the token key, refresh tokens and the client secret: no core
+  // dump may carry them, whatever the unit or ulimit says (LimitCORE=0 too).
+  if (const auto problem = oauth_relay::disable_core_dumps(); !problem.empty()) {
+    std::cerr << "oauth-relayd: cannot turn core dumps off: " << problem << '\n';
+    return 1;
+  }
 
   auto loaded = oauth_relay::config::load(config_path);
   if (!loaded.errors.empty()) {

@@ -18,6 +18,7 @@
 #include <boost/asio/thread_pool.hpp>
 
 #include "auth/http_client.hpp"
+#include "auth/token_key.hpp"
 #include "auth/token_manager.hpp"
 #include "auth/token_store.hpp"
 #include "config/log.hpp"
@@ -48,11 +49,11 @@ std::string join(const std::vector<std::string>& items) {
 
 class service {
  public:
-  service(std::filesystem::path config_path, config::settings settings)
+  service(std::filesystem::path config_path, config::settings settings, auth::token_cipher key)
       : config_path_(std::move(config_path)),
         settings_(std::move(settings)),
         spool_(settings_.state_dir, io_.get_executor(), blocking_.get_executor()),
-        token_store_(settings_.state_dir),
+        token_store_(settings_.state_dir, std::move(key)),
         tokens_(io_.get_executor(), blocking_.get_executor(), settings_, token_store_,
                 std::make_shared<auth::curl_http_client>()),
         upstream_(std::make_unique<relay::tls_upstream_connector>(io_.get_executor(), settings_)),
@@ -149,6 +150,9 @@ class service {
       if (next.state_dir != settings_.state_dir) {
         log::warning("config_needs_restart").kv("key", "state_dir");
       }
+      if (next.secrets.key_file != settings_.secrets.key_file) {
+        log::warning("config_needs_restart").kv("key", "secrets.key_file");
+      }
       if (next.health_socket != settings_.health_socket) {
         // Rebinding would need the new directory's rights, which a sandboxed
         // service may not have: the socket stays where it is until a restart.
@@ -160,6 +164,7 @@ class service {
       next.listen = settings_.listen;
       next.state_dir = settings_.state_dir;
       next.health_socket = settings_.health_socket;
+      next.secrets = settings_.secrets;
       settings_ = next;
       server_.reconfigure(std::make_shared<relay::listener_config>(settings_));
       tokens_.reconfigure(settings_);
@@ -233,8 +238,15 @@ class service {
 int run(const std::filesystem::path& config_path, config::settings settings) {
   std::signal(SIGPIPE, SIG_IGN);
   try {
-    service s(config_path, std::move(settings));
+    // The key first: a missing or wrong one stops the start before anything
+    // opens the database for writing.
+    auto key = auth::token_cipher_for(settings, auth::key_creation::allowed);
+    service s(config_path, std::move(settings), std::move(key));
     return s.run();
+  } catch (const auth::token_key_error& e) {
+    log::error("token_key_unusable").kv("error", e.what()).kv("hint", e.fix());
+    sd_notifyf(0, "STATUS=Failed: %s", e.what());
+    return 1;
   } catch (const relay::spool_error& e) {
     log::error("spool_unusable").kv("error", e.what());
     sd_notifyf(0, "STATUS=Failed: %s", e.what());

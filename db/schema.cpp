@@ -97,6 +97,41 @@ CREATE TABLE IF NOT EXISTS accounts(
 )sql");
 }
 
+// 4: the tokens sealed (auth/token_cipher.hpp): the token columns hold
+// AES-256-GCM BLOBs, and token_key one value sealed under the key, so a wrong
+// key is found at start before any account is read. No key is needed here:
+// the rows keep their plain text values (typeof 'text') and the token store
+// seals them the first time it opens the database with the key, whichever
+// program migrated it. secure_delete (open_queue) zeroes the old table's
+// pages as it is dropped.
+void seal_tokens(connection& db) {
+  db.exec(R"sql(
+CREATE TABLE accounts_v4(
+  address TEXT PRIMARY KEY COLLATE NOCASE,
+  refresh_token BLOB,
+  access_token BLOB,
+  access_expires_at INTEGER,
+  state TEXT NOT NULL,
+  last_error TEXT NOT NULL DEFAULT '',
+  last_delivery INTEGER,
+  refresh_failures INTEGER NOT NULL DEFAULT 0,
+  token_generation INTEGER NOT NULL DEFAULT 0,
+  updated_at INTEGER NOT NULL
+);
+INSERT INTO accounts_v4(address, refresh_token, access_token, access_expires_at, state, last_error,
+                        last_delivery, refresh_failures, token_generation, updated_at)
+  SELECT address, refresh_token, access_token, access_expires_at, state, last_error,
+         last_delivery, refresh_failures, token_generation, updated_at FROM accounts;
+DROP TABLE accounts;
+ALTER TABLE accounts_v4 RENAME TO accounts;
+CREATE TABLE token_key(
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  key_check BLOB NOT NULL,
+  created_at INTEGER NOT NULL
+);
+)sql");
+}
+
 struct migration {
   int version;  // the version the database has afterwards
   void (*apply)(connection&);
@@ -106,6 +141,7 @@ constexpr std::array migrations{
     migration{1, create_spool_tables},
     migration{2, move_content_out},
     migration{3, add_accounts},
+    migration{4, seal_tokens},
 };
 static_assert(migrations.size() == queue_schema_version,
               "queue_schema_version is the last migration's number");
@@ -181,8 +217,12 @@ connection open_queue(const std::filesystem::path& state_dir, open_options optio
     throw error(SQLITE_CANTOPEN, problem);
   connection db(file, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   // WAL + synchronous=FULL: each COMMIT is synced (a 250 or a stored token
-  // survives power loss) and readers never block the writer.
-  db.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
+  // survives power loss) and readers never block the writer. secure_delete:
+  // what a write replaces or deletes (a token, a delivered message) is
+  // overwritten with zeros, not left in free space for a copy of the file.
+  db.exec(
+      "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; "
+      "PRAGMA secure_delete=ON;");
   if (existed && options.check_integrity) check_integrity(db);
   migrate(db);
   return db;

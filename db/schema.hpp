@@ -1,5 +1,5 @@
-// queue.db's schema: every table (messages, recipients, contents, accounts),
-// its version and the migrations from each earlier one. Nothing else creates tables.
+// queue.db's schema: every table (messages, recipients, contents, accounts,
+// token_key), its version and the migrations from each earlier one. Nothing else creates tables.
 #pragma once
 
 #include <filesystem>
@@ -10,7 +10,7 @@ namespace oauth_relay::db {
 
 // PRAGMA user_version of a database this code wrote. The history is the
 // numbered list of migrations in schema.cpp.
-inline constexpr int queue_schema_version = 3;
+inline constexpr int queue_schema_version = 4;
 
 struct open_options {
   // PRAGMA quick_check on an existing file first: the daemon refuses to start
@@ -19,8 +19,9 @@ struct open_options {
 };
 
 // Opens state_dir/queue.db for writing, creating state_dir (0700) and the
-// file (0600) when missing: WAL, synchronous=FULL, foreign keys on, the
-// schema brought to queue_schema_version in one BEGIN IMMEDIATE transaction
+// file (0600) when missing: WAL, synchronous=FULL, foreign keys and
+// secure_delete on, the schema brought to queue_schema_version in one BEGIN
+// IMMEDIATE transaction
 // (the daemon and oauth-relayctl may open it at the same time). A file
 // written by a newer version is refused and left as it is. Throws db::error
 // naming the file.

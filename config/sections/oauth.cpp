@@ -1,8 +1,11 @@
 // The `oauth` section: the OAuth client the relay gets its tokens with, and
 // the endpoints it uses. Required; the client secret is never quoted.
+#include <cstring>
 #include <string>
 
+#include "common/secret.hpp"
 #include "common/text.hpp"
+#include "config/credentials.hpp"
 #include "config/schema.hpp"
 
 namespace oauth_relay::config {
@@ -10,7 +13,44 @@ namespace {
 
 constexpr std::string_view keys[] = {"oauth"};
 
-// client_secret or client_secret_file: exactly one.
+// The secret without the trailing newline an editor or `echo` adds; the
+// text read is wiped either way.
+std::string trimmed_secret(std::string text) {
+  std::string_view secret = text;
+  while (!secret.empty() &&
+         std::string_view(" \t\r\n\f\v").find(secret.back()) != std::string_view::npos) {
+    secret.remove_suffix(1);
+  }
+  std::string out(secret);
+  wipe(text);
+  return out;
+}
+
+// The systemd credential `client-secret`, when the service has one: it takes
+// precedence over the config file's keys, which become optional.
+bool read_credential(reader& r, oauth_settings& s) {
+  const auto file = systemd_credential(client_secret_credential);
+  if (!file) return false;
+  const std::string name = "the systemd credential " + std::string(client_secret_credential) +
+                           " (" + escaped(file->string()) + ")";
+  file_contents contents = read_file(*file);
+  if (contents.error != 0) {
+    r.add(position{}, "oauth: cannot read " + name + ": " + std::strerror(contents.error));
+    return true;
+  }
+  std::string secret = trimmed_secret(std::move(contents.text));
+  if (secret.empty()) {
+    r.add(position{}, "oauth: " + name + " is empty");
+    return true;
+  }
+  wipe(s.client_secret);
+  s.client_secret = std::move(secret);
+  return true;
+}
+
+// client_secret or client_secret_file: exactly one, unless the credential
+// gives the secret; then either may still be there (oauth-relayctl, which
+// runs outside the service, uses it) and the credential wins.
 void read_secret(reader& r, const field& oauth, const mapping& m, oauth_settings& s) {
   const auto secret = m.find("client_secret");
   const auto secret_file = m.find("client_secret_file");
@@ -29,23 +69,22 @@ void read_secret(reader& r, const field& oauth, const mapping& m, oauth_settings
     }
   } else if (secret_file) {
     const auto p = r.path(*secret_file);
-    const auto contents = p ? r.file_text(*secret_file, *p) : std::nullopt;
+    auto contents = p ? r.file_text(*secret_file, *p) : std::nullopt;
     if (contents) {
-      // The trailing newline an editor or `echo` adds is not part of the secret.
-      std::string_view text = *contents;
-      while (!text.empty() &&
-             std::string_view(" \t\r\n\f\v").find(text.back()) != std::string_view::npos) {
-        text.remove_suffix(1);
-      }
+      std::string text = trimmed_secret(std::move(*contents));
       if (text.empty()) {
         r.add(*secret_file, escaped(p->string()) + " is empty");
       } else {
-        s.client_secret = std::string(text);
+        s.client_secret = std::move(text);
         s.client_secret_file = *p;
       }
     }
-  } else {
-    r.missing(oauth, "\"client_secret\" or \"client_secret_file\"");
+  }
+  const bool from_credential = read_credential(r, s);
+  if (!secret && !secret_file && !from_credential) {
+    r.missing(oauth,
+              "\"client_secret\" or \"client_secret_file\" (or the systemd credential "
+              "\"client-secret\")");
   }
 }
 

@@ -20,6 +20,7 @@
 #include <boost/asio/write.hpp>
 
 #include "common/deadline.hpp"
+#include "common/secret.hpp"
 #include "common/text.hpp"
 #include "config/log.hpp"
 #include "relay/delivery/upstream_client_impl.hpp"
@@ -391,10 +392,11 @@ asio::awaitable<auth_result> upstream_client::impl::authenticate(const std::stri
     co_return auth_failed(auth_status::permanent, "upstream does not offer AUTH XOAUTH2",
                           std::nullopt, user);
   }
-  std::string command = "AUTH XOAUTH2 " + smtp::xoauth2_initial_response(user, access_token);
-  command += "\r\n";
+  std::string response = smtp::xoauth2_initial_response(user, access_token);
+  std::string command = "AUTH XOAUTH2 " + response + "\r\n";
+  wipe(response);
   const bool written = co_await write(command, "AUTH");
-  std::fill(command.begin(), command.end(), '\0');
+  wipe(command);
   if (!written) co_return auth_failed(auth_status::connection_lost, failure_text_, {}, user);
   auto r = co_await read_reply("AUTH");
   if (!r) co_return auth_failed(auth_status::connection_lost, failure_text_, {}, user);
@@ -478,7 +480,7 @@ asio::awaitable<auth_result> upstream_client::authenticate(std::string user,
                                                            std::string access_token) {
   auto self = impl_;
   auto result = co_await self->authenticate(user, access_token);
-  std::fill(access_token.begin(), access_token.end(), '\0');
+  wipe(access_token);
   co_return result;
 }
 

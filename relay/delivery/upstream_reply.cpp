@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "common/secret.hpp"
 #include "common/text.hpp"
 
 namespace oauth_relay::smtp {
@@ -235,10 +236,10 @@ std::string xoauth2_initial_response(std::string_view user, std::string_view acc
   raw.reserve(user.size() + access_token.size() + 24);
   raw.append("user=").append(user).append("\x01").append("auth=Bearer ");
   raw.append(access_token).append("\x01\x01");
-  std::string encoded = oauth_relay::base64_encode(raw);
-  // Overwrite the plain copy of the token before the memory is freed.
-  std::fill(raw.begin(), raw.end(), '\0');
-  return encoded;
+  // The plain copy of the token is wiped before its memory is freed; the
+  // caller wipes the encoded one after sending it.
+  oauth_relay::wipe_on_exit wipe_raw(raw);
+  return oauth_relay::base64_encode(raw);
 }
 
 }  // namespace oauth_relay::smtp

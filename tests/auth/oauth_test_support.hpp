@@ -1,5 +1,5 @@
 // Shared by the auth tests: a temporary state directory, a fake token
-// endpoint with its CA on disk, and settings pointing at both.
+// endpoint with its CA on disk, settings pointing at both, and a token key.
 #pragma once
 
 #include <chrono>
@@ -12,6 +12,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include "auth/token_cipher.hpp"
 #include "auth/token_source.hpp"
 #include "config/config.hpp"
 #include "fakes/fake_oauth.hpp"
@@ -35,6 +36,12 @@ class temp_dir {
  private:
   std::filesystem::path path_;
 };
+
+// A fixed key (32 times `fill`): every store a test opens on one database
+// must use the same one, as the daemon and oauth-relayctl share the key file.
+inline token_cipher test_cipher(char fill = 'k') {
+  return token_cipher(std::string(token_key_size, fill), "the test key");
+}
 
 // A token endpoint on loopback and the settings that trust it.
 struct oauth_env {

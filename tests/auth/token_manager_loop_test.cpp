@@ -21,6 +21,7 @@ using testing::Not;
 using testing_support::ask;
 using testing_support::run_until;
 using testing_support::scripted_http_client;
+using testing_support::test_cipher;
 using changes = token_manager::changes;
 
 constexpr const char* alice = "alice@example.com";
@@ -49,7 +50,7 @@ config::settings settings_in(const std::filesystem::path& dir) {
 struct rig {
   testing_support::temp_dir dir;
   config::settings settings = settings_in(dir.path());
-  token_store store{settings.state_dir};
+  token_store store{settings.state_dir, test_cipher()};
   std::shared_ptr<scripted_http_client> http = std::make_shared<scripted_http_client>();
   token_manager_options options;
   boost::asio::io_context io;
@@ -86,7 +87,7 @@ struct rig {
 
   // As oauth-relayctl authorize does it: through its own connection.
   void ctl_store(const std::string& account, const std::string& refresh_token) {
-    token_store ctl(settings.state_dir);
+    token_store ctl(settings.state_dir, test_cipher());
     ctl.store_refresh_token(account, refresh_token);
   }
 

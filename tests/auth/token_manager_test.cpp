@@ -21,6 +21,7 @@ using testing::HasSubstr;
 using testing::Not;
 using testing_support::ask;
 using testing_support::run_until;
+using testing_support::test_cipher;
 
 constexpr const char* alice = "alice@example.com";
 
@@ -67,7 +68,7 @@ class token_manager_test : public testing::Test {
 
   testing_support::oauth_env env_;
   config::settings settings_ = env_.settings();
-  token_store store_{settings_.state_dir};
+  token_store store_{settings_.state_dir, test_cipher()};
   std::shared_ptr<http_client> http_ = std::make_shared<curl_http_client>();
   token_manager_options options_;
   boost::asio::io_context io_;
@@ -193,7 +194,8 @@ TEST_F(token_manager_test, token_stored_by_oauth_relayctl_is_picked_up_without_r
 
   env_.fake.add_account(alice, "1//fresh-consent");
   {
-    token_store ctl(settings_.state_dir);  // another connection, as oauth-relayctl has
+    token_store ctl(settings_.state_dir,
+                    test_cipher());  // another connection, as oauth-relayctl has
     ctl.store_refresh_token(alice, "1//fresh-consent");
   }
   ASSERT_TRUE(run_until(io_, [&] { return status_of().state == token_state::valid; }));

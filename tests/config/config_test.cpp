@@ -271,7 +271,7 @@ INSTANTIATE_TEST_SUITE_P(
             "missing_secret",
             "oauth:\n  client_id: id\naccounts:\n  - address: a@example.com\n",
             false,
-            {R"(c.yaml:1:1: oauth: missing required key "client_secret" or "client_secret_file")"}},
+            {R"(c.yaml:1:1: oauth: missing required key "client_secret" or "client_secret_file" (or the systemd credential "client-secret"))"}},
         error_case{
             "both_secrets",
             "oauth:\n  client_id: id\n  client_secret: s3cr3t-value\n"
@@ -444,6 +444,7 @@ TEST(config, minimal_file_gets_every_default) {
   EXPECT_EQ(s.oauth.auth_url, "https://accounts.google.com/o/oauth2/v2/auth");
   EXPECT_EQ(s.oauth.token_url, "https://oauth2.googleapis.com/token");
   EXPECT_EQ(s.oauth.ca_file, std::nullopt);
+  EXPECT_EQ(s.secrets.key_file, fs::path("/etc/oauth-relay/token.key"));
   ASSERT_EQ(s.accounts.size(), 1u);
   EXPECT_EQ(s.accounts[0].address, "alice@example.com");
   EXPECT_EQ(s.accounts[0].senders, std::vector<std::string>{"alice@example.com"});
@@ -504,7 +505,9 @@ TEST(config, full_file_sets_every_key) {
       "  - address: ops@example.com\n"
       "    default: true\n"
       "  - address: bob@example.com\n"
-      "    default: false\n";
+      "    default: false\n"
+      "secrets:\n"
+      "  key_file: /srv/relay/token.key\n";
   const fs::path file = dir.write("config.yaml", text);
   const load_result r = load(file);
   ASSERT_THAT(error_strings(r), IsEmpty());
@@ -545,6 +548,7 @@ TEST(config, full_file_sets_every_key) {
   EXPECT_EQ(s.oauth.auth_url, "https://auth.example.com/authorize");
   EXPECT_EQ(s.oauth.token_url, "https://auth.example.com/token");
   EXPECT_EQ(s.oauth.ca_file, oauth_ca);
+  EXPECT_EQ(s.secrets.key_file, fs::path("/srv/relay/token.key"));
   ASSERT_EQ(s.accounts.size(), 3u);
   EXPECT_EQ(s.accounts[0].address, "alice@example.com");
   EXPECT_EQ(s.accounts[0].senders,
@@ -587,6 +591,7 @@ TEST(config, relative_paths_resolve_against_the_config_directory) {
   const fs::path file = dir.write("etc/config.yaml",
                                   "state_dir: ../dev/state\n"
                                   "health_socket: run/health.sock\n"
+                                  "secrets: {key_file: token.key}\n"
                                   "oauth:\n"
                                   "  client_id: id\n"
                                   "  client_secret_file: ../secrets/client_secret\n"
@@ -600,6 +605,7 @@ TEST(config, relative_paths_resolve_against_the_config_directory) {
   ASSERT_THAT(error_strings(r), IsEmpty());
   EXPECT_EQ(r.value->state_dir, dir.path() / "dev/state");
   EXPECT_EQ(r.value->health_socket, dir.path() / "etc/run/health.sock");
+  EXPECT_EQ(r.value->secrets.key_file, dir.path() / "etc/token.key");
   EXPECT_EQ(r.value->oauth.client_secret_file, dir.path() / "secrets/client_secret");
   EXPECT_EQ(r.value->oauth.client_secret, "abc");
 }
@@ -648,6 +654,75 @@ TEST(config, unreadable_or_empty_secret_file_is_an_error) {
   EXPECT_THAT(errors_for(dir.path()),
               ElementsAre("c.yaml:3:23: oauth.client_secret_file: cannot read " +
                           dir.path().string() + ": Is a directory"));
+}
+
+TEST(config, secrets_takes_only_a_key_file_path) {
+  const auto errors_for = [](const std::string& secrets) {
+    return error_strings(parse(secrets + std::string(required_keys), "c.yaml"));
+  };
+  EXPECT_THAT(errors_for("secrets:\n  key_file: \"\"\n"),
+              ElementsAre("c.yaml:2:13: secrets.key_file: expected a path, got \"\""));
+  EXPECT_THAT(errors_for("secrets:\n  keyfile: /k\n"),
+              ElementsAre("c.yaml:2:3: secrets: unknown key \"keyfile\" (did you mean "
+                          "\"key_file\"?)"));
+  // The file is not read when the config is: the first start makes it.
+  EXPECT_THAT(errors_for("secrets:\n  key_file: /nonexistent/token.key\n"), IsEmpty());
+}
+
+// Sets CREDENTIALS_DIRECTORY as systemd does for a service with credentials.
+class with_credentials {
+ public:
+  explicit with_credentials(const fs::path& dir) {
+    ::setenv("CREDENTIALS_DIRECTORY", dir.c_str(), 1);
+  }
+  ~with_credentials() { ::unsetenv("CREDENTIALS_DIRECTORY"); }
+};
+
+TEST(config, the_systemd_credential_gives_the_client_secret_before_the_file) {
+  const temp_dir dir;
+  dir.write("credentials/client-secret", "from-credential\n");
+  const fs::path file_secret = dir.write("client_secret", "from-file\n");
+  const with_credentials env(dir.path() / "credentials");
+  // Without either key in the file.
+  auto r = parse("oauth:\n  client_id: id\naccounts:\n  - address: a@example.com\n", "c.yaml");
+  ASSERT_THAT(error_strings(r), IsEmpty());
+  EXPECT_EQ(r.value->oauth.client_secret, "from-credential");
+  // With them, the credential wins; the keys are still checked.
+  r = parse("oauth:\n  client_id: id\n  client_secret_file: " + file_secret.string() +
+                "\naccounts:\n  - address: a@example.com\n",
+            "c.yaml");
+  ASSERT_THAT(error_strings(r), IsEmpty());
+  EXPECT_EQ(r.value->oauth.client_secret, "from-credential");
+  r = parse(
+      "oauth:\n  client_id: id\n  client_secret: inline\naccounts:\n  - address: "
+      "a@example.com\n",
+      "c.yaml");
+  EXPECT_EQ(r.value->oauth.client_secret, "from-credential");
+  EXPECT_THAT(error_strings(parse("oauth:\n  client_id: id\n  client_secret_file: /nonexistent\n"
+                                  "accounts:\n  - address: a@example.com\n",
+                                  "c.yaml")),
+              ElementsAre("c.yaml:3:23: oauth.client_secret_file: cannot read /nonexistent: No "
+                          "such file or directory"));
+}
+
+TEST(config, an_empty_credential_is_an_error_without_its_content) {
+  const temp_dir dir;
+  dir.write("credentials/client-secret", " \n");
+  const with_credentials env(dir.path() / "credentials");
+  EXPECT_THAT(error_strings(parse(
+                  "oauth:\n  client_id: id\naccounts:\n  - address: a@example.com\n", "c.yaml")),
+              ElementsAre("c.yaml: oauth: the systemd credential client-secret (" +
+                          (dir.path() / "credentials/client-secret").string() + ") is empty"));
+}
+
+TEST(config, a_service_without_the_credential_needs_the_keys) {
+  const temp_dir dir;
+  const with_credentials env(dir.path());  // a credentials directory without client-secret
+  EXPECT_THAT(
+      error_strings(
+          parse("oauth:\n  client_id: id\naccounts:\n  - address: a@example.com\n", "c.yaml")),
+      ElementsAre(
+          R"(c.yaml:1:1: oauth: missing required key "client_secret" or "client_secret_file" (or the systemd credential "client-secret"))"));
 }
 
 TEST(config, unreadable_ca_file_is_an_error) {

@@ -1,6 +1,7 @@
 // queue.db's migrations, one path each: a new file, version 1 with the
 // content inside messages, version 2 with and without the token store's
-// accounts table, a file the token store created alone, and a newer version.
+// accounts table, a file the token store created alone, version 3's plain
+// text tokens, and a newer version.
 #include "db/schema.hpp"
 
 #include <gtest/gtest.h>
@@ -136,12 +137,13 @@ const std::vector<std::string> current_shape = {
     "table messages account,attempts,body_type,content_file,content_id,dsn_ret,envid,id,"
     "last_error,next_attempt_ms,received_at,sender,size,smtputf8",
     "table recipients address,last_reply,message_id,notify,orcpt,position,status",
+    "table token_key created_at,id,key_check",
 };
 
 TEST_F(schema_test, a_new_database_gets_every_table_privately_in_wal_mode) {
   auto db = open_queue(dir_);
   EXPECT_EQ(schema_version(db), queue_schema_version);
-  EXPECT_EQ(queue_schema_version, 3);
+  EXPECT_EQ(queue_schema_version, 4);
   EXPECT_EQ(shape(), current_shape);
   EXPECT_EQ(mode_of(dir_), 0700u);
   EXPECT_EQ(mode_of(file()), 0600u);
@@ -151,6 +153,11 @@ TEST_F(schema_test, a_new_database_gets_every_table_privately_in_wal_mode) {
   statement keys(db, "PRAGMA foreign_keys");
   ASSERT_TRUE(keys.step());
   EXPECT_EQ(keys.int64(0), 1);
+  statement secure_delete(db, "PRAGMA secure_delete");
+  ASSERT_TRUE(secure_delete.step());
+  EXPECT_EQ(secure_delete.int64(0), 1);
+  EXPECT_EQ(rows("SELECT type FROM pragma_table_info('accounts') WHERE name LIKE '%_token'"),
+            (std::vector<std::string>{"BLOB", "BLOB"}));
 }
 
 TEST_F(schema_test, version_1_moves_the_content_out_of_the_message_rows) {
@@ -162,7 +169,7 @@ TEST_F(schema_test, version_1_moves_the_content_out_of_the_message_rows) {
     INSERT INTO recipients VALUES('m1', 0, 'b@example.org', 0, '', 0, '');
   )sql"});
   open_queue(dir_);
-  EXPECT_EQ(value("PRAGMA user_version"), 3);
+  EXPECT_EQ(value("PRAGMA user_version"), 4);
   EXPECT_EQ(shape(), current_shape);
   EXPECT_EQ(rows("SELECT CAST(c.data AS TEXT) FROM messages m JOIN contents c "
                  "ON c.id = m.content_id WHERE m.id = 'm1'"),
@@ -178,7 +185,7 @@ TEST_F(schema_test, version_1_moves_the_content_out_of_the_message_rows) {
 TEST_F(schema_test, version_2_without_accounts_gets_the_table) {
   prepare({version_2});
   open_queue(dir_);
-  EXPECT_EQ(value("PRAGMA user_version"), 3);
+  EXPECT_EQ(value("PRAGMA user_version"), 4);
   EXPECT_EQ(shape(), current_shape);
   EXPECT_EQ(value("SELECT count(*) FROM accounts"), 0);
   EXPECT_EQ(rows("SELECT CAST(c.data AS TEXT) FROM messages m JOIN contents c "
@@ -189,7 +196,7 @@ TEST_F(schema_test, version_2_without_accounts_gets_the_table) {
 TEST_F(schema_test, version_2_with_the_token_stores_accounts_keeps_them) {
   prepare({version_2, token_store_accounts});
   open_queue(dir_);
-  EXPECT_EQ(value("PRAGMA user_version"), 3);
+  EXPECT_EQ(value("PRAGMA user_version"), 4);
   EXPECT_EQ(shape(), current_shape);
   EXPECT_EQ(rows("SELECT address || ' ' || refresh_token || ' ' || token_generation FROM accounts"),
             std::vector<std::string>{"alice@example.com 1//kept 4"});
@@ -200,7 +207,7 @@ TEST_F(schema_test, a_database_the_token_store_created_alone_gets_the_spool_tabl
   prepare({"PRAGMA journal_mode=WAL;", token_store_accounts});
   EXPECT_EQ(value("PRAGMA user_version"), 0);
   open_queue(dir_);
-  EXPECT_EQ(value("PRAGMA user_version"), 3);
+  EXPECT_EQ(value("PRAGMA user_version"), 4);
   EXPECT_EQ(shape(), current_shape);
   EXPECT_EQ(rows("SELECT refresh_token FROM accounts WHERE address = 'ALICE@example.com'"),
             std::vector<std::string>{"1//kept"});
@@ -213,18 +220,33 @@ TEST_F(schema_test, an_up_to_date_database_is_left_as_it_is) {
   EXPECT_EQ(value("PRAGMA schema_version"), before);
 }
 
+// Version 3 kept the tokens in plain text. The migration changes the
+// columns' type and keeps the values as they are (still text): sealing them
+// needs the key, which only the token store has (tests/auth/token_store_test).
+TEST_F(schema_test, version_3_keeps_its_plain_tokens_for_the_token_store_to_seal) {
+  prepare({version_2, token_store_accounts, "PRAGMA user_version = 3;"});
+  open_queue(dir_);
+  EXPECT_EQ(value("PRAGMA user_version"), 4);
+  EXPECT_EQ(shape(), current_shape);
+  EXPECT_EQ(rows("SELECT typeof(refresh_token) || ' ' || refresh_token || ' ' || state || ' ' || "
+                 "token_generation FROM accounts"),
+            std::vector<std::string>{"text 1//kept expired 4"});
+  EXPECT_EQ(value("SELECT count(*) FROM token_key"), 0);
+  EXPECT_EQ(value("SELECT count(*) FROM messages"), 1);
+}
+
 TEST_F(schema_test, a_newer_version_is_refused_and_left_untouched) {
-  prepare({"CREATE TABLE t(x); PRAGMA user_version = 4;"});
+  prepare({"CREATE TABLE t(x); PRAGMA user_version = 5;"});
   try {
     open_queue(dir_);
     FAIL() << "a database of a newer version was opened";
   } catch (const error& e) {
     EXPECT_EQ(std::string(e.what()),
               file().string() +
-                  ": written by a newer oauth-relay (schema version 4); refusing to start so no "
+                  ": written by a newer oauth-relay (schema version 5); refusing to start so no "
                   "queued mail is lost");
   }
-  EXPECT_EQ(value("PRAGMA user_version"), 4);
+  EXPECT_EQ(value("PRAGMA user_version"), 5);
   EXPECT_EQ(shape(), std::vector<std::string>{"table t x"});
 }
 
@@ -283,7 +305,7 @@ TEST_F(schema_test, processes_opening_an_old_database_at_once_migrate_it_once) {
   }
   for (auto& t : openers) t.join();
   EXPECT_EQ(failures, 0);
-  EXPECT_EQ(value("PRAGMA user_version"), 3);
+  EXPECT_EQ(value("PRAGMA user_version"), 4);
   EXPECT_EQ(value("SELECT count(*) FROM contents"), 1);
   EXPECT_EQ(shape(), current_shape);
 }

@@ -67,7 +67,7 @@ void run_crash_test(const crash_plan& plan) {
   // Every Gmail reply waits: a delivery is a few tens of milliseconds in flight.
   google.gmail().set_reply_delay(5ms);
   relay_process relay(google.config("queue:\n  retry_initial: 1s\n  retry_max: 2s\n"));
-  google.store_token(relay.state_dir());
+  google.store_token(relay.state_dir(), relay.key_file());
   relay.start();
   std::atomic<std::uint16_t> port{relay.port()};
 

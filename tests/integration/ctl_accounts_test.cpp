@@ -50,7 +50,7 @@ class ctl_accounts : public testing::Test {
         << "hostname: relay.test\n"
         << "state_dir: " << state_dir_.string() << "\n"
         << "health_socket: " << (dir_.path() / "health.sock").string() << "\n"
-        << "upstream:\n"
+        << secrets_config(key_file_) << "upstream:\n"
         << "  host: 127.0.0.1\n"
         << "  port: " << (o.port ? o.port : gmail_.port()) << "\n"
         << "  tls: starttls\n";
@@ -79,12 +79,12 @@ class ctl_accounts : public testing::Test {
   }
 
   void store(const std::string& address, const std::string& token) {
-    auth::token_store s(state_dir_);
+    auth::token_store s(state_dir_, token_key(key_file_));
     s.store_refresh_token(address, token);
   }
 
   std::optional<auth::account_record> stored(const std::string& address) {
-    auth::token_store s(state_dir_);
+    auth::token_store s(state_dir_, token_key(key_file_));
     return s.get(address);
   }
 
@@ -98,6 +98,7 @@ class ctl_accounts : public testing::Test {
   std::filesystem::path ca_file_;
   std::filesystem::path config_ = dir_.path() / "config.yaml";
   std::filesystem::path state_dir_ = dir_.path() / "state";
+  std::filesystem::path key_file_ = write_token_key(dir_.path());
 };
 
 // ---------------------------------------------------------------- import
@@ -217,7 +218,7 @@ TEST_F(ctl_accounts, accounts_lists_configured_accounts_with_their_state) {
 TEST_F(ctl_accounts, accounts_json_is_one_document) {
   ASSERT_EQ(ctl({"import", alice, "--refresh-token-file", "-"}, alice_token).status, 0);
   {
-    auth::token_store s(state_dir_);
+    auth::token_store s(state_dir_, token_key(key_file_));
     s.record_delivery(alice, 1796025600);  // 2026-11-30T08:00:00Z
     s.set_state("bob@example.com", auth::token_state::needs_reauth, "token revoked");
   }

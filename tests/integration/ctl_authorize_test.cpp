@@ -62,7 +62,7 @@ class ctl_authorize : public testing::Test {
                            << "hostname: relay.test\n"
                            << "state_dir: " << state_dir_.string() << "\n"
                            << "health_socket: " << socket_.string() << "\n"
-                           << "oauth:\n"
+                           << secrets_config(key_file_) << "oauth:\n"
                            << "  client_id: \"" << fake_oauth::default_client_id << "\"\n"
                            << "  client_secret: \"" << client_secret << "\"\n"
                            << "  auth_url: " << oauth_.auth_url() << "\n"
@@ -95,7 +95,7 @@ class ctl_authorize : public testing::Test {
   }
 
   std::optional<auth::account_record> stored(const std::string& address) {
-    auth::token_store store(state_dir_);
+    auth::token_store store(state_dir_, token_key(key_file_));
     return store.get(address);
   }
 
@@ -106,6 +106,7 @@ class ctl_authorize : public testing::Test {
   std::filesystem::path config_ = dir_.path() / "config.yaml";
   std::filesystem::path state_dir_ = dir_.path() / "state";
   std::filesystem::path socket_ = dir_.path() / "health.sock";
+  std::filesystem::path key_file_ = write_token_key(dir_.path());
   std::unique_ptr<ctl_process> process_;
 };
 
@@ -155,7 +156,7 @@ TEST_F(ctl_authorize, consent_in_the_browser_stores_the_refresh_token) {
 
   // No secret on any output.
   for (const std::string& secret :
-       {row->refresh_token, std::string(fake_oauth::default_client_secret),
+       {std::string(row->refresh_token), std::string(fake_oauth::default_client_secret),
         exchanged.at("code_verifier"), exchanged.at("code")}) {
     EXPECT_EQ(process_->out().find(secret), std::string::npos) << secret;
     EXPECT_EQ(process_->err().find(secret), std::string::npos) << secret;

@@ -93,7 +93,7 @@ class delivery : public testing::Test {
     std::filesystem::create_directories(relay_->state_dir());
     std::filesystem::permissions(relay_->state_dir(), std::filesystem::perms::owner_all);
     {
-      auth::token_store store(relay_->state_dir());
+      auth::token_store store(relay_->state_dir(), token_key(relay_->key_file()));
       store.store_refresh_token(account, "refresh-1");
     }
     relay_->start();
@@ -185,7 +185,7 @@ TEST_F(delivery, revoked_token_waits_for_reauthorization_then_goes_out_without_r
 
   oauth_.add_account(account, "refresh-2");
   {
-    auth::token_store store(relay_->state_dir());
+    auth::token_store store(relay_->state_dir(), token_key(relay_->key_file()));
     store.store_refresh_token(account, "refresh-2");
   }
   ASSERT_TRUE(gmail_->wait_for_messages(1, 15s)) << relay_->log();

@@ -47,7 +47,7 @@ class fault : public testing::Test {
   void start(const std::string& extra = "", const std::string& upstream_extra = "",
              std::map<std::string, std::string> environment = {}) {
     relay_ = std::make_unique<relay_process>(google_.config(fast_retries + extra, upstream_extra));
-    google_.store_token(relay_->state_dir());
+    google_.store_token(relay_->state_dir(), relay_->key_file());
     relay_->start(std::move(environment));
   }
 
@@ -235,7 +235,7 @@ TEST_P(storage_fault, answers_4xx_keeps_running_and_recovers) {
   // The injector is preloaded ahead of the sanitizer runtime in the ASan build.
   asan += std::string(asan.empty() ? "" : ":") + "verify_asan_link_order=0";
   relay_ = std::make_unique<relay_process>(google_.config(fast_retries));
-  google_.store_token(relay_->state_dir());
+  google_.store_token(relay_->state_dir(), relay_->key_file());
   relay_->start({{"LD_PRELOAD", OAUTH_RELAY_FAIL_WRITES_LIBRARY},
                  {"OAUTH_RELAY_FAIL_WRITES", flag.string()},
                  {"OAUTH_RELAY_FAIL_WRITES_UNDER", relay_->state_dir().string()},

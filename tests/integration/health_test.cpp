@@ -171,7 +171,7 @@ class health : public testing::Test {
     std::filesystem::create_directories(relay_->state_dir());
     std::filesystem::permissions(relay_->state_dir(), std::filesystem::perms::owner_all);
     {
-      auth::token_store store(relay_->state_dir());
+      auth::token_store store(relay_->state_dir(), token_key(relay_->key_file()));
       store.store_refresh_token(account, "refresh-1");
     }
     relay_->start();
@@ -298,7 +298,7 @@ TEST_F(health, revoked_token_is_503_with_the_exact_problem_and_reload_clears_it)
   // As `oauth-relayctl authorize` does: store the new token, then tell the daemon.
   oauth_.add_account(account, "refresh-2");
   {
-    auth::token_store store(relay_->state_dir());
+    auth::token_store store(relay_->state_dir(), token_key(relay_->key_file()));
     store.store_refresh_token(account, "refresh-2");
   }
   auto reload = post("/accounts/reload", "");

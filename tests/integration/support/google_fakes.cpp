@@ -86,10 +86,11 @@ std::string google_fakes::config(const std::string& extra,
          "    default: true\n";
 }
 
-void google_fakes::store_token(const std::filesystem::path& state_dir) const {
+void google_fakes::store_token(const std::filesystem::path& state_dir,
+                               const std::filesystem::path& key_file) const {
   std::filesystem::create_directories(state_dir);
   std::filesystem::permissions(state_dir, std::filesystem::perms::owner_all);
-  auth::token_store store(state_dir);
+  auth::token_store store(state_dir, token_key(key_file));
   store.store_refresh_token(account, refresh_token);
 }
 

@@ -34,8 +34,10 @@ class google_fakes {
   // pointed at the fakes. `upstream_extra` lines go under `upstream:` (two
   // spaces of indentation), `extra` at the top level.
   std::string config(const std::string& extra = "", const std::string& upstream_extra = "") const;
-  // What `oauth-relayctl import` does: the refresh token into state_dir's store.
-  void store_token(const std::filesystem::path& state_dir) const;
+  // What `oauth-relayctl import` does: the refresh token into state_dir's
+  // store, sealed with the key in `key_file`.
+  void store_token(const std::filesystem::path& state_dir,
+                   const std::filesystem::path& key_file) const;
 
   // Gmail goes away: its port refuses connections until start_gmail()
   // brings up a new one there. What the old one received is kept.

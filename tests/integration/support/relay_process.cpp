@@ -2,6 +2,7 @@
 #include "integration/support/relay_process.hpp"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -13,6 +14,9 @@
 #include <sstream>
 #include <stdexcept>
 #include <thread>
+
+#include "auth/token_key.hpp"
+#include "common/text.hpp"
 
 namespace oauth_relay::test_support {
 namespace {
@@ -73,7 +77,27 @@ std::string minimal_config_body() {
          "    default: true\n";
 }
 
+std::filesystem::path write_token_key(const std::filesystem::path& dir) {
+  const auto file = dir / "token.key";
+  std::random_device random;
+  std::string key;
+  while (key.size() < 32) key += static_cast<char>(random() & 0xff);
+  std::filesystem::remove(file);
+  std::ofstream(file) << base64_encode(key) << "\n";
+  std::filesystem::permissions(file, std::filesystem::perms::owner_read);
+  return file;
+}
+
+std::string secrets_config(const std::filesystem::path& key_file) {
+  return "secrets:\n  key_file: " + key_file.string() + "\n";
+}
+
+auth::token_cipher token_key(const std::filesystem::path& key_file) {
+  return auth::load_token_key_file(key_file, auth::when_missing::fail);
+}
+
 relay_process::relay_process(std::string body) : log_path_(dir_.path() / "relayd.log") {
+  write_token_key(dir_.path());
   write_config(body);
 }
 
@@ -86,7 +110,10 @@ void relay_process::write_config(const std::string& body) {
   out << "listen: [\"127.0.0.1:0\"]\n"
       << "state_dir: " << state_dir().string() << "\n"
       << "health_socket: " << (dir_.path() / "health.sock").string() << "\n"
-      << body;
+      << body
+      << (body.empty() || body.back() == '\n' ? "" : "\n")
+      // Last, so the body's line numbers stay what the tests expect.
+      << secrets_config(key_file());
 }
 
 void relay_process::start(std::map<std::string, std::string> environment, int listening_fd) {
@@ -124,6 +151,11 @@ void relay_process::start(std::map<std::string, std::string> environment, int li
       } else {
         ::setenv(key.c_str(), value.c_str(), 1);
       }
+    }
+    if (run_as_uid_ != static_cast<uid_t>(-1) &&
+        (::setgroups(0, nullptr) != 0 || ::setgid(run_as_gid_) != 0 ||
+         ::setuid(run_as_uid_) != 0)) {
+      ::_exit(126);
     }
     const std::string binary = relayd_path();
     const std::string config = config_path().string();

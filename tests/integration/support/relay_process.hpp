@@ -1,6 +1,6 @@
 // Runs the real oauth-relayd binary for a test: a private directory with its
-// config and state, the port it bound (listen 127.0.0.1:0), its log, and
-// signals to stop, reload or kill it.
+// config, token key and state, the port it bound (listen 127.0.0.1:0), its
+// log, and signals to stop, reload or kill it.
 #pragma once
 
 #include <sys/types.h>
@@ -11,6 +11,8 @@
 #include <map>
 #include <string>
 #include <vector>
+
+#include "auth/token_cipher.hpp"
 
 namespace oauth_relay::test_support {
 
@@ -30,10 +32,18 @@ class temp_dir {
 // The oauth:/accounts: part every test config needs (no real Google data).
 std::string minimal_config_body();
 
+// A new random token key in DIR/token.key (mode 0400, as the package makes
+// it), and the config lines that name it (secrets.key_file).
+std::filesystem::path write_token_key(const std::filesystem::path& dir);
+std::string secrets_config(const std::filesystem::path& key_file);
+// The key in `key_file`, for a test that opens the daemon's token store
+// itself: auth::token_store store(state_dir, token_key(key_file)).
+auth::token_cipher token_key(const std::filesystem::path& key_file);
+
 class relay_process {
  public:
   // `body` is the YAML after the listen/state_dir/health_socket lines that
-  // the harness writes itself.
+  // the harness writes itself (secrets.key_file comes after it).
   explicit relay_process(std::string body = minimal_config_body());
   ~relay_process();  // SIGKILLs a process still running
 
@@ -44,6 +54,12 @@ class relay_process {
   int stop(int signal, std::chrono::milliseconds timeout = std::chrono::seconds(20));
   void kill9();
   void signal(int signal);
+  // The next start() runs the daemon as `uid`/`gid` with no supplementary
+  // groups (the test runs as root); the directory must be theirs.
+  void run_as(uid_t uid, gid_t gid) {
+    run_as_uid_ = uid;
+    run_as_gid_ = gid;
+  }
   // Rewrites config.yaml with a new body (the harness lines stay).
   void write_config(const std::string& body);
   // Waits until the log contains `text` (true) or the timeout passes.
@@ -57,11 +73,15 @@ class relay_process {
   const std::filesystem::path& dir() const { return dir_.path(); }
   std::filesystem::path state_dir() const { return dir_.path() / "state"; }
   std::filesystem::path config_path() const { return dir_.path() / "config.yaml"; }
+  // The daemon's token key (secrets.key_file): made with the directory.
+  std::filesystem::path key_file() const { return dir_.path() / "token.key"; }
 
  private:
   temp_dir dir_;
   std::filesystem::path log_path_;
   pid_t pid_ = -1;
+  uid_t run_as_uid_ = static_cast<uid_t>(-1);
+  gid_t run_as_gid_ = static_cast<gid_t>(-1);
   std::uint16_t port_ = 0;
   int log_offset_ = 0;
 };

@@ -1,0 +1,80 @@
+// Secrets in memory: wiping a buffer that held a token, key or client secret
+// once it is no longer needed, and keeping the process out of core dumps.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace oauth_relay {
+
+// Overwrites the whole buffer of `s` (its capacity, not just its size) in a
+// way the compiler may not optimise away, then empties it. What a token or
+// key leaves in freed heap memory can otherwise turn up in a core dump, a
+// swapped page or the next allocation.
+void wipe(std::string& s) noexcept;
+
+// Wipes a string when the scope ends, however it ends: for a temporary that
+// holds a secret (an XOAUTH2 response, a request body, a decrypted token).
+class wipe_on_exit {
+ public:
+  explicit wipe_on_exit(std::string& s) : s_(s) {}
+  ~wipe_on_exit() { wipe(s_); }
+  wipe_on_exit(const wipe_on_exit&) = delete;
+  wipe_on_exit& operator=(const wipe_on_exit&) = delete;
+
+ private:
+  std::string& s_;
+};
+
+// A std::string for a secret kept in a struct (a token, the client secret):
+// its buffer is wiped when the value is destroyed or replaced. Only what the
+// string itself owns: a copy made into a plain std::string is that copy's
+// owner's to wipe, and growing one in place may leave the old buffer behind.
+class secret_string : public std::string {
+ public:
+  secret_string() = default;
+  secret_string(std::string s) noexcept : std::string(std::move(s)) {}
+  secret_string(std::string_view s) : std::string(s) {}
+  secret_string(const char* s) : std::string(s) {}
+  secret_string(const secret_string&) = default;
+  secret_string(secret_string&&) noexcept = default;
+  ~secret_string() { wipe(*this); }
+
+  secret_string& operator=(const secret_string& other) {
+    if (this != &other) replace_with(other);
+    return *this;
+  }
+  secret_string& operator=(secret_string&& other) noexcept {
+    if (this != &other) {
+      wipe(*this);
+      std::string::operator=(std::move(other));
+    }
+    return *this;
+  }
+  secret_string& operator=(std::string other) noexcept {
+    wipe(*this);
+    std::string::operator=(std::move(other));
+    return *this;
+  }
+  secret_string& operator=(std::string_view other) {
+    replace_with(other);
+    return *this;
+  }
+  secret_string& operator=(const char* other) { return *this = std::string_view(other); }
+
+ private:
+  void replace_with(std::string_view other) {
+    wipe(*this);
+    assign(other);
+  }
+};
+
+// No core dump of this process may hold its secrets: the core size limit
+// becomes 0 (RLIMIT_CORE, soft and hard) and the process is not dumpable
+// (PR_SET_DUMPABLE 0, which also keeps other processes of the same user from
+// ptrace-attaching or reading /proc/PID/mem). Returns an error text, empty on
+// success.
+std::string disable_core_dumps();
+
+}  // namespace oauth_relay
