@@ -135,11 +135,9 @@ void daemon_client::permission_denied() const {
 }
 
 daemon_client health_socket_client(const context& ctx) {
-  const auto& group = ctx.settings.health_socket_group;
-  return daemon_client(
-      ctx.settings.health_socket,
-      "run oauth-relayctl as root or as a member of the health socket's group" +
-          (group.empty() ? std::string() : " (" + group + ": adduser USER " + group + ")"));
+  return daemon_client(ctx.settings.health_socket,
+                       "run oauth-relayctl as root or as a member of the health socket's group "
+                       "(oauth-relay-monitor with the package: adduser USER oauth-relay-monitor)");
 }
 
 daemon_client control_socket_client(const context& ctx) {

@@ -12,6 +12,7 @@
 
 #include <array>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <system_error>
 #include <vector>
@@ -47,26 +48,13 @@ std::system_error path_error(int error, const http_socket_options& o, const std:
                            o.key + " " + o.path.string() + ": " + what);
 }
 
-struct group_lookup {
-  bool found = false;
-  gid_t gid = 0;
-  int error = 0;  // getgrnam_r's, when it failed for another reason than "no such group"
-};
-
-group_lookup find_group(const std::string& name) {
+std::string group_name(gid_t gid) {
   std::vector<char> buffer(16 * 1024);
   group entry{};
-  group* result = nullptr;
-  for (;;) {
-    const int rc = ::getgrnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &result);
-    if (rc == ERANGE && buffer.size() < 1024 * 1024) {
-      buffer.resize(buffer.size() * 2);
-      continue;
-    }
-    if (rc != 0) return {false, 0, rc};
-    if (result == nullptr) return {};
-    return {true, result->gr_gid, 0};
-  }
+  group* found = nullptr;
+  if (::getgrgid_r(gid, &entry, buffer.data(), buffer.size(), &found) == 0 && found != nullptr)
+    return found->gr_name;
+  return std::to_string(gid);
 }
 
 }  // namespace
@@ -139,12 +127,12 @@ void http_socket::start() {
   if (::fchmodat(AT_FDCWD, path.c_str(), options_.mode, AT_SYMLINK_NOFOLLOW) != 0) {
     throw path_error(errno, options_, "cannot set its mode");
   }
-  apply_group();
   try {
     acceptor_.listen(asio::socket_base::max_listen_connections);
   } catch (const boost::system::system_error& e) {
     throw path_error(e.code().value(), options_, "cannot listen: " + e.code().message());
   }
+  log_listening();
   asio::co_spawn(io_, accept_loop(), [key = options_.key](std::exception_ptr e) {
     if (!e) return;
     try {
@@ -155,28 +143,15 @@ void http_socket::start() {
   });
 }
 
-void http_socket::apply_group() {
-  const auto& name = options_.group;
-  if (name.empty()) return;
-  const auto found = find_group(name);
-  if (!found.found) {
-    // Not an error: a development setup has no monitoring group. The socket
-    // keeps the daemon's own group, which the log names.
-    log::warning(options_.key + "_group_unknown")
-        .kv("group", name)
-        .kv("path", options_.path.string())
-        .kv("error", found.error != 0 ? std::generic_category().message(found.error)
-                                      : std::string("no such group"))
-        .kv("using", "the daemon's own group");
-    return;
-  }
-  if (::fchownat(AT_FDCWD, options_.path.c_str(), static_cast<uid_t>(-1), found.gid,
-                 AT_SYMLINK_NOFOLLOW) != 0) {
-    const int error = errno;
-    throw path_error(error, options_,
-                     "cannot give it to group " + name + " (oauth-relayd must be a member: " +
-                         "SupplementaryGroups=" + name + " in its unit)");
-  }
+void http_socket::log_listening() const {
+  struct stat st {};
+  if (::lstat(options_.path.c_str(), &st) != 0) return;
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+  log::info(options_.key + "_listening")
+      .kv("path", options_.path.string())
+      .kv("mode", mode)
+      .kv("group", group_name(st.st_gid));
 }
 
 void http_socket::stop() {

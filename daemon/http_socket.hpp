@@ -86,10 +86,11 @@ const route<Owner>* find_route(std::span<const route<Owner>> table, std::string_
 struct http_socket_options {
   std::string key;  // the config key naming the socket: in errors and log events
   std::filesystem::path path;
+  // The socket file's mode. Its group is its directory's when that is
+  // set-group-ID (the package's /run/oauth-relay: oauth-relay-monitor),
+  // otherwise the daemon's: bind() decides, as chown(2) is not in the
+  // unit's system calls.
   mode_t mode = 0600;
-  // Given to this group after binding when it exists ("" or an unknown
-  // group: the daemon's own group stays, and the log says so).
-  std::string group;
   // Only root and the daemon's own user are served (SO_PEERCRED); anyone
   // else gets 403 to every request, whatever the file's mode.
   bool owner_only = false;
@@ -107,8 +108,8 @@ class http_socket {
 
   // Creates the socket's directory if missing (0755: the socket's own mode
   // decides who connects), replaces a stale socket file (one nobody answers
-  // on), binds, sets the mode and group and serves. Throws std::system_error
-  // naming the key and the path.
+  // on), binds, sets the mode and serves; the log names the mode and group.
+  // Throws std::system_error naming the key and the path.
   void start();
   // Stops accepting, closes open connections and removes the socket file if
   // it is still the one this process created.
@@ -119,7 +120,7 @@ class http_socket {
  private:
   boost::asio::awaitable<void> accept_loop();
   boost::asio::awaitable<void> serve(boost::asio::local::stream_protocol::socket socket);
-  void apply_group();
+  void log_listening() const;
   // Whether the peer may be served (always, unless owner_only).
   bool peer_allowed(boost::asio::local::stream_protocol::socket& socket) const;
 

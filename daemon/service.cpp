@@ -64,11 +64,9 @@ class service {
         control_routes_(
             {spool_, tokens_, scheduler_, token_store_, blocking_.get_executor(), settings_}),
         // Monitoring reads; administrators (root, the service user) change.
-        health_(io_,
-                {"health_socket", settings_.health_socket, 0660, settings_.health_socket_group,
-                 /*owner_only=*/false},
+        health_(io_, {"health_socket", settings_.health_socket, 0660, /*owner_only=*/false},
                 [this](const http_request& r) { return health_routes_.respond(r); }),
-        control_(io_, {"control_socket", settings_.control_socket, 0600, "", /*owner_only=*/true},
+        control_(io_, {"control_socket", settings_.control_socket, 0600, /*owner_only=*/true},
                  [this](const http_request& r) { return control_routes_.respond(r); }),
         signals_(io_, SIGTERM, SIGINT, SIGHUP),
         watchdog_timer_(io_),
@@ -168,9 +166,6 @@ class service {
             .kv("key", "health_socket")
             .kv("serving", health_.path().string());
       }
-      if (next.health_socket_group != settings_.health_socket_group) {
-        log::warning("config_needs_restart").kv("key", "health_socket_group");
-      }
       if (next.control_socket != settings_.control_socket) {
         log::warning("config_needs_restart")
             .kv("key", "control_socket")
@@ -180,7 +175,6 @@ class service {
       next.listen = settings_.listen;
       next.state_dir = settings_.state_dir;
       next.health_socket = settings_.health_socket;
-      next.health_socket_group = settings_.health_socket_group;
       next.control_socket = settings_.control_socket;
       settings_ = next;
       server_.reconfigure(std::make_shared<relay::listener_config>(settings_));

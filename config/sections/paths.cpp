@@ -1,34 +1,16 @@
-// The `state_dir`, `health_socket`, `health_socket_group` and
-// `control_socket` keys: where the daemon keeps its database and spool, and
-// where monitoring (health) and administrators (control) reach it.
+// The `state_dir`, `health_socket` and `control_socket` keys: where the
+// daemon keeps its database and spool, and where monitoring (health) and
+// administrators (control) reach it.
 #include "config/schema.hpp"
 
 namespace oauth_relay::config {
 namespace {
 
-constexpr std::string_view keys[] = {"state_dir", "health_socket", "health_socket_group",
-                                     "control_socket"};
-
-// A group name as useradd(8) and systemd-sysusers accept one; "" keeps the
-// daemon's own group.
-bool group_name(std::string_view text) {
-  if (text.size() > 32) return false;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    const bool letter = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
-    const bool other = (c >= '0' && c <= '9') || c == '-' || c == '.';
-    if (!letter && (i == 0 || !other)) return false;
-  }
-  return true;
-}
+constexpr std::string_view keys[] = {"state_dir", "health_socket", "control_socket"};
 
 void read(reader& r, const mapping& top, settings& s) {
   r.read_into(top, "state_dir", s.state_dir, &reader::path);
   r.read_into(top, "health_socket", s.health_socket, &reader::path);
-  if (auto f = top.find("health_socket_group")) {
-    if (auto name = r.checked(*f, "a group name (or \"\" for the daemon's own group)", group_name))
-      s.health_socket_group = std::move(*name);
-  }
   // Beside the health socket unless placed elsewhere: a config that moves
   // health_socket (a second instance, a test) moves both.
   s.control_socket = s.health_socket.parent_path() / "control.sock";

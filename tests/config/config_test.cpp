@@ -231,11 +231,6 @@ INSTANTIATE_TEST_SUITE_P(
                    true,
                    {"c.yaml:1:16: health_socket: health_socket and control_socket must differ "
                     "(monitoring must not reach the control socket)"}},
-        error_case{
-            "bad_health_socket_group",
-            "health_socket_group: \"wheel monitor\"\n",
-            true,
-            {R"(c.yaml:1:22: health_socket_group: expected a group name (or "" for the daemon's own group), got "wheel monitor")"}},
         error_case{"bad_hostname",
                    "hostname: relay_1.example.com\n",
                    true,
@@ -434,7 +429,6 @@ TEST(config, minimal_file_gets_every_default) {
   EXPECT_EQ(s.hostname, host);
   EXPECT_EQ(s.state_dir, fs::path("/var/lib/oauth-relay"));
   EXPECT_EQ(s.health_socket, fs::path("/run/oauth-relay/health.sock"));
-  EXPECT_EQ(s.health_socket_group, "oauth-relay-monitor");
   EXPECT_EQ(s.control_socket, fs::path("/run/oauth-relay/control.sock"));
   ASSERT_EQ(s.clients_allow.size(), 2u);
   EXPECT_EQ(s.clients_allow[0].address, ip("127.0.0.0"));
@@ -602,17 +596,11 @@ TEST(config, the_control_socket_goes_beside_the_health_socket_unless_placed) {
   auto r = parse("health_socket: /srv/relay/health.sock\n" + std::string(required_keys), "c.yaml");
   ASSERT_THAT(error_strings(r), IsEmpty());
   EXPECT_EQ(r.value->control_socket, fs::path("/srv/relay/control.sock"));
-  r = parse(
-      "health_socket: /srv/relay/health.sock\ncontrol_socket: /srv/admin/ctl.sock\n"
-      "health_socket_group: \"\"\n" +
-          std::string(required_keys),
-      "c.yaml");
+  r = parse("health_socket: /srv/relay/health.sock\ncontrol_socket: /srv/admin/ctl.sock\n" +
+                std::string(required_keys),
+            "c.yaml");
   ASSERT_THAT(error_strings(r), IsEmpty());
   EXPECT_EQ(r.value->control_socket, fs::path("/srv/admin/ctl.sock"));
-  EXPECT_EQ(r.value->health_socket_group, "");
-  r = parse("health_socket_group: prometheus\n" + std::string(required_keys), "c.yaml");
-  ASSERT_THAT(error_strings(r), IsEmpty());
-  EXPECT_EQ(r.value->health_socket_group, "prometheus");
 }
 
 TEST(config, relative_paths_resolve_against_the_config_directory) {

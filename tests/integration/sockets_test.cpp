@@ -71,10 +71,12 @@ class sockets : public testing::Test {
     monitor_.emplace("orm-mon");
     watcher_.emplace("orm-watch", std::vector<std::string>{monitor_->name()});
     outsider_.emplace("orm-out");
-    relay_.emplace("health_socket_group: " + monitor_->name() + "\n" + minimal_config_body());
-    // The test's private directory must let the users reach the sockets in
-    // it, as /run/oauth-relay (0755) does.
-    fs::permissions(relay_->dir(), fs::perms(0711));
+    relay_.emplace();
+    // The sockets' directory as the package's tmpfiles.d makes
+    // /run/oauth-relay: anyone may pass through, and what is made in it
+    // takes the monitoring group (set-group-ID).
+    ASSERT_EQ(::chown(relay_->dir().c_str(), 0, monitor_->gid()), 0);
+    ASSERT_EQ(::chmod(relay_->dir().c_str(), 02711), 0);
     relay_->start();
   }
 
@@ -103,7 +105,12 @@ TEST_F(sockets, each_socket_has_its_mode_and_group) {
   const auto c = socket_state(control());
   EXPECT_EQ(c.mode, 0600u);
   EXPECT_EQ(c.uid, ::geteuid());
-  EXPECT_NE(relay_->log().find("event=started"), std::string::npos);
+  EXPECT_NE(relay_->log().find("event=health_socket_listening path=" + health().string() +
+                               " mode=0660 group=" + monitor_->name()),
+            std::string::npos);
+  EXPECT_NE(relay_->log().find("event=control_socket_listening path=" + control().string() +
+                               " mode=0600 group=" + monitor_->name()),
+            std::string::npos);
   EXPECT_NE(relay_->log().find("control_socket=" + control().string()), std::string::npos);
 }
 
@@ -171,8 +178,8 @@ TEST_F(sockets, a_user_outside_the_monitoring_group_reaches_neither_socket) {
   EXPECT_EQ(split_lines(ctl.err),
             (std::vector<std::string>{
                 "error: permission denied on " + health().string(),
-                "hint: run oauth-relayctl as root or as a member of the health socket's group (" +
-                    monitor_->name() + ": adduser USER " + monitor_->name() + ")"}));
+                "hint: run oauth-relayctl as root or as a member of the health socket's group "
+                "(oauth-relay-monitor with the package: adduser USER oauth-relay-monitor)"}));
 }
 
 // Defence in depth: should the control socket's mode be widened, the daemon
