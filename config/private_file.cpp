@@ -27,9 +27,10 @@ std::string ensure_private_file(const std::filesystem::path& path) {
     return path.string() + ": is a symbolic link; refusing to follow it (remove it)";
   }
   if (!S_ISREG(st.st_mode)) return path.string() + ": is not a regular file";
-  if ((st.st_mode & 07777) == 0600) return {};
-  // Not followed if it became a link since: glibc changes the mode through an
-  // O_PATH descriptor, whose close drops no lock (see the header).
+  // Even when it is 0600 already: on a read-only file system this is where
+  // the daemon learns it, with the reason, before SQLite's vaguer "unable to
+  // open". Not followed if it became a link since: glibc changes the mode
+  // through an O_PATH descriptor, whose close drops no lock (see the header).
   if (::fchmodat(AT_FDCWD, path.c_str(), 0600, AT_SYMLINK_NOFOLLOW) != 0) {
     return path.string() + ": cannot make private: " + std::strerror(errno);
   }
