@@ -81,6 +81,8 @@ struct settings {
   std::string hostname;  // default: the host's name
   std::filesystem::path state_dir = "/var/lib/oauth-relay";
   std::filesystem::path health_socket = "/run/oauth-relay/health.sock";
+  // Default: control.sock beside health_socket (/run/oauth-relay/control.sock).
+  std::filesystem::path control_socket = "/run/oauth-relay/control.sock";
   std::vector<network> clients_allow;  // default: 127.0.0.0/8 and ::1/128
   limits_settings limits;
   upstream_settings upstream;

@@ -8,6 +8,7 @@ namespace oauth_relay {
 
 // Makes sure `path` exists with mode 0600 before SQLite opens it (SQLite would
 // create it with the process umask). Returns an error text, empty on success.
+// A symbolic link or anything but a regular file is refused, never followed.
 //
 // The file is only opened with a raw descriptor when it does not exist yet:
 // closing any descriptor of a file drops every POSIX lock the process holds

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <iomanip>
 #include <iostream>
-#include <map>
 #include <optional>
 #include <vector>
 
@@ -17,7 +16,7 @@
 
 #include "auth/http_client.hpp"
 #include "auth/token_client.hpp"
-#include "daemon/health_report.hpp"
+#include "ctl/state_access.hpp"
 #include "relay/delivery/upstream_client.hpp"
 
 namespace oauth_relay::ctl {
@@ -29,65 +28,15 @@ namespace asio = boost::asio;
 // bounds a test against a silent firewall without making the admin wait a minute.
 constexpr std::chrono::seconds test_timeout{20};
 
-struct account_view {
-  std::string address;
-  auth::token_state state = auth::token_state::missing;
-  std::optional<std::int64_t> expires_in;
-  std::optional<std::int64_t> last_delivery;
-  std::string last_error;
-  bool configured = true;
-};
-
-std::vector<account_view> collect(const context& ctx) {
-  std::map<std::string, auth::account_record> rows;
-  {
-    auto store = open_store(ctx);
-    for (auto& row : store->load_all()) rows.emplace(lower(row.address), std::move(row));
-  }
-  give_state_files_to_owner(ctx.settings.state_dir);
-  const std::int64_t now = now_seconds();
-  auto view = [now](const auth::account_record& row) {
-    account_view v;
-    v.address = row.address;
-    v.state = row.state;
-    if (!row.access_token.empty() && row.access_expires_at > 0) {
-      v.expires_in = row.access_expires_at - now;
-      // The daemon may have been stopped since it wrote `valid`.
-      if (v.state == auth::token_state::valid && *v.expires_in <= 0) {
-        v.state = auth::token_state::expired;
-      }
-    }
-    if (row.refresh_token.empty() && v.state != auth::token_state::needs_reauth) {
-      v.state = auth::token_state::missing;
-    }
-    v.last_delivery = row.last_delivery;
-    v.last_error = row.last_error;
-    return v;
-  };
-  std::vector<account_view> out;
-  for (const auto& account : ctx.settings.accounts) {
-    auto it = rows.find(lower(account.address));
-    if (it == rows.end()) {
-      account_view v;
-      v.address = account.address;
-      out.push_back(v);
-    } else {
-      out.push_back(view(it->second));
-      out.back().address = account.address;
-      rows.erase(it);
-    }
-  }
-  for (const auto& [key, row] : rows) {
-    out.push_back(view(row));
-    out.back().configured = false;
-  }
-  return out;
+std::string text_of(const nlohmann::json& object, const char* key) {
+  auto it = object.find(key);
+  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
-std::string expiry_text(const account_view& v) {
-  if (!v.expires_in) return "-";
-  if (*v.expires_in <= 0) return "expired";
-  return "expires in " + format_duration(*v.expires_in);
+[[noreturn]] void malformed() {
+  throw failure("oauth-relayd's answer to GET /accounts is not what it should be",
+                "oauth-relayd and oauth-relayctl must be the same version: oauth-relayd "
+                "--version; oauth-relayctl --version");
 }
 
 // Why the connection failed, for the statuses the token-free checks can give.
@@ -136,35 +85,32 @@ asio::awaitable<void> login(relay::upstream_client& client, const std::string& u
 }  // namespace
 
 int run_accounts(const context& ctx, bool json) {
-  const auto accounts = collect(ctx);
+  const auto document = nlohmann::json::parse(accounts_document(ctx), nullptr, false);
+  if (!document.is_object() || !document.contains("accounts") || !document["accounts"].is_array())
+    malformed();
   if (json) {
-    nlohmann::json list = nlohmann::json::array();
-    for (const auto& v : accounts) {
-      nlohmann::json a = {{"address", v.address},
-                          {"token_state", auth::to_string(v.state)},
-                          {"access_expires_in_seconds", nullptr},
-                          {"last_delivery", nullptr},
-                          {"last_error", nullptr},
-                          {"configured", v.configured}};
-      if (v.expires_in) a["access_expires_in_seconds"] = std::max<std::int64_t>(*v.expires_in, 0);
-      if (v.last_delivery) a["last_delivery"] = daemon::iso8601_utc(*v.last_delivery);
-      if (!v.last_error.empty()) a["last_error"] = v.last_error;
-      list.push_back(std::move(a));
-    }
-    std::cout << nlohmann::json{{"accounts", list}}.dump(2) << std::endl;
+    std::cout << document.dump(2) << std::endl;
     return 0;
   }
   std::vector<std::vector<std::string>> rows = {
       {"ADDRESS", "STATE", "ACCESS TOKEN", "LAST DELIVERY", "LAST ERROR"}};
   std::vector<std::string> to_authorize;
-  for (const auto& v : accounts) {
-    rows.push_back({v.address + (v.configured ? "" : " (not in config)"),
-                    std::string(auth::to_string(v.state)), expiry_text(v),
-                    v.last_delivery ? daemon::iso8601_utc(*v.last_delivery) : "-",
-                    v.last_error.empty() ? "-" : v.last_error});
-    if (v.configured &&
-        (v.state == auth::token_state::missing || v.state == auth::token_state::needs_reauth)) {
-      to_authorize.push_back(v.address);
+  for (const auto& a : document["accounts"]) {
+    if (!a.is_object()) malformed();
+    const std::string address = text_of(a, "address");
+    const std::string state = text_of(a, "token_state");
+    const bool configured = a.value("configured", true);
+    std::string expiry = "-";
+    if (auto e = a.find("access_expires_in_seconds"); e != a.end() && e->is_number()) {
+      const auto seconds = e->get<std::int64_t>();
+      expiry = seconds <= 0 ? "expired" : "expires in " + format_duration(seconds);
+    }
+    const std::string delivered = text_of(a, "last_delivery");
+    const std::string error = text_of(a, "last_error");
+    rows.push_back({address + (configured ? "" : " (not in config)"), state, expiry,
+                    delivered.empty() ? "-" : delivered, error.empty() ? "-" : error});
+    if (configured && (state == "missing" || state == "needs_reauth")) {
+      to_authorize.push_back(address);
     }
   }
   print_table(std::cout, rows);
@@ -196,7 +142,6 @@ int run_test(const context& ctx, const std::string& address_arg) {
     auto store = open_store(ctx);
     row = store->get(address);
   }
-  give_state_files_to_owner(ctx.settings.state_dir);
   const std::string step_stored = "refresh token of " + address + " in the token store";
   if (!row || row->refresh_token.empty()) {
     throw fail(step_stored, {"no refresh token is stored for " + address,
@@ -222,7 +167,6 @@ int run_test(const context& ctx, const std::string& address_arg) {
   } catch (const std::exception&) {
     // Not needed for the test itself.
   }
-  give_state_files_to_owner(ctx.settings.state_dir);
 
   // 3 to 5. Connect, authenticate, quit.
   const std::string step_connect = "connect to " + at + " with " + tls_mode;

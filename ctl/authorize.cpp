@@ -26,6 +26,7 @@
 #include "auth/http_client.hpp"
 #include "auth/token_client.hpp"
 #include "common/secret.hpp"
+#include "ctl/state_access.hpp"
 
 extern char** environ;
 
@@ -307,7 +308,8 @@ void open_browser(const std::string& url, std::ostream& notes) {
 }
 
 // The redirect's answer checked, exchanged and stored; `stored` false with
-// the reason when nothing was stored.
+// the reason when nothing was stored, otherwise `stored_note` says what the
+// daemon does with the token.
 struct outcome {
   bool stored = false;
   auth::advice why;
@@ -315,7 +317,7 @@ struct outcome {
 
 outcome complete(const context& ctx, const std::string& address, const auth::redirect_params& got,
                  const std::string& state, const std::string& verifier,
-                 const std::string& redirect_uri) {
+                 const std::string& redirect_uri, std::string& stored_note) {
   const std::string again = "oauth-relayctl authorize " + address;
   if (!got.state || *got.state != state) {
     // RFC 6749 §10.12: an answer to another request (stale, or forged by
@@ -349,18 +351,13 @@ outcome complete(const context& ctx, const std::string& address, const auth::red
                  " again and leave \"Read, compose, send and permanently delete all your email "
                  "from Gmail\" ticked"}};
   }
-  {
-    auto store = open_store(ctx);
-    try {
-      store->store_refresh_token(address, r.refresh_token);
-    } catch (const auth::token_store_error& e) {
-      return {false,
-              {std::string("cannot store the refresh token: ") + e.what(),
-               "run oauth-relayctl as root or as the owner of " + ctx.settings.state_dir.string() +
-                   ", then: " + again}};
-    }
+  std::ostringstream note;
+  try {
+    store_token(ctx, {address, r.refresh_token, {}, 0}, note);
+  } catch (const failure& f) {
+    return {false, {f.what(), f.fix() + ", then: " + again}};
   }
-  give_state_files_to_owner(ctx.settings.state_dir);
+  stored_note = note.str();
   return {true, {}};
 }
 
@@ -405,8 +402,7 @@ std::string read_token(const std::string& file) {
 int run_authorize(const context& ctx, const authorize_options& options) {
   const std::string address = require_account(ctx, options.address).address;
   // Fail before the consent, not after it.
-  open_store(ctx).reset();
-  give_state_files_to_owner(ctx.settings.state_dir);
+  check_token_can_be_stored(ctx);
 
   loopback_listener listener(options.port);
   const std::string port = std::to_string(listener.port());
@@ -440,7 +436,9 @@ int run_authorize(const context& ctx, const authorize_options& options) {
                       " again; without a browser on this server forward the port (ssh -L " + port +
                       ":127.0.0.1:" + port + " THIS-SERVER) or paste the final address here");
   }
-  const outcome result = complete(ctx, address, got->params, state, pkce.verifier, redirect_uri);
+  std::string note;  // what the daemon does with the token now, a line each
+  const outcome result =
+      complete(ctx, address, got->params, state, pkce.verifier, redirect_uri, note);
   if (got->browser.get() >= 0) {
     if (result.stored) {
       respond(got->browser.get(), 200, "OK",
@@ -454,20 +452,20 @@ int run_authorize(const context& ctx, const authorize_options& options) {
     }
   }
   if (!result.stored) throw failure(result.why);
-  std::cout << "authorized " << address << ": refresh token stored" << std::endl;
-  notify_daemon(ctx, address, std::cout);
+  std::cout << "authorized " << address << ": refresh token stored\n" << note << std::flush;
   return 0;
 }
 
 int run_import(const context& ctx, const import_options& options) {
   const std::string address = require_account(ctx, options.address).address;
   const secret_string token = read_token(options.file);  // wiped when the command ends
-  auto store = open_store(ctx);
+  // Fail before asking Google, not after.
+  check_token_can_be_stored(ctx);
 
-  auth::token_response checked;
+  token_to_store stored{address, token, {}, 0};
   if (options.verify) {
     const auth::token_client client(std::make_shared<auth::curl_http_client>(), ctx.settings.oauth);
-    checked = client.refresh(token);
+    const auto checked = client.refresh(token);
     if (!checked.ok()) {
       auto why = auth::explain_token_failure(checked, auth::oauth_step::refresh, address,
                                              ctx.settings.oauth);
@@ -487,26 +485,19 @@ int run_import(const context& ctx, const import_options& options) {
                         " (SMTP needs it); nothing was stored",
                     "get a token with that scope: oauth-relayctl authorize " + address);
     }
+    // The endpoint may have rotated the token; the access token of the check
+    // saves the daemon a refresh.
+    if (!checked.refresh_token.empty()) stored.refresh_token = checked.refresh_token;
+    stored.access_token = checked.access_token;
+    stored.access_expires_at = now_seconds() + checked.expires_in.count();
   }
-  try {
-    const auto generation = store->store_refresh_token(address, token);
-    if (options.verify) {
-      // The access token of the check saves the daemon a refresh.
-      store->store_access_token(address, generation, checked.access_token,
-                                now_seconds() + checked.expires_in.count(), checked.refresh_token);
-    }
-  } catch (const auth::token_store_error& e) {
-    throw failure(
-        std::string("cannot store the refresh token: ") + e.what(),
-        "run oauth-relayctl as root or as the owner of " + ctx.settings.state_dir.string());
-  }
-  store.reset();
-  give_state_files_to_owner(ctx.settings.state_dir);
+  std::ostringstream note;
+  store_token(ctx, stored, note);
   std::cout << "imported a refresh token for " << address
             << (options.verify ? " (checked: Google issued an access token with it)"
                                : " (not checked)")
-            << std::endl;
-  notify_daemon(ctx, address, std::cout);
+            << "\n"
+            << note.str() << std::flush;
   return 0;
 }
 

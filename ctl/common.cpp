@@ -1,9 +1,6 @@
 // Shared helpers of the oauth-relayctl commands.
 #include "ctl/common.hpp"
 
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cctype>
 #include <chrono>
@@ -11,7 +8,7 @@
 #include <ostream>
 
 #include "auth/token_key.hpp"
-#include "ctl/health_client.hpp"
+#include "ctl/state_access.hpp"
 
 namespace oauth_relay::ctl {
 
@@ -64,53 +61,23 @@ void print_table(std::ostream& out, const std::vector<std::vector<std::string>>&
 }
 
 std::unique_ptr<auth::token_store> open_store(const context& ctx) {
+  act_as_state_owner(ctx);
   try {
     return std::make_unique<auth::token_store>(
         ctx.settings.state_dir, auth::token_cipher_for(ctx.settings, auth::key_creation::never));
   } catch (const auth::token_key_error& e) {
     throw failure(e.what(), e.fix());
   } catch (const auth::token_store_error& e) {
-    throw failure(std::string("cannot open the token store: ") + e.what(),
+    const std::string what = e.what();
+    const std::string dir = ctx.settings.state_dir.string();
+    if (what.find("symbolic link") != std::string::npos) {
+      throw failure("cannot open the token store: " + what,
+                    "only oauth-relayd's own files belong in " + dir +
+                        ": remove the link, then run this again");
+    }
+    throw failure("cannot open the token store: " + what,
                   "run oauth-relayctl as root or as the user oauth-relayd runs as (the owner of " +
-                      ctx.settings.state_dir.string() + ")");
-  }
-}
-
-void give_state_files_to_owner(const std::filesystem::path& state_dir) {
-  if (::geteuid() != 0) return;
-  struct stat dir {};
-  if (::stat(state_dir.c_str(), &dir) != 0 || dir.st_uid == 0) return;
-  for (const char* name : {"queue.db", "queue.db-wal", "queue.db-shm"}) {
-    const auto path = state_dir / name;
-    struct stat file {};
-    if (::lstat(path.c_str(), &file) != 0 || !S_ISREG(file.st_mode) || file.st_uid != 0) continue;
-    // Best effort: if it fails the daemon's own error names the file.
-    [[maybe_unused]] const int rc = ::lchown(path.c_str(), dir.st_uid, dir.st_gid);
-  }
-}
-
-void notify_daemon(const context& ctx, std::string_view address, std::ostream& out) {
-  health_client client(ctx.settings.health_socket, std::chrono::seconds(5));
-  health_reply reply;
-  std::string error;
-  switch (client.try_post("/accounts/reload", nlohmann::json::object(), reply, error)) {
-    case health_client::reach::ok:
-      if (reply.status == 200) {
-        out << "oauth-relayd reloaded the account; mail waiting for " << address
-            << " goes out now\n";
-      } else {
-        out << "oauth-relayd answered the reload with HTTP " << reply.status
-            << "; it picks the token up within a few seconds anyway\n";
-      }
-      return;
-    case health_client::reach::not_running:
-      out << "oauth-relayd is not running; it will use the token when it starts (systemctl start "
-             "oauth-relay)\n";
-      return;
-    case health_client::reach::failed:
-      out << "could not tell oauth-relayd (" << error
-          << "); it picks the token up within a few seconds anyway\n";
-      return;
+                      dir + ")");
   }
 }
 

@@ -1,6 +1,6 @@
 // What every oauth-relayctl command shares: the loaded config, the failure
 // that becomes "error: CAUSE" and "hint: FIX" with exit status 1, formatting
-// of durations and times, and access to the token store.
+// of durations and times, and the token store opened as its owner.
 #pragma once
 
 #include <cstdint>
@@ -48,17 +48,9 @@ std::string format_duration(std::int64_t seconds);
 // Columns padded to the widest cell, two spaces apart.
 void print_table(std::ostream& out, const std::vector<std::vector<std::string>>& rows);
 
-// The accounts table in state_dir with the token key (never made here), or a
-// failure saying what is wrong with the key or who may open the database.
+// The accounts table in state_dir with the token key (never made here),
+// opened as the directory's owner (see act_as_state_owner), or a failure
+// saying what is wrong with the key or who may open the database.
 std::unique_ptr<auth::token_store> open_store(const context& ctx);
-
-// Run as root, the token store may have just created state_dir/queue.db owned
-// by root; the daemon runs as the owner of state_dir and must keep access.
-// Gives such files to state_dir's owner. Call after the store is closed.
-void give_state_files_to_owner(const std::filesystem::path& state_dir);
-
-// Tells a running daemon to re-read the token store for `address` (POST
-// /accounts/reload), and says on `out` whether it did. Never fails.
-void notify_daemon(const context& ctx, std::string_view address, std::ostream& out);
 
 }  // namespace oauth_relay::ctl

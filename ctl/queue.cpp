@@ -1,20 +1,16 @@
-// The queue and health views: the daemon's JSON (contract in the health-socket
-// API) checked field by field, then printed for people or passed through.
+// The queue (control socket) and status (health socket) views: the daemon's
+// JSON checked field by field, then printed for people or passed through.
 #include "ctl/queue.hpp"
 
 #include <cstdio>
 #include <iostream>
 
-#include "ctl/health_client.hpp"
+#include "ctl/daemon_client.hpp"
 
 namespace oauth_relay::ctl {
 namespace {
 
 using json = nlohmann::json;
-
-health_client client_for(const context& ctx) {
-  return health_client(ctx.settings.health_socket);
-}
 
 [[noreturn]] void malformed(std::string_view request) {
   throw failure("oauth-relayd's answer to " + std::string(request) + " is not what it should be",
@@ -48,7 +44,7 @@ std::string plural(std::int64_t n, const char* one, const char* many) {
 }
 
 // The JSON of a 200 answer, or a failure naming the request.
-json answer(const health_reply& reply, std::string_view request) {
+json answer(const daemon_reply& reply, std::string_view request) {
   if (reply.status != 200) fail_with_reply(request, reply);
   auto document = reply.json();
   if (!document.is_object()) malformed(request);
@@ -84,7 +80,7 @@ int report_ids(const json& document, const char* count_key, const std::string& d
 }  // namespace
 
 int run_queue_list(const context& ctx, bool as_json) {
-  const auto document = answer(client_for(ctx).get("/queue"), "GET /queue");
+  const auto document = answer(control_socket_client(ctx).get("/queue"), "GET /queue");
   const auto messages = document.find("messages");
   if (messages == document.end() || !messages->is_array()) malformed("GET /queue");
   if (as_json) {
@@ -123,18 +119,19 @@ int run_queue_list(const context& ctx, bool as_json) {
 int run_queue_retry(const context& ctx, const std::vector<std::string>& ids, bool all,
                     bool as_json) {
   const json body = all ? json{{"all", true}} : json{{"ids", ids}};
-  const auto document = answer(client_for(ctx).post("/queue/retry", body), "POST /queue/retry");
+  const auto document =
+      answer(control_socket_client(ctx).post("/queue/retry", body), "POST /queue/retry");
   return report_ids(document, "changed", "due now", "POST /queue/retry", as_json);
 }
 
 int run_queue_delete(const context& ctx, const std::vector<std::string>& ids, bool as_json) {
-  const auto document =
-      answer(client_for(ctx).post("/queue/delete", json{{"ids", ids}}), "POST /queue/delete");
+  const auto document = answer(control_socket_client(ctx).post("/queue/delete", json{{"ids", ids}}),
+                               "POST /queue/delete");
   return report_ids(document, "deleted", "deleted", "POST /queue/delete", as_json);
 }
 
 int run_status(const context& ctx, bool as_json) {
-  const auto reply = client_for(ctx).get("/health");
+  const auto reply = health_socket_client(ctx).get("/health");
   if (reply.status != 200 && reply.status != 503) fail_with_reply("GET /health", reply);
   const auto document = reply.json();
   if (!document.is_object() || !document.contains("status")) malformed("GET /health");

@@ -3,6 +3,7 @@
 #include "daemon/health_report.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <ctime>
@@ -67,8 +68,27 @@ std::int64_t ceil_seconds(std::int64_t ms) {
 // The token's error first; otherwise the delivery error while failures last.
 std::string last_error_of(const account_health& a) {
   if (!a.status.last_error.empty()) return a.status.last_error;
-  if (a.failures_in_a_row > 0) return a.last_delivery_error;
+  if (a.failures_in_a_row > 0) return without_addresses(a.last_delivery_error, a.status.address);
   return {};
+}
+
+// RFC 5322 §3.2.3 atext, and the dot of a dot-atom.
+bool local_part_char(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) ||
+         std::string_view("!#$%&'*+/=?^_`{|}~.-").find(c) != std::string_view::npos;
+}
+
+// A domain's letters, digits, hyphens and dots (and the brackets of a literal).
+bool domain_char(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '[' ||
+         c == ']' || c == ':' || c == '_';
+}
+
+bool same_text(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
 }
 
 }  // namespace
@@ -85,7 +105,8 @@ health_verdict evaluate(const health_input& in) {
     } else if (a.failures_in_a_row >= upstream_failure_limit) {
       out.problems.push_back(
           "account " + a.status.address + ": the last " + std::to_string(a.failures_in_a_row) +
-          " delivery attempts failed temporarily (" + a.last_delivery_error +
+          " delivery attempts failed temporarily (" +
+          without_addresses(a.last_delivery_error, a.status.address) +
           "): run \"oauth-relayctl test " + a.status.address + "\" to see what fails");
     }
   }
@@ -98,6 +119,28 @@ health_verdict evaluate(const health_input& in) {
     }
   }
   out.healthy = out.problems.empty();
+  return out;
+}
+
+std::string without_addresses(std::string_view text, std::string_view keep) {
+  std::string out;
+  std::size_t copied = 0;
+  for (std::size_t at = text.find('@'); at != std::string_view::npos; at = text.find('@', at + 1)) {
+    if (at < copied) continue;
+    std::size_t begin = at;
+    while (begin > copied && local_part_char(text[begin - 1])) --begin;
+    std::size_t end = at + 1;
+    while (end < text.size() && domain_char(text[end])) ++end;
+    // Trailing dots and colons end a sentence ("... <a@b.example>: rejected").
+    while (end > at + 1 && (text[end - 1] == '.' || text[end - 1] == ':')) --end;
+    if (begin == at || end == at + 1) continue;  // not an address: "@" alone
+    const auto address = text.substr(begin, end - begin);
+    if (same_text(address, keep)) continue;
+    out.append(text.substr(copied, begin - copied));
+    out += "[address]";
+    copied = end;
+  }
+  out.append(text.substr(copied));
   return out;
 }
 

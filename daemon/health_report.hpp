@@ -51,10 +51,16 @@ struct health_verdict {
 
 health_verdict evaluate(const health_input& in);
 
+// `text` with every mail address other than `keep` (compared without case)
+// replaced by "[address]": an upstream's reply may quote a message's sender
+// or recipient, which monitoring must not see. The account's own address stays.
+std::string without_addresses(std::string_view text, std::string_view keep);
+
 // 2026-11-30T08:00:00Z
 std::string iso8601_utc(std::int64_t unix_seconds);
 
-// The bodies of GET /health and GET /queue (docs/operations.md).
+// The bodies of GET /health (health socket: no message's sender or
+// recipients) and GET /queue (control socket).
 std::string health_json(const health_input& in, const health_verdict& verdict,
                         std::string_view version);
 std::string queue_json(const std::vector<relay::queued_message>& messages, std::int64_t now_ms);

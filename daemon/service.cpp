@@ -22,7 +22,9 @@
 #include "auth/token_manager.hpp"
 #include "auth/token_store.hpp"
 #include "config/log.hpp"
-#include "daemon/health_server.hpp"
+#include "daemon/control_routes.hpp"
+#include "daemon/health_routes.hpp"
+#include "daemon/http_socket.hpp"
 #include "relay/delivery/scheduler.hpp"
 #include "relay/delivery/upstream_client.hpp"
 #include "relay/smtp/server.hpp"
@@ -59,8 +61,14 @@ class service {
         upstream_(std::make_unique<relay::tls_upstream_connector>(io_.get_executor(), settings_)),
         scheduler_(io_.get_executor(), spool_.queue(), tokens_, *upstream_, settings_),
         server_(io_, spool_.store(), std::make_shared<relay::listener_config>(settings_)),
-        health_(io_, settings_.health_socket, {spool_, tokens_, scheduler_, server_},
-                OAUTH_RELAY_VERSION),
+        health_routes_({spool_, tokens_, scheduler_, server_}, OAUTH_RELAY_VERSION),
+        control_routes_(
+            {spool_, tokens_, scheduler_, token_store_, blocking_.get_executor(), settings_}),
+        // Monitoring reads; administrators (root, the service user) change.
+        health_(io_, {"health_socket", settings_.health_socket, 0660, /*owner_only=*/false},
+                [this](const http_request& r) { return health_routes_.respond(r); }),
+        control_(io_, {"control_socket", settings_.control_socket, 0600, /*owner_only=*/true},
+                 [this](const http_request& r) { return control_routes_.respond(r); }),
         signals_(io_, SIGTERM, SIGINT, SIGHUP),
         watchdog_timer_(io_),
         status_timer_(io_) {}
@@ -82,6 +90,7 @@ class service {
       server_.listen(settings_.listen);
     }
     health_.start();
+    control_.start();
     server_.start();
     spool_.on_stored([this] { scheduler_.wake(); });
     tokens_.on_state_change([this](const std::string& account, auth::token_state state) {
@@ -101,6 +110,7 @@ class service {
         .kv("listen", join(server_.local_endpoints()))
         .kv("socket_activated", passed > 0 ? "yes" : "no")
         .kv("health_socket", health_.path().string())
+        .kv("control_socket", control_.path().string())
         .kv("state_dir", settings_.state_dir.string());
     sd_notifyf(0, "READY=1\nSTATUS=%s", status_line().c_str());
     io_.run();
@@ -153,18 +163,24 @@ class service {
       if (next.secrets.key_file != settings_.secrets.key_file) {
         log::warning("config_needs_restart").kv("key", "secrets.key_file");
       }
+      // Rebinding would need the new directory's rights, which a sandboxed
+      // service may not have: the sockets stay as they are until a restart.
       if (next.health_socket != settings_.health_socket) {
-        // Rebinding would need the new directory's rights, which a sandboxed
-        // service may not have: the socket stays where it is until a restart.
         log::warning("config_needs_restart")
             .kv("key", "health_socket")
             .kv("serving", health_.path().string());
+      }
+      if (next.control_socket != settings_.control_socket) {
+        log::warning("config_needs_restart")
+            .kv("key", "control_socket")
+            .kv("serving", control_.path().string());
       }
       // Keys that need a restart keep their running values.
       next.listen = settings_.listen;
       next.state_dir = settings_.state_dir;
       next.health_socket = settings_.health_socket;
       next.secrets = settings_.secrets;
+      next.control_socket = settings_.control_socket;
       settings_ = next;
       server_.reconfigure(std::make_shared<relay::listener_config>(settings_));
       tokens_.reconfigure(settings_);
@@ -191,6 +207,7 @@ class service {
     scheduler_.stop();
     server_.stop(shutdown_grace, [this] {
       health_.stop();
+      control_.stop();
       tokens_.stop();
       signals_.cancel();
       watchdog_timer_.cancel();
@@ -226,7 +243,10 @@ class service {
   std::unique_ptr<relay::upstream_connector> upstream_;
   relay::delivery_scheduler scheduler_;
   relay::smtp_server server_;
-  health_server health_;
+  health_routes health_routes_;
+  control_routes control_routes_;
+  http_socket health_;
+  http_socket control_;
   asio::signal_set signals_;
   asio::steady_timer watchdog_timer_;
   asio::steady_timer status_timer_;

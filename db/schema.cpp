@@ -3,8 +3,10 @@
 // file and a migrated one cannot drift apart. A new version is one more entry.
 #include "db/schema.hpp"
 
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <array>
 #include <string>
@@ -198,6 +200,20 @@ void migrate(connection& db) {
       .kv("to", queue_schema_version);
 }
 
+// SQLite opens queue.db-wal and queue.db-shm with O_NOFOLLOW and would fail
+// on a link with "unable to open database file" (or quietly remove a stale
+// WAL link); this says which file and why first.
+void refuse_linked_companions(const std::filesystem::path& file) {
+  for (const char* suffix : {"-wal", "-shm"}) {
+    const std::string companion = file.string() + suffix;
+    struct stat st {};
+    if (::lstat(companion.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) {
+      throw error(SQLITE_CANTOPEN,
+                  companion + ": is a symbolic link; refusing to follow it (remove it)");
+    }
+  }
+}
+
 }  // namespace
 
 int schema_version(connection& db) {
@@ -210,12 +226,19 @@ connection open_queue(const std::filesystem::path& state_dir, open_options optio
   std::error_code ec;
   std::filesystem::create_directories(state_dir, ec);
   if (ec) throw error(SQLITE_CANTOPEN, state_dir.string() + ": cannot create: " + ec.message());
-  // Messages and refresh tokens are private: only the service user may read them.
-  ::chmod(state_dir.c_str(), 0700);
+  // Messages and refresh tokens are private: only the service user may read
+  // them. fchmod on the directory itself, never a path that could be swapped.
+  if (const int dir = ::open(state_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dir >= 0) {
+    ::fchmod(dir, 0700);
+    ::close(dir);
+  }
   const bool existed = std::filesystem::exists(file, ec);
   if (auto problem = ensure_private_file(file); !problem.empty())
     throw error(SQLITE_CANTOPEN, problem);
-  connection db(file, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  refuse_linked_companions(file);
+  // NOFOLLOW: a queue.db that is a symbolic link is refused (SQLite opens
+  // the -wal and -shm files with O_NOFOLLOW too).
+  connection db(file, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOFOLLOW);
   // WAL + synchronous=FULL: each COMMIT is synced (a 250 or a stored token
   // survives power loss) and readers never block the writer. secure_delete:
   // what a write replaces or deletes (a token, a delivered message) is
@@ -229,7 +252,8 @@ connection open_queue(const std::filesystem::path& state_dir, open_options optio
 }
 
 connection open_queue_read_only(const std::filesystem::path& state_dir) {
-  return connection(state_dir / "queue.db", SQLITE_OPEN_READONLY);
+  refuse_linked_companions(state_dir / "queue.db");
+  return connection(state_dir / "queue.db", SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW);
 }
 
 }  // namespace oauth_relay::db

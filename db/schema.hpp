@@ -23,8 +23,9 @@ struct open_options {
 // secure_delete on, the schema brought to queue_schema_version in one BEGIN
 // IMMEDIATE transaction
 // (the daemon and oauth-relayctl may open it at the same time). A file
-// written by a newer version is refused and left as it is. Throws db::error
-// naming the file.
+// written by a newer version is refused and left as it is. No symbolic link
+// is followed: queue.db, queue.db-wal or queue.db-shm being one is refused
+// with the file's name. Throws db::error naming the file.
 connection open_queue(const std::filesystem::path& state_dir, open_options options = {});
 
 // Opens an existing state_dir/queue.db for reading only. Never creates or

@@ -221,6 +221,16 @@ INSTANTIATE_TEST_SUITE_P(
                    "health_socket: {a: b}\n",
                    true,
                    {"c.yaml:1:16: health_socket: expected a path, got a mapping"}},
+        error_case{"control_socket_is_the_health_socket",
+                   "health_socket: /run/r/h.sock\ncontrol_socket: /run/r/h.sock\n",
+                   true,
+                   {"c.yaml:2:17: control_socket: health_socket and control_socket must differ "
+                    "(monitoring must not reach the control socket)"}},
+        error_case{"health_socket_named_like_the_default_control_socket",
+                   "health_socket: /run/r/control.sock\n",
+                   true,
+                   {"c.yaml:1:16: health_socket: health_socket and control_socket must differ "
+                    "(monitoring must not reach the control socket)"}},
         error_case{"bad_hostname",
                    "hostname: relay_1.example.com\n",
                    true,
@@ -419,6 +429,7 @@ TEST(config, minimal_file_gets_every_default) {
   EXPECT_EQ(s.hostname, host);
   EXPECT_EQ(s.state_dir, fs::path("/var/lib/oauth-relay"));
   EXPECT_EQ(s.health_socket, fs::path("/run/oauth-relay/health.sock"));
+  EXPECT_EQ(s.control_socket, fs::path("/run/oauth-relay/control.sock"));
   ASSERT_EQ(s.clients_allow.size(), 2u);
   EXPECT_EQ(s.clients_allow[0].address, ip("127.0.0.0"));
   EXPECT_EQ(s.clients_allow[0].prefix_length, 8u);
@@ -583,6 +594,17 @@ TEST(config, upstream_host_accepts_names_and_ip_literals) {
     ASSERT_THAT(error_strings(r), IsEmpty()) << written;
     EXPECT_EQ(r.value->upstream.host, stored);
   }
+}
+
+TEST(config, the_control_socket_goes_beside_the_health_socket_unless_placed) {
+  auto r = parse("health_socket: /srv/relay/health.sock\n" + std::string(required_keys), "c.yaml");
+  ASSERT_THAT(error_strings(r), IsEmpty());
+  EXPECT_EQ(r.value->control_socket, fs::path("/srv/relay/control.sock"));
+  r = parse("health_socket: /srv/relay/health.sock\ncontrol_socket: /srv/admin/ctl.sock\n" +
+                std::string(required_keys),
+            "c.yaml");
+  ASSERT_THAT(error_strings(r), IsEmpty());
+  EXPECT_EQ(r.value->control_socket, fs::path("/srv/admin/ctl.sock"));
 }
 
 TEST(config, relative_paths_resolve_against_the_config_directory) {

@@ -141,6 +141,38 @@ TEST(health_json, says_degraded_with_the_problems) {
   EXPECT_EQ(body["queue"]["oldest_age_seconds"], 0);
 }
 
+// Monitoring sees the account's address, never a queued message's sender or
+// recipients, even when the upstream's reply quotes them.
+TEST(health_json, hides_every_address_but_the_accounts_in_delivery_errors) {
+  auto in = healthy_input();
+  in.accounts[0].failures_in_a_row = 3;
+  in.accounts[0].last_delivery_error =
+      "MAIL refused: 451 4.7.1 <payroll@billing.example.com>: sender of alice@example.com "
+      "(Alice@Example.com) deferred for bob.smith+x@partner.example.org.";
+  const std::string hidden =
+      "MAIL refused: 451 4.7.1 <[address]>: sender of alice@example.com (Alice@Example.com) "
+      "deferred for [address].";
+  const auto text = health_json(in, evaluate(in), "0.1.0");
+  EXPECT_EQ(text.find("payroll"), std::string::npos) << text;
+  EXPECT_EQ(text.find("partner.example.org"), std::string::npos) << text;
+  const auto body = json::parse(text);
+  EXPECT_EQ(body["accounts"][0]["last_error"], hidden);
+  EXPECT_EQ(body["problems"][0],
+            "account alice@example.com: the last 3 delivery attempts failed temporarily (" +
+                hidden + "): run \"oauth-relayctl test alice@example.com\" to see what fails");
+}
+
+TEST(without_addresses, replaces_addr_specs_and_leaves_other_at_signs) {
+  EXPECT_EQ(without_addresses("", "a@b"), "");
+  EXPECT_EQ(without_addresses("no address here", "a@b"), "no address here");
+  EXPECT_EQ(without_addresses("x@y.example", "a@b"), "[address]");
+  EXPECT_EQ(without_addresses("a@b, c@d: refused", "a@b"), "a@b, [address]: refused");
+  EXPECT_EQ(without_addresses("@ alone, trailing@ and @leading", "a@b"),
+            "@ alone, trailing@ and @leading");
+  EXPECT_EQ(without_addresses("<o'neil@[192.0.2.1]>", ""), "<[address]>");
+  EXPECT_EQ(without_addresses("<a@b.example>,<c@d.example>", ""), "<[address]>,<[address]>");
+}
+
 TEST(queue_json, lists_messages_with_recipient_states) {
   relay::queued_message m;
   m.id = "0123456789abcdef";

@@ -37,6 +37,9 @@ class ctl_accounts : public testing::Test {
  protected:
   void SetUp() override {
     ca_file_ = pki_.write_ca(dir_.path() / "ca.pem");
+    // As the package's tmpfiles.d makes it: oauth-relayctl run as root does
+    // not create it.
+    std::filesystem::create_directories(state_dir_);
     oauth_.add_account(alice, alice_token);
     gmail_.set_token_validator([this](const std::string& user, const std::string& token) {
       return oauth_.token_valid(user, token);
@@ -192,6 +195,8 @@ TEST_F(ctl_accounts, run_as_root_the_database_stays_the_daemons) {
   std::filesystem::create_directories(state_dir_);
   std::filesystem::permissions(state_dir_, std::filesystem::perms::owner_all);
   ASSERT_EQ(::chown(state_dir_.c_str(), daemon_uid, daemon_gid), 0);
+  // oauth-relayctl works as that user, who must be able to reach the directory.
+  std::filesystem::permissions(dir_.path(), std::filesystem::perms(0711));
   const auto r = ctl({"import", alice, "--refresh-token-file", "-", "--no-verify"}, "1//x");
   EXPECT_EQ(r.status, 0) << r.err;
   struct stat db {};

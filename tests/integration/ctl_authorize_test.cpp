@@ -15,12 +15,14 @@
 #include <fstream>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "auth/consent.hpp"
 #include "auth/token_store.hpp"
 #include "fakes/fake_oauth.hpp"
 #include "fakes/test_pki.hpp"
 #include "integration/support/ctl_process.hpp"
-#include "integration/support/fake_health_server.hpp"
+#include "integration/support/fake_daemon_socket.hpp"
 #include "integration/support/relay_process.hpp"
 
 namespace oauth_relay::test_support {
@@ -45,6 +47,9 @@ class ctl_authorize : public testing::Test {
  protected:
   void SetUp() override {
     ca_file_ = pki_.write_ca(dir_.path() / "ca.pem");
+    // As the package's tmpfiles.d makes it: oauth-relayctl run as root does
+    // not create it.
+    std::filesystem::create_directories(state_dir_);
     oauth_.set_consenting_account(alice);
     write_config(fake_oauth::default_client_secret);
   }
@@ -274,18 +279,26 @@ TEST_F(ctl_authorize, other_requests_to_the_listener_do_not_end_the_wait) {
   EXPECT_EQ(process_->wait(), 0);
 }
 
-TEST_F(ctl_authorize, a_running_daemon_is_told_to_reload) {
-  fake_health_server daemon(socket_);
-  daemon.answer("POST", "/accounts/reload", 200, R"({"reloaded":true})");
+// With the daemon running, the token goes to it over the control socket and
+// oauth-relayctl opens nothing in the state directory itself.
+TEST_F(ctl_authorize, a_running_daemon_stores_the_token_itself) {
+  fake_daemon_socket daemon(dir_.path() / "control.sock");
+  daemon.answer("POST", "/accounts/import", 200, R"({"stored":true,"configured":true})");
   const std::string url = start();
   EXPECT_EQ(http_get(consent(url)).status, 200);
   ASSERT_EQ(process_->wait(), 0);
   EXPECT_EQ(process_->out_lines().back(),
-            "oauth-relayd reloaded the account; mail waiting for alice@example.com goes out now");
+            "oauth-relayd stored the token and reloaded the account; mail waiting for "
+            "alice@example.com goes out now");
   const auto requests = daemon.requests();
   ASSERT_EQ(requests.size(), 1u);
   EXPECT_EQ(requests[0].method, "POST");
-  EXPECT_EQ(requests[0].target, "/accounts/reload");
+  EXPECT_EQ(requests[0].target, "/accounts/import");
+  EXPECT_EQ(requests[0].content_type, "application/json");
+  EXPECT_EQ(nlohmann::json::parse(requests[0].body),
+            (nlohmann::json{{"address", alice},
+                            {"refresh_token", oauth_.refresh_token_of(alice).value()}}));
+  EXPECT_TRUE(std::filesystem::is_empty(state_dir_));
 }
 
 TEST_F(ctl_authorize, no_browser_is_honoured_and_a_display_opens_one) {

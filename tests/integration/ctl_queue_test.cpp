@@ -1,6 +1,7 @@
-// The real oauth-relayctl queue, queue retry/delete and status as clients of
-// the health-socket API, against a stand-in socket answering the contract's
-// JSON; and the command line's exit statuses (0, 1 with error and hint, 2).
+// The real oauth-relayctl queue, queue retry/delete (control socket) and
+// status (health socket) as clients of the daemon's API, against stand-in
+// sockets answering its JSON; and the command line's exit statuses (0, 1
+// with error and hint, 2).
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -8,7 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "integration/support/ctl_process.hpp"
-#include "integration/support/fake_health_server.hpp"
+#include "integration/support/fake_daemon_socket.hpp"
 #include "integration/support/relay_process.hpp"
 
 namespace oauth_relay::test_support {
@@ -57,15 +58,23 @@ class ctl_queue : public testing::Test {
     return run_ctl(args);
   }
 
-  fake_health_server& daemon() {
-    if (!daemon_) daemon_ = std::make_unique<fake_health_server>(socket_);
+  // The control socket (queue commands).
+  fake_daemon_socket& daemon() {
+    if (!daemon_) daemon_ = std::make_unique<fake_daemon_socket>(control_);
     return *daemon_;
+  }
+  // The health socket (status).
+  fake_daemon_socket& health() {
+    if (!health_) health_ = std::make_unique<fake_daemon_socket>(socket_);
+    return *health_;
   }
 
   temp_dir dir_;
   std::filesystem::path config_ = dir_.path() / "config.yaml";
   std::filesystem::path socket_ = dir_.path() / "health.sock";
-  std::unique_ptr<fake_health_server> daemon_;
+  std::filesystem::path control_ = dir_.path() / "control.sock";  // beside health_socket
+  std::unique_ptr<fake_daemon_socket> daemon_;
+  std::unique_ptr<fake_daemon_socket> health_;
 };
 
 TEST_F(ctl_queue, queue_lists_messages_oldest_first) {
@@ -160,7 +169,7 @@ TEST_F(ctl_queue, a_daemon_refusal_is_reported_with_its_text) {
 }
 
 TEST_F(ctl_queue, status_ok_is_readable_and_exits_0) {
-  daemon().answer("GET", "/health", 200, healthy_json);
+  health().answer("GET", "/health", 200, healthy_json);
   const auto r = ctl({"status"});
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.out_lines,
@@ -173,7 +182,7 @@ TEST_F(ctl_queue, status_ok_is_readable_and_exits_0) {
 }
 
 TEST_F(ctl_queue, status_degraded_lists_the_problems_and_exits_1) {
-  daemon().answer("GET", "/health", 503, degraded_json);
+  health().answer("GET", "/health", 503, degraded_json);
   const auto r = ctl({"status"});
   EXPECT_EQ(r.status, 1);
   EXPECT_EQ(
@@ -193,11 +202,11 @@ TEST_F(ctl_queue, status_degraded_lists_the_problems_and_exits_1) {
 }
 
 TEST_F(ctl_queue, status_json_is_one_document_with_the_same_exit_status) {
-  daemon().answer("GET", "/health", 503, degraded_json);
+  health().answer("GET", "/health", 503, degraded_json);
   auto r = ctl({"status", "--json"});
   EXPECT_EQ(r.status, 1);
   EXPECT_EQ(json::parse(r.out), json::parse(degraded_json));
-  daemon().answer("GET", "/health", 200, healthy_json);
+  health().answer("GET", "/health", 200, healthy_json);
   r = ctl({"status", "--json"});
   EXPECT_EQ(r.status, 0);
   EXPECT_EQ(json::parse(r.out), json::parse(healthy_json));
@@ -209,11 +218,26 @@ TEST_F(ctl_queue, no_daemon_means_not_running) {
     const auto r = ctl(args);
     EXPECT_EQ(r.status, 1) << args[0];
     EXPECT_EQ(r.out, "");
+    const auto& socket = args[0] == "status" ? socket_ : control_;
     EXPECT_EQ(r.err_lines,
               (std::vector<std::string>{
-                  "error: oauth-relayd is not running (cannot connect to " + socket_.string() + ")",
+                  "error: oauth-relayd is not running (cannot connect to " + socket.string() + ")",
                   "hint: start it: systemctl start oauth-relay"}));
   }
+}
+
+// Each command asks the socket it belongs to and no other: a health socket
+// answering /queue (an old daemon) is never asked for the queue.
+TEST_F(ctl_queue, the_queue_goes_to_the_control_socket_and_status_to_the_health_socket) {
+  health().answer("GET", "/health", 200, healthy_json);
+  health().answer("GET", "/queue", 200, queue_json);
+  daemon().answer("GET", "/queue", 200, R"({"messages":[]})");
+  EXPECT_EQ(ctl({"queue"}).out, "the queue is empty\n");
+  EXPECT_EQ(ctl({"status"}).status, 0);
+  ASSERT_EQ(health().requests().size(), 1u);
+  EXPECT_EQ(health().requests()[0].target, "/health");
+  ASSERT_EQ(daemon().requests().size(), 1u);
+  EXPECT_EQ(daemon().requests()[0].target, "/queue");
 }
 
 TEST_F(ctl_queue, a_daemon_without_the_endpoint_is_a_version_mismatch) {

@@ -1,7 +1,8 @@
-// The health socket of the real oauth-relayd, fetched with the real curl
-// (`curl --unix-socket`): health and metrics parsed strictly, the queue
-// listing, retry and delete against the fake Gmail, the socket's mode and
-// life, and a silent client that must not hold anyone else up.
+// The health and control sockets of the real oauth-relayd, fetched with the
+// real curl (`curl --unix-socket`): health and metrics parsed strictly, the
+// queue listing, retry and delete (control socket) against the fake Gmail,
+// also through oauth-relayctl, the sockets' modes and life, and a silent
+// client that must not hold anyone else up.
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
@@ -29,6 +30,7 @@
 #include "fakes/fake_gmail.hpp"
 #include "fakes/fake_oauth.hpp"
 #include "fakes/test_pki.hpp"
+#include "integration/support/ctl_process.hpp"
 #include "integration/support/prometheus_text.hpp"
 #include "integration/support/relay_process.hpp"
 #include "integration/support/smtp_client.hpp"
@@ -178,9 +180,14 @@ class health : public testing::Test {
   }
 
   std::filesystem::path socket() const { return relay_->dir() / "health.sock"; }
+  std::filesystem::path control_socket() const { return relay_->dir() / "control.sock"; }
   http_result get(const std::string& path) { return curl(socket(), "GET", path); }
   http_result post(const std::string& path, const std::string& body) {
     return curl(socket(), "POST", path, body);
+  }
+  http_result control_get(const std::string& path) { return curl(control_socket(), "GET", path); }
+  http_result control_post(const std::string& path, const std::string& body) {
+    return curl(control_socket(), "POST", path, body);
   }
 
   std::string send(const std::string& subject) {
@@ -196,7 +203,7 @@ class health : public testing::Test {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     json body;
     while (std::chrono::steady_clock::now() < deadline) {
-      body = json::parse(get("/queue").body);
+      body = json::parse(control_get("/queue").body);
       bool all_tried = body["messages"].size() == n;
       for (const auto& m : body["messages"]) all_tried = all_tried && m["attempts"].get<int>() > 0;
       if (all_tried) return body;
@@ -301,7 +308,7 @@ TEST_F(health, revoked_token_is_503_with_the_exact_problem_and_reload_clears_it)
     auth::token_store store(relay_->state_dir(), token_key(relay_->key_file()));
     store.store_refresh_token(account, "refresh-2");
   }
-  auto reload = post("/accounts/reload", "");
+  auto reload = control_post("/accounts/reload", "");
   EXPECT_EQ(reload.status, 200);
   EXPECT_EQ(json::parse(reload.body), json::parse(R"({"reloaded":true})"));
   for (int i = 0; i < 200 && r.status != 200; ++i) {
@@ -341,7 +348,7 @@ TEST_F(health, queue_lists_a_refused_message_retry_sends_it_delete_removes_it) {
   EXPECT_EQ(h["queue"]["deferred"], 1);
 
   gmail_->greet_421(0);
-  auto retry = post("/queue/retry", R"({"ids":[")" + first + R"(","0000000000000000"]})");
+  auto retry = control_post("/queue/retry", R"({"ids":[")" + first + R"(","0000000000000000"]})");
   EXPECT_EQ(retry.status, 200);
   EXPECT_EQ(json::parse(retry.body),
             json::parse(R"({"changed":1,"unknown":["0000000000000000"]})"));
@@ -357,19 +364,19 @@ TEST_F(health, queue_lists_a_refused_message_retry_sends_it_delete_removes_it) {
   EXPECT_EQ(listed["messages"][0]["recipients"][0]["state"], "pending");
   EXPECT_EQ(listed["messages"][0]["recipients"][0]["last_reply"].get<std::string>().substr(0, 9),
             "451 4.3.0");
-  auto del = post("/queue/delete", R"({"ids":[")" + second + R"("]})");
+  auto del = control_post("/queue/delete", R"({"ids":[")" + second + R"("]})");
   EXPECT_EQ(del.status, 200);
   EXPECT_EQ(json::parse(del.body), json::parse(R"({"deleted":1,"unknown":[]})"));
-  EXPECT_EQ(json::parse(get("/queue").body), json::parse(R"({"messages":[]})"));
+  EXPECT_EQ(json::parse(control_get("/queue").body), json::parse(R"({"messages":[]})"));
   {
     relay::spool_reader reader(relay_->state_dir());
     EXPECT_TRUE(reader.messages().value().empty());
     EXPECT_EQ(reader.content(second).error().code, relay::spool_errc::not_found);
   }
-  auto again = post("/queue/delete", R"({"ids":[")" + second + R"("]})");
+  auto again = control_post("/queue/delete", R"({"ids":[")" + second + R"("]})");
   EXPECT_EQ(json::parse(again.body),
             json::parse(R"({"deleted":0,"unknown":[")" + second + R"("]})"));
-  auto all = post("/queue/retry", R"({"all":true})");
+  auto all = control_post("/queue/retry", R"({"all":true})");
   EXPECT_EQ(json::parse(all.body), json::parse(R"({"changed":0,"unknown":[]})"));
 
   // Upstream works again: the next message goes, the deleted one never does.
@@ -404,8 +411,8 @@ TEST_F(health, an_unreadable_queue_is_503_not_an_empty_queue_and_admin_requests_
   EXPECT_EQ(m.status, 500);
   EXPECT_EQ(m.body.rfind("the queue could not be read: ", 0), 0u) << m.body;
   EXPECT_EQ(m.body.find('\n'), m.body.size() - 1) << m.body;  // one line
-  for (const auto& answer : {get("/queue"), post("/queue/retry", R"({"all":true})"),
-                             post("/queue/delete", R"({"ids":["0123456789abcdef"]})")}) {
+  for (const auto& answer : {control_get("/queue"), control_post("/queue/retry", R"({"all":true})"),
+                             control_post("/queue/delete", R"({"ids":["0123456789abcdef"]})")}) {
     EXPECT_EQ(answer.status, 500) << answer.body;
     const auto error = json::parse(answer.body)["error"].get<std::string>();
     EXPECT_EQ(error.rfind("the spool failed: ", 0), 0u) << error;
@@ -425,11 +432,11 @@ TEST_F(health, three_failed_attempts_in_a_row_degrade_until_a_delivery_succeeds)
   const auto id = send("refused thrice");
   for (int attempt = 1; attempt <= 3; ++attempt) {
     if (attempt > 1) {
-      ASSERT_EQ(post("/queue/retry", R"({"all":true})").status, 200);
+      ASSERT_EQ(control_post("/queue/retry", R"({"all":true})").status, 200);
     }
     const auto deadline = std::chrono::steady_clock::now() + 15s;
     while (std::chrono::steady_clock::now() < deadline) {
-      auto listed = json::parse(get("/queue").body);
+      auto listed = json::parse(control_get("/queue").body);
       if (listed["messages"].size() == 1 && listed["messages"][0]["attempts"] == attempt) break;
       std::this_thread::sleep_for(50ms);
     }
@@ -449,7 +456,7 @@ TEST_F(health, three_failed_attempts_in_a_row_degrade_until_a_delivery_succeeds)
   EXPECT_EQ(metrics.value("oauth_relay_delivery_attempts_total", {{"result", "deferred"}}), 3);
 
   gmail_->greet_421(0);
-  ASSERT_EQ(post("/queue/retry", R"({"ids":[")" + id + R"("]})").status, 200);
+  ASSERT_EQ(control_post("/queue/retry", R"({"ids":[")" + id + R"("]})").status, 200);
   ASSERT_TRUE(gmail_->wait_for_messages(1, 10s));
   http_result r;
   for (int i = 0; i < 200 && r.status != 200; ++i) {
@@ -467,13 +474,13 @@ TEST_F(health, a_message_deleted_during_its_attempt_goes_once_the_attempt_is_rec
   gmail_->fail_data_451(1);
   const auto id = send("deleted in flight");
   ASSERT_TRUE(relay_->wait_for_log("event=upstream_connected"));
-  auto del = post("/queue/delete", R"({"ids":[")" + id + R"("]})");
+  auto del = control_post("/queue/delete", R"({"ids":[")" + id + R"("]})");
   EXPECT_EQ(del.status, 200);
   EXPECT_EQ(json::parse(del.body), json::parse(R"({"deleted":1,"unknown":[]})"));
   ASSERT_TRUE(
       relay_->wait_for_log("event=message_deleted id=" + id + " after=\"its delivery attempt\""))
       << relay_->log();
-  EXPECT_EQ(json::parse(get("/queue").body), json::parse(R"({"messages":[]})"));
+  EXPECT_EQ(json::parse(control_get("/queue").body), json::parse(R"({"messages":[]})"));
   relay::spool_reader reader(relay_->state_dir());
   EXPECT_TRUE(reader.messages().value().empty());
   EXPECT_EQ(gmail_->messages().size(), 0u);
@@ -497,7 +504,7 @@ TEST_F(health, a_silent_client_does_not_hold_up_others_and_is_cut_off) {
   EXPECT_EQ(relay_->stop(SIGTERM), 0);
 }
 
-TEST_F(health, socket_is_0660_replaces_a_stale_file_and_is_removed_on_stop) {
+TEST_F(health, sockets_are_0660_and_0600_replace_a_stale_file_and_are_removed_on_stop) {
   relay_ = std::make_unique<relay_process>();
   {
     // A socket file left by a crashed daemon: bound, then abandoned.
@@ -514,6 +521,9 @@ TEST_F(health, socket_is_0660_replaces_a_stale_file_and_is_removed_on_stop) {
   ASSERT_EQ(::lstat(socket().c_str(), &st), 0);
   EXPECT_TRUE(S_ISSOCK(st.st_mode));
   EXPECT_EQ(st.st_mode & 07777, 0660u);
+  ASSERT_EQ(::lstat(control_socket().c_str(), &st), 0);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
   EXPECT_EQ(get("/health").status, 503);
 
   // A second daemon must not steal a socket that is being served.
@@ -535,6 +545,7 @@ TEST_F(health, socket_is_0660_replaces_a_stale_file_and_is_removed_on_stop) {
 
   EXPECT_EQ(relay_->stop(SIGTERM), 0);
   EXPECT_FALSE(std::filesystem::exists(socket()));
+  EXPECT_FALSE(std::filesystem::exists(control_socket()));
 }
 
 TEST_F(health, wrong_paths_methods_and_bodies_get_404_405_400_413) {
@@ -546,18 +557,90 @@ TEST_F(health, wrong_paths_methods_and_bodies_get_404_405_400_413) {
   auto wrong = post("/health", "{}");
   EXPECT_EQ(wrong.status, 405);
   EXPECT_EQ(wrong.headers["allow"], "GET");
-  auto wrong_get = get("/queue/delete");
+  // The queue is not the health socket's: not even its paths are known there.
+  EXPECT_EQ(get("/queue").status, 404);
+  EXPECT_EQ(post("/queue/delete", R"({"ids":["0123456789abcdef"]})").status, 404);
+  EXPECT_EQ(get("/health?verbose=1").status, 503);  // a query string is ignored
+
+  auto wrong_get = control_get("/queue/delete");
   EXPECT_EQ(wrong_get.status, 405);
   EXPECT_EQ(wrong_get.headers["allow"], "POST");
-  auto bad = post("/queue/retry", "retry everything please");
+  EXPECT_EQ(control_get("/health").status, 404);
+  EXPECT_EQ(control_get("/metrics").status, 404);
+  auto bad = control_post("/queue/retry", "retry everything please");
   EXPECT_EQ(bad.status, 400);
   EXPECT_EQ(json::parse(bad.body)["error"],
             "the body is not a JSON object: expected {\"ids\":[\"ID\",...]} or {\"all\":true}");
-  auto bad_delete = post("/queue/delete", R"({"all":true})");
+  auto bad_delete = control_post("/queue/delete", R"({"all":true})");
   EXPECT_EQ(bad_delete.status, 400);
-  auto huge = post("/queue/delete", R"({"ids":[")" + std::string(70 * 1024, 'a') + R"("]})");
+  auto huge =
+      control_post("/queue/delete", R"({"ids":[")" + std::string(70 * 1024, 'a') + R"("]})");
   EXPECT_EQ(huge.status, 413);
-  EXPECT_EQ(get("/health?verbose=1").status, 503);  // a query string is ignored
+  auto bad_import = control_post("/accounts/import", R"({"address":"a@example.com"})");
+  EXPECT_EQ(bad_import.status, 400);
+  EXPECT_EQ(json::parse(bad_import.body)["error"],
+            "expected {\"address\":\"...\",\"refresh_token\":\"...\"} with optionally "
+            "\"access_token\" and \"access_expires_at\"");
+  auto spaced = control_post("/accounts/import",
+                             R"({"address":"a@example.com","refresh_token":"1// two words"})");
+  EXPECT_EQ(spaced.status, 400);
+  EXPECT_EQ(relay_->log().find("event=account_token_stored"), std::string::npos);
+}
+
+// oauth-relayctl run as root: the queue commands and a token import go to
+// the running daemon through the control socket; the daemon stores the token
+// itself and says so in its log.
+TEST_F(health, oauth_relayctl_works_the_queue_and_imports_through_the_control_socket) {
+  start();
+  gmail_->greet_421(1000);
+  const auto first = send("kept back");
+  wait_queue(1);
+  const auto ctl = [this](std::vector<std::string> args, const std::string& input = {}) {
+    args.insert(args.begin(), {"-c", relay_->config_path().string()});
+    return run_ctl(args, input);
+  };
+  auto r = ctl({"queue", "--json"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["messages"][0]["id"], first);
+
+  gmail_->greet_421(0);
+  r = ctl({"queue", "retry", first});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "1 message due now\n");
+  ASSERT_TRUE(gmail_->wait_for_messages(1, 10s)) << relay_->log();
+
+  gmail_->fail_data_451(1);
+  const auto second = send("deleted by oauth-relayctl");
+  wait_queue(1);
+  r = ctl({"queue", "delete", second});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "1 message deleted\n");
+  EXPECT_EQ(json::parse(control_get("/queue").body), json::parse(R"({"messages":[]})"));
+
+  oauth_.add_account(account, "refresh-2");
+  r = ctl({"import", account, "--refresh-token-file", "-", "--no-verify"}, "refresh-2\n");
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(split_lines(r.out),
+            (std::vector<std::string>{
+                "imported a refresh token for sender@example.com (not checked)",
+                "oauth-relayd stored the token and reloaded the account; mail waiting for "
+                "sender@example.com goes out now"}));
+  EXPECT_TRUE(relay_->wait_for_log(
+      "event=account_token_stored account=sender@example.com generation=2 via=control_socket "
+      "configured=yes"))
+      << relay_->log();
+  EXPECT_TRUE(relay_->wait_for_log("event=token_stored account=sender@example.com generation=2"));
+  EXPECT_EQ(relay_->log().find("refresh-2"), std::string::npos);  // never the token itself
+  {
+    auth::token_store store(relay_->state_dir());
+    EXPECT_EQ(store.get(account)->refresh_token, "refresh-2");
+  }
+  r = ctl({"accounts", "--json"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto listed = json::parse(r.out)["accounts"];
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0]["address"], account);
+  EXPECT_EQ(listed[0]["configured"], true);
 }
 
 }  // namespace

@@ -1,7 +1,6 @@
-// A stand-in for oauth-relayd's health socket: HTTP/1.1 on a Unix socket
-// answering canned JSON per method and path (the health-socket contract),
-// recording every request. Lets oauth-relayctl's clients be tested without
-// the daemon side.
+// A stand-in for one of oauth-relayd's sockets (health or control): HTTP/1.1
+// on a Unix socket answering canned JSON per method and path, recording
+// every request. Lets oauth-relayctl's clients be tested without the daemon.
 #pragma once
 
 #include <atomic>
@@ -15,7 +14,7 @@
 
 namespace oauth_relay::test_support {
 
-class fake_health_server {
+class fake_daemon_socket {
  public:
   struct request {
     std::string method;
@@ -24,11 +23,11 @@ class fake_health_server {
     std::string body;
   };
 
-  // Listens on `socket` (mode 0660, as the daemon's) from its own thread.
-  explicit fake_health_server(std::filesystem::path socket);
-  ~fake_health_server();
-  fake_health_server(const fake_health_server&) = delete;
-  fake_health_server& operator=(const fake_health_server&) = delete;
+  // Listens on `socket` (mode 0660) from its own thread.
+  explicit fake_daemon_socket(std::filesystem::path socket);
+  ~fake_daemon_socket();
+  fake_daemon_socket(const fake_daemon_socket&) = delete;
+  fake_daemon_socket& operator=(const fake_daemon_socket&) = delete;
 
   // What METHOD TARGET is answered with. Unset routes get the contract's 404
   // {"error":"not found"}.

@@ -1,10 +1,14 @@
 // libcurl over a Unix socket (CURLOPT_UNIX_SOCKET_PATH), one easy handle per
 // request; the host in the URL is only for the Host header.
-#include "ctl/health_client.hpp"
+#include "ctl/daemon_client.hpp"
 
 #include <curl/curl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <memory>
 #include <mutex>
 
@@ -31,25 +35,20 @@ std::size_t collect(char* data, std::size_t size, std::size_t count, void* user)
   return n;
 }
 
-// Why a request did not get an answer.
-struct transport_error {
-  health_client::reach kind;
-  std::string text;
-};
-
 }  // namespace
 
-nlohmann::json health_reply::json() const {
+nlohmann::json daemon_reply::json() const {
   return nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
 }
 
-health_client::health_client(std::filesystem::path socket, std::chrono::milliseconds timeout)
-    : socket_(std::move(socket)), timeout_(timeout) {
+daemon_client::daemon_client(std::filesystem::path socket, std::string who_may,
+                             std::chrono::milliseconds timeout)
+    : socket_(std::move(socket)), who_may_(std::move(who_may)), timeout_(timeout) {
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
-health_reply health_client::request(const char* method, std::string_view path,
+daemon_reply daemon_client::request(const char* method, std::string_view path,
                                     const std::string* body) const {
   std::unique_ptr<CURL, easy_free> curl(curl_easy_init());
   if (!curl) throw failure("cannot create a libcurl handle", "the system is out of memory");
@@ -59,7 +58,7 @@ health_reply health_client::request(const char* method, std::string_view path,
   std::unique_ptr<curl_slist, slist_free> headers(
       curl_slist_append(nullptr, "Accept: application/json"));
   if (body) headers.reset(curl_slist_append(headers.release(), "Content-Type: application/json"));
-  health_reply reply;
+  daemon_reply reply;
 
   curl_easy_setopt(c, CURLOPT_URL, url.c_str());
   curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, socket_.c_str());
@@ -87,9 +86,7 @@ health_reply health_client::request(const char* method, std::string_view path,
   curl_easy_getinfo(c, CURLINFO_OS_ERRNO, &os_errno);
   const std::string where = socket_.string();
   if (rc == CURLE_COULDNT_CONNECT && (os_errno == EACCES || os_errno == EPERM)) {
-    throw failure("permission denied on " + where,
-                  "run oauth-relayctl as root or as a member of the socket's group (the health "
-                  "socket is mode 0660)");
+    permission_denied();
   }
   if (rc == CURLE_COULDNT_CONNECT) {
     throw failure("oauth-relayd is not running (cannot connect to " + where + ")",
@@ -105,27 +102,51 @@ health_reply health_client::request(const char* method, std::string_view path,
                 "systemctl status oauth-relay; journalctl -u oauth-relay");
 }
 
-health_reply health_client::get(std::string_view path) const {
+daemon_reply daemon_client::get(std::string_view path) const {
   return request("GET", path, nullptr);
 }
 
-health_reply health_client::post(std::string_view path, const nlohmann::json& body) const {
+daemon_reply daemon_client::post(std::string_view path, const nlohmann::json& body) const {
   const std::string text = body.dump();
   return request("POST", path, &text);
 }
 
-health_client::reach health_client::try_post(std::string_view path, const nlohmann::json& body,
-                                             health_reply& reply, std::string& error) const {
-  try {
-    reply = post(path, body);
-    return reach::ok;
-  } catch (const failure& f) {
-    error = f.what();
-    return error.rfind("oauth-relayd is not running", 0) == 0 ? reach::not_running : reach::failed;
+bool daemon_client::running() const {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  const std::string path = socket_.string();
+  if (path.size() >= sizeof address.sun_path) {
+    ::close(fd);
+    return false;
   }
+  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  const int rc = ::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address);
+  const int error = errno;
+  ::close(fd);
+  if (rc == 0) return true;
+  if (error == EACCES || error == EPERM) permission_denied();
+  return false;  // no socket, nobody listening: not running
 }
 
-void fail_with_reply(std::string_view request, const health_reply& reply) {
+void daemon_client::permission_denied() const {
+  throw failure("permission denied on " + socket_.string(), who_may_);
+}
+
+daemon_client health_socket_client(const context& ctx) {
+  return daemon_client(ctx.settings.health_socket,
+                       "run oauth-relayctl as root or as a member of the health socket's group "
+                       "(oauth-relay-monitor with the package: adduser USER oauth-relay-monitor)");
+}
+
+daemon_client control_socket_client(const context& ctx) {
+  return daemon_client(ctx.settings.control_socket,
+                       "the control socket is for root and the user oauth-relayd runs as: run "
+                       "oauth-relayctl as root (sudo) or as that user");
+}
+
+void fail_with_reply(std::string_view request, const daemon_reply& reply) {
   const auto json = reply.json();
   std::string said;
   if (json.is_object() && json.contains("error") && json["error"].is_string()) {

@@ -1,5 +1,5 @@
 // One thread, one connection at a time: oauth-relayctl sends one request per run.
-#include "integration/support/fake_health_server.hpp"
+#include "integration/support/fake_daemon_socket.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -45,7 +45,7 @@ std::string header_value(const std::string& head, const std::string& name) {
 
 }  // namespace
 
-fake_health_server::fake_health_server(std::filesystem::path socket) : socket_(std::move(socket)) {
+fake_daemon_socket::fake_daemon_socket(std::filesystem::path socket) : socket_(std::move(socket)) {
   listener_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
@@ -62,7 +62,7 @@ fake_health_server::fake_health_server(std::filesystem::path socket) : socket_(s
   thread_ = std::thread([this] { serve(); });
 }
 
-fake_health_server::~fake_health_server() {
+fake_daemon_socket::~fake_daemon_socket() {
   const char byte = 'x';
   [[maybe_unused]] const auto n = ::write(stop_pipe_[1], &byte, 1);
   thread_.join();
@@ -72,18 +72,18 @@ fake_health_server::~fake_health_server() {
   ::unlink(socket_.c_str());
 }
 
-void fake_health_server::answer(const std::string& method, const std::string& target, int status,
+void fake_daemon_socket::answer(const std::string& method, const std::string& target, int status,
                                 std::string json_body) {
   std::lock_guard lock(mutex_);
   answers_[{method, target}] = {status, std::move(json_body)};
 }
 
-std::vector<fake_health_server::request> fake_health_server::requests() const {
+std::vector<fake_daemon_socket::request> fake_daemon_socket::requests() const {
   std::lock_guard lock(mutex_);
   return requests_;
 }
 
-void fake_health_server::serve() {
+void fake_daemon_socket::serve() {
   for (;;) {
     pollfd fds[2] = {{listener_, POLLIN, 0}, {stop_pipe_[0], POLLIN, 0}};
     if (::poll(fds, 2, -1) < 0) continue;
@@ -95,7 +95,7 @@ void fake_health_server::serve() {
   }
 }
 
-void fake_health_server::handle(int fd) {
+void fake_daemon_socket::handle(int fd) {
   timeval limit{5, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
   std::string data;

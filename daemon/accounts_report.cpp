@@ -1,0 +1,71 @@
+// Pure: rows and config in, the listing out. No token's text is read beyond
+// whether there is one.
+#include "daemon/accounts_report.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <map>
+
+#include <nlohmann/json.hpp>
+
+#include "daemon/health_report.hpp"
+
+namespace oauth_relay::daemon {
+namespace {
+
+using json = nlohmann::json;
+
+std::string lower(std::string_view text) {
+  std::string out(text);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+json entry(const std::string& address, const auth::account_record* row, bool configured,
+           std::int64_t now) {
+  json a = {{"address", address},
+            {"token_state", "missing"},
+            {"access_expires_in_seconds", nullptr},
+            {"last_delivery", nullptr},
+            {"last_error", nullptr},
+            {"configured", configured}};
+  if (row == nullptr) return a;
+  auto state = row->state;
+  if (!row->access_token.empty() && row->access_expires_at > 0) {
+    const std::int64_t expires_in = row->access_expires_at - now;
+    a["access_expires_in_seconds"] = std::max<std::int64_t>(expires_in, 0);
+    // The daemon may have been stopped since it wrote `valid`.
+    if (state == auth::token_state::valid && expires_in <= 0) state = auth::token_state::expired;
+  }
+  if (row->refresh_token.empty() && state != auth::token_state::needs_reauth) {
+    state = auth::token_state::missing;
+  }
+  a["token_state"] = std::string(auth::to_string(state));
+  if (row->last_delivery) a["last_delivery"] = iso8601_utc(*row->last_delivery);
+  if (!row->last_error.empty()) a["last_error"] = row->last_error;
+  return a;
+}
+
+}  // namespace
+
+std::string accounts_json(const std::vector<auth::account_record>& rows,
+                          const std::vector<config::account_settings>& configured,
+                          std::int64_t now_seconds) {
+  std::map<std::string, const auth::account_record*> by_address;
+  for (const auto& row : rows) by_address.emplace(lower(row.address), &row);
+  json list = json::array();
+  for (const auto& account : configured) {
+    auto it = by_address.find(lower(account.address));
+    const auth::account_record* row = it == by_address.end() ? nullptr : it->second;
+    list.push_back(entry(account.address, row, true, now_seconds));
+    if (it != by_address.end()) by_address.erase(it);
+  }
+  for (const auto& [key, row] : by_address) {
+    list.push_back(entry(row->address, row, false, now_seconds));
+  }
+  return json{{"accounts", std::move(list)}}.dump(-1, ' ', false, json::error_handler_t::replace) +
+         "\n";
+}
+
+}  // namespace oauth_relay::daemon

@@ -1,0 +1,24 @@
+// The accounts listing of `oauth-relayctl accounts`: the token store's rows
+// seen through the config, as one JSON document. The control socket's GET
+// /accounts and oauth-relayctl (when the daemon is stopped) build the same.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "auth/token_store.hpp"
+#include "config/config.hpp"
+
+namespace oauth_relay::daemon {
+
+// {"accounts":[{"address", "token_state", "access_expires_in_seconds",
+// "last_delivery", "last_error", "configured"}, ...]}: every configured
+// account in config order (`missing` when it has no row), then rows no
+// longer configured. A `valid` token past its expiry reads `expired`; a row
+// without a refresh token reads `missing` unless it needs re-authorization.
+std::string accounts_json(const std::vector<auth::account_record>& rows,
+                          const std::vector<config::account_settings>& configured,
+                          std::int64_t now_seconds);
+
+}  // namespace oauth_relay::daemon

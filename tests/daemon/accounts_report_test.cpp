@@ -1,0 +1,66 @@
+// The accounts listing that the control socket's GET /accounts and
+// oauth-relayctl accounts print: config order, states as people read them,
+// rows no longer configured at the end, no token's text.
+#include "daemon/accounts_report.hpp"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+namespace oauth_relay::daemon {
+namespace {
+
+using nlohmann::json;
+
+constexpr std::int64_t now = 1'796'025'600;  // 2026-11-30T08:00:00Z
+
+config::account_settings configured(const std::string& address) {
+  config::account_settings a;
+  a.address = address;
+  return a;
+}
+
+auth::account_record row(const std::string& address, auth::token_state state) {
+  auth::account_record r;
+  r.address = address;
+  r.state = state;
+  r.refresh_token = "1//refresh-" + address;
+  return r;
+}
+
+TEST(accounts_json, lists_configured_accounts_then_stored_ones_no_longer_configured) {
+  auto alice = row("ALICE@example.com", auth::token_state::valid);
+  alice.access_token = "ya29.access";
+  alice.access_expires_at = now + 1800;
+  alice.last_delivery = now - 60;
+  auto gone = row("gone@example.com", auth::token_state::needs_reauth);
+  gone.refresh_token.clear();
+  gone.last_error = "token revoked";
+  const auto text = accounts_json(
+      {gone, alice}, {configured("alice@example.com"), configured("bob@example.com")}, now);
+  EXPECT_EQ(text.find("1//refresh"), std::string::npos) << text;
+  EXPECT_EQ(text.find("ya29"), std::string::npos) << text;
+  EXPECT_EQ(json::parse(text), json::parse(R"({"accounts":[
+    {"address":"alice@example.com","token_state":"valid","access_expires_in_seconds":1800,
+     "last_delivery":"2026-11-30T07:59:00Z","last_error":null,"configured":true},
+    {"address":"bob@example.com","token_state":"missing","access_expires_in_seconds":null,
+     "last_delivery":null,"last_error":null,"configured":true},
+    {"address":"gone@example.com","token_state":"needs_reauth","access_expires_in_seconds":null,
+     "last_delivery":null,"last_error":"token revoked","configured":false}]})"));
+}
+
+TEST(accounts_json, a_lapsed_valid_token_reads_expired_and_no_refresh_token_reads_missing) {
+  auto lapsed = row("a@example.com", auth::token_state::valid);
+  lapsed.access_token = "ya29.old";
+  lapsed.access_expires_at = now - 5;
+  auto empty = row("b@example.com", auth::token_state::expired);
+  empty.refresh_token.clear();
+  const auto body = json::parse(accounts_json(
+      {lapsed, empty}, {configured("a@example.com"), configured("b@example.com")}, now));
+  EXPECT_EQ(body["accounts"][0]["token_state"], "expired");
+  EXPECT_EQ(body["accounts"][0]["access_expires_in_seconds"], 0);
+  EXPECT_EQ(body["accounts"][1]["token_state"], "missing");
+}
+
+}  // namespace
+}  // namespace oauth_relay::daemon
