@@ -155,7 +155,7 @@ token_cipher load_token_key_file(const std::filesystem::path& file, when_missing
                               ? "it must belong to the user oauth-relayd runs as, mode 0400: chown "
                                 "oauth-relay: " +
                                     file.string() + " && chmod 0400 " + file.string() +
-                                    " (oauth-relayctl reads it as root)"
+                                    " (oauth-relayctl reads it as that user too)"
                               : "check the path in secrets.key_file");
   }
   struct stat st {};

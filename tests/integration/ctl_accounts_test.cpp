@@ -195,6 +195,9 @@ TEST_F(ctl_accounts, run_as_root_the_database_stays_the_daemons) {
   std::filesystem::create_directories(state_dir_);
   std::filesystem::permissions(state_dir_, std::filesystem::perms::owner_all);
   ASSERT_EQ(::chown(state_dir_.c_str(), daemon_uid, daemon_gid), 0);
+  // The token key is the daemon user's too (postinst makes it so), and
+  // oauth-relayctl reads it as that user.
+  ASSERT_EQ(::chown(key_file_.c_str(), daemon_uid, daemon_gid), 0);
   // oauth-relayctl works as that user, who must be able to reach the directory.
   std::filesystem::permissions(dir_.path(), std::filesystem::perms(0711));
   const auto r = ctl({"import", alice, "--refresh-token-file", "-", "--no-verify"}, "1//x");

@@ -74,6 +74,9 @@ class ctl_privileges : public testing::Test {
     fs::permissions(targets_ / "spool-target", fs::perms(0755));
     ca_file_ = pki_.write_ca(dir_.path() / "ca.pem");
     oauth_.add_account(account, "1//alice");
+    // The token key belongs to the service user, as the package makes it.
+    key_file_ = write_token_key(dir_.path());
+    ASSERT_EQ(::chown(key_file_.c_str(), service_->uid(), service_->gid()), 0);
     std::ofstream(config_) << "listen: [\"127.0.0.1:0\"]\n"
                            << "state_dir: " << state_dir_.string() << "\n"
                            << "health_socket: " << (dir_.path() / "health.sock").string() << "\n"
@@ -85,7 +88,8 @@ class ctl_privileges : public testing::Test {
                            << "  ca_file: " << ca_file_.string() << "\n"
                            << "accounts:\n"
                            << "  - address: " << account << "\n"
-                           << "    default: true\n";
+                           << "    default: true\n"
+                           << secrets_config(key_file_);
   }
 
   // A link in the state directory, made by the service user.
@@ -152,6 +156,7 @@ class ctl_privileges : public testing::Test {
   fakes::test_pki pki_;
   fake_oauth oauth_{pki_};
   fs::path ca_file_;
+  fs::path key_file_;
 };
 
 TEST_F(ctl_privileges, links_in_place_of_the_wal_and_shm_files_change_nothing_outside) {

@@ -632,8 +632,8 @@ TEST_F(health, oauth_relayctl_works_the_queue_and_imports_through_the_control_so
   EXPECT_TRUE(relay_->wait_for_log("event=token_stored account=sender@example.com generation=2"));
   EXPECT_EQ(relay_->log().find("refresh-2"), std::string::npos);  // never the token itself
   {
-    auth::token_store store(relay_->state_dir());
-    EXPECT_EQ(store.get(account)->refresh_token, "refresh-2");
+    auth::token_store store(relay_->state_dir(), token_key(relay_->key_file()));
+    EXPECT_EQ(std::string(store.get(account)->refresh_token), "refresh-2");
   }
   r = ctl({"accounts", "--json"});
   ASSERT_EQ(r.status, 0) << r.err;
