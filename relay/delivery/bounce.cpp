@@ -14,21 +14,36 @@ std::string_view header_of(std::string_view content) {
   return end == std::string_view::npos ? content : content.substr(0, end + 2);
 }
 
-// ORCPT is "addr-type;xtext" (RFC 3461 §4.2); the report shows it decoded.
-std::string decode_xtext(const std::string& text) {
-  std::string out;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '+' && i + 2 < text.size()) {
-      out += static_cast<char>(std::stoi(text.substr(i + 1, 2), nullptr, 16));
-      i += 2;
-    } else {
-      out += text[i];
-    }
-  }
-  return out;
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
 }
 
 }  // namespace
+
+std::string decode_xtext(std::string_view text) {
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '+' && i + 2 < text.size()) {
+      const int high = hex_digit(text[i + 1]);
+      const int low = hex_digit(text[i + 2]);
+      const int c = high < 0 || low < 0 ? -1 : high * 16 + low;
+      // The report's fields are header text (RFC 3464 §2.1.1, as Postfix
+      // shows them): printable characters are shown decoded, while a
+      // control, space or 8-bit byte stays encoded; a raw CR, LF or NUL
+      // would end the field or the report early.
+      if (c > 0x20 && c < 0x7F) {
+        out += static_cast<char>(c);
+        i += 2;
+        continue;
+      }
+    }
+    out += text[i];
+  }
+  return out;
+}
 
 bool wants_failure_notice(const recipient& rcpt) {
   const auto& n = rcpt.params.notify;
@@ -68,6 +83,10 @@ std::optional<generated_message> make_bounce(const bounce_input& in) {
     m += "<" + f->rcpt.address + ">: " + f->diagnostic + "\r\n";
   }
   m += "\r\n";
+  if (!in.original_content) {
+    m += "The message itself is not attached: its content could not be read from the "
+         "queue.\r\n\r\n";
+  }
 
   m += "--" + boundary + "\r\n";
   m += "Content-Description: Delivery report\r\nContent-Type: message/delivery-status\r\n\r\n";
@@ -95,18 +114,23 @@ std::optional<generated_message> make_bounce(const bounce_input& in) {
   }
   m += "\r\n";
 
-  m += "--" + boundary + "\r\n";
-  const bool headers_only = in.original.params.ret == smtp::dsn_ret::headers;
-  if (headers_only) {
-    m += "Content-Description: Undelivered message headers\r\n"
-         "Content-Type: text/rfc822-headers\r\n\r\n";
-    if (in.original_content) m += header_of(*in.original_content);
-  } else {
-    m += "Content-Description: Undelivered message\r\nContent-Type: message/rfc822\r\n\r\n";
-    if (in.original_content) m += *in.original_content;
+  // RFC 6522 §3: the third part is optional; without the content there is
+  // nothing to put in it (an empty message/rfc822 would not be a message).
+  if (in.original_content) {
+    m += "--" + boundary + "\r\n";
+    const bool headers_only = in.original.params.ret == smtp::dsn_ret::headers;
+    if (headers_only) {
+      m += "Content-Description: Undelivered message headers\r\n"
+           "Content-Type: text/rfc822-headers\r\n\r\n";
+      m += header_of(*in.original_content);
+    } else {
+      m += "Content-Description: Undelivered message\r\nContent-Type: message/rfc822\r\n\r\n";
+      m += *in.original_content;
+    }
+    if (m.size() < 2 || m.compare(m.size() - 2, 2, "\r\n") != 0) m += "\r\n";
+    m += "\r\n";
   }
-  if (m.size() < 2 || m.compare(m.size() - 2, 2, "\r\n") != 0) m += "\r\n";
-  m += "\r\n--" + boundary + "--\r\n";
+  m += "--" + boundary + "--\r\n";
 
   generated_message out;
   out.env.sender = "";  // the null reverse-path: nothing ever answers a bounce

@@ -31,6 +31,11 @@ struct bounce_input {
   std::optional<std::string_view> original_content;  // the message as queued, when it was read
 };
 
+// An xtext value (RFC 3461 §4: ENVID, ORCPT's address) for a report: "+XX"
+// is decoded where it stands for a printable ASCII character, and kept as it
+// is otherwise (a CR, LF, NUL, space or 8-bit byte never reaches the report).
+std::string decode_xtext(std::string_view text);
+
 // Whether the sender asked not to hear about this recipient's failure
 // (NOTIFY=NEVER, or NOTIFY without FAILURE).
 bool wants_failure_notice(const recipient& rcpt);

@@ -54,9 +54,12 @@ std::size_t count(const std::vector<recipient_state>& all, recipient_status s) {
 std::string reason_of(const queued_message& m, const attempt& what, std::int64_t now_ms) {
   if (const auto* sent = std::get_if<sent_upstream>(&what)) return sent->result.message;
   if (const auto* unsent = std::get_if<not_sent>(&what)) return unsent->reason;
+  if (const auto* lost = std::get_if<content_lost>(&what)) return lost->reason;
   const auto age_seconds = now_ms / 1000 - m.received_at;
-  return "message expired after " + std::to_string(age_seconds / 3600) +
-         " hours in the queue: " + m.last_error;
+  // A lifetime under an hour (a test's, or an impatient admin's) would read "0 hours".
+  const std::string age = age_seconds >= 3600 ? std::to_string(age_seconds / 3600) + " hours"
+                                              : std::to_string(age_seconds) + " seconds";
+  return "message expired after " + age + " in the queue: " + m.last_error;
 }
 
 }  // namespace
@@ -97,14 +100,18 @@ delivery_decision decide(const queued_message& m, const attempt& what,
   }
 
   // What outlived the queue's lifetime fails with the relay's own reason
-  // (RFC 3463 §3.5, X.4.7 delivery time expired), never the upstream's.
+  // (RFC 3463 §3.5, X.4.7 delivery time expired), never the upstream's; so
+  // does what can never be sent because its content is gone (X.3.0).
   const bool any_pending = count(state, recipient_status::pending) > 0;
-  const bool expired =
-      any_pending && (std::holds_alternative<too_old>(what) || past_lifetime(m, policy, now_ms));
-  if (expired) {
+  const bool lost = std::holds_alternative<content_lost>(what);
+  const bool expired = any_pending && !lost &&
+                       (std::holds_alternative<too_old>(what) || past_lifetime(m, policy, now_ms));
+  const char* own_status = lost ? "5.3.0" : "4.4.7";
+  const bool own_failure = expired || (lost && any_pending);
+  if (own_failure) {
     for (std::size_t i = 0; i < state.size(); ++i) {
       if (state[i].status != recipient_status::pending) continue;
-      state[i] = {recipient_status::failed, "4.4.7 " + reason, false};
+      state[i] = {recipient_status::failed, std::string(own_status) + " " + reason, false};
       rec.recipients.push_back({i, recipient_status::failed, state[i].reply});
     }
   }
@@ -139,7 +146,8 @@ delivery_decision decide(const queued_message& m, const attempt& what,
       failed_recipient f;
       f.rcpt = m.recipients[i].rcpt;
       f.diagnostic = state[i].reply;
-      f.status = expired && !state[i].from_upstream ? "4.4.7" : status_of(state[i].reply, "5.0.0");
+      f.status =
+          own_failure && !state[i].from_upstream ? own_status : status_of(state[i].reply, "5.0.0");
       f.from_upstream = state[i].from_upstream;
       in.failed.push_back(std::move(f));
     }

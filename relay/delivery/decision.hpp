@@ -49,7 +49,14 @@ struct not_sent {
 // recipients fail with 4.4.7 whatever the clock says now.
 struct too_old {};
 
-using attempt = std::variant<sent_upstream, not_sent, too_old>;
+// The content is gone for good (spool_errc::lost): not attempted, its
+// pending recipients fail now with 5.3.0 (RFC 3463 §3.4, mail system) and
+// `reason`; the bounce says why it carries no copy.
+struct content_lost {
+  std::string reason;
+};
+
+using attempt = std::variant<sent_upstream, not_sent, too_old, content_lost>;
 
 // How the message stands after the attempt, for the log line's event.
 enum class message_outcome {

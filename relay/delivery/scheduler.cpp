@@ -191,21 +191,19 @@ asio::awaitable<void> delivery_scheduler::dispatch_loop() {
 
     // An account nobody has authorized (or whose consent was revoked) cannot
     // send: its mail is parked in one statement until a token arrives.
-    std::map<std::string, std::string> blocked;
-    for (const auto& status : tokens_.status()) {
-      if (status.state == auth::token_state::needs_reauth) {
-        blocked[status.address] = auth::needs_reauth_message(status.address);
-      } else if (status.state == auth::token_state::missing) {
-        blocked[status.address] = "account " + status.address +
-                                  " is not authorized yet: run \"oauth-relayctl authorize " +
-                                  status.address + "\"";
-      }
-    }
+    std::map<std::string, std::string> blocked = blocked_accounts();
     std::set<std::string> touched, parked;
+    const auto pass_time = now_();
     for (auto& m : due) {
-      if (blocked.count(m.env.account) != 0) {
-        parked.insert(m.env.account);
-        continue;
+      if (auto b = blocked.find(m.env.account); b != blocked.end()) {
+        if (!past_lifetime(m, policy_, pass_time)) {
+          parked.insert(m.env.account);
+          continue;
+        }
+        // Parked mail outlives queue.lifetime like any other: a worker
+        // expires it (no connection is opened for it), and its bounce says
+        // why it waited.
+        m.last_error = b->second;
       }
       if (removing_.count(m.id) != 0 || !claimed_.insert(m.id).second) continue;
       auto q = queue_for(m.env.account);
@@ -237,12 +235,41 @@ asio::awaitable<void> delivery_scheduler::dispatch_loop() {
   }
 }
 
+std::map<std::string, std::string> delivery_scheduler::blocked_accounts() const {
+  std::map<std::string, std::string> blocked;
+  for (const auto& status : tokens_.status()) {
+    if (status.state == auth::token_state::needs_reauth) {
+      blocked[status.address] = auth::needs_reauth_message(status.address);
+    } else if (status.state == auth::token_state::missing) {
+      blocked[status.address] = "account " + status.address +
+                                " is not authorized yet: run \"oauth-relayctl authorize " +
+                                status.address + "\"";
+    }
+  }
+  return blocked;
+}
+
+std::string delivery_scheduler::bounce_account(const std::string& original) const {
+  const auto blocked = blocked_accounts();
+  if (blocked.count(original) == 0) return original;
+  // The original's account cannot send (never authorized, consent revoked):
+  // the bounce would wait and expire unheard. The default account takes the
+  // null sender anyway, so it carries the bounce when it can.
+  for (const auto& a : settings_.accounts) {
+    if (a.is_default && blocked.count(a.address) == 0) return a.address;
+  }
+  return original;
+}
+
 asio::awaitable<void> delivery_scheduler::park_blocked(std::map<std::string, std::string> blocked,
                                                        const std::set<std::string>& accounts) {
   for (const auto& account : accounts) {
     const auto until = now_() + policy_.retry_max.count();
     const std::string reason = blocked[account];
-    auto count = co_await queue_.postpone(account, until, reason);
+    // No later than each message's own expiry: then it comes up once more
+    // and is bounced (dispatch_loop), instead of waiting forever.
+    const auto lifetime = std::chrono::duration_cast<std::chrono::milliseconds>(policy_.lifetime);
+    auto count = co_await queue_.postpone(account, until, lifetime.count(), reason);
     if (!count) {
       log::error("account_mail_park_failed")
           .kv("account", account)
@@ -338,8 +365,8 @@ asio::awaitable<void> delivery_scheduler::worker(std::shared_ptr<account_queue> 
 
     auto content = co_await queue_.content(m.id);
     if (!content && content.error().code == spool_errc::not_found) {
-      // Deleted meanwhile (oauth-relayctl queue delete), or its content file is gone.
-      log::warning("delivery_skipped").kv("id", m.id).kv("reason", "content not found");
+      // Deleted meanwhile (oauth-relayctl queue delete): its row is gone.
+      log::warning("delivery_skipped").kv("id", m.id).kv("reason", "message not queued");
       doomed_.erase(m.id);
       claimed_.erase(m.id);
       continue;
@@ -350,9 +377,24 @@ asio::awaitable<void> delivery_scheduler::worker(std::shared_ptr<account_queue> 
       claimed_.erase(m.id);
       continue;
     }
+    if (!content && content.error().code == spool_errc::lost) {
+      // Its file is gone or damaged: no retry can send it. The sender hears
+      // now (without a copy) and /health shows it, instead of the message
+      // coming up again on every pass.
+      log::error("delivery_content_lost").kv("id", m.id).kv("error", content.error().detail);
+      ++counters_.messages_lost;
+      counters_.last_lost_at = now_() / 1000;
+      counters_.last_lost = m.id + ": " + content.error().detail;
+      const attempt lost =
+          content_lost{"the message content is gone from the queue: " + content.error().detail};
+      co_await record(m, lost, std::nullopt);
+      continue;
+    }
     if (!content) {
-      // A read that failed may work later: the message waits its backoff
-      // instead of staying claimed, or being passed over, forever.
+      // A read that failed may work later (EIO, EMFILE, ENOMEM): the message
+      // waits its backoff like any temporary failure, and queue.lifetime
+      // ends the wait, instead of staying claimed or being passed over forever.
+      ++counters_.content_unreadable;
       log::warning("delivery_content_unreadable")
           .kv("id", m.id)
           .kv("error", content.error().detail);
@@ -436,6 +478,7 @@ asio::awaitable<void> delivery_scheduler::record(const queued_message& m, attemp
   const auto now = now_();
   auto decision = decide(m, what, policy_, now, content);
   const bool bounced = decision.bounce.has_value();
+  if (bounced) decision.bounce->env.account = bounce_account(m.env.account);
   auto stored = co_await queue_.record(std::move(decision.record), std::move(decision.bounce));
   if (doomed_.count(m.id) != 0) co_await delete_doomed(m.id);
   claimed_.erase(m.id);

@@ -47,6 +47,13 @@ struct delivery_counters {
   // was deferred), reset by any delivery, and the last such error.
   std::map<std::string, std::uint64_t> failures_in_a_row;
   std::map<std::string, std::string> last_error_by_account;
+  // Messages failed because their content was gone for good (spool_errc::
+  // lost), when the last was (unix seconds) and which with why; reads of a
+  // content that failed and were retried later.
+  std::uint64_t messages_lost = 0;
+  std::int64_t last_lost_at = 0;
+  std::string last_lost;
+  std::uint64_t content_unreadable = 0;
 };
 
 class delivery_scheduler {
@@ -93,6 +100,10 @@ class delivery_scheduler {
   using connection_ptr = std::unique_ptr<upstream_connection>;
 
   boost::asio::awaitable<void> dispatch_loop();
+  // Accounts that cannot send until a person acts, with the reason to show.
+  std::map<std::string, std::string> blocked_accounts() const;
+  // The account a bounce of mail from `original` goes out through.
+  std::string bounce_account(const std::string& original) const;
   boost::asio::awaitable<void> park_blocked(std::map<std::string, std::string> blocked,
                                             const std::set<std::string>& accounts);
   boost::asio::awaitable<void> worker(std::shared_ptr<account_queue> queue);

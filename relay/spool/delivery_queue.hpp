@@ -39,9 +39,11 @@ class delivery_queue {
       delivery_record record, std::optional<generated_message> bounce) = 0;
 
   // Puts off the due messages of `account` until `until_ms` with `reason` as
-  // their last error (an account that cannot send at all); how many.
+  // their last error (an account that cannot send at all), but each no later
+  // than `lifetime_ms` after its arrival, when it is to expire; how many.
   virtual boost::asio::awaitable<spool_result<std::size_t>> postpone(std::string account,
                                                                      std::int64_t until_ms,
+                                                                     std::int64_t lifetime_ms,
                                                                      std::string reason) = 0;
 
   // Makes the messages of `account` (every message when empty) due at

@@ -34,7 +34,7 @@ spool_result<std::string> spool_reader::content(const std::string& id) {
     auto where = rows::find_content(statements_, id);
     if (!where) return where.error();
     if (where->file.empty()) return std::move(where->bytes);
-    return rows::read_content_file(files_dir_, id, where->file);
+    return rows::read_content_file(files_dir_, id, where->file, where->size);
   } catch (const db::error& e) {
     return spool_failure{spool_errc::failed, e.what()};
   }

@@ -24,6 +24,10 @@ enum class spool_errc {
   not_found,  // the message is not (or no longer) queued
   no_space,   // the disk or quota is full (SQLITE_FULL, ENOSPC, EDQUOT): 452 to a client
   failed,     // any other I/O or database error: 451 to a client
+  // The message is queued but its content is gone for good (its file is
+  // missing or has another size than was stored, its row names none): it
+  // can never be sent, and trying again would not change that.
+  lost,
 };
 
 struct spool_failure {

@@ -32,7 +32,7 @@ constexpr const char* select_recipients =
     "WHERE message_id = ?1 ORDER BY position";
 constexpr const char* select_next_due = "SELECT min(next_attempt_ms) FROM messages";
 constexpr const char* select_content =
-    "SELECT c.data, m.content_file FROM messages m LEFT JOIN contents c "
+    "SELECT c.data, m.content_file, m.size FROM messages m LEFT JOIN contents c "
     "ON c.id = m.content_id WHERE m.id = ?1";
 constexpr const char* insert_message_row =
     "INSERT INTO messages(id, received_at, sender, account, body_type, smtputf8, dsn_ret, envid, "
@@ -150,23 +150,29 @@ spool_result<content_location> find_content(db::statement_cache& sql, std::strin
     return spool_failure{spool_errc::not_found, "message " + std::string(id) + " is not queued"};
   }
   content_location where;
+  where.size = static_cast<std::uint64_t>(st.int64(2));
   if (!st.is_null(0)) {
     where.bytes = st.blob(0);
   } else if (!st.is_null(1)) {
     where.file = st.text(1);
   } else {
-    return spool_failure{spool_errc::failed,
+    return spool_failure{spool_errc::lost,
                          "message " + std::string(id) + ": its row names no content"};
   }
   return where;
 }
 
 spool_result<std::string> read_content_file(const std::filesystem::path& files_dir,
-                                            std::string_view id, const std::string& file) {
+                                            std::string_view id, const std::string& file,
+                                            std::uint64_t size) {
   const auto path = files_dir / file;
   auto failure = [&](int error) {
-    return spool_failure{spool_errc::failed, "message " + std::string(id) + ": cannot read " +
-                                                 path.string() + ": " + std::strerror(error)};
+    // A name that is gone stays gone (ENOENT, or ENOTDIR for a spool/ that
+    // became something else); EIO, EMFILE, ENOMEM and the like may pass.
+    const bool gone = error == ENOENT || error == ENOTDIR;
+    return spool_failure{gone ? spool_errc::lost : spool_errc::failed,
+                         "message " + std::string(id) + ": cannot read " + path.string() + ": " +
+                             std::strerror(error)};
   };
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return failure(errno);
@@ -186,6 +192,14 @@ spool_result<std::string> read_content_file(const std::filesystem::path& files_d
     out.append(buffer, static_cast<std::size_t>(n));
   }
   ::close(fd);
+  if (out.size() != size) {
+    // Truncated or overwritten behind the relay's back: sending it would
+    // send something other than what was accepted.
+    return spool_failure{spool_errc::lost, "message " + std::string(id) + ": " + path.string() +
+                                               " holds " + std::to_string(out.size()) +
+                                               " bytes, not the " + std::to_string(size) +
+                                               " that were stored"};
+  }
   return out;
 }
 

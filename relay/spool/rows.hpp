@@ -32,14 +32,17 @@ std::optional<std::int64_t> next_due(db::statement_cache& sql);
 // spool/`file` for a large one.
 struct content_location {
   std::string bytes;
-  std::string file;  // empty when the bytes are in SQLite
+  std::string file;        // empty when the bytes are in SQLite
+  std::uint64_t size = 0;  // the content's size as stored
 };
-// not_found when no message has the id; failed when its row names no content.
+// not_found when no message has the id; lost when its row names no content.
 spool_result<content_location> find_content(db::statement_cache& sql, std::string_view id);
-// A large content, read outside any transaction: `failed` when the file
-// cannot be read (the row exists, so it is not not_found).
+// A large content, read outside any transaction (the row exists, so it is
+// never not_found): `lost` when the file is missing or not `size` bytes long
+// (it will not come back), `failed` when reading it failed (it may work later).
 spool_result<std::string> read_content_file(const std::filesystem::path& files_dir,
-                                            std::string_view id, const std::string& file);
+                                            std::string_view id, const std::string& file,
+                                            std::uint64_t size);
 
 // Inserts a message and its recipients: the content is `memory_content`, or
 // the file spool/`id` when `in_file`.

@@ -19,8 +19,10 @@ constexpr const char* update_recipient =
 constexpr const char* update_message =
     "UPDATE messages SET attempts = attempts + ?1, next_attempt_ms = ?2, last_error = ?3 "
     "WHERE id = ?4";
+// min(): a parked message comes up again when it is to expire, so it is
+// bounced then; one statement for the account, whatever the number of rows.
 constexpr const char* postpone_due =
-    "UPDATE messages SET next_attempt_ms = ?1, last_error = ?3 "
+    "UPDATE messages SET next_attempt_ms = min(?1, received_at * 1000 + ?5), last_error = ?3 "
     "WHERE account = ?2 COLLATE NOCASE AND next_attempt_ms <= ?4";
 constexpr const char* reschedule_account =
     "UPDATE messages SET next_attempt_ms = ?1 "
@@ -31,15 +33,17 @@ constexpr const char* reschedule_account =
 struct content_job {
   std::string id;
   std::string file;  // set inside the transaction when the content is in a file
+  std::uint64_t size = 0;
 
   spool_result<std::string> apply(writer_context& ctx) {
     auto where = rows::find_content(ctx.statements(), id);
     if (!where) return where.error();
     file = std::move(where->file);
+    size = where->size;
     return std::move(where->bytes);
   }
   void committed(writer_context& ctx, spool_result<std::string>& result) {
-    if (result && !file.empty()) result = rows::read_content_file(ctx.files_dir(), id, file);
+    if (result && !file.empty()) result = rows::read_content_file(ctx.files_dir(), id, file, size);
   }
 };
 
@@ -64,7 +68,7 @@ boost::asio::awaitable<spool_result<std::optional<std::int64_t>>> scheduling_que
 }
 
 boost::asio::awaitable<spool_result<std::string>> scheduling_queries::content(std::string id) {
-  return writer_.run<std::string>(content_job{std::move(id), {}}, use_awaitable);
+  return writer_.run<std::string>(content_job{std::move(id), {}, 0}, use_awaitable);
 }
 
 boost::asio::awaitable<spool_result<void>> scheduling_queries::record(
@@ -104,9 +108,9 @@ boost::asio::awaitable<spool_result<void>> scheduling_queries::record(
 }
 
 boost::asio::awaitable<spool_result<std::size_t>> scheduling_queries::postpone(
-    std::string account, std::int64_t until_ms, std::string reason) {
+    std::string account, std::int64_t until_ms, std::int64_t lifetime_ms, std::string reason) {
   return writer_.run<std::size_t>(
-      [account = std::move(account), until_ms,
+      [account = std::move(account), until_ms, lifetime_ms,
        reason = std::move(reason)](writer_context& ctx) -> spool_result<std::size_t> {
         auto& st = ctx.prepared(postpone_due);
         st.bind(1, until_ms);
@@ -114,6 +118,7 @@ boost::asio::awaitable<spool_result<std::size_t>> scheduling_queries::postpone(
         st.bind(3, std::string_view(reason));
         // Only what is due now: mail parked earlier is not rewritten again.
         st.bind(4, now_ms());
+        st.bind(5, lifetime_ms);
         st.run();
         return static_cast<std::size_t>(ctx.db().changes());
       },

@@ -66,14 +66,19 @@ TEST(bounce, dates_are_rfc5322_in_local_time) {
       << c;
 }
 
-TEST(bounce, without_the_content_the_original_part_is_empty) {
+TEST(bounce, without_the_content_it_says_so_and_has_no_third_part) {
   const auto in = sample();
   auto b = make_bounce(in);
   ASSERT_TRUE(b.has_value());
-  EXPECT_NE(
-      b->content.find("Content-Type: message/rfc822\r\n\r\n\r\n--0123456789abcdef/relay.test--"),
-      std::string::npos)
-      << b->content;
+  const auto& c = b->content;
+  EXPECT_NE(c.find("\r\n\r\nThe message itself is not attached: its content could not be read "
+                   "from the queue.\r\n\r\n--0123456789abcdef/relay.test\r\n"),
+            std::string::npos)
+      << c;
+  EXPECT_EQ(c.find("message/rfc822"), std::string::npos) << c;
+  EXPECT_EQ(c.find("rfc822-headers"), std::string::npos) << c;
+  // The report part ends the message with the closing delimiter.
+  EXPECT_TRUE(c.ends_with("\r\n\r\n--0123456789abcdef/relay.test--\r\n")) << c;
 }
 
 TEST(bounce, ret_hdrs_returns_only_the_header) {
@@ -97,6 +102,36 @@ TEST(bounce, envid_and_orcpt_are_reported_decoded) {
   EXPECT_NE(b->content.find("Original-Envelope-Id: QQ+1\r\n"), std::string::npos);
   EXPECT_NE(b->content.find("Original-Recipient: rfc822;nobody+tag@example.org\r\n"),
             std::string::npos);
+}
+
+TEST(bounce, xtext_for_controls_and_8bit_stays_encoded_in_the_report) {
+  auto in = sample();
+  in.original.params.envid = "id+0D+0AX-Injected:+20yes+00+C3+A9+2b";
+  in.failed[0].rcpt.params.orcpt = "rfc822;a+0D+0Ab@example.org+zz+4";
+  auto b = make_bounce(in);
+  ASSERT_TRUE(b.has_value());
+  const auto& c = b->content;
+  EXPECT_NE(c.find("Original-Envelope-Id: id+0D+0AX-Injected:+20yes+00+C3+A9+\r\n"),
+            std::string::npos)
+      << c;
+  EXPECT_NE(c.find("Original-Recipient: rfc822;a+0D+0Ab@example.org+zz+4\r\n"), std::string::npos)
+      << c;
+  EXPECT_EQ(c.find('\0'), std::string::npos);
+  EXPECT_EQ(c.find("\r\nX-Injected"), std::string::npos);
+  for (std::size_t i = 0; i < c.size(); ++i) {
+    if (c[i] == '\n') EXPECT_TRUE(i > 0 && c[i - 1] == '\r') << "bare LF at " << i;
+    if (c[i] == '\r') EXPECT_TRUE(i + 1 < c.size() && c[i + 1] == '\n') << "bare CR at " << i;
+  }
+}
+
+TEST(bounce, decode_xtext_table) {
+  EXPECT_EQ(decode_xtext(""), "");
+  EXPECT_EQ(decode_xtext("plain"), "plain");
+  EXPECT_EQ(decode_xtext("a+2Bb+3Dc"), "a+b=c");
+  EXPECT_EQ(decode_xtext("+7e+7F+20+1F+80"), "~+7F+20+1F+80");
+  EXPECT_EQ(decode_xtext("end+4"), "end+4");
+  EXPECT_EQ(decode_xtext("end+"), "end+");
+  EXPECT_EQ(decode_xtext("+G1"), "+G1");
 }
 
 TEST(bounce, never_for_a_null_sender) {

@@ -119,13 +119,14 @@ class fake_queue final : public delivery_queue {
   }
 
   asio::awaitable<spool_result<std::size_t>> postpone(std::string account, std::int64_t until_ms,
+                                                      std::int64_t lifetime_ms,
                                                       std::string reason) override {
     co_await yield();
     postponed.push_back({account, until_ms, reason});
     std::size_t n = 0;
     for (auto& [id, m] : messages_) {
       if (m.env.account != account || m.next_attempt_ms > now) continue;
-      m.next_attempt_ms = until_ms;
+      m.next_attempt_ms = std::min(until_ms, m.received_at * 1000 + lifetime_ms);
       m.last_error = reason;
       ++n;
     }
@@ -162,6 +163,7 @@ class fake_queue final : public delivery_queue {
   }
 
   bool queued(const std::string& id) const { return messages_.count(id) != 0; }
+  queued_message& message(const std::string& id) { return messages_.at(id); }
   const queued_message& message(const std::string& id) const { return messages_.at(id); }
 
   struct postponement {
@@ -611,6 +613,8 @@ TEST_F(scheduler_test, accounts_without_consent_are_parked_until_their_state_cha
   EXPECT_EQ(queue.postponed[1].reason,
             "account bob@example.com is not authorized yet: run \"oauth-relayctl authorize "
             "bob@example.com\"");
+  // Parked for retry_max: far within their five days' lifetime.
+  EXPECT_EQ(queue.message("m1").next_attempt_ms, now + 3'600'000);
   EXPECT_EQ(tokens.gets, std::vector<std::string>{"carol@example.com"});
   EXPECT_EQ(queue.records[0].id, "m3");
 
@@ -624,7 +628,106 @@ TEST_F(scheduler_test, accounts_without_consent_are_parked_until_their_state_cha
   EXPECT_EQ(queue.postponed.size(), 2u);
 }
 
+TEST_F(scheduler_test, parked_mail_is_due_again_when_it_expires_and_then_bounces) {
+  settings.queue.lifetime = 3600s;
+  settings.accounts = {{alice, {alice}, false}, {"ops@example.com", {}, true}};
+  tokens.states = {account(alice, auth::token_state::missing),
+                   account("ops@example.com", auth::token_state::valid)};
+  queue.add("young", alice);  // 60 s old: parked until its expiry, within retry_max
+  queue.add("old", alice);
+  queue.message("old").received_at = now / 1000 - 3600;  // expires now
+  start();
+  ASSERT_TRUE(recorded(1));
+  ASSERT_TRUE(run_until([&] { return !queue.postponed.empty(); }));
+
+  // The young one: parked once, due again when its lifetime ends.
+  EXPECT_TRUE(queue.queued("young"));
+  EXPECT_EQ(queue.message("young").next_attempt_ms, (now / 1000 - 60 + 3600) * 1000);
+  // The old one: not parked again but failed, with no connection and no token asked for.
+  ASSERT_EQ(queue.records.size(), 1u);
+  const auto& r = queue.records[0];
+  EXPECT_EQ(r.id, "old");
+  EXPECT_TRUE(r.finished);
+  const std::string why =
+      "account alice@example.com is not authorized yet: run \"oauth-relayctl authorize "
+      "alice@example.com\"";
+  ASSERT_EQ(r.recipients.size(), 1u);
+  EXPECT_EQ(r.recipients[0].status, recipient_status::failed);
+  EXPECT_EQ(r.recipients[0].reply, "4.4.7 message expired after 1 hours in the queue: " + why);
+  EXPECT_TRUE(upstream.connections.empty());
+  EXPECT_TRUE(tokens.gets.empty());
+  // One bounce, carried by the default account: alice's cannot send it.
+  ASSERT_TRUE(queue.bounces[0].has_value());
+  const auto& bounce = *queue.bounces[0];
+  EXPECT_EQ(bounce.env.sender, "");
+  EXPECT_EQ(bounce.env.account, "ops@example.com");
+  ASSERT_EQ(bounce.env.recipients.size(), 1u);
+  EXPECT_EQ(bounce.env.recipients[0].address, "app@example.com");
+  EXPECT_NE(bounce.content.find("Status: 4.4.7\r\n"), std::string::npos);
+  EXPECT_NE(bounce.content.find("Diagnostic-Code: X-Oauth-Relay; 4.4.7 message expired after 1 "
+                                "hours in the queue: " +
+                                why + "\r\n"),
+            std::string::npos)
+      << bounce.content;
+  EXPECT_NE(bounce.content.find("Content-Type: message/rfc822\r\n\r\n" + content_of("old")),
+            std::string::npos);
+  EXPECT_EQ(scheduler->counters().bounced, 1u);
+}
+
+TEST_F(scheduler_test, without_a_usable_default_account_the_bounce_stays_with_the_original) {
+  settings.queue.lifetime = 3600s;
+  settings.accounts = {{alice, {alice}, true}};
+  tokens.states = {account(alice, auth::token_state::needs_reauth)};
+  queue.add("old", alice);
+  queue.message("old").received_at = now / 1000 - 7200;
+  start();
+  ASSERT_TRUE(recorded(1));
+  ASSERT_TRUE(queue.bounces[0].has_value());
+  EXPECT_EQ(queue.bounces[0]->env.account, alice);
+  EXPECT_EQ(
+      queue.records[0].recipients.at(0).reply,
+      "4.4.7 message expired after 2 hours in the queue: " + auth::needs_reauth_message(alice));
+}
+
 // --- the spool ----------------------------------------------------------------------
+
+TEST_F(scheduler_test, a_message_whose_content_is_lost_fails_at_once_with_a_bounce) {
+  queue.add("m1", alice, {"a@example.org", "b@example.org"});
+  queue.add("m2", alice);
+  queue.unreadable.emplace(
+      "m1", spool_failure(spool_errc::lost, "message m1: cannot read /spool/m1: No such file"));
+  start();
+  ASSERT_TRUE(recorded(2));
+
+  const auto* r = record_of(queue, "m1");
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->finished);
+  ASSERT_EQ(r->recipients.size(), 2u);
+  const std::string reply =
+      "5.3.0 the message content is gone from the queue: message m1: cannot read /spool/m1: No "
+      "such file";
+  for (const auto& u : r->recipients) {
+    EXPECT_EQ(u.status, recipient_status::failed);
+    EXPECT_EQ(u.reply, reply);
+  }
+  EXPECT_FALSE(queue.queued("m1"));
+  ASSERT_EQ(upstream.connections.size(), 1u);
+  EXPECT_EQ(upstream.connections[0].sent, std::vector<std::string>{content_of("m2")});
+  // The bounce says why and carries no copy.
+  std::size_t i = 0;
+  while (queue.records[i].id != "m1") ++i;
+  ASSERT_TRUE(queue.bounces[i].has_value());
+  const auto& c = queue.bounces[i]->content;
+  EXPECT_NE(c.find("Status: 5.3.0\r\n"), std::string::npos) << c;
+  EXPECT_NE(c.find("Diagnostic-Code: X-Oauth-Relay; " + reply + "\r\n"), std::string::npos) << c;
+  EXPECT_NE(c.find("The message itself is not attached"), std::string::npos) << c;
+  EXPECT_EQ(c.find("message/rfc822"), std::string::npos) << c;
+  const auto& counters = scheduler->counters();
+  EXPECT_EQ(counters.messages_lost, 1u);
+  EXPECT_EQ(counters.last_lost_at, now / 1000);
+  EXPECT_EQ(counters.last_lost, "m1: message m1: cannot read /spool/m1: No such file");
+  EXPECT_EQ(counters.bounced, 1u);
+}
 
 TEST_F(scheduler_test, a_failed_content_read_defers_and_a_deleted_one_is_skipped) {
   settings.upstream.max_connections = 1;
@@ -649,6 +752,8 @@ TEST_F(scheduler_test, a_failed_content_read_defers_and_a_deleted_one_is_skipped
   EXPECT_EQ(upstream.connections[0].sent, std::vector<std::string>{content_of("m3")});
   EXPECT_TRUE(queue.queued("m2"));  // not recorded, not sent: gone as far as delivery knows
   EXPECT_EQ(scheduler->counters().attempts_deferred, 1u);
+  EXPECT_EQ(scheduler->counters().content_unreadable, 1u);
+  EXPECT_EQ(scheduler->counters().messages_lost, 0u);
 }
 
 TEST_F(scheduler_test, a_failed_recipient_bounce_is_stored_with_the_record) {

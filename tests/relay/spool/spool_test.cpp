@@ -504,14 +504,37 @@ TEST_F(spool_test, postpone_moves_only_the_mail_that_is_due) {
                               std::chrono::system_clock::now().time_since_epoch())
                               .count() +
                           3600 * 1000;
-  EXPECT_EQ(run_op(io_, s.queue().postpone("alice@example.com", hour_later, "no token")).value(),
-            2u);
+  constexpr std::int64_t day = 24 * 3600 * 1000;
+  EXPECT_EQ(
+      run_op(io_, s.queue().postpone("alice@example.com", hour_later, day, "no token")).value(),
+      2u);
   store_one();
   // The two parked an hour ago are not rewritten; only the new one is due.
   EXPECT_EQ(
-      run_op(io_, s.queue().postpone("ALICE@example.com", hour_later + 1, "no token")).value(), 1u);
+      run_op(io_, s.queue().postpone("ALICE@example.com", hour_later + 1, day, "no token")).value(),
+      1u);
   spool_reader reader(dir_);
-  for (const auto& m : reader.messages().value()) EXPECT_EQ(m.last_error, "no token");
+  const auto parked = reader.messages().value();
+  ASSERT_EQ(parked.size(), 3u);
+  for (const auto& m : parked) EXPECT_EQ(m.last_error, "no token");
+  EXPECT_EQ(parked[0].next_attempt_ms, hour_later);
+  EXPECT_EQ(parked[2].next_attempt_ms, hour_later + 1);
+}
+
+TEST_F(spool_test, postpone_parks_no_message_past_its_lifetime) {
+  spool s(dir_, io_.get_executor(), blocking_);
+  auto draft = s.store().begin();
+  draft->append("Subject: x\r\n\r\nbody\r\n");
+  ASSERT_TRUE(stored(commit(s, std::move(draft), sample_envelope())));
+  spool_reader before(dir_);
+  const auto received_ms = before.messages().value().at(0).received_at * 1000;
+  const auto hour_later = received_ms + 3600 * 1000;
+  // With a lifetime of 5 s it is due again 5 s after its arrival, not in an hour.
+  EXPECT_EQ(
+      run_op(io_, s.queue().postpone("alice@example.com", hour_later, 5000, "no token")).value(),
+      1u);
+  spool_reader reader(dir_);
+  EXPECT_EQ(reader.messages().value().at(0).next_attempt_ms, received_ms + 5000);
 }
 
 TEST_F(spool_test, version_1_database_is_migrated_with_its_mail) {
