@@ -475,6 +475,12 @@ int run_import(const context& ctx, const import_options& options) {
       }
       throw failure(why.cause + "; nothing was stored", why.fix);
     }
+    if (!checked.identity_error.empty()) {
+      throw failure("the answer to the check does not name the account: " +
+                        checked.identity_error + "; nothing was stored",
+                    "check oauth.token_url and oauth.client_id, or run: oauth-relayctl authorize " +
+                        address);
+    }
     if (!checked.email.empty() && lower(checked.email) != lower(address)) {
       throw failure(
           "this refresh token belongs to " + checked.email + ", not " + address +
@@ -505,6 +511,16 @@ int run_import(const context& ctx, const import_options& options) {
             << (options.verify ? " (checked: Google issued an access token with it)"
                                : " (not checked)")
             << std::endl;
+  if (options.verify && checked.email.empty()) {
+    // Google sends an id_token on a refresh only when the token was granted
+    // with "openid email": without one, nothing says whose mailbox this is.
+    std::cerr << "warning: Google's answer named no account (no id_token with an email), so it "
+                 "was not checked that this token belongs to "
+              << address
+              << "; Gmail will refuse it at the first delivery if it does not. oauth-relayctl "
+                 "authorize "
+              << address << " checks the account." << std::endl;
+  }
   notify_daemon(ctx, address, std::cout);
   return 0;
 }
