@@ -254,11 +254,12 @@ advice explain_token_failure(const token_response& r, oauth_step step, std::stri
                   authorize_command(account) + " again"};
     }
     if (contains(r.error, "email_verified")) {
-      return {"Google has not verified the email address of the account that consented; "
-              "nothing was stored",
-              "sign in to Google as " + std::string(account) +
-                  " (an account whose address Google has verified) and run " +
-                  authorize_command(account) + " again"};
+      return {
+          "Google has not verified the email address of the account that consented; "
+          "nothing was stored",
+          "sign in to Google as " + std::string(account) +
+              " (an account whose address Google has verified) and run " +
+              authorize_command(account) + " again"};
     }
     if (contains(r.error, "id_token")) {
       return {"Google did not say which account consented (no id_token with an email claim)",

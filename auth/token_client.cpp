@@ -237,7 +237,8 @@ token_response token_client::exchange_code(const std::string& code,
                                       {"client_id", oauth_.client_id},
                                       {"client_secret", oauth_.client_secret}},
                                      options_);
-  auto r = classify(http, grant::code, oauth_.client_id, {oauth_.client_secret, code, code_verifier});
+  auto r =
+      classify(http, grant::code, oauth_.client_id, {oauth_.client_secret, code, code_verifier});
   if (!r.ok()) return r;
   // The id_token's signature is not checked: it came straight from the token
   // endpoint over TLS verified against oauth.token_url's host, in answer to

@@ -519,10 +519,10 @@ int run_import(const context& ctx, const import_options& options) {
       throw failure(why.cause + "; nothing was stored", why.fix);
     }
     if (!checked.identity_error.empty()) {
-      throw failure("the answer to the check does not name the account: " +
-                        checked.identity_error + "; nothing was stored",
-                    "check oauth.token_url and oauth.client_id, or run: oauth-relayctl authorize " +
-                        address);
+      throw failure(
+          "the answer to the check does not name the account: " + checked.identity_error +
+              "; nothing was stored",
+          "check oauth.token_url and oauth.client_id, or run: oauth-relayctl authorize " + address);
     }
     if (!checked.email.empty() && lower(checked.email) != lower(address)) {
       throw failure(

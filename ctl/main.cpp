@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "auth/curl_setup.hpp"
 #include "config/config.hpp"
 #include "config/log.hpp"
 #include "ctl/accounts.hpp"
@@ -101,6 +102,10 @@ int main(int argc, char** argv) {
   // Quiet: the commands say what matters; library log lines would repeat it.
   log::set_threshold(log::level::error);
   ::umask(077);
+
+  if (const auto problem = auth::libcurl_problem(); !problem.empty()) {
+    return fail(problem, "oauth-relayctl talks to Google and oauth-relayd through libcurl");
+  }
 
   auto loaded = config::load(config_path);
   if (!loaded.errors.empty()) {

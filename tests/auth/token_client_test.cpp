@@ -400,11 +400,11 @@ class exchange_identity : public testing::TestWithParam<identity_case> {};
 
 TEST_P(exchange_identity, the_id_token_must_be_ours_and_verified) {
   const auto& c = GetParam();
-  nlohmann::json body = {{"access_token", "ya29.x"},
-                         {"refresh_token", "1//r"},
-                         {"expires_in", 3599},
-                         {"id_token", base64url(R"({"alg":"RS256"})") + "." +
-                                          base64url(c.claims) + ".c2ln"}};
+  nlohmann::json body = {
+      {"access_token", "ya29.x"},
+      {"refresh_token", "1//r"},
+      {"expires_in", 3599},
+      {"id_token", base64url(R"({"alg":"RS256"})") + "." + base64url(c.claims) + ".c2ln"}};
   config::oauth_settings oauth;
   oauth.client_id = "our-client.apps.googleusercontent.com";
   oauth.token_url = "https://oauth2.googleapis.com/token";

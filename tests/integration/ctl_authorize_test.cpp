@@ -183,7 +183,7 @@ TEST_F(ctl_authorize, a_redirect_with_another_state_is_refused_and_the_wait_goes
   // Pasted, the same.
   process_->write_stdin(consent(forged) + "\n");
   ASSERT_TRUE(process_->wait_for_stderr(ignored + "\n" + ignored, 10s));
-  EXPECT_EQ(process_->wait(100ms), -1);  // still waiting
+  EXPECT_EQ(process_->wait(100ms), -1);    // still waiting
   EXPECT_EQ(oauth_.token_requests(), 0u);  // no forged code was exchanged
   EXPECT_FALSE(stored(alice));
 
