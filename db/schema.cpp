@@ -97,6 +97,13 @@ CREATE TABLE IF NOT EXISTS accounts(
 )sql");
 }
 
+// 4: whether a message's sender was already sent its delay warning
+// (queue.delay_warning): at most one per message.
+void add_delay_warned(connection& db) {
+  if (!has_column(db, "messages", "delay_warned"))
+    db.exec("ALTER TABLE messages ADD COLUMN delay_warned INTEGER NOT NULL DEFAULT 0;");
+}
+
 struct migration {
   int version;  // the version the database has afterwards
   void (*apply)(connection&);
@@ -106,6 +113,7 @@ constexpr std::array migrations{
     migration{1, create_spool_tables},
     migration{2, move_content_out},
     migration{3, add_accounts},
+    migration{4, add_delay_warned},
 };
 static_assert(migrations.size() == queue_schema_version,
               "queue_schema_version is the last migration's number");

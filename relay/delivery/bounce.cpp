@@ -51,11 +51,19 @@ bool wants_failure_notice(const recipient& rcpt) {
   return !n.never && n.failure;
 }
 
+bool wants_delay_notice(const recipient& rcpt) {
+  const auto& n = rcpt.params.notify;
+  if (!n.specified) return true;
+  return !n.never && n.delay;
+}
+
 std::optional<generated_message> make_bounce(const bounce_input& in) {
   if (in.original.sender.empty()) return std::nullopt;  // never bounce a bounce
   std::vector<const failed_recipient*> notify;
   for (const auto& f : in.failed) {
-    if (wants_failure_notice(f.rcpt)) notify.push_back(&f);
+    if (in.delayed ? wants_delay_notice(f.rcpt) : wants_failure_notice(f.rcpt)) {
+      notify.push_back(&f);
+    }
   }
   if (notify.empty()) return std::nullopt;
 
@@ -64,9 +72,11 @@ std::optional<generated_message> make_bounce(const bounce_input& in) {
   std::string m;
   m += "From: Mail Delivery System <MAILER-DAEMON@" + in.reporting_host + ">\r\n";
   m += "To: <" + in.original.sender + ">\r\n";
-  m += "Subject: Undelivered Mail Returned to Sender\r\n";
+  m += in.delayed ? "Subject: Delayed Mail (still being retried)\r\n"
+                  : "Subject: Undelivered Mail Returned to Sender\r\n";
   m += "Date: " + date + "\r\n";
-  m += "Message-ID: <" + in.original_id + ".bounce@" + in.reporting_host + ">\r\n";
+  m += "Message-ID: <" + in.original_id + (in.delayed ? ".delay@" : ".bounce@") +
+       in.reporting_host + ">\r\n";
   m += "Auto-Submitted: auto-replied\r\n";
   m += "MIME-Version: 1.0\r\n";
   m += "Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"" + boundary +
@@ -77,8 +87,15 @@ std::optional<generated_message> make_bounce(const bounce_input& in) {
   m += "--" + boundary + "\r\n";
   m += "Content-Description: Notification\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n";
   m += "This is the mail relay at " + in.reporting_host + ".\r\n\r\n";
-  m += "Your message (queue id " + in.original_id +
-       ") could not be delivered to the following recipients:\r\n\r\n";
+  if (in.delayed) {
+    m += "Your message (queue id " + in.original_id +
+         ") has not been delivered yet to the following recipients. This is a warning only: "
+         "the relay keeps trying until " +
+         rfc5322_date(in.retry_until) + ", and you need not send it again.\r\n\r\n";
+  } else {
+    m += "Your message (queue id " + in.original_id +
+         ") could not be delivered to the following recipients:\r\n\r\n";
+  }
   for (const auto* f : notify) {
     m += "<" + f->rcpt.address + ">: " + f->diagnostic + "\r\n";
   }
@@ -102,7 +119,7 @@ std::optional<generated_message> make_bounce(const bounce_input& in) {
       m += "Original-Recipient: " + decode_xtext(f->rcpt.params.orcpt) + "\r\n";
     }
     m += "Final-Recipient: rfc822; " + f->rcpt.address + "\r\n";
-    m += "Action: failed\r\n";
+    m += in.delayed ? "Action: delayed\r\n" : "Action: failed\r\n";
     m += "Status: " + f->status + "\r\n";
     if (f->from_upstream) {
       m += "Remote-MTA: dns; " + in.upstream_host + "\r\n";
@@ -111,6 +128,7 @@ std::optional<generated_message> make_bounce(const bounce_input& in) {
       m += "Diagnostic-Code: X-Oauth-Relay; " + f->diagnostic + "\r\n";
     }
     m += "Last-Attempt-Date: " + date + "\r\n";
+    if (in.delayed) m += "Will-Retry-Until: " + rfc5322_date(in.retry_until) + "\r\n";
   }
   m += "\r\n";
 
@@ -118,7 +136,8 @@ std::optional<generated_message> make_bounce(const bounce_input& in) {
   // nothing to put in it (an empty message/rfc822 would not be a message).
   if (in.original_content) {
     m += "--" + boundary + "\r\n";
-    const bool headers_only = in.original.params.ret == smtp::dsn_ret::headers;
+    // A warning needs only the header to say which message it is about.
+    const bool headers_only = in.delayed || in.original.params.ret == smtp::dsn_ret::headers;
     if (headers_only) {
       m += "Content-Description: Undelivered message headers\r\n"
            "Content-Type: text/rfc822-headers\r\n\r\n";

@@ -27,8 +27,14 @@ struct bounce_input {
   std::int64_t arrival_time = 0;  // unix seconds
   std::int64_t now = 0;           // unix seconds
   envelope original;              // sender, account, DSN parameters
+  // The recipients reported: those that failed, or with `delayed` those
+  // still pending (status 4.x.x).
   std::vector<failed_recipient> failed;
   std::optional<std::string_view> original_content;  // the message as queued, when it was read
+  // A delay warning (RFC 3464 Action: delayed) instead of a failure report:
+  // the message is still queued and retried until `retry_until` (unix seconds).
+  bool delayed = false;
+  std::int64_t retry_until = 0;
 };
 
 // An xtext value (RFC 3461 §4: ENVID, ORCPT's address) for a report: "+XX"
@@ -39,6 +45,11 @@ std::string decode_xtext(std::string_view text);
 // Whether the sender asked not to hear about this recipient's failure
 // (NOTIFY=NEVER, or NOTIFY without FAILURE).
 bool wants_failure_notice(const recipient& rcpt);
+
+// Whether the sender wants to hear that this recipient is delayed: NOTIFY
+// with DELAY, or no NOTIFY at all (RFC 3461 §4.1 leaves that default to the
+// relay; it sends one only where queue.delay_warning is set).
+bool wants_delay_notice(const recipient& rcpt);
 
 // Nothing when no notice is due: a null sender (bounces are never bounced)
 // or no recipient that wants one. Otherwise the bounce, from the null sender

@@ -72,6 +72,12 @@ bool past_lifetime(const queued_message& m, const delivery_policy& policy, std::
   return std::chrono::seconds(now_ms / 1000 - m.received_at) >= policy.lifetime;
 }
 
+bool delay_warning_due(const queued_message& m, const delivery_policy& policy,
+                       std::int64_t now_ms) {
+  return policy.delay_warning.count() > 0 && !m.delay_warned &&
+         std::chrono::seconds(now_ms / 1000 - m.received_at) >= policy.delay_warning;
+}
+
 delivery_decision decide(const queued_message& m, const attempt& what,
                          const delivery_policy& policy, std::int64_t now_ms,
                          std::optional<std::string_view> content) {
@@ -122,7 +128,11 @@ delivery_decision decide(const queued_message& m, const attempt& what,
     // number attempts + 1: the first waits retry_initial.
     const auto wait =
         unsent && unsent->retry_after ? *unsent->retry_after : policy.backoff(m.attempts + 1);
-    rec.next_attempt_ms = now_ms + wait.count();
+    // No later than its expiry: then it is bounced, not some backoff later.
+    const std::int64_t expires_ms =
+        m.received_at * 1000 +
+        std::chrono::duration_cast<std::chrono::milliseconds>(policy.lifetime).count();
+    rec.next_attempt_ms = std::min(now_ms + wait.count(), expires_ms);
     rec.last_error = reason.empty() && sent ? "some recipients deferred" : reason;
     // The upstream's own words for a pending recipient say more than a summary.
     if (sent) {
@@ -130,6 +140,33 @@ delivery_decision decide(const queued_message& m, const attempt& what,
         if (r.status == recipient_status::pending && !r.reply.empty()) rec.last_error = r.reply;
       }
     }
+  }
+
+  if (!rec.finished && delay_warning_due(m, policy, now_ms)) {
+    // Once, whether or not a recipient asked for it: the next attempts need
+    // not look again.
+    rec.delay_warned = true;
+    bounce_input in;
+    in.delayed = true;
+    in.retry_until = m.received_at + policy.lifetime.count();
+    in.reporting_host = policy.reporting_host;
+    in.upstream_host = policy.upstream_host;
+    in.original_id = m.id;
+    in.arrival_time = m.received_at;
+    in.now = now_ms / 1000;
+    in.original = m.env;
+    in.original_content = content;
+    for (std::size_t i = 0; i < state.size(); ++i) {
+      if (state[i].status != recipient_status::pending) continue;
+      failed_recipient f;
+      f.rcpt = m.recipients[i].rcpt;
+      f.diagnostic = state[i].reply.empty() ? rec.last_error : state[i].reply;
+      const std::string status = status_of(state[i].reply, "4.0.0");
+      f.status = status.starts_with("4.") ? status : "4.0.0";
+      f.from_upstream = sent != nullptr && !state[i].reply.empty();
+      in.failed.push_back(std::move(f));
+    }
+    out.bounce = make_bounce(in);
   }
 
   if (rec.finished) {

@@ -23,6 +23,7 @@ struct delivery_policy {
   std::chrono::milliseconds retry_initial{60'000};
   std::chrono::milliseconds retry_max{3'600'000};
   std::chrono::seconds lifetime{5 * 24 * 3600};  // from arrival; then pending recipients fail
+  std::chrono::seconds delay_warning{0};         // from arrival; then one delay notice (0: never)
   std::string reporting_host;                    // the relay's hostname (Reporting-MTA)
   std::string upstream_host;                     // Remote-MTA of upstream replies
 
@@ -84,14 +85,20 @@ struct attempt_report {
 };
 
 struct delivery_decision {
-  delivery_record record;                   // to store
-  std::optional<generated_message> bounce;  // to store in the same transaction
+  delivery_record record;  // to store
+  // To store in the same transaction: the bounce of a finished message, or
+  // the delay warning of one still queued (record.delay_warned).
+  std::optional<generated_message> bounce;
   attempt_report report;
 };
 
 // Whether `message` has been queued for queue.lifetime or longer at `now_ms`.
 bool past_lifetime(const queued_message& message, const delivery_policy& policy,
                    std::int64_t now_ms);
+
+// Whether `message`'s sender is due its one delay warning at `now_ms`.
+bool delay_warning_due(const queued_message& message, const delivery_policy& policy,
+                       std::int64_t now_ms);
 
 // The decision for one attempt of `message` (as it was queued before it).
 // `content` is the message as queued, quoted by a bounce; unset when it was

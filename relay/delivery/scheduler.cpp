@@ -46,6 +46,7 @@ delivery_policy policy_of(const config::settings& s) {
   p.retry_initial = std::chrono::duration_cast<std::chrono::milliseconds>(s.queue.retry_initial);
   p.retry_max = std::chrono::duration_cast<std::chrono::milliseconds>(s.queue.retry_max);
   p.lifetime = s.queue.lifetime;
+  p.delay_warning = s.queue.delay_warning;
   p.reporting_host = s.hostname;
   p.upstream_host = s.upstream.host;
   return p;
@@ -197,6 +198,15 @@ asio::awaitable<void> delivery_scheduler::dispatch_loop() {
     for (auto& m : due) {
       if (auto b = blocked.find(m.env.account); b != blocked.end()) {
         if (!past_lifetime(m, policy_, pass_time)) {
+          if (delay_warning_due(m, policy_, pass_time) && removing_.count(m.id) == 0 &&
+              claimed_.insert(m.id).second) {
+            // Waiting on a person is a delay like any other: the sender
+            // hears once (queue.delay_warning), and it stays parked.
+            const attempt waiting = not_sent{b->second, policy_.retry_max};
+            asio::co_spawn(executor_, record_owned(std::move(m), waiting),
+                           log_failure("delay_warning_failed"));
+            continue;
+          }
           parked.insert(m.env.account);
           continue;
         }
@@ -269,7 +279,10 @@ asio::awaitable<void> delivery_scheduler::park_blocked(std::map<std::string, std
     // No later than each message's own expiry: then it comes up once more
     // and is bounced (dispatch_loop), instead of waiting forever.
     const auto lifetime = std::chrono::duration_cast<std::chrono::milliseconds>(policy_.lifetime);
-    auto count = co_await queue_.postpone(account, until, lifetime.count(), reason);
+    const auto warning =
+        std::chrono::duration_cast<std::chrono::milliseconds>(policy_.delay_warning);
+    auto count =
+        co_await queue_.postpone(account, until, {lifetime.count(), warning.count()}, reason);
     if (!count) {
       log::error("account_mail_park_failed")
           .kv("account", account)
@@ -473,12 +486,18 @@ asio::awaitable<void> delivery_scheduler::record_later(queued_message m, send_re
   co_await record(m, std::move(what), quoted);
 }
 
+asio::awaitable<void> delivery_scheduler::record_owned(queued_message m, attempt what) {
+  co_await record(m, std::move(what), std::nullopt);
+}
+
 asio::awaitable<void> delivery_scheduler::record(const queued_message& m, attempt what,
                                                  std::optional<std::string_view> content) {
   const auto now = now_();
   auto decision = decide(m, what, policy_, now, content);
-  const bool bounced = decision.bounce.has_value();
-  if (bounced) decision.bounce->env.account = bounce_account(m.env.account);
+  // A bounce of a finished message, or the delay warning of a queued one.
+  const bool notice = decision.bounce.has_value();
+  const bool bounced = notice && decision.record.finished;
+  if (notice) decision.bounce->env.account = bounce_account(m.env.account);
   auto stored = co_await queue_.record(std::move(decision.record), std::move(decision.bounce));
   if (doomed_.count(m.id) != 0) co_await delete_doomed(m.id);
   claimed_.erase(m.id);
@@ -487,6 +506,11 @@ asio::awaitable<void> delivery_scheduler::record(const queued_message& m, attemp
     co_return;
   }
   count(m, decision.report, bounced, now);
+  if (notice && !bounced) {
+    ++counters_.delay_warnings;
+    log::info("delay_warning_sent").kv("id", m.id).kv("to", m.env.sender);
+    wake();  // the warning is new mail
+  }
 }
 
 void delivery_scheduler::count(const queued_message& m, const attempt_report& r, bool bounced,

@@ -54,6 +54,7 @@ struct delivery_counters {
   std::int64_t last_lost_at = 0;
   std::string last_lost;
   std::uint64_t content_unreadable = 0;
+  std::uint64_t delay_warnings = 0;  // queue.delay_warning notices generated
 };
 
 class delivery_scheduler {
@@ -115,6 +116,8 @@ class delivery_scheduler {
                                             std::optional<std::string> content);
   boost::asio::awaitable<void> record(const queued_message& message, attempt what,
                                       std::optional<std::string_view> content);
+  // record() of a message no one else holds (spawned on its own).
+  boost::asio::awaitable<void> record_owned(queued_message message, attempt what);
   void count(const queued_message& message, const attempt_report& report, bool bounced,
              std::int64_t now);
   void start_workers(const std::shared_ptr<account_queue>& queue);

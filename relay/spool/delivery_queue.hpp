@@ -38,12 +38,17 @@ class delivery_queue {
   virtual boost::asio::awaitable<spool_result<void>> record(
       delivery_record record, std::optional<generated_message> bounce) = 0;
 
+  // How long after its arrival a parked message must come up again anyway.
+  struct parking_limits {
+    std::int64_t lifetime_ms = 0;       // it expires then (queue.lifetime)
+    std::int64_t delay_warning_ms = 0;  // its delay warning is due then, unless sent (0: none)
+  };
   // Puts off the due messages of `account` until `until_ms` with `reason` as
   // their last error (an account that cannot send at all), but each no later
-  // than `lifetime_ms` after its arrival, when it is to expire; how many.
+  // than its `limits`; how many.
   virtual boost::asio::awaitable<spool_result<std::size_t>> postpone(std::string account,
                                                                      std::int64_t until_ms,
-                                                                     std::int64_t lifetime_ms,
+                                                                     parking_limits limits,
                                                                      std::string reason) = 0;
 
   // Makes the messages of `account` (every message when empty) due at

@@ -80,6 +80,7 @@ struct queued_message {
   int attempts = 0;
   std::int64_t next_attempt_ms = 0;
   std::string last_error;
+  bool delay_warned = false;  // its sender was sent the queue.delay_warning notice
   std::vector<queued_recipient> recipients;
 };
 
@@ -98,6 +99,7 @@ struct delivery_record {
   std::int64_t next_attempt_ms = 0;  // when not finished
   std::string last_error;
   bool count_attempt = true;
+  bool delay_warned = false;  // a delay warning is stored with this record: never another
 };
 
 // Queue figures for the health socket, counted without loading messages.

@@ -15,7 +15,7 @@ namespace {
 // The columns read_message() reads, in its order.
 #define OAUTH_RELAY_MESSAGE_COLUMNS                                                         \
   "id, received_at, sender, account, body_type, smtputf8, dsn_ret, envid, size, attempts, " \
-  "next_attempt_ms, last_error"
+  "next_attempt_ms, last_error, delay_warned"
 
 constexpr const char* select_due =
     "SELECT " OAUTH_RELAY_MESSAGE_COLUMNS
@@ -77,6 +77,7 @@ queued_message read_message(const db::statement& s) {
   q.attempts = s.int32(9);
   q.next_attempt_ms = s.int64(10);
   q.last_error = s.text(11);
+  q.delay_warned = s.int32(12) != 0;
   return q;
 }
 

@@ -27,7 +27,7 @@ class scheduling_queries final : public delivery_queue {
       delivery_record record, std::optional<generated_message> bounce) override;
   boost::asio::awaitable<spool_result<std::size_t>> postpone(std::string account,
                                                              std::int64_t until_ms,
-                                                             std::int64_t lifetime_ms,
+                                                             parking_limits limits,
                                                              std::string reason) override;
   boost::asio::awaitable<spool_result<std::size_t>> reschedule(std::string account,
                                                                std::int64_t when_ms) override;

@@ -133,15 +133,15 @@ const std::vector<std::string> current_shape = {
     "table accounts access_expires_at,access_token,address,last_delivery,last_error,"
     "refresh_failures,refresh_token,state,token_generation,updated_at",
     "table contents data,id",
-    "table messages account,attempts,body_type,content_file,content_id,dsn_ret,envid,id,"
-    "last_error,next_attempt_ms,received_at,sender,size,smtputf8",
+    "table messages account,attempts,body_type,content_file,content_id,delay_warned,dsn_ret,"
+    "envid,id,last_error,next_attempt_ms,received_at,sender,size,smtputf8",
     "table recipients address,last_reply,message_id,notify,orcpt,position,status",
 };
 
 TEST_F(schema_test, a_new_database_gets_every_table_privately_in_wal_mode) {
   auto db = open_queue(dir_);
   EXPECT_EQ(schema_version(db), queue_schema_version);
-  EXPECT_EQ(queue_schema_version, 3);
+  EXPECT_EQ(queue_schema_version, 4);
   EXPECT_EQ(shape(), current_shape);
   EXPECT_EQ(mode_of(dir_), 0700u);
   EXPECT_EQ(mode_of(file()), 0600u);
@@ -162,7 +162,7 @@ TEST_F(schema_test, version_1_moves_the_content_out_of_the_message_rows) {
     INSERT INTO recipients VALUES('m1', 0, 'b@example.org', 0, '', 0, '');
   )sql"});
   open_queue(dir_);
-  EXPECT_EQ(value("PRAGMA user_version"), 3);
+  EXPECT_EQ(value("PRAGMA user_version"), 4);
   EXPECT_EQ(shape(), current_shape);
   EXPECT_EQ(rows("SELECT CAST(c.data AS TEXT) FROM messages m JOIN contents c "
                  "ON c.id = m.content_id WHERE m.id = 'm1'"),
@@ -178,7 +178,7 @@ TEST_F(schema_test, version_1_moves_the_content_out_of_the_message_rows) {
 TEST_F(schema_test, version_2_without_accounts_gets_the_table) {
   prepare({version_2});
   open_queue(dir_);
-  EXPECT_EQ(value("PRAGMA user_version"), 3);
+  EXPECT_EQ(value("PRAGMA user_version"), 4);
   EXPECT_EQ(shape(), current_shape);
   EXPECT_EQ(value("SELECT count(*) FROM accounts"), 0);
   EXPECT_EQ(rows("SELECT CAST(c.data AS TEXT) FROM messages m JOIN contents c "
@@ -189,7 +189,7 @@ TEST_F(schema_test, version_2_without_accounts_gets_the_table) {
 TEST_F(schema_test, version_2_with_the_token_stores_accounts_keeps_them) {
   prepare({version_2, token_store_accounts});
   open_queue(dir_);
-  EXPECT_EQ(value("PRAGMA user_version"), 3);
+  EXPECT_EQ(value("PRAGMA user_version"), 4);
   EXPECT_EQ(shape(), current_shape);
   EXPECT_EQ(rows("SELECT address || ' ' || refresh_token || ' ' || token_generation FROM accounts"),
             std::vector<std::string>{"alice@example.com 1//kept 4"});
@@ -200,7 +200,7 @@ TEST_F(schema_test, a_database_the_token_store_created_alone_gets_the_spool_tabl
   prepare({"PRAGMA journal_mode=WAL;", token_store_accounts});
   EXPECT_EQ(value("PRAGMA user_version"), 0);
   open_queue(dir_);
-  EXPECT_EQ(value("PRAGMA user_version"), 3);
+  EXPECT_EQ(value("PRAGMA user_version"), 4);
   EXPECT_EQ(shape(), current_shape);
   EXPECT_EQ(rows("SELECT refresh_token FROM accounts WHERE address = 'ALICE@example.com'"),
             std::vector<std::string>{"1//kept"});
@@ -283,7 +283,7 @@ TEST_F(schema_test, processes_opening_an_old_database_at_once_migrate_it_once) {
   }
   for (auto& t : openers) t.join();
   EXPECT_EQ(failures, 0);
-  EXPECT_EQ(value("PRAGMA user_version"), 3);
+  EXPECT_EQ(value("PRAGMA user_version"), 4);
   EXPECT_EQ(value("SELECT count(*) FROM contents"), 1);
   EXPECT_EQ(shape(), current_shape);
 }

@@ -111,6 +111,7 @@ class fake_queue final : public delivery_queue {
       ++m.attempts;
       m.next_attempt_ms = r.next_attempt_ms;
       m.last_error = r.last_error;
+      m.delay_warned = m.delay_warned || r.delay_warned;
       if (r.finished) messages_.erase(it);
     }
     records.push_back(std::move(r));
@@ -119,14 +120,19 @@ class fake_queue final : public delivery_queue {
   }
 
   asio::awaitable<spool_result<std::size_t>> postpone(std::string account, std::int64_t until_ms,
-                                                      std::int64_t lifetime_ms,
+                                                      parking_limits limits,
                                                       std::string reason) override {
     co_await yield();
     postponed.push_back({account, until_ms, reason});
     std::size_t n = 0;
     for (auto& [id, m] : messages_) {
       if (m.env.account != account || m.next_attempt_ms > now) continue;
-      m.next_attempt_ms = std::min(until_ms, m.received_at * 1000 + lifetime_ms);
+      m.next_attempt_ms = std::min(until_ms, m.received_at * 1000 + limits.lifetime_ms);
+      if (limits.delay_warning_ms > 0 && !m.delay_warned &&
+          m.received_at * 1000 + limits.delay_warning_ms > now) {
+        m.next_attempt_ms =
+            std::min(m.next_attempt_ms, m.received_at * 1000 + limits.delay_warning_ms);
+      }
       m.last_error = reason;
       ++n;
     }

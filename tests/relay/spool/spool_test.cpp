@@ -505,13 +505,14 @@ TEST_F(spool_test, postpone_moves_only_the_mail_that_is_due) {
                               .count() +
                           3600 * 1000;
   constexpr std::int64_t day = 24 * 3600 * 1000;
-  EXPECT_EQ(
-      run_op(io_, s.queue().postpone("alice@example.com", hour_later, day, "no token")).value(),
-      2u);
+  EXPECT_EQ(run_op(io_, s.queue().postpone("alice@example.com", hour_later, {day, 0}, "no token"))
+                .value(),
+            2u);
   store_one();
   // The two parked an hour ago are not rewritten; only the new one is due.
   EXPECT_EQ(
-      run_op(io_, s.queue().postpone("ALICE@example.com", hour_later + 1, day, "no token")).value(),
+      run_op(io_, s.queue().postpone("ALICE@example.com", hour_later + 1, {day, 0}, "no token"))
+          .value(),
       1u);
   spool_reader reader(dir_);
   const auto parked = reader.messages().value();
@@ -530,9 +531,9 @@ TEST_F(spool_test, postpone_parks_no_message_past_its_lifetime) {
   const auto received_ms = before.messages().value().at(0).received_at * 1000;
   const auto hour_later = received_ms + 3600 * 1000;
   // With a lifetime of 5 s it is due again 5 s after its arrival, not in an hour.
-  EXPECT_EQ(
-      run_op(io_, s.queue().postpone("alice@example.com", hour_later, 5000, "no token")).value(),
-      1u);
+  EXPECT_EQ(run_op(io_, s.queue().postpone("alice@example.com", hour_later, {5000, 0}, "no token"))
+                .value(),
+            1u);
   spool_reader reader(dir_);
   EXPECT_EQ(reader.messages().value().at(0).next_attempt_ms, received_ms + 5000);
 }
