@@ -102,6 +102,34 @@ TEST_F(queue_findings, mail_of_an_account_never_authorized_bounces_once_at_its_l
   EXPECT_EQ(google_.message_count(), 1u);
 }
 
+// queue.delay_warning: the sender first hears that the message waits (once),
+// then that it failed; both notices are carried by the default account.
+TEST_F(queue_findings, a_waiting_message_warns_its_sender_once_then_bounces) {
+  start("queue:\n  lifetime: 8s\n  delay_warning: 2s\n  retry_initial: 1s\n  retry_max: 1h\n");
+  smtp_client client(relay_->port());
+  const auto reply = client.send_message(unauthorized, {"rcpt@example.org"},
+                                         "Subject: slow\r\n\r\nsecret body\r\n");
+  ASSERT_EQ(reply.code, 250) << reply.str();
+  ASSERT_TRUE(google_.gmail().wait_for_messages(2, 40s));
+  ASSERT_TRUE(wait_queue_empty(10s));
+  const auto messages = google_.messages();
+  ASSERT_EQ(messages.size(), 2u);
+  const auto& warning = messages[0].content;
+  EXPECT_EQ(messages[0].sender, "");
+  EXPECT_EQ(messages[0].recipients, std::vector<std::string>{unauthorized});
+  EXPECT_NE(warning.find("Subject: Delayed Mail (still being retried)\r\n"), std::string::npos)
+      << warning;
+  EXPECT_NE(warning.find("Final-Recipient: rfc822; rcpt@example.org\r\nAction: delayed\r\n"
+                         "Status: 4.0.0\r\n"),
+            std::string::npos)
+      << warning;
+  EXPECT_NE(warning.find("Will-Retry-Until: "), std::string::npos);
+  EXPECT_EQ(warning.find("secret body"), std::string::npos);  // the header only
+  const auto& bounce = messages[1].content;
+  EXPECT_NE(bounce.find("Action: failed\r\nStatus: 4.4.7\r\n"), std::string::npos) << bounce;
+  EXPECT_TRUE(queue().empty());
+}
+
 // A content file removed behind the relay's back: the message is failed at
 // its next attempt with a bounce that says why, not retried on every pass,
 // and /health is degraded naming it.
