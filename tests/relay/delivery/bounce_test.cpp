@@ -119,8 +119,12 @@ TEST(bounce, xtext_for_controls_and_8bit_stays_encoded_in_the_report) {
   EXPECT_EQ(c.find('\0'), std::string::npos);
   EXPECT_EQ(c.find("\r\nX-Injected"), std::string::npos);
   for (std::size_t i = 0; i < c.size(); ++i) {
-    if (c[i] == '\n') EXPECT_TRUE(i > 0 && c[i - 1] == '\r') << "bare LF at " << i;
-    if (c[i] == '\r') EXPECT_TRUE(i + 1 < c.size() && c[i + 1] == '\n') << "bare CR at " << i;
+    if (c[i] == '\n') {
+      EXPECT_TRUE(i > 0 && c[i - 1] == '\r') << "bare LF at " << i;
+    }
+    if (c[i] == '\r') {
+      EXPECT_TRUE(i + 1 < c.size() && c[i + 1] == '\n') << "bare CR at " << i;
+    }
   }
 }
 

@@ -559,8 +559,8 @@ TEST_F(spool_test, version_1_database_is_migrated_with_its_mail) {
     spool s(dir_, io_.get_executor(), blocking_);
     EXPECT_EQ(run_op(io_, s.queue().content("m1")).value(), "old mail");
   }
-  // Version 3 came after: the accounts table under the schema's control.
-  EXPECT_EQ(query_int(dir_ / "queue.db", "PRAGMA user_version"), 3);
+  // Versions 3 and 4 came after: the accounts table, messages.delay_warned.
+  EXPECT_EQ(query_int(dir_ / "queue.db", "PRAGMA user_version"), 4);
   spool_reader reader(dir_);
   auto messages = reader.messages().value();
   ASSERT_EQ(messages.size(), 1u);
