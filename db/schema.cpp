@@ -104,16 +104,25 @@ void add_delay_warned(connection& db) {
     db.exec("ALTER TABLE messages ADD COLUMN delay_warned INTEGER NOT NULL DEFAULT 0;");
 }
 
+// 5: whether a message's content has 8-bit octets (BODY=8BITMIME upstream),
+// noted as it arrives so delivery need not read the content first. NULL on
+// rows stored before: not known, found by reading the content.
+void add_eight_bit(connection& db) {
+  if (!has_column(db, "messages", "eight_bit"))
+    db.exec("ALTER TABLE messages ADD COLUMN eight_bit INTEGER;");
+}
+
 struct migration {
   int version;  // the version the database has afterwards
   void (*apply)(connection&);
 };
 
 constexpr std::array migrations{
-    migration{1, create_spool_tables},
-    migration{2, move_content_out},
-    migration{3, add_accounts},
-    migration{4, add_delay_warned},
+    migration{1, create_spool_tables},  // messages, recipients
+    migration{2, move_content_out},     // contents
+    migration{3, add_accounts},         // accounts
+    migration{4, add_delay_warned},     // messages.delay_warned
+    migration{5, add_eight_bit},        // messages.eight_bit
 };
 static_assert(migrations.size() == queue_schema_version,
               "queue_schema_version is the last migration's number");

@@ -8,10 +8,15 @@
 namespace oauth_relay::relay {
 namespace {
 
-// The original's header: everything up to the first empty line.
-std::string_view header_of(std::string_view content) {
+// The original's header: everything up to the first empty line. In the
+// first octets of a larger message (`cut`), a header that goes on past them
+// ends at its last whole line.
+std::string_view header_of(std::string_view content, bool cut) {
   auto end = content.find("\r\n\r\n");
-  return end == std::string_view::npos ? content : content.substr(0, end + 2);
+  if (end != std::string_view::npos) return content.substr(0, end + 2);
+  if (!cut) return content;
+  auto last = content.rfind("\r\n");
+  return last == std::string_view::npos ? std::string_view() : content.substr(0, last + 2);
 }
 
 int hex_digit(char c) {
@@ -100,9 +105,16 @@ std::optional<generated_message> make_bounce(const bounce_input& in) {
     m += "<" + f->rcpt.address + ">: " + f->diagnostic + "\r\n";
   }
   m += "\r\n";
+  // A warning needs only the header to say which message it is about.
+  const bool too_large = in.original_size > bounce_quote_limit;
+  const bool headers_asked = in.delayed || in.original.params.ret == smtp::dsn_ret::headers;
   if (!in.original_content) {
     m += "The message itself is not attached: its content could not be read from the "
          "queue.\r\n\r\n";
+  } else if (too_large && !headers_asked) {
+    m += "Only the header of your message is attached: it is " + std::to_string(in.original_size) +
+         " bytes, more than the " + std::to_string(bounce_quote_limit) +
+         " bytes returned whole.\r\n\r\n";
   }
 
   m += "--" + boundary + "\r\n";
@@ -136,12 +148,10 @@ std::optional<generated_message> make_bounce(const bounce_input& in) {
   // nothing to put in it (an empty message/rfc822 would not be a message).
   if (in.original_content) {
     m += "--" + boundary + "\r\n";
-    // A warning needs only the header to say which message it is about.
-    const bool headers_only = in.delayed || in.original.params.ret == smtp::dsn_ret::headers;
-    if (headers_only) {
+    if (headers_asked || too_large) {
       m += "Content-Description: Undelivered message headers\r\n"
            "Content-Type: text/rfc822-headers\r\n\r\n";
-      m += header_of(*in.original_content);
+      m += header_of(*in.original_content, too_large);
     } else {
       m += "Content-Description: Undelivered message\r\nContent-Type: message/rfc822\r\n\r\n";
       m += *in.original_content;

@@ -13,6 +13,13 @@
 
 namespace oauth_relay::relay {
 
+// A report returns the original whole (RET=FULL) up to this size; a larger
+// one is returned as its header alone (text/rfc822-headers, RFC 6522 §3),
+// and the report says so. RET is a request (RFC 3461 §4.3): a copy of a
+// 35 MB message would likely be refused on its way back, and would be held
+// in memory and stored again here.
+inline constexpr std::uint64_t bounce_quote_limit = 1024 * 1024;
+
 struct failed_recipient {
   recipient rcpt;
   std::string status;      // RFC 3463 code, e.g. "5.1.1"
@@ -30,7 +37,10 @@ struct bounce_input {
   // The recipients reported: those that failed, or with `delayed` those
   // still pending (status 4.x.x).
   std::vector<failed_recipient> failed;
-  std::optional<std::string_view> original_content;  // the message as queued, when it was read
+  // The message as queued, when it was read: whole, or when original_size
+  // is over bounce_quote_limit, its first octets (bounce_quote_limit at most).
+  std::optional<std::string_view> original_content;
+  std::uint64_t original_size = 0;
   // A delay warning (RFC 3464 Action: delayed) instead of a failure report:
   // the message is still queued and retried until `retry_until` (unix seconds).
   bool delayed = false;

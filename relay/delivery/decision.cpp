@@ -156,6 +156,7 @@ delivery_decision decide(const queued_message& m, const attempt& what,
     in.now = now_ms / 1000;
     in.original = m.env;
     in.original_content = content;
+    in.original_size = m.size;
     for (std::size_t i = 0; i < state.size(); ++i) {
       if (state[i].status != recipient_status::pending) continue;
       failed_recipient f;
@@ -178,6 +179,7 @@ delivery_decision decide(const queued_message& m, const attempt& what,
     in.now = now_ms / 1000;
     in.original = m.env;
     in.original_content = content;
+    in.original_size = m.size;
     for (std::size_t i = 0; i < state.size(); ++i) {
       if (state[i].status != recipient_status::failed) continue;
       failed_recipient f;

@@ -101,8 +101,9 @@ bool delay_warning_due(const queued_message& message, const delivery_policy& pol
                        std::int64_t now_ms);
 
 // The decision for one attempt of `message` (as it was queued before it).
-// `content` is the message as queued, quoted by a bounce; unset when it was
-// not read (a bounce then carries no copy).
+// `content` is the message as queued, quoted by a bounce: whole, or its
+// first bounce_quote_limit octets when message.size is more; unset when it
+// was not read (a bounce then carries no copy).
 delivery_decision decide(const queued_message& message, const attempt& what_happened,
                          const delivery_policy& policy, std::int64_t now_ms,
                          std::optional<std::string_view> content);

@@ -27,6 +27,7 @@
 #include "common/clock.hpp"
 #include "config/config.hpp"
 #include "relay/delivery/decision.hpp"
+#include "relay/delivery/parking.hpp"
 #include "relay/delivery/upstream.hpp"
 #include "relay/spool/delivery_queue.hpp"
 
@@ -101,23 +102,28 @@ class delivery_scheduler {
   using connection_ptr = std::unique_ptr<upstream_connection>;
 
   boost::asio::awaitable<void> dispatch_loop();
-  // Accounts that cannot send until a person acts, with the reason to show.
-  std::map<std::string, std::string> blocked_accounts() const;
-  // The account a bounce of mail from `original` goes out through.
-  std::string bounce_account(const std::string& original) const;
-  boost::asio::awaitable<void> park_blocked(std::map<std::string, std::string> blocked,
-                                            const std::set<std::string>& accounts);
   boost::asio::awaitable<void> worker(std::shared_ptr<account_queue> queue);
   // An authenticated connection for `account`, or why there is none.
   boost::asio::awaitable<std::variant<connection_ptr, not_sent>> open_connection(
       const std::string& account);
   std::size_t waiting_total() const;  // claimed messages not yet on a connection
+  // A content that could not be opened or read to its end: lost (a bounce
+  // now) or failed (a retry after the backoff).
+  boost::asio::awaitable<void> content_failed(const queued_message& message,
+                                              const spool_failure& failure);
   boost::asio::awaitable<void> record_later(queued_message message, send_result result,
-                                            std::optional<std::string> content);
+                                            std::optional<message_content> content);
+  // Stores what the attempt decided, with the bounce or delay warning it
+  // makes, which quotes the original: from `content` when given (it must
+  // outlive the call), else read from the spool again.
   boost::asio::awaitable<void> record(const queued_message& message, attempt what,
-                                      std::optional<std::string_view> content);
+                                      message_content* content);
   // record() of a message no one else holds (spawned on its own).
   boost::asio::awaitable<void> record_owned(queued_message message, attempt what);
+  // What a notice quotes of `message`: its first bounce_quote_limit octets;
+  // nothing when they cannot be read.
+  boost::asio::awaitable<std::optional<std::string>> quote_of(const queued_message& message,
+                                                              message_content* content);
   void count(const queued_message& message, const attempt_report& report, bool bounced,
              std::int64_t now);
   void start_workers(const std::shared_ptr<account_queue>& queue);
@@ -134,6 +140,7 @@ class delivery_scheduler {
   config::settings settings_;
   delivery_policy policy_;
   clock now_;
+  account_parking parking_;
   std::map<std::string, std::shared_ptr<account_queue>> queues_;
   message_id_set claimed_;                  // ids waiting in a queue or being delivered
   std::unordered_set<std::string> doomed_;  // claimed ids to delete once their attempt ends

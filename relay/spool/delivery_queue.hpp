@@ -13,6 +13,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include "relay/envelope.hpp"
+#include "relay/spool/content.hpp"
 #include "relay/spool/records.hpp"
 
 namespace oauth_relay::relay {
@@ -30,9 +31,11 @@ class delivery_queue {
   // the queue is empty.
   virtual boost::asio::awaitable<spool_result<std::optional<std::int64_t>>> next_due() = 0;
 
-  // A message's content (the Received: header and the data, CRLF lines).
-  // not_found: the message left the queue; failed: it could not be read.
-  virtual boost::asio::awaitable<spool_result<std::string>> content(std::string id) = 0;
+  // A message's content (the Received: header and the data, CRLF lines),
+  // to be read in pieces: a large one stays in its file. not_found: the
+  // message left the queue; lost: its content is gone for good; failed: it
+  // could not be opened now.
+  virtual boost::asio::awaitable<spool_result<message_content>> content(std::string id) = 0;
 
   // Records an attempt and, in the same transaction, stores `bounce`.
   virtual boost::asio::awaitable<spool_result<void>> record(

@@ -31,22 +31,21 @@ constexpr const char* reschedule_account =
     "UPDATE messages SET next_attempt_ms = ?1 "
     "WHERE (?2 = '' OR account = ?2 COLLATE NOCASE) AND next_attempt_ms > ?1";
 
-// Large contents are read outside SQLite, after the (read-only) transaction,
-// so a big file never holds up the batch's commit.
+// A large content's file is opened after the (read-only) transaction, so
+// that never holds up the batch's commit; it is read later, in pieces, by
+// whoever delivers it.
 struct content_job {
   std::string id;
-  std::string file;  // set inside the transaction when the content is in a file
-  std::uint64_t size = 0;
+  rows::content_location where;  // set inside the transaction
 
-  spool_result<std::string> apply(writer_context& ctx) {
-    auto where = rows::find_content(ctx.statements(), id);
-    if (!where) return where.error();
-    file = std::move(where->file);
-    size = where->size;
-    return std::move(where->bytes);
+  spool_result<message_content> apply(writer_context& ctx) {
+    auto found = rows::find_content(ctx.statements(), id);
+    if (!found) return found.error();
+    where = std::move(*found);
+    return message_content();
   }
-  void committed(writer_context& ctx, spool_result<std::string>& result) {
-    if (result && !file.empty()) result = rows::read_content_file(ctx.files_dir(), id, file, size);
+  void committed(writer_context& ctx, spool_result<message_content>& result) {
+    if (result) result = rows::open_content(ctx.files_dir(), id, std::move(where));
   }
 };
 
@@ -70,8 +69,8 @@ boost::asio::awaitable<spool_result<std::optional<std::int64_t>>> scheduling_que
       use_awaitable);
 }
 
-boost::asio::awaitable<spool_result<std::string>> scheduling_queries::content(std::string id) {
-  return writer_.run<std::string>(content_job{std::move(id), {}, 0}, use_awaitable);
+boost::asio::awaitable<spool_result<message_content>> scheduling_queries::content(std::string id) {
+  return writer_.run<message_content>(content_job{std::move(id), {}}, use_awaitable);
 }
 
 boost::asio::awaitable<spool_result<void>> scheduling_queries::record(
@@ -103,7 +102,9 @@ boost::asio::awaitable<spool_result<void>> scheduling_queries::record(
         }
         if (bounce) {
           rows::insert_message(ctx.statements(), bounce_id, bounce->env, now_ms(),
-                               bounce->content.size(), bounce->content, false);
+                               {.size = bounce->content.size(),
+                                .memory = bounce->content,
+                                .eight_bit = has_8bit(bounce->content)});
           ctx.message_stored();
         }
         return {};

@@ -138,8 +138,8 @@ TEST_F(spool_failure, a_content_file_of_another_size_is_lost) {
   const auto id = store_one(*s, /*spilled=*/true);
   const auto file = dir_ / "spool" / id;
   std::filesystem::resize_file(file, std::filesystem::file_size(file) - 1);
-  EXPECT_TRUE(failed_with(run_op(io_, s->queue().content(id)), "bytes, not the ",
-                          spool_errc::lost));
+  EXPECT_TRUE(
+      failed_with(run_op(io_, s->queue().content(id)), "bytes, not the ", spool_errc::lost));
 }
 
 TEST_F(spool_failure, a_draft_that_could_not_be_written_is_not_stored) {
