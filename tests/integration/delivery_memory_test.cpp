@@ -61,9 +61,8 @@ TEST(delivery_memory, a_30_mb_message_is_delivered_without_being_held_in_memory)
   EXPECT_EQ(arrived.size(), big.content.size());
   EXPECT_TRUE(arrived == big.content) << "the 30 MB message arrived changed";
   // The figure docs/benchmarks.md quotes.
-  std::cout << "vmhwm_kib before=" << before << " after=" << after
-            << " growth=" << (after - before) << " message_kib=" << big.content.size() / 1024
-            << "\n";
+  std::cout << "vmhwm_kib before=" << before << " after=" << after << " growth=" << (after - before)
+            << " message_kib=" << big.content.size() / 1024 << "\n";
   EXPECT_LT(after - before, max_growth_kib)
       << "VmHWM grew from " << before << " KiB to " << after << " KiB";
 }
