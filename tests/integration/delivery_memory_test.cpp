@@ -22,6 +22,22 @@ using namespace std::chrono_literals;
 constexpr std::int64_t max_growth_kib = 16 * 1024;
 constexpr std::size_t message_size = 30 * 1024 * 1024;
 
+// Under AddressSanitizer the figure says little about the daemon: freed
+// blocks wait in ASan's quarantine (256 MB by default) before reuse, so the
+// peak grows with everything that passed through. The delivery is still
+// checked byte for byte there.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool memory_is_measurable = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool memory_is_measurable = false;
+#else
+constexpr bool memory_is_measurable = true;
+#endif
+#else
+constexpr bool memory_is_measurable = true;
+#endif
+
 // The peak resident set of `pid` so far, in KiB (0 when it cannot be read).
 std::int64_t vm_hwm_kib(pid_t pid) {
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
@@ -63,6 +79,10 @@ TEST(delivery_memory, a_30_mb_message_is_delivered_without_being_held_in_memory)
   // The figure docs/benchmarks.md quotes.
   std::cout << "vmhwm_kib before=" << before << " after=" << after << " growth=" << (after - before)
             << " message_kib=" << big.content.size() / 1024 << "\n";
+  if (!memory_is_measurable) {
+    std::cout << "VmHWM not checked: built with AddressSanitizer\n";
+    return;
+  }
   EXPECT_LT(after - before, max_growth_kib)
       << "VmHWM grew from " << before << " KiB to " << after << " KiB";
 }
