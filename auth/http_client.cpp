@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 
+#include "auth/curl_setup.hpp"
 #include "common/secret.hpp"
 
 namespace oauth_relay::auth {
@@ -49,6 +50,36 @@ void append_escaped(std::string& out, std::string_view text) {
   out.append(escaped, n);
   ::explicit_bzero(escaped, n);
   curl_free(escaped);
+}
+
+// Every option each request needs; curl_setup_error when one is refused.
+void set_options(CURL* c, const std::string& url, const std::string& body, char* error_buffer,
+                 curl_slist* headers, const http_options& options, http_response& response) {
+  OAUTH_RELAY_SETOPT(c, CURLOPT_URL, url.c_str());
+  OAUTH_RELAY_SETOPT(c, CURLOPT_ERRORBUFFER, error_buffer);
+  // Worker threads: signals for DNS timeouts would hit random threads.
+  OAUTH_RELAY_SETOPT(c, CURLOPT_NOSIGNAL, 1L);
+  // Credentials travel in the body: never over anything but verified HTTPS.
+  OAUTH_RELAY_SETOPT(c, CURLOPT_PROTOCOLS_STR, "https");
+  OAUTH_RELAY_SETOPT(c, CURLOPT_REDIR_PROTOCOLS_STR, "https");
+  OAUTH_RELAY_SETOPT(c, CURLOPT_FOLLOWLOCATION, 0L);
+  OAUTH_RELAY_SETOPT(c, CURLOPT_SSL_VERIFYPEER, 1L);
+  OAUTH_RELAY_SETOPT(c, CURLOPT_SSL_VERIFYHOST, 2L);
+  OAUTH_RELAY_SETOPT(c, CURLOPT_SSLVERSION, static_cast<long>(CURL_SSLVERSION_TLSv1_2));
+  if (options.ca_file) OAUTH_RELAY_SETOPT(c, CURLOPT_CAINFO, options.ca_file->c_str());
+  OAUTH_RELAY_SETOPT(c, CURLOPT_CONNECTTIMEOUT_MS,
+                     static_cast<long>(options.connect_timeout.count()));
+  OAUTH_RELAY_SETOPT(c, CURLOPT_TIMEOUT_MS, static_cast<long>(options.total_timeout.count()));
+  OAUTH_RELAY_SETOPT(c, CURLOPT_POST, 1L);
+  OAUTH_RELAY_SETOPT(c, CURLOPT_POSTFIELDS, body.c_str());
+  OAUTH_RELAY_SETOPT(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
+  OAUTH_RELAY_SETOPT(c, CURLOPT_HTTPHEADER, headers);
+  OAUTH_RELAY_SETOPT(c, CURLOPT_USERAGENT, "oauth-relay");
+  OAUTH_RELAY_SETOPT(c, CURLOPT_WRITEFUNCTION, collect_body);
+  OAUTH_RELAY_SETOPT(c, CURLOPT_WRITEDATA, &response.body);
+  OAUTH_RELAY_SETOPT(c, CURLOPT_NOPROGRESS, 0L);
+  OAUTH_RELAY_SETOPT(c, CURLOPT_XFERINFOFUNCTION, check_cancel);
+  OAUTH_RELAY_SETOPT(c, CURLOPT_XFERINFODATA, const_cast<std::atomic<bool>*>(options.cancel));
 }
 
 }  // namespace
@@ -94,31 +125,14 @@ http_response curl_http_client::post_form(const std::string& url, const form_fie
   std::unique_ptr<curl_slist, slist_free> headers(
       curl_slist_append(nullptr, "Accept: application/json"));
 
-  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, error_buffer);
-  // Worker threads: signals for DNS timeouts would hit random threads.
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  // Credentials travel in the body: never over anything but verified HTTPS.
-  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
-  curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "https");
-  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-  curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
-  curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
-  curl_easy_setopt(c, CURLOPT_SSLVERSION, static_cast<long>(CURL_SSLVERSION_TLSv1_2));
-  if (options.ca_file) curl_easy_setopt(c, CURLOPT_CAINFO, options.ca_file->c_str());
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
-                   static_cast<long>(options.connect_timeout.count()));
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(options.total_timeout.count()));
-  curl_easy_setopt(c, CURLOPT_POST, 1L);
-  curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.c_str());
-  curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
-  curl_easy_setopt(c, CURLOPT_USERAGENT, "oauth-relay");
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect_body);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &response.body);
-  curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-  curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, check_cancel);
-  curl_easy_setopt(c, CURLOPT_XFERINFODATA, const_cast<std::atomic<bool>*>(options.cancel));
+  try {
+    set_options(c, url, body, error_buffer, headers.get(), options, response);
+  } catch (const curl_setup_error& e) {
+    // Sent without an option it asked for, the request might not be what
+    // it must be (https only, verified): not sent at all.
+    response.error = e.what();
+    return response;
+  }
 
   const CURLcode rc = curl_easy_perform(c);
   if (rc != CURLE_OK) {

@@ -246,6 +246,21 @@ advice explain_token_failure(const token_response& r, oauth_step step, std::stri
                                                     " again (it asks with access_type=offline "
                                                     "and prompt=consent)"};
     }
+    if (contains(r.error, "another OAuth client")) {
+      return {"the answer's id_token was issued to another OAuth client, not " + oauth.client_id +
+                  "; nothing was stored",
+              "check oauth.token_url (it must be Google's token endpoint, "
+              "https://oauth2.googleapis.com/token) and oauth.client_id, then run " +
+                  authorize_command(account) + " again"};
+    }
+    if (contains(r.error, "email_verified")) {
+      return {
+          "Google has not verified the email address of the account that consented; "
+          "nothing was stored",
+          "sign in to Google as " + std::string(account) +
+              " (an account whose address Google has verified) and run " +
+              authorize_command(account) + " again"};
+    }
     if (contains(r.error, "id_token")) {
       return {"Google did not say which account consented (no id_token with an email claim)",
               "run " + authorize_command(account) +

@@ -2,6 +2,7 @@
 // RFC 7636 PKCE) and the classification of Google's answers.
 #include "auth/token_client.hpp"
 
+#include <algorithm>
 #include <cctype>
 
 #include <nlohmann/json.hpp>
@@ -45,7 +46,31 @@ class wipe_json_on_exit {
   nlohmann::json& json_;
 };
 
-token_response classify(const http_response& http, grant g,
+// OpenID Connect Core §3.1.3.7: an id_token is taken only if our client is
+// among its audiences (one issued to another client says nothing about who
+// consented to ours); its email only if the provider verified it.
+void take_identity(token_response& r, std::string_view client_id) {
+  const auto claims = read_id_token(r.id_token);
+  if (!claims) {
+    r.identity_error = "the id_token could not be read (not a JWT with a JSON payload)";
+    return;
+  }
+  if (std::find(claims->audiences.begin(), claims->audiences.end(), client_id) ==
+      claims->audiences.end()) {
+    r.identity_error = "the id_token was issued to another OAuth client (its aud is not " +
+                       std::string(client_id) + ")";
+    return;
+  }
+  if (claims->email.empty()) return;  // no identity claimed: nothing to refuse
+  if (!claims->email_verified) {
+    r.identity_error = "Google has not verified the address " + claims->email +
+                       " of the account that consented (email_verified is not true)";
+    return;
+  }
+  r.email = claims->email;
+}
+
+token_response classify(const http_response& http, grant g, std::string_view client_id,
                         std::initializer_list<std::string_view> secrets) {
   token_response r;
   r.http_status = http.status;
@@ -89,7 +114,7 @@ token_response classify(const http_response& http, grant g,
     r.refresh_token = text("refresh_token");
     r.id_token = text("id_token");
     r.scope = text("scope");
-    if (!r.id_token.empty()) r.email = id_token_email(r.id_token).value_or("");
+    if (!r.id_token.empty()) take_identity(r, client_id);
     return r;
   }
 
@@ -160,7 +185,7 @@ std::string redact(std::string text, std::initializer_list<std::string_view> sec
   return text;
 }
 
-std::optional<std::string> id_token_email(std::string_view id_token) {
+std::optional<id_token_claims> read_id_token(std::string_view id_token) {
   const auto first = id_token.find('.');
   if (first == std::string_view::npos) return std::nullopt;
   const auto second = id_token.find('.', first + 1);
@@ -171,9 +196,31 @@ std::optional<std::string> id_token_email(std::string_view id_token) {
   if (!payload) return std::nullopt;
   const auto json = nlohmann::json::parse(*payload, nullptr, /*allow_exceptions=*/false);
   if (!json.is_object()) return std::nullopt;
-  auto it = json.find("email");
-  if (it == json.end() || !it->is_string()) return std::nullopt;
-  return it->get<std::string>();
+  id_token_claims claims;
+  if (auto it = json.find("email"); it != json.end() && it->is_string()) {
+    claims.email = it->get<std::string>();
+  }
+  if (auto it = json.find("email_verified"); it != json.end()) {
+    // Google has sent it as a string in some of its id_tokens.
+    claims.email_verified = (it->is_boolean() && it->get<bool>()) ||
+                            (it->is_string() && it->get<std::string>() == "true");
+  }
+  if (auto it = json.find("aud"); it != json.end()) {
+    if (it->is_string()) {
+      claims.audiences.push_back(it->get<std::string>());
+    } else if (it->is_array()) {
+      for (const auto& a : *it) {
+        if (a.is_string()) claims.audiences.push_back(a.get<std::string>());
+      }
+    }
+  }
+  return claims;
+}
+
+std::optional<std::string> id_token_email(std::string_view id_token) {
+  auto claims = read_id_token(id_token);
+  if (!claims || claims->email.empty()) return std::nullopt;
+  return std::move(claims->email);
 }
 
 token_client::token_client(std::shared_ptr<http_client> http, config::oauth_settings oauth,
@@ -196,7 +243,7 @@ token_response token_client::refresh(const std::string& refresh_token,
   auto http = http_->post_form(oauth_.token_url, form, options);
   wipe_values(form);
   wipe_on_exit wipe_body(http.body);
-  return classify(http, grant::refresh, {oauth_.client_secret, refresh_token});
+  return classify(http, grant::refresh, oauth_.client_id, {oauth_.client_secret, refresh_token});
 }
 
 token_response token_client::exchange_code(const std::string& code,
@@ -208,7 +255,8 @@ token_response token_client::exchange_code(const std::string& code,
   auto http = http_->post_form(oauth_.token_url, form, options_);
   wipe_values(form);
   wipe_on_exit wipe_body(http.body);
-  auto r = classify(http, grant::code, {oauth_.client_secret, code, code_verifier});
+  auto r =
+      classify(http, grant::code, oauth_.client_id, {oauth_.client_secret, code, code_verifier});
   if (!r.ok()) return r;
   // The id_token's signature is not checked: it came straight from the token
   // endpoint over TLS verified against oauth.token_url's host, in answer to
@@ -223,6 +271,9 @@ token_response token_client::exchange_code(const std::string& code,
   };
   if (r.refresh_token.empty()) {
     refuse("token endpoint issued no refresh token (the consent must ask for access_type=offline)");
+  } else if (!r.identity_error.empty()) {
+    refuse("token endpoint returned an id_token that does not name the account: " +
+           r.identity_error);
   } else if (r.email.empty()) {
     refuse(
         "token endpoint returned no id_token with an email claim (the scope must include "

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "auth/http_client.hpp"
 #include "common/secret.hpp"
@@ -40,7 +41,12 @@ struct token_response {
   secret_string refresh_token;  // a new refresh token when the endpoint rotated (or issued) one
   secret_string id_token;
   std::string scope;
-  std::string email;  // the id_token's "email" claim, when there is one
+  // The id_token's "email" claim, only when the id_token is addressed to
+  // oauth.client_id and Google verified the address (see identity_error).
+  std::string email;
+  // Why an id_token that came was not taken as naming the account (issued
+  // for another client, address not verified, unreadable); empty otherwise.
+  std::string identity_error;
 
   bool ok() const { return failure == token_failure::none; }
 };
@@ -69,6 +75,17 @@ class token_client {
   config::oauth_settings oauth_;
   http_options options_;
 };
+
+// What the relay reads of an id_token's payload (OpenID Connect Core §2).
+struct id_token_claims {
+  std::string email;
+  bool email_verified = false;         // true only for the JSON true (or Google's "true")
+  std::vector<std::string> audiences;  // "aud": a string or an array of strings
+};
+
+// The claims of a JWT's payload, without checking its signature; nothing
+// when it is not a JWT with a JSON object for a payload.
+std::optional<id_token_claims> read_id_token(std::string_view id_token);
 
 // The "email" claim of a JWT's payload, without checking its signature.
 std::optional<std::string> id_token_email(std::string_view id_token);

@@ -52,6 +52,9 @@ struct queue_settings {
   std::chrono::seconds retry_initial{60};
   std::chrono::seconds retry_max{3600};
   std::chrono::seconds lifetime{5 * 24 * 3600};
+  // After this long undelivered, the sender is told once that the message
+  // is delayed (RFC 3464 Action: delayed); 0: never, as Postfix's default.
+  std::chrono::seconds delay_warning{0};
 };
 
 struct oauth_settings {

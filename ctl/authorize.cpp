@@ -39,6 +39,9 @@ using steady = std::chrono::steady_clock;
 constexpr std::size_t max_request = 16 * 1024;
 // A connection that sends nothing (browsers preconnect) is dropped after this.
 constexpr std::chrono::seconds idle_connection{30};
+// A browser opens a handful (preconnects, favicon); beyond this the oldest
+// goes, so a local process cannot exhaust the tool's descriptors.
+constexpr std::size_t max_connections = 16;
 // A refresh token is a few hundred bytes; a file far larger is the wrong file.
 constexpr std::size_t max_token_file = 64 * 1024;
 
@@ -158,13 +161,15 @@ void respond(int fd, int status, std::string_view reason, std::string_view html)
   ::shutdown(fd, SHUT_WR);
 }
 
-// Waits for the first redirect that carries an answer: a GET of "/?..." on
-// the listener, or a line on standard input that parses as one. Other
-// requests (favicon, probes) are answered 404 and the wait goes on.
+// Waits for the first redirect that carries an answer to this request: a
+// GET of "/?..." on the listener, or a line on standard input that parses as
+// one, with our `state`. Other requests (favicon, probes) are answered 404,
+// and an answer with another state (an old tab, another local process) is
+// answered 400 and set aside: the wait goes on for the right one.
 class redirect_waiter {
  public:
-  redirect_waiter(int listener, int input, std::ostream& notes)
-      : listener_(listener), input_(input), notes_(notes) {}
+  redirect_waiter(int listener, int input, std::string state, std::ostream& notes)
+      : listener_(listener), input_(input), state_(std::move(state)), notes_(notes) {}
 
   std::optional<arrival> wait(steady::time_point deadline) {
     for (;;) {
@@ -221,9 +226,25 @@ class redirect_waiter {
     for (;;) {
       const int fd = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
       if (fd < 0) return;
+      if (connections_.size() >= max_connections) {
+        // The oldest has had the longest to send its request.
+        auto oldest = std::min_element(
+            connections_.begin(), connections_.end(),
+            [](const connection& a, const connection& b) { return a.since < b.since; });
+        connections_.erase(oldest);
+      }
       connections_.push_back({fd_holder(fd), {}, steady::now()});
     }
   }
+
+  // RFC 6749 §10.12: an answer to another request must not be used; it is
+  // no reason to give up on ours either.
+  bool ours(const auth::redirect_params& params) const {
+    return params.state && *params.state == state_;
+  }
+  static constexpr const char* not_ours =
+      "An answer to another authorization request (its state does not match) was ignored; still "
+      "waiting for the answer to the URL printed last.\n";
 
   std::optional<arrival> read_connection(std::size_t index) {
     connection& c = connections_[index];
@@ -246,6 +267,16 @@ class redirect_waiter {
     line >> method >> target;
     if (method == "GET" && auth::target_path(target) == "/") {
       if (auto params = auth::parse_redirect(target); params && params->answered()) {
+        if (!ours(*params)) {
+          notes_ << not_ours;
+          respond(c.fd.get(), 400, "Bad Request",
+                  page("Not this authorization",
+                       {"This answer belongs to another oauth-relayctl authorize request (an "
+                        "older tab or link); it was ignored and nothing was stored.",
+                        "Open the URL that oauth-relayctl printed last; it is still waiting."}));
+          c.fd.reset();
+          return std::nullopt;
+        }
         arrival a{std::move(*params), std::move(c.fd)};
         return a;
       }
@@ -273,6 +304,10 @@ class redirect_waiter {
       pending_.erase(0, std::min(newline + 1, pending_.size()));
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
       if (auto params = auth::parse_redirect(line); params && params->answered()) {
+        if (!ours(*params)) {
+          notes_ << not_ours;
+          continue;
+        }
         return arrival{std::move(*params), fd_holder()};
       }
       notes_ << "That is not the address Google redirected to (it has no code= or error=); paste "
@@ -284,6 +319,7 @@ class redirect_waiter {
 
   int listener_;
   int input_;
+  std::string state_;
   std::ostream& notes_;
   std::vector<connection> connections_;
   std::string pending_;
@@ -418,7 +454,14 @@ int run_authorize(const context& ctx, const authorize_options& options) {
   std::cout << url << std::endl;
   const bool graphical =
       std::getenv("DISPLAY") != nullptr || std::getenv("WAYLAND_DISPLAY") != nullptr;
-  if (graphical && !options.no_browser) open_browser(url, std::cerr);
+  if (graphical && !options.no_browser) {
+    if (::geteuid() == 0) {
+      // A browser started as root would run as root with root's profile.
+      std::cerr << "Not starting a browser as root; open the URL above yourself." << std::endl;
+    } else {
+      open_browser(url, std::cerr);
+    }
+  }
   std::cerr << "Waiting up to " << format_duration(options.timeout.count())
             << " for Google's answer on " << redirect_uri << "\n"
             << "No browser here? On your computer run: ssh -L " << port << ":127.0.0.1:" << port
@@ -427,7 +470,7 @@ int run_authorize(const context& ctx, const authorize_options& options) {
                "ends on (its page will not load) here and press Enter."
             << std::endl;
 
-  redirect_waiter waiter(listener.fd(), STDIN_FILENO, std::cerr);
+  redirect_waiter waiter(listener.fd(), STDIN_FILENO, state, std::cerr);
   auto got = waiter.wait(steady::now() + options.timeout);
   if (!got) {
     throw failure("no answer from Google's consent screen within " +
@@ -474,6 +517,12 @@ int run_import(const context& ctx, const import_options& options) {
       }
       throw failure(why.cause + "; nothing was stored", why.fix);
     }
+    if (!checked.identity_error.empty()) {
+      throw failure(
+          "the answer to the check does not name the account: " + checked.identity_error +
+              "; nothing was stored",
+          "check oauth.token_url and oauth.client_id, or run: oauth-relayctl authorize " + address);
+    }
     if (!checked.email.empty() && lower(checked.email) != lower(address)) {
       throw failure(
           "this refresh token belongs to " + checked.email + ", not " + address +
@@ -498,6 +547,16 @@ int run_import(const context& ctx, const import_options& options) {
                                : " (not checked)")
             << "\n"
             << note.str() << std::flush;
+  if (options.verify && checked.email.empty()) {
+    // Google sends an id_token on a refresh only when the token was granted
+    // with "openid email": without one, nothing says whose mailbox this is.
+    std::cerr << "warning: Google's answer named no account (no id_token with an email), so it "
+                 "was not checked that this token belongs to "
+              << address
+              << "; Gmail will refuse it at the first delivery if it does not. oauth-relayctl "
+                 "authorize "
+              << address << " checks the account." << std::endl;
+  }
   return 0;
 }
 

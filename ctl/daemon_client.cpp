@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 
+#include "auth/curl_setup.hpp"
 #include "ctl/common.hpp"
 
 namespace oauth_relay::ctl {
@@ -60,22 +61,26 @@ daemon_reply daemon_client::request(const char* method, std::string_view path,
   if (body) headers.reset(curl_slist_append(headers.release(), "Content-Type: application/json"));
   daemon_reply reply;
 
-  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, socket_.c_str());
-  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http");
-  curl_easy_setopt(c, CURLOPT_PROXY, "");  // never an http_proxy from the environment
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, error_buffer);
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout_.count()));
-  curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-  if (body) {
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body->c_str());
-    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(body->size()));
+  try {
+    OAUTH_RELAY_SETOPT(c, CURLOPT_URL, url.c_str());
+    OAUTH_RELAY_SETOPT(c, CURLOPT_UNIX_SOCKET_PATH, socket_.c_str());
+    OAUTH_RELAY_SETOPT(c, CURLOPT_PROTOCOLS_STR, "http");
+    OAUTH_RELAY_SETOPT(c, CURLOPT_PROXY, "");  // never an http_proxy from the environment
+    OAUTH_RELAY_SETOPT(c, CURLOPT_NOSIGNAL, 1L);
+    OAUTH_RELAY_SETOPT(c, CURLOPT_ERRORBUFFER, error_buffer);
+    OAUTH_RELAY_SETOPT(c, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout_.count()));
+    OAUTH_RELAY_SETOPT(c, CURLOPT_CUSTOMREQUEST, method);
+    if (body) {
+      OAUTH_RELAY_SETOPT(c, CURLOPT_POSTFIELDS, body->c_str());
+      OAUTH_RELAY_SETOPT(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(body->size()));
+    }
+    OAUTH_RELAY_SETOPT(c, CURLOPT_HTTPHEADER, headers.get());
+    OAUTH_RELAY_SETOPT(c, CURLOPT_USERAGENT, "oauth-relayctl");
+    OAUTH_RELAY_SETOPT(c, CURLOPT_WRITEFUNCTION, collect);
+    OAUTH_RELAY_SETOPT(c, CURLOPT_WRITEDATA, &reply.body);
+  } catch (const auth::curl_setup_error& e) {
+    throw failure(e.what(), "install Debian 12's libcurl4 (7.88) or newer");
   }
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
-  curl_easy_setopt(c, CURLOPT_USERAGENT, "oauth-relayctl");
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &reply.body);
 
   const CURLcode rc = curl_easy_perform(c);
   if (rc == CURLE_OK) {

@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "auth/curl_setup.hpp"
 #include "common/secret.hpp"
 #include "config/config.hpp"
 #include "config/log.hpp"
@@ -105,6 +106,10 @@ int main(int argc, char** argv) {
   // It reads the token key and refresh tokens: no core dump may carry them.
   if (const auto problem = disable_core_dumps(); !problem.empty()) {
     return fail("cannot turn core dumps off: " + problem, "this is unexpected; please report it");
+  }
+
+  if (const auto problem = auth::libcurl_problem(); !problem.empty()) {
+    return fail(problem, "oauth-relayctl talks to Google and oauth-relayd through libcurl");
   }
 
   auto loaded = config::load(config_path);

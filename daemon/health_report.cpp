@@ -118,6 +118,13 @@ health_verdict evaluate(const health_input& in) {
                              "is not delivered");
     }
   }
+  if (in.messages_lost > 0 && in.now - in.last_lost_at < lost_content_window.count()) {
+    out.problems.push_back(
+        std::to_string(in.messages_lost) +
+        (in.messages_lost == 1 ? " message was" : " messages were") +
+        " failed and bounced because the content was gone from the queue (last: " + in.last_lost +
+        "): check what removes or changes files in the state directory's spool/ and its disk");
+  }
   out.healthy = out.problems.empty();
   return out;
 }

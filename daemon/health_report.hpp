@@ -24,8 +24,12 @@ namespace oauth_relay::daemon {
 //   counts once, however many messages were waiting) with no delivery in
 //   between. Not reported for an account that already has a token problem:
 //   the token is the cause;
-// - the queue could not be read (its figures are then unknown, not zero).
+// - the queue could not be read (its figures are then unknown, not zero);
+// - a message's content was found gone (missing or damaged file) within the
+//   last `lost_content_window`: it was failed with a bounce, and whatever
+//   removed or damaged it may strike again.
 inline constexpr std::chrono::seconds queue_age_limit{3600};
+inline constexpr std::chrono::seconds lost_content_window{24 * 3600};
 inline constexpr std::uint64_t upstream_failure_limit = 3;
 
 // One account as the scheduler and the token manager see it.
@@ -42,6 +46,9 @@ struct health_input {
   relay::queue_summary queue;
   std::string queue_error;  // why the queue could not be read; empty when it was
   std::vector<account_health> accounts;
+  std::uint64_t messages_lost = 0;  // failed since start because their content was gone
+  std::int64_t last_lost_at = 0;    // unix seconds of the last, 0 for none
+  std::string last_lost;            // "ID: why" of the last
 };
 
 struct health_verdict {

@@ -65,6 +65,9 @@ health_input health_routes::gather(const relay::spool_result<relay::queue_summar
       a.last_delivery_error = it->second;
     in.accounts.push_back(std::move(a));
   }
+  in.messages_lost = counters.messages_lost;
+  in.last_lost_at = counters.last_lost_at;
+  in.last_lost = one_line(counters.last_lost);
   return in;
 }
 

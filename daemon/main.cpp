@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "auth/curl_setup.hpp"
 #include "common/secret.hpp"
 #include "config/config.hpp"
 #include "daemon/service.hpp"
@@ -42,6 +43,12 @@ int main(int argc, char** argv) {
   auto loaded = oauth_relay::config::load(config_path);
   if (!loaded.errors.empty()) {
     for (const auto& e : loaded.errors) std::cerr << e.to_string() << '\n';
+    return 1;
+  }
+  // Token requests must be https-only and verified; a libcurl that cannot
+  // promise that is refused before anything is sent.
+  if (const auto problem = oauth_relay::auth::libcurl_problem(); !problem.empty()) {
+    std::cerr << "error: " << problem << '\n';
     return 1;
   }
   if (check_config) {

@@ -134,16 +134,33 @@ CREATE TABLE token_key(
 )sql");
 }
 
+// 5: whether a message's sender was already sent its delay warning
+// (queue.delay_warning): at most one per message.
+void add_delay_warned(connection& db) {
+  if (!has_column(db, "messages", "delay_warned"))
+    db.exec("ALTER TABLE messages ADD COLUMN delay_warned INTEGER NOT NULL DEFAULT 0;");
+}
+
+// 6: whether a message's content has 8-bit octets (BODY=8BITMIME upstream),
+// noted as it arrives so delivery need not read the content first. NULL on
+// rows stored before: not known, found by reading the content.
+void add_eight_bit(connection& db) {
+  if (!has_column(db, "messages", "eight_bit"))
+    db.exec("ALTER TABLE messages ADD COLUMN eight_bit INTEGER;");
+}
+
 struct migration {
   int version;  // the version the database has afterwards
   void (*apply)(connection&);
 };
 
 constexpr std::array migrations{
-    migration{1, create_spool_tables},
-    migration{2, move_content_out},
-    migration{3, add_accounts},
-    migration{4, seal_tokens},
+    migration{1, create_spool_tables},  // messages, recipients
+    migration{2, move_content_out},     // contents
+    migration{3, add_accounts},         // accounts
+    migration{4, seal_tokens},          // accounts' tokens sealed, token_key
+    migration{5, add_delay_warned},     // messages.delay_warned
+    migration{6, add_eight_bit},        // messages.eight_bit
 };
 static_assert(migrations.size() == queue_schema_version,
               "queue_schema_version is the last migration's number");

@@ -16,7 +16,7 @@ std::string seconds_text(std::chrono::seconds s) {
 void read(reader& r, const mapping& top, settings& all) {
   const auto f = top.find("queue");
   if (!f) return;
-  const mapping m(r, *f, {"retry_initial", "retry_max", "lifetime"});
+  const mapping m(r, *f, {"retry_initial", "retry_max", "lifetime", "delay_warning"});
   if (!m.ok()) return;
   queue_settings& s = all.queue;
   const auto initial = m.find("retry_initial");
@@ -35,6 +35,7 @@ void read(reader& r, const mapping& top, settings& all) {
       ok = false;
   }
   r.read_into(m, "lifetime", s.lifetime, &reader::duration);
+  r.read_into(m, "delay_warning", s.delay_warning, &reader::duration);
   // The backoff doubles from retry_initial up to retry_max; the other way
   // round, the first retry would already be past the cap.
   if (ok && s.retry_max < s.retry_initial) {

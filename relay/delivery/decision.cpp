@@ -54,9 +54,12 @@ std::size_t count(const std::vector<recipient_state>& all, recipient_status s) {
 std::string reason_of(const queued_message& m, const attempt& what, std::int64_t now_ms) {
   if (const auto* sent = std::get_if<sent_upstream>(&what)) return sent->result.message;
   if (const auto* unsent = std::get_if<not_sent>(&what)) return unsent->reason;
+  if (const auto* lost = std::get_if<content_lost>(&what)) return lost->reason;
   const auto age_seconds = now_ms / 1000 - m.received_at;
-  return "message expired after " + std::to_string(age_seconds / 3600) +
-         " hours in the queue: " + m.last_error;
+  // A lifetime under an hour (a test's, or an impatient admin's) would read "0 hours".
+  const std::string age = age_seconds >= 3600 ? std::to_string(age_seconds / 3600) + " hours"
+                                              : std::to_string(age_seconds) + " seconds";
+  return "message expired after " + age + " in the queue: " + m.last_error;
 }
 
 }  // namespace
@@ -67,6 +70,12 @@ std::chrono::milliseconds delivery_policy::backoff(int failures) const {
 
 bool past_lifetime(const queued_message& m, const delivery_policy& policy, std::int64_t now_ms) {
   return std::chrono::seconds(now_ms / 1000 - m.received_at) >= policy.lifetime;
+}
+
+bool delay_warning_due(const queued_message& m, const delivery_policy& policy,
+                       std::int64_t now_ms) {
+  return policy.delay_warning.count() > 0 && !m.delay_warned &&
+         std::chrono::seconds(now_ms / 1000 - m.received_at) >= policy.delay_warning;
 }
 
 delivery_decision decide(const queued_message& m, const attempt& what,
@@ -97,14 +106,18 @@ delivery_decision decide(const queued_message& m, const attempt& what,
   }
 
   // What outlived the queue's lifetime fails with the relay's own reason
-  // (RFC 3463 §3.5, X.4.7 delivery time expired), never the upstream's.
+  // (RFC 3463 §3.5, X.4.7 delivery time expired), never the upstream's; so
+  // does what can never be sent because its content is gone (X.3.0).
   const bool any_pending = count(state, recipient_status::pending) > 0;
-  const bool expired =
-      any_pending && (std::holds_alternative<too_old>(what) || past_lifetime(m, policy, now_ms));
-  if (expired) {
+  const bool lost = std::holds_alternative<content_lost>(what);
+  const bool expired = any_pending && !lost &&
+                       (std::holds_alternative<too_old>(what) || past_lifetime(m, policy, now_ms));
+  const char* own_status = lost ? "5.3.0" : "4.4.7";
+  const bool own_failure = expired || (lost && any_pending);
+  if (own_failure) {
     for (std::size_t i = 0; i < state.size(); ++i) {
       if (state[i].status != recipient_status::pending) continue;
-      state[i] = {recipient_status::failed, "4.4.7 " + reason, false};
+      state[i] = {recipient_status::failed, std::string(own_status) + " " + reason, false};
       rec.recipients.push_back({i, recipient_status::failed, state[i].reply});
     }
   }
@@ -115,7 +128,11 @@ delivery_decision decide(const queued_message& m, const attempt& what,
     // number attempts + 1: the first waits retry_initial.
     const auto wait =
         unsent && unsent->retry_after ? *unsent->retry_after : policy.backoff(m.attempts + 1);
-    rec.next_attempt_ms = now_ms + wait.count();
+    // No later than its expiry: then it is bounced, not some backoff later.
+    const std::int64_t expires_ms =
+        m.received_at * 1000 +
+        std::chrono::duration_cast<std::chrono::milliseconds>(policy.lifetime).count();
+    rec.next_attempt_ms = std::min(now_ms + wait.count(), expires_ms);
     rec.last_error = reason.empty() && sent ? "some recipients deferred" : reason;
     // The upstream's own words for a pending recipient say more than a summary.
     if (sent) {
@@ -123,6 +140,34 @@ delivery_decision decide(const queued_message& m, const attempt& what,
         if (r.status == recipient_status::pending && !r.reply.empty()) rec.last_error = r.reply;
       }
     }
+  }
+
+  if (!rec.finished && delay_warning_due(m, policy, now_ms)) {
+    // Once, whether or not a recipient asked for it: the next attempts need
+    // not look again.
+    rec.delay_warned = true;
+    bounce_input in;
+    in.delayed = true;
+    in.retry_until = m.received_at + policy.lifetime.count();
+    in.reporting_host = policy.reporting_host;
+    in.upstream_host = policy.upstream_host;
+    in.original_id = m.id;
+    in.arrival_time = m.received_at;
+    in.now = now_ms / 1000;
+    in.original = m.env;
+    in.original_content = content;
+    in.original_size = m.size;
+    for (std::size_t i = 0; i < state.size(); ++i) {
+      if (state[i].status != recipient_status::pending) continue;
+      failed_recipient f;
+      f.rcpt = m.recipients[i].rcpt;
+      f.diagnostic = state[i].reply.empty() ? rec.last_error : state[i].reply;
+      const std::string status = status_of(state[i].reply, "4.0.0");
+      f.status = status.starts_with("4.") ? status : "4.0.0";
+      f.from_upstream = sent != nullptr && !state[i].reply.empty();
+      in.failed.push_back(std::move(f));
+    }
+    out.bounce = make_bounce(in);
   }
 
   if (rec.finished) {
@@ -134,12 +179,14 @@ delivery_decision decide(const queued_message& m, const attempt& what,
     in.now = now_ms / 1000;
     in.original = m.env;
     in.original_content = content;
+    in.original_size = m.size;
     for (std::size_t i = 0; i < state.size(); ++i) {
       if (state[i].status != recipient_status::failed) continue;
       failed_recipient f;
       f.rcpt = m.recipients[i].rcpt;
       f.diagnostic = state[i].reply;
-      f.status = expired && !state[i].from_upstream ? "4.4.7" : status_of(state[i].reply, "5.0.0");
+      f.status =
+          own_failure && !state[i].from_upstream ? own_status : status_of(state[i].reply, "5.0.0");
       f.from_upstream = state[i].from_upstream;
       in.failed.push_back(std::move(f));
     }

@@ -23,6 +23,7 @@ struct delivery_policy {
   std::chrono::milliseconds retry_initial{60'000};
   std::chrono::milliseconds retry_max{3'600'000};
   std::chrono::seconds lifetime{5 * 24 * 3600};  // from arrival; then pending recipients fail
+  std::chrono::seconds delay_warning{0};         // from arrival; then one delay notice (0: never)
   std::string reporting_host;                    // the relay's hostname (Reporting-MTA)
   std::string upstream_host;                     // Remote-MTA of upstream replies
 
@@ -49,7 +50,14 @@ struct not_sent {
 // recipients fail with 4.4.7 whatever the clock says now.
 struct too_old {};
 
-using attempt = std::variant<sent_upstream, not_sent, too_old>;
+// The content is gone for good (spool_errc::lost): not attempted, its
+// pending recipients fail now with 5.3.0 (RFC 3463 §3.4, mail system) and
+// `reason`; the bounce says why it carries no copy.
+struct content_lost {
+  std::string reason;
+};
+
+using attempt = std::variant<sent_upstream, not_sent, too_old, content_lost>;
 
 // How the message stands after the attempt, for the log line's event.
 enum class message_outcome {
@@ -77,8 +85,10 @@ struct attempt_report {
 };
 
 struct delivery_decision {
-  delivery_record record;                   // to store
-  std::optional<generated_message> bounce;  // to store in the same transaction
+  delivery_record record;  // to store
+  // To store in the same transaction: the bounce of a finished message, or
+  // the delay warning of one still queued (record.delay_warned).
+  std::optional<generated_message> bounce;
   attempt_report report;
 };
 
@@ -86,9 +96,14 @@ struct delivery_decision {
 bool past_lifetime(const queued_message& message, const delivery_policy& policy,
                    std::int64_t now_ms);
 
+// Whether `message`'s sender is due its one delay warning at `now_ms`.
+bool delay_warning_due(const queued_message& message, const delivery_policy& policy,
+                       std::int64_t now_ms);
+
 // The decision for one attempt of `message` (as it was queued before it).
-// `content` is the message as queued, quoted by a bounce; unset when it was
-// not read (a bounce then carries no copy).
+// `content` is the message as queued, quoted by a bounce: whole, or its
+// first bounce_quote_limit octets when message.size is more; unset when it
+// was not read (a bounce then carries no copy).
 delivery_decision decide(const queued_message& message, const attempt& what_happened,
                          const delivery_policy& policy, std::int64_t now_ms,
                          std::optional<std::string_view> content);

@@ -11,8 +11,8 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
-#include "auth/token_manager.hpp"  // needs_reauth_message
 #include "config/log.hpp"
+#include "relay/delivery/bounce.hpp"  // bounce_quote_limit
 
 namespace oauth_relay::relay {
 namespace {
@@ -46,6 +46,7 @@ delivery_policy policy_of(const config::settings& s) {
   p.retry_initial = std::chrono::duration_cast<std::chrono::milliseconds>(s.queue.retry_initial);
   p.retry_max = std::chrono::duration_cast<std::chrono::milliseconds>(s.queue.retry_max);
   p.lifetime = s.queue.lifetime;
+  p.delay_warning = s.queue.delay_warning;
   p.reporting_host = s.hostname;
   p.upstream_host = s.upstream.host;
   return p;
@@ -91,6 +92,7 @@ delivery_scheduler::delivery_scheduler(asio::any_io_executor executor, delivery_
       settings_(settings),
       policy_(policy_of(settings)),
       now_(std::move(now)),
+      parking_(queue, tokens),
       wake_timer_(executor) {}
 
 delivery_scheduler::~delivery_scheduler() = default;
@@ -191,29 +193,36 @@ asio::awaitable<void> delivery_scheduler::dispatch_loop() {
 
     // An account nobody has authorized (or whose consent was revoked) cannot
     // send: its mail is parked in one statement until a token arrives.
-    std::map<std::string, std::string> blocked;
-    for (const auto& status : tokens_.status()) {
-      if (status.state == auth::token_state::needs_reauth) {
-        blocked[status.address] = auth::needs_reauth_message(status.address);
-      } else if (status.state == auth::token_state::missing) {
-        blocked[status.address] = "account " + status.address +
-                                  " is not authorized yet: run \"oauth-relayctl authorize " +
-                                  status.address + "\"";
-      }
-    }
+    const auto blocked = parking_.blocked();
     std::set<std::string> touched, parked;
+    const auto pass_time = now_();
     for (auto& m : due) {
-      if (blocked.count(m.env.account) != 0) {
-        parked.insert(m.env.account);
-        continue;
+      if (removing_.count(m.id) != 0 || claimed_.count(m.id) != 0) continue;
+      if (auto b = blocked.find(m.env.account); b != blocked.end()) {
+        const auto verdict = account_parking::sort(m, policy_, pass_time);
+        if (verdict == account_parking::verdict::park) {
+          parked.insert(m.env.account);
+          continue;
+        }
+        if (verdict == account_parking::verdict::warn) {
+          // The attempt stores the warning; the message stays parked.
+          claimed_.insert(m.id);
+          const attempt waiting = not_sent{b->second, policy_.retry_max};
+          asio::co_spawn(executor_, record_owned(std::move(m), waiting),
+                         log_failure("delay_warning_failed"));
+          continue;
+        }
+        // Expired: a worker bounces it without opening a connection, and
+        // the bounce says why it waited.
+        m.last_error = b->second;
       }
-      if (removing_.count(m.id) != 0 || !claimed_.insert(m.id).second) continue;
+      claimed_.insert(m.id);
       auto q = queue_for(m.env.account);
       touched.insert(m.env.account);
       q->waiting.push_back(std::move(m));
     }
     for (const auto& account : touched) start_workers(queues_[account]);
-    if (!parked.empty()) co_await park_blocked(std::move(blocked), parked);
+    if (!parked.empty()) co_await parking_.park(parked, blocked, policy_, now_());
     if (wake_pending_) continue;
 
     auto next = co_await queue_.next_due();
@@ -234,25 +243,6 @@ asio::awaitable<void> delivery_scheduler::dispatch_loop() {
     }
     wake_timer_.expires_after(delay);
     co_await wake_timer_.async_wait(asio::as_tuple(use_awaitable));
-  }
-}
-
-asio::awaitable<void> delivery_scheduler::park_blocked(std::map<std::string, std::string> blocked,
-                                                       const std::set<std::string>& accounts) {
-  for (const auto& account : accounts) {
-    const auto until = now_() + policy_.retry_max.count();
-    const std::string reason = blocked[account];
-    auto count = co_await queue_.postpone(account, until, reason);
-    if (!count) {
-      log::error("account_mail_park_failed")
-          .kv("account", account)
-          .kv("error", count.error().detail);
-      continue;
-    }
-    log::warning("account_mail_waiting")
-        .kv("account", account)
-        .kv("messages", *count)
-        .kv("reason", reason);
   }
 }
 
@@ -338,8 +328,8 @@ asio::awaitable<void> delivery_scheduler::worker(std::shared_ptr<account_queue> 
 
     auto content = co_await queue_.content(m.id);
     if (!content && content.error().code == spool_errc::not_found) {
-      // Deleted meanwhile (oauth-relayctl queue delete), or its content file is gone.
-      log::warning("delivery_skipped").kv("id", m.id).kv("reason", "content not found");
+      // Deleted meanwhile (oauth-relayctl queue delete): its row is gone.
+      log::warning("delivery_skipped").kv("id", m.id).kv("reason", "message not queued");
       doomed_.erase(m.id);
       claimed_.erase(m.id);
       continue;
@@ -351,20 +341,12 @@ asio::awaitable<void> delivery_scheduler::worker(std::shared_ptr<account_queue> 
       continue;
     }
     if (!content) {
-      // A read that failed may work later: the message waits its backoff
-      // instead of staying claimed, or being passed over, forever.
-      log::warning("delivery_content_unreadable")
-          .kv("id", m.id)
-          .kv("error", content.error().detail);
-      const attempt unreadable =
-          not_sent{"cannot read the message content: " + content.error().detail, std::nullopt};
-      co_await record(m, unreadable, std::nullopt);
+      co_await content_failed(m, content.error());
       continue;
     }
     if (past_lifetime(m, policy_, now_())) {
       const attempt expired = too_old{};
-      const std::optional<std::string_view> quoted = *content;
-      co_await record(m, expired, quoted);
+      co_await record(m, expired, &*content);
       continue;
     }
     if (connection &&
@@ -387,7 +369,7 @@ asio::awaitable<void> delivery_scheduler::worker(std::shared_ptr<account_queue> 
         all.push_front(std::move(m));
         wake();  // the backlog in memory is gone: other accounts may need more
         const attempt what = *failure;
-        for (auto& each : all) co_await record(each, what, std::nullopt);
+        for (auto& each : all) co_await record(each, what, nullptr);
         break;
       }
       connection = std::move(std::get<connection_ptr>(opened));
@@ -408,11 +390,17 @@ asio::awaitable<void> delivery_scheduler::worker(std::shared_ptr<account_queue> 
       duration_observer_(
           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     }
+    if (result.content_failure) {
+      // Cut off before its end of data: nothing was delivered, and the
+      // connection is gone. The same as a content that could not be opened.
+      co_await content_failed(m, *result.content_failure);
+      continue;
+    }
     // The next message need not wait for this one's sync: the outcome is
     // recorded on the side (group-committed with others) while the
     // connection goes on. Until it is stored the message stays claimed; a
     // crash before then sends it again, which Gmail's 250 already allows.
-    std::optional<std::string> kept;
+    std::optional<message_content> kept;
     if (!result.all_delivered()) kept = std::move(*content);  // a bounce may quote it
     asio::co_spawn(executor_, record_later(std::move(m), std::move(result), std::move(kept)),
                    log_failure("delivery_record_failed"));
@@ -423,19 +411,77 @@ asio::awaitable<void> delivery_scheduler::worker(std::shared_ptr<account_queue> 
   if (!stopping_ && !q->waiting.empty()) start_workers(q);
 }
 
+asio::awaitable<void> delivery_scheduler::content_failed(const queued_message& m,
+                                                         const spool_failure& failure) {
+  if (failure.code == spool_errc::lost) {
+    // Its file is gone or damaged: no retry can send it. The sender hears
+    // now (without a copy) and /health shows it, instead of the message
+    // coming up again on every pass.
+    log::error("delivery_content_lost").kv("id", m.id).kv("error", failure.detail);
+    ++counters_.messages_lost;
+    counters_.last_lost_at = now_() / 1000;
+    counters_.last_lost = m.id + ": " + failure.detail;
+    const attempt lost =
+        content_lost{"the message content is gone from the queue: " + failure.detail};
+    co_await record(m, lost, nullptr);
+    co_return;
+  }
+  // A read that failed may work later (EIO, EMFILE, ENOMEM): the message
+  // waits its backoff like any temporary failure, and queue.lifetime ends
+  // the wait, instead of staying claimed or being passed over forever.
+  ++counters_.content_unreadable;
+  log::warning("delivery_content_unreadable").kv("id", m.id).kv("error", failure.detail);
+  const attempt unreadable =
+      not_sent{"cannot read the message content: " + failure.detail, std::nullopt};
+  co_await record(m, unreadable, nullptr);
+}
+
 asio::awaitable<void> delivery_scheduler::record_later(queued_message m, send_result result,
-                                                       std::optional<std::string> content) {
+                                                       std::optional<message_content> content) {
   attempt what = sent_upstream{std::move(result)};
-  std::optional<std::string_view> quoted;
-  if (content) quoted = *content;
-  co_await record(m, std::move(what), quoted);
+  co_await record(m, std::move(what), content ? &*content : nullptr);
+}
+
+asio::awaitable<void> delivery_scheduler::record_owned(queued_message m, attempt what) {
+  co_await record(m, std::move(what), nullptr);
+}
+
+asio::awaitable<std::optional<std::string>> delivery_scheduler::quote_of(const queued_message& m,
+                                                                         message_content* content) {
+  std::optional<message_content> read_again;
+  if (!content) {
+    auto opened = co_await queue_.content(m.id);
+    if (!opened) {
+      log::warning("bounce_without_copy").kv("id", m.id).kv("error", opened.error().detail);
+      co_return std::nullopt;
+    }
+    content = &read_again.emplace(std::move(*opened));
+  }
+  auto quoted = content->read_prefix(bounce_quote_limit);
+  if (!quoted) {
+    log::warning("bounce_without_copy").kv("id", m.id).kv("error", quoted.error().detail);
+    co_return std::nullopt;
+  }
+  co_return std::move(*quoted);
 }
 
 asio::awaitable<void> delivery_scheduler::record(const queued_message& m, attempt what,
-                                                 std::optional<std::string_view> content) {
+                                                 message_content* content) {
   const auto now = now_();
-  auto decision = decide(m, what, policy_, now, content);
-  const bool bounced = decision.bounce.has_value();
+  auto decision = decide(m, what, policy_, now, std::nullopt);
+  if (decision.bounce && !std::holds_alternative<content_lost>(what)) {
+    // A notice quotes the original (at most bounce_quote_limit of it), read
+    // only now that one is due: no message holds its content while it waits
+    // to be recorded. The same decision again, with the copy.
+    auto quoted = co_await quote_of(m, content);
+    if (quoted) decision = decide(m, what, policy_, now, std::string_view(*quoted));
+  }
+  // A bounce of a finished message, or the delay warning of a queued one.
+  const bool notice = decision.bounce.has_value();
+  const bool bounced = notice && decision.record.finished;
+  if (notice) {
+    decision.bounce->env.account = parking_.notice_account(m.env.account, settings_.accounts);
+  }
   auto stored = co_await queue_.record(std::move(decision.record), std::move(decision.bounce));
   if (doomed_.count(m.id) != 0) co_await delete_doomed(m.id);
   claimed_.erase(m.id);
@@ -444,6 +490,11 @@ asio::awaitable<void> delivery_scheduler::record(const queued_message& m, attemp
     co_return;
   }
   count(m, decision.report, bounced, now);
+  if (notice && !bounced) {
+    ++counters_.delay_warnings;
+    log::info("delay_warning_sent").kv("id", m.id).kv("to", m.env.sender);
+    wake();  // the warning is new mail
+  }
 }
 
 void delivery_scheduler::count(const queued_message& m, const attempt_report& r, bool bounced,

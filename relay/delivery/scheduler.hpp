@@ -27,6 +27,7 @@
 #include "common/clock.hpp"
 #include "config/config.hpp"
 #include "relay/delivery/decision.hpp"
+#include "relay/delivery/parking.hpp"
 #include "relay/delivery/upstream.hpp"
 #include "relay/spool/delivery_queue.hpp"
 
@@ -47,6 +48,14 @@ struct delivery_counters {
   // was deferred), reset by any delivery, and the last such error.
   std::map<std::string, std::uint64_t> failures_in_a_row;
   std::map<std::string, std::string> last_error_by_account;
+  // Messages failed because their content was gone for good (spool_errc::
+  // lost), when the last was (unix seconds) and which with why; reads of a
+  // content that failed and were retried later.
+  std::uint64_t messages_lost = 0;
+  std::int64_t last_lost_at = 0;
+  std::string last_lost;
+  std::uint64_t content_unreadable = 0;
+  std::uint64_t delay_warnings = 0;  // queue.delay_warning notices generated
 };
 
 class delivery_scheduler {
@@ -93,17 +102,28 @@ class delivery_scheduler {
   using connection_ptr = std::unique_ptr<upstream_connection>;
 
   boost::asio::awaitable<void> dispatch_loop();
-  boost::asio::awaitable<void> park_blocked(std::map<std::string, std::string> blocked,
-                                            const std::set<std::string>& accounts);
   boost::asio::awaitable<void> worker(std::shared_ptr<account_queue> queue);
   // An authenticated connection for `account`, or why there is none.
   boost::asio::awaitable<std::variant<connection_ptr, not_sent>> open_connection(
       const std::string& account);
   std::size_t waiting_total() const;  // claimed messages not yet on a connection
+  // A content that could not be opened or read to its end: lost (a bounce
+  // now) or failed (a retry after the backoff).
+  boost::asio::awaitable<void> content_failed(const queued_message& message,
+                                              const spool_failure& failure);
   boost::asio::awaitable<void> record_later(queued_message message, send_result result,
-                                            std::optional<std::string> content);
+                                            std::optional<message_content> content);
+  // Stores what the attempt decided, with the bounce or delay warning it
+  // makes, which quotes the original: from `content` when given (it must
+  // outlive the call), else read from the spool again.
   boost::asio::awaitable<void> record(const queued_message& message, attempt what,
-                                      std::optional<std::string_view> content);
+                                      message_content* content);
+  // record() of a message no one else holds (spawned on its own).
+  boost::asio::awaitable<void> record_owned(queued_message message, attempt what);
+  // What a notice quotes of `message`: its first bounce_quote_limit octets;
+  // nothing when they cannot be read.
+  boost::asio::awaitable<std::optional<std::string>> quote_of(const queued_message& message,
+                                                              message_content* content);
   void count(const queued_message& message, const attempt_report& report, bool bounced,
              std::int64_t now);
   void start_workers(const std::shared_ptr<account_queue>& queue);
@@ -120,6 +140,7 @@ class delivery_scheduler {
   config::settings settings_;
   delivery_policy policy_;
   clock now_;
+  account_parking parking_;
   std::map<std::string, std::shared_ptr<account_queue>> queues_;
   message_id_set claimed_;                  // ids waiting in a queue or being delivered
   std::unordered_set<std::string> doomed_;  // claimed ids to delete once their attempt ends

@@ -15,6 +15,7 @@
 
 #include "relay/envelope.hpp"
 #include "relay/smtp/reply.hpp"
+#include "relay/spool/content.hpp"
 
 namespace oauth_relay::relay {
 
@@ -71,6 +72,10 @@ struct send_result {
   std::optional<smtp::reply> mail_reply;
   std::optional<smtp::reply> data_reply;  // the final reply after the content, or DATA's refusal
   std::string message;                    // one line for logs when something went wrong
+  // The content could not be read to its end: the connection was closed
+  // before the end of data, so nothing was delivered (every recipient not
+  // refused at RCPT is deferred).
+  std::optional<spool_failure> content_failure;
 
   std::size_t count(delivery_status status) const {
     std::size_t n = 0;
@@ -92,10 +97,11 @@ class upstream_connection {
   // AUTH XOAUTH2 over the verified TLS connection only.
   virtual boost::asio::awaitable<auth_result> authenticate(std::string user,
                                                            std::string access_token) = 0;
-  // One transaction. `content` has CRLF line endings; it is dot-stuffed on
-  // the way out. Needs a successful authenticate() first.
+  // One transaction. `content` has CRLF line endings; it is read from its
+  // first octet in pieces and dot-stuffed on the way out, and must not be
+  // used elsewhere until this completes. Needs a successful authenticate() first.
   virtual boost::asio::awaitable<send_result> send(const envelope& env,
-                                                   std::string_view content) = 0;
+                                                   message_content& content) = 0;
   // QUIT and close; the connection is not usable afterwards.
   virtual boost::asio::awaitable<void> quit() = 0;
   // Closes at once, without QUIT; an operation in progress ends as a failure.

@@ -484,7 +484,7 @@ asio::awaitable<auth_result> upstream_client::authenticate(std::string user,
   co_return result;
 }
 
-asio::awaitable<send_result> upstream_client::send(const envelope& env, std::string_view content) {
+asio::awaitable<send_result> upstream_client::send(const envelope& env, message_content& content) {
   auto self = impl_;
   auto result = co_await self->send(env, content);
   co_return result;

@@ -67,9 +67,10 @@ class upstream_client final : public upstream_connection {
   // AUTH XOAUTH2 over the verified TLS connection only.
   boost::asio::awaitable<auth_result> authenticate(std::string user,
                                                    std::string access_token) override;
-  // One transaction. `content` has CRLF line endings; it is dot-stuffed on
-  // the way out. Needs a successful authenticate() first.
-  boost::asio::awaitable<send_result> send(const envelope& env, std::string_view content) override;
+  // One transaction. `content` has CRLF line endings; it is read from its
+  // first octet in pieces of content_chunk, dot-stuffed, each piece written
+  // with its own deadline. Needs a successful authenticate() first.
+  boost::asio::awaitable<send_result> send(const envelope& env, message_content& content) override;
   // QUIT and close; the connection is not usable afterwards.
   boost::asio::awaitable<void> quit() override;
   // Closes at once, without QUIT.

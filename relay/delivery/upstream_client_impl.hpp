@@ -100,8 +100,10 @@ struct upstream_client::impl {
 
   std::string mail_command(const envelope& env, std::uint64_t size, bool eight_bit) const;
   std::string rcpt_command(const recipient& r) const;
-  // Writes the content dot-stuffed (RFC 5321 §4.5.2) and the end-of-data line.
-  boost::asio::awaitable<bool> write_content(std::string_view content);
+  // Writes the content dot-stuffed (RFC 5321 §4.5.2) and the end-of-data
+  // line. A content that cannot be read to its end closes the connection
+  // (SMTP cannot abort DATA otherwise) and is noted in `result`.
+  boost::asio::awaitable<bool> write_content(message_content& content, send_result& result);
   // Deferral for every recipient not yet decided, when no reply will come.
   void defer_undecided(send_result& result, std::vector<bool>& decided);
   static void defer_undecided(send_result& result, std::vector<bool>& decided,
@@ -113,7 +115,7 @@ struct upstream_client::impl {
   void note_closing(const smtp::reply& r);
   // RSET after a transaction that did not end with the content.
   boost::asio::awaitable<void> reset_transaction();
-  boost::asio::awaitable<send_result> send(const envelope& env, std::string_view content);
+  boost::asio::awaitable<send_result> send(const envelope& env, message_content& content);
 
   // --- quit ------------------------------------------------------------------
 

@@ -7,6 +7,7 @@
 
 #include <boost/asio/use_awaitable.hpp>
 
+#include "relay/delivery/dot_stuffer.hpp"
 #include "relay/delivery/upstream_client_impl.hpp"
 
 namespace oauth_relay::relay {
@@ -15,17 +16,6 @@ namespace asio = boost::asio;
 using smtp::make_reply;
 
 namespace {
-
-// Content goes out in pieces of this size (after dot-stuffing), each write
-// with its own deadline, so a 35 MB message needs no second copy in memory.
-constexpr std::size_t content_chunk = 64 * 1024;
-
-bool has_8bit(std::string_view s) {
-  for (char c : s) {
-    if (static_cast<unsigned char>(c) >= 0x80) return true;
-  }
-  return false;
-}
 
 std::string notify_text(const smtp::dsn_notify& n) {
   if (n.never) return "NEVER";
@@ -73,25 +63,34 @@ std::string upstream_client::impl::rcpt_command(const recipient& r) const {
   return line + "\r\n";
 }
 
-asio::awaitable<bool> upstream_client::impl::write_content(std::string_view content) {
-  std::string chunk;
-  chunk.reserve(content_chunk + 1024);
-  std::size_t pos = 0;
-  while (pos < content.size()) {
-    std::size_t end = content.find('\n', pos);
-    end = end == std::string_view::npos ? content.size() : end + 1;
-    if (content[pos] == '.') chunk += '.';
-    chunk.append(content.substr(pos, end - pos));
-    pos = end;
-    if (chunk.size() >= content_chunk) {
-      const bool sent = co_await write(chunk, "the message content");
+asio::awaitable<bool> upstream_client::impl::write_content(message_content& content,
+                                                           send_result& result) {
+  // One piece in, one write out (at most a piece and a half after
+  // stuffing), so a 35 MB message is never whole in memory; the last piece
+  // goes out with the end of data.
+  dot_stuffer stuffer;
+  std::string out;
+  out.reserve(content_chunk + content_chunk / 2 + 8);
+  content.rewind();
+  for (;;) {
+    auto piece = content.next();
+    if (!piece) {
+      // Without its end of data the server drops what it got: nothing of a
+      // content that is not the one accepted is delivered.
+      result.content_failure = piece.error();
+      close("cannot read the message content: " + piece.error().detail);
+      co_return false;
+    }
+    if (piece->empty()) break;
+    stuffer.feed(*piece, out);
+    if (out.size() >= content_chunk) {
+      const bool sent = co_await write(out, "the message content");
       if (!sent) co_return false;
-      chunk.clear();
+      out.clear();
     }
   }
-  if (!content.empty() && !content.ends_with("\r\n")) chunk += "\r\n";
-  chunk += ".\r\n";
-  const bool sent = co_await write(chunk, "the message content");
+  stuffer.finish(out);
+  const bool sent = co_await write(out, "the message content");
   co_return sent;
 }
 
@@ -140,7 +139,7 @@ asio::awaitable<void> upstream_client::impl::reset_transaction() {
 }
 
 asio::awaitable<send_result> upstream_client::impl::send(const envelope& env,
-                                                         std::string_view content) {
+                                                         message_content& content) {
   send_result result;
   std::vector<bool> decided(env.recipients.size(), false);
   for (const auto& rcpt : env.recipients) {
@@ -164,9 +163,12 @@ asio::awaitable<send_result> upstream_client::impl::send(const envelope& env,
     co_return result;
   }
 
-  const bool needs_crlf = !content.empty() && !content.ends_with("\r\n");
+  // SIZE counts the CR LF the client adds to a content without one (RFC
+  // 1870 §3: the octets sent, before stuffing). The 8-bit flag was noted
+  // when the message was stored, so MAIL needs no pass over the content.
+  const bool needs_crlf = content.size() > 0 && !content.ends_with_crlf();
   const std::uint64_t size = content.size() + (needs_crlf ? 2 : 0);
-  const std::string mail = mail_command(env, size, has_8bit(content));
+  const std::string mail = mail_command(env, size, content.eight_bit());
   std::vector<std::string> rcpts;
   for (const auto& r : env.recipients) rcpts.push_back(rcpt_command(r));
 
@@ -298,7 +300,7 @@ asio::awaitable<send_result> upstream_client::impl::send(const envelope& env,
     result.data_reply = r;
     co_return result;
   }
-  const bool streamed = co_await write_content(content);
+  const bool streamed = co_await write_content(content, result);
   if (!streamed) {
     defer_undecided(result, decided);
     co_return result;

@@ -2,6 +2,7 @@
 // RFC 3461, RFC 1870, RFC 6152): pure functions over the command line.
 #include "relay/smtp/parser.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 
@@ -586,17 +587,7 @@ bool is_valid_mailbox(std::string_view mailbox, bool allow_utf8) {
 
 bool is_valid_helo(std::string_view argument) {
   if (argument.empty() || argument.size() > max_domain) return false;
-  for (std::size_t i = 0; i < argument.size();) {
-    const char c = argument[i];
-    if (c > 0x20 && c < 0x7F) {
-      ++i;
-    } else {
-      const std::size_t n = is_non_ascii(c) ? utf8_sequence(argument, i) : 0;
-      if (n == 0) return false;
-      i += n;
-    }
-  }
-  return true;
+  return std::all_of(argument.begin(), argument.end(), [](char c) { return c > 0x20 && c < 0x7F; });
 }
 
 }  // namespace oauth_relay::smtp

@@ -117,7 +117,10 @@ bool is_valid_mailbox(std::string_view mailbox, bool allow_utf8);
 bool is_valid_domain(std::string_view domain, bool allow_utf8);
 
 // HELO/EHLO argument: a domain or address literal; lenient enough for old
-// clients (any printable non-space token) but never empty.
+// clients (any printable non-space ASCII token) but never empty. Never 8-bit:
+// RFC 6531 §3.7.1 has even an SMTPUTF8 client send an ASCII (A-label)
+// domain in EHLO, and the name goes into the Received: header of messages
+// that may not be SMTPUTF8.
 bool is_valid_helo(std::string_view argument);
 
 }  // namespace oauth_relay::smtp

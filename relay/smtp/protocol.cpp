@@ -3,6 +3,7 @@
 // enhanced codes of RFC 3463.
 #include "relay/smtp/protocol.hpp"
 
+#include <algorithm>
 #include <variant>
 
 namespace oauth_relay::relay {
@@ -84,6 +85,13 @@ smtp_protocol::outcome smtp_protocol::on_line_too_long() {
 
 smtp_protocol::outcome smtp_protocol::on_helo(std::string_view argument, bool extended) {
   if (!smtp::is_valid_helo(argument)) {
+    const bool eight_bit = std::any_of(argument.begin(), argument.end(),
+                                       [](char c) { return static_cast<unsigned char>(c) > 0x7F; });
+    if (eight_bit) {
+      return finish(make_reply(501, "5.5.4",
+                               "The hostname must be ASCII (an international name in its xn-- "
+                               "form, RFC 6531 section 3.7.1)"));
+    }
     return finish(
         make_reply(501, "5.5.4", extended ? "Syntax: EHLO hostname" : "Syntax: HELO hostname"));
   }

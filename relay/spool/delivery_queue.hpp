@@ -13,6 +13,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include "relay/envelope.hpp"
+#include "relay/spool/content.hpp"
 #include "relay/spool/records.hpp"
 
 namespace oauth_relay::relay {
@@ -30,18 +31,27 @@ class delivery_queue {
   // the queue is empty.
   virtual boost::asio::awaitable<spool_result<std::optional<std::int64_t>>> next_due() = 0;
 
-  // A message's content (the Received: header and the data, CRLF lines).
-  // not_found: the message left the queue; failed: it could not be read.
-  virtual boost::asio::awaitable<spool_result<std::string>> content(std::string id) = 0;
+  // A message's content (the Received: header and the data, CRLF lines),
+  // to be read in pieces: a large one stays in its file. not_found: the
+  // message left the queue; lost: its content is gone for good; failed: it
+  // could not be opened now.
+  virtual boost::asio::awaitable<spool_result<message_content>> content(std::string id) = 0;
 
   // Records an attempt and, in the same transaction, stores `bounce`.
   virtual boost::asio::awaitable<spool_result<void>> record(
       delivery_record record, std::optional<generated_message> bounce) = 0;
 
+  // How long after its arrival a parked message must come up again anyway.
+  struct parking_limits {
+    std::int64_t lifetime_ms = 0;       // it expires then (queue.lifetime)
+    std::int64_t delay_warning_ms = 0;  // its delay warning is due then, unless sent (0: none)
+  };
   // Puts off the due messages of `account` until `until_ms` with `reason` as
-  // their last error (an account that cannot send at all); how many.
+  // their last error (an account that cannot send at all), but each no later
+  // than its `limits`; how many.
   virtual boost::asio::awaitable<spool_result<std::size_t>> postpone(std::string account,
                                                                      std::int64_t until_ms,
+                                                                     parking_limits limits,
                                                                      std::string reason) = 0;
 
   // Makes the messages of `account` (every message when empty) due at

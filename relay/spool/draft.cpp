@@ -7,6 +7,8 @@
 
 #include <cerrno>
 
+#include "relay/spool/content.hpp"
+
 namespace oauth_relay::relay {
 namespace {
 
@@ -40,6 +42,7 @@ void spool_draft::spill() {
 
 void spool_draft::append(std::string_view bytes) {
   size_ += bytes.size();
+  if (!eight_bit_) eight_bit_ = has_8bit(bytes);
   if (write_errno_ != 0) return;
   if (fd_ < 0 && memory_.size() + bytes.size() <= spool_memory_limit) {
     memory_.append(bytes);

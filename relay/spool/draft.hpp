@@ -30,6 +30,10 @@ class spool_draft final : public message_draft {
 
   // For the spool's commit. The errno of the first failed write, or 0.
   int write_error() const { return write_errno_; }
+  // Whether some octet appended is above 0x7F (BODY=8BITMIME upstream):
+  // noted here, where every octet passes anyway, so delivery need not read
+  // the content to find out.
+  bool eight_bit() const { return eight_bit_; }
   // Whether the content went to the file spool/<id>.
   bool in_file() const { return fd_ >= 0; }
   // The content while it is in memory.
@@ -48,6 +52,7 @@ class spool_draft final : public message_draft {
   int fd_ = -1;  // set once the content went to a file
   std::uint64_t size_ = 0;
   int write_errno_ = 0;
+  bool eight_bit_ = false;
 };
 
 }  // namespace oauth_relay::relay

@@ -33,8 +33,9 @@ spool_result<std::string> spool_reader::content(const std::string& id) {
   try {
     auto where = rows::find_content(statements_, id);
     if (!where) return where.error();
-    if (where->file.empty()) return std::move(where->bytes);
-    return rows::read_content_file(files_dir_, id, where->file);
+    auto content = rows::open_content(files_dir_, id, std::move(*where));
+    if (!content) return content.error();
+    return content->read_prefix(content->size());
   } catch (const db::error& e) {
     return spool_failure{spool_errc::failed, e.what()};
   }

@@ -24,6 +24,10 @@ enum class spool_errc {
   not_found,  // the message is not (or no longer) queued
   no_space,   // the disk or quota is full (SQLITE_FULL, ENOSPC, EDQUOT): 452 to a client
   failed,     // any other I/O or database error: 451 to a client
+  // The message is queued but its content is gone for good (its file is
+  // missing or has another size than was stored, its row names none): it
+  // can never be sent, and trying again would not change that.
+  lost,
 };
 
 struct spool_failure {
@@ -76,6 +80,7 @@ struct queued_message {
   int attempts = 0;
   std::int64_t next_attempt_ms = 0;
   std::string last_error;
+  bool delay_warned = false;  // its sender was sent the queue.delay_warning notice
   std::vector<queued_recipient> recipients;
 };
 
@@ -94,6 +99,7 @@ struct delivery_record {
   std::int64_t next_attempt_ms = 0;  // when not finished
   std::string last_error;
   bool count_attempt = true;
+  bool delay_warned = false;  // a delay warning is stored with this record: never another
 };
 
 // Queue figures for the health socket, counted without loading messages.

@@ -2,12 +2,7 @@
 // statement cache prepares it once; the column lists exist once, below.
 #include "relay/spool/rows.hpp"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
+#include <utility>
 
 namespace oauth_relay::relay::rows {
 namespace {
@@ -15,7 +10,7 @@ namespace {
 // The columns read_message() reads, in its order.
 #define OAUTH_RELAY_MESSAGE_COLUMNS                                                         \
   "id, received_at, sender, account, body_type, smtputf8, dsn_ret, envid, size, attempts, " \
-  "next_attempt_ms, last_error"
+  "next_attempt_ms, last_error, delay_warned"
 
 constexpr const char* select_due =
     "SELECT " OAUTH_RELAY_MESSAGE_COLUMNS
@@ -32,12 +27,12 @@ constexpr const char* select_recipients =
     "WHERE message_id = ?1 ORDER BY position";
 constexpr const char* select_next_due = "SELECT min(next_attempt_ms) FROM messages";
 constexpr const char* select_content =
-    "SELECT c.data, m.content_file FROM messages m LEFT JOIN contents c "
+    "SELECT c.data, m.content_file, m.size, m.eight_bit FROM messages m LEFT JOIN contents c "
     "ON c.id = m.content_id WHERE m.id = ?1";
 constexpr const char* insert_message_row =
     "INSERT INTO messages(id, received_at, sender, account, body_type, smtputf8, dsn_ret, envid, "
-    "size, content_id, content_file, next_attempt_ms) "
-    "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)";
+    "size, content_id, content_file, next_attempt_ms, eight_bit) "
+    "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)";
 constexpr const char* insert_recipient_row =
     "INSERT INTO recipients(message_id, position, address, notify, orcpt) VALUES(?1,?2,?3,?4,?5)";
 constexpr const char* insert_content_row = "INSERT INTO contents(data) VALUES(?1)";
@@ -77,6 +72,7 @@ queued_message read_message(const db::statement& s) {
   q.attempts = s.int32(9);
   q.next_attempt_ms = s.int64(10);
   q.last_error = s.text(11);
+  q.delay_warned = s.int32(12) != 0;
   return q;
 }
 
@@ -150,48 +146,31 @@ spool_result<content_location> find_content(db::statement_cache& sql, std::strin
     return spool_failure{spool_errc::not_found, "message " + std::string(id) + " is not queued"};
   }
   content_location where;
+  where.size = static_cast<std::uint64_t>(st.int64(2));
+  if (!st.is_null(3)) where.eight_bit = st.int32(3) != 0;
   if (!st.is_null(0)) {
     where.bytes = st.blob(0);
   } else if (!st.is_null(1)) {
     where.file = st.text(1);
   } else {
-    return spool_failure{spool_errc::failed,
+    return spool_failure{spool_errc::lost,
                          "message " + std::string(id) + ": its row names no content"};
   }
   return where;
 }
 
-spool_result<std::string> read_content_file(const std::filesystem::path& files_dir,
-                                            std::string_view id, const std::string& file) {
-  const auto path = files_dir / file;
-  auto failure = [&](int error) {
-    return spool_failure{spool_errc::failed, "message " + std::string(id) + ": cannot read " +
-                                                 path.string() + ": " + std::strerror(error)};
-  };
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return failure(errno);
-  std::string out;
-  struct stat st {};
-  if (::fstat(fd, &st) == 0) out.reserve(static_cast<std::size_t>(st.st_size));
-  char buffer[65536];
-  for (;;) {
-    ssize_t n = ::read(fd, buffer, sizeof buffer);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int error = errno;
-      ::close(fd);
-      return failure(error);
-    }
-    if (n == 0) break;
-    out.append(buffer, static_cast<std::size_t>(n));
+spool_result<message_content> open_content(const std::filesystem::path& files_dir,
+                                           std::string_view id, content_location where) {
+  if (where.file.empty()) {
+    // Small enough to be read whole: looking for 8-bit octets costs little.
+    const bool eight_bit = where.eight_bit ? *where.eight_bit : has_8bit(where.bytes);
+    return message_content(std::move(where.bytes), eight_bit);
   }
-  ::close(fd);
-  return out;
+  return message_content::open_file(files_dir / where.file, id, where.size, where.eight_bit);
 }
 
 void insert_message(db::statement_cache& sql, const std::string& id, const envelope& env,
-                    std::int64_t received_ms, std::uint64_t size, std::string_view memory_content,
-                    bool in_file) {
+                    std::int64_t received_ms, const new_content& content) {
   auto& m = sql.get(insert_message_row);
   db::reset_on_exit reset(m);
   m.bind(1, std::string_view(id));
@@ -202,18 +181,19 @@ void insert_message(db::statement_cache& sql, const std::string& id, const envel
   m.bind(6, static_cast<std::int64_t>(env.params.smtputf8 ? 1 : 0));
   m.bind(7, static_cast<std::int64_t>(env.params.ret));
   m.bind(8, std::string_view(env.params.envid));
-  m.bind(9, static_cast<std::int64_t>(size));
-  if (in_file) {
+  m.bind(9, static_cast<std::int64_t>(content.size));
+  if (content.in_file) {
     m.bind_null(10);
     m.bind(11, std::string_view(id));
   } else {
     // The content has a table of its own: the message row stays small, so
     // scheduling changes and queue scans never touch the content's pages.
-    sql.get(insert_content_row).bind_blob(1, memory_content).run();
+    sql.get(insert_content_row).bind_blob(1, content.memory).run();
     m.bind(10, sql.db().last_insert_rowid());
     m.bind_null(11);
   }
   m.bind(12, received_ms);
+  m.bind(13, static_cast<std::int64_t>(content.eight_bit ? 1 : 0));
   m.run();
   auto& r = sql.get(insert_recipient_row);
   std::int64_t position = 0;

@@ -13,6 +13,7 @@
 
 #include "db/sqlite.hpp"
 #include "relay/envelope.hpp"
+#include "relay/spool/content.hpp"
 #include "relay/spool/records.hpp"
 
 namespace oauth_relay::relay::rows {
@@ -32,20 +33,29 @@ std::optional<std::int64_t> next_due(db::statement_cache& sql);
 // spool/`file` for a large one.
 struct content_location {
   std::string bytes;
-  std::string file;  // empty when the bytes are in SQLite
+  std::string file;               // empty when the bytes are in SQLite
+  std::uint64_t size = 0;         // the content's size as stored
+  std::optional<bool> eight_bit;  // unset on rows stored before it was noted
 };
-// not_found when no message has the id; failed when its row names no content.
+// not_found when no message has the id; lost when its row names no content.
 spool_result<content_location> find_content(db::statement_cache& sql, std::string_view id);
-// A large content, read outside any transaction: `failed` when the file
-// cannot be read (the row exists, so it is not not_found).
-spool_result<std::string> read_content_file(const std::filesystem::path& files_dir,
-                                            std::string_view id, const std::string& file);
+// The content `where` names, for reading: the bytes, or the file opened
+// (outside any transaction: the row exists, so it is never not_found; see
+// message_content::open_file for lost and failed).
+spool_result<message_content> open_content(const std::filesystem::path& files_dir,
+                                           std::string_view id, content_location where);
 
-// Inserts a message and its recipients: the content is `memory_content`, or
-// the file spool/`id` when `in_file`.
+// What insert_message() stores as the content: `memory` (the bytes), or the
+// file spool/<id> when `in_file`; `eight_bit` says whether it has 8-bit octets.
+struct new_content {
+  std::uint64_t size = 0;
+  std::string_view memory;
+  bool in_file = false;
+  bool eight_bit = false;
+};
+// Inserts a message and its recipients.
 void insert_message(db::statement_cache& sql, const std::string& id, const envelope& env,
-                    std::int64_t received_ms, std::uint64_t size, std::string_view memory_content,
-                    bool in_file);
+                    std::int64_t received_ms, const new_content& content);
 
 // Deletes a message, its recipients and its content row. `found` says
 // whether it existed; `file` names a content file to remove once committed.

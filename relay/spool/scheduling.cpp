@@ -17,29 +17,35 @@ using boost::asio::use_awaitable;
 constexpr const char* update_recipient =
     "UPDATE recipients SET status = ?1, last_reply = ?2 WHERE message_id = ?3 AND position = ?4";
 constexpr const char* update_message =
-    "UPDATE messages SET attempts = attempts + ?1, next_attempt_ms = ?2, last_error = ?3 "
-    "WHERE id = ?4";
+    "UPDATE messages SET attempts = attempts + ?1, next_attempt_ms = ?2, last_error = ?3, "
+    "delay_warned = max(delay_warned, ?5) WHERE id = ?4";
+// min(): a parked message comes up again when it is to expire, so it is
+// bounced then, and when its delay warning is due (if not sent and still
+// ahead); one statement for the account, whatever the number of rows.
 constexpr const char* postpone_due =
-    "UPDATE messages SET next_attempt_ms = ?1, last_error = ?3 "
+    "UPDATE messages SET next_attempt_ms = min(?1, received_at * 1000 + ?5, "
+    "CASE WHEN ?6 > 0 AND delay_warned = 0 AND received_at * 1000 + ?6 > ?4 "
+    "THEN received_at * 1000 + ?6 ELSE ?1 END), last_error = ?3 "
     "WHERE account = ?2 COLLATE NOCASE AND next_attempt_ms <= ?4";
 constexpr const char* reschedule_account =
     "UPDATE messages SET next_attempt_ms = ?1 "
     "WHERE (?2 = '' OR account = ?2 COLLATE NOCASE) AND next_attempt_ms > ?1";
 
-// Large contents are read outside SQLite, after the (read-only) transaction,
-// so a big file never holds up the batch's commit.
+// A large content's file is opened after the (read-only) transaction, so
+// that never holds up the batch's commit; it is read later, in pieces, by
+// whoever delivers it.
 struct content_job {
   std::string id;
-  std::string file;  // set inside the transaction when the content is in a file
+  rows::content_location where;  // set inside the transaction
 
-  spool_result<std::string> apply(writer_context& ctx) {
-    auto where = rows::find_content(ctx.statements(), id);
-    if (!where) return where.error();
-    file = std::move(where->file);
-    return std::move(where->bytes);
+  spool_result<message_content> apply(writer_context& ctx) {
+    auto found = rows::find_content(ctx.statements(), id);
+    if (!found) return found.error();
+    where = std::move(*found);
+    return message_content();
   }
-  void committed(writer_context& ctx, spool_result<std::string>& result) {
-    if (result && !file.empty()) result = rows::read_content_file(ctx.files_dir(), id, file);
+  void committed(writer_context& ctx, spool_result<message_content>& result) {
+    if (result) result = rows::open_content(ctx.files_dir(), id, std::move(where));
   }
 };
 
@@ -63,8 +69,8 @@ boost::asio::awaitable<spool_result<std::optional<std::int64_t>>> scheduling_que
       use_awaitable);
 }
 
-boost::asio::awaitable<spool_result<std::string>> scheduling_queries::content(std::string id) {
-  return writer_.run<std::string>(content_job{std::move(id), {}}, use_awaitable);
+boost::asio::awaitable<spool_result<message_content>> scheduling_queries::content(std::string id) {
+  return writer_.run<message_content>(content_job{std::move(id), {}}, use_awaitable);
 }
 
 boost::asio::awaitable<spool_result<void>> scheduling_queries::record(
@@ -91,11 +97,14 @@ boost::asio::awaitable<spool_result<void>> scheduling_queries::record(
           message.bind(2, record.next_attempt_ms);
           message.bind(3, std::string_view(record.last_error));
           message.bind(4, std::string_view(record.id));
+          message.bind(5, static_cast<std::int64_t>(record.delay_warned ? 1 : 0));
           message.run();
         }
         if (bounce) {
           rows::insert_message(ctx.statements(), bounce_id, bounce->env, now_ms(),
-                               bounce->content.size(), bounce->content, false);
+                               {.size = bounce->content.size(),
+                                .memory = bounce->content,
+                                .eight_bit = has_8bit(bounce->content)});
           ctx.message_stored();
         }
         return {};
@@ -104,9 +113,9 @@ boost::asio::awaitable<spool_result<void>> scheduling_queries::record(
 }
 
 boost::asio::awaitable<spool_result<std::size_t>> scheduling_queries::postpone(
-    std::string account, std::int64_t until_ms, std::string reason) {
+    std::string account, std::int64_t until_ms, parking_limits limits, std::string reason) {
   return writer_.run<std::size_t>(
-      [account = std::move(account), until_ms,
+      [account = std::move(account), until_ms, limits,
        reason = std::move(reason)](writer_context& ctx) -> spool_result<std::size_t> {
         auto& st = ctx.prepared(postpone_due);
         st.bind(1, until_ms);
@@ -114,6 +123,8 @@ boost::asio::awaitable<spool_result<std::size_t>> scheduling_queries::postpone(
         st.bind(3, std::string_view(reason));
         // Only what is due now: mail parked earlier is not rewritten again.
         st.bind(4, now_ms());
+        st.bind(5, limits.lifetime_ms);
+        st.bind(6, limits.delay_warning_ms);
         st.run();
         return static_cast<std::size_t>(ctx.db().changes());
       },

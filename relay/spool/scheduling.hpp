@@ -22,11 +22,12 @@ class scheduling_queries final : public delivery_queue {
   boost::asio::awaitable<spool_result<std::vector<queued_message>>> due(
       std::int64_t now_ms, std::size_t limit, message_id_set busy) override;
   boost::asio::awaitable<spool_result<std::optional<std::int64_t>>> next_due() override;
-  boost::asio::awaitable<spool_result<std::string>> content(std::string id) override;
+  boost::asio::awaitable<spool_result<message_content>> content(std::string id) override;
   boost::asio::awaitable<spool_result<void>> record(
       delivery_record record, std::optional<generated_message> bounce) override;
   boost::asio::awaitable<spool_result<std::size_t>> postpone(std::string account,
                                                              std::int64_t until_ms,
+                                                             parking_limits limits,
                                                              std::string reason) override;
   boost::asio::awaitable<spool_result<std::size_t>> reschedule(std::string account,
                                                                std::int64_t when_ms) override;

@@ -40,8 +40,11 @@ struct commit_job {
     return {};
   }
   spool_result<void> apply(writer_context& ctx) {
-    rows::insert_message(ctx.statements(), draft->id(), env, received_ms, draft->size(),
-                         draft->memory(), draft->in_file());
+    rows::insert_message(ctx.statements(), draft->id(), env, received_ms,
+                         {.size = draft->size(),
+                          .memory = draft->memory(),
+                          .in_file = draft->in_file(),
+                          .eight_bit = draft->eight_bit()});
     ctx.message_stored();
     return {};
   }

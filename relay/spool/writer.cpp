@@ -9,7 +9,9 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 
 namespace oauth_relay::relay {
 namespace {
@@ -19,11 +21,13 @@ constexpr const char* begin_sql = "BEGIN IMMEDIATE";
 constexpr const char* commit_sql = "COMMIT";
 constexpr const char* rollback_sql = "ROLLBACK";
 
-void fsync_directory(const std::filesystem::path& dir) {
+// 0, or the errno of the open or the fsync that failed.
+int fsync_directory(const std::filesystem::path& dir) {
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return;
-  ::fsync(fd);
+  if (fd < 0) return errno;
+  const int error = ::fsync(fd) == 0 ? 0 : errno;
   ::close(fd);
+  return error;
 }
 
 spool_failure failure_from(const db::error& e) {
@@ -133,15 +137,34 @@ std::optional<spool_failure> spool_writer::run_transaction(
 }
 
 void spool_writer::run_batch(std::vector<std::unique_ptr<task>>& batch) {
-  ctx_.directory_dirty_ = false;
+  bool any_file = false;
+  std::vector<bool> wrote_file(batch.size(), false);
   std::size_t runnable = 0;
-  for (auto& t : batch) {
-    t->failed = !t->before(ctx_);
-    if (!t->failed) ++runnable;
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    ctx_.directory_dirty_ = false;
+    batch[i]->failed = !batch[i]->before(ctx_);
+    wrote_file[i] = ctx_.directory_dirty_;
+    any_file = any_file || wrote_file[i];
+    if (!batch[i]->failed) ++runnable;
   }
   if (runnable == 0) return;
-  // New content files' names must be durable before rows point at them.
-  if (ctx_.directory_dirty_) fsync_directory(ctx_.files_dir());
+  // New content files' names must be durable before rows point at them: if
+  // the directory cannot be synced, a crash could leave a row naming a file
+  // that is not there, so the jobs that wrote one fail (a 4xx, never a 250).
+  if (any_file) {
+    if (const int error = fsync_directory(ctx_.files_dir()); error != 0) {
+      const spool_failure failure{
+          error == ENOSPC || error == EDQUOT ? spool_errc::no_space : spool_errc::failed,
+          "cannot sync the directory " + ctx_.files_dir().string() + ": " + std::strerror(error)};
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        if (!wrote_file[i] || batch[i]->failed) continue;
+        batch[i]->fail(failure);
+        batch[i]->failed = true;
+        --runnable;
+      }
+      if (runnable == 0) return;
+    }
+  }
 
   auto failure = run_transaction(batch, 0, batch.size());
   if (!failure) {

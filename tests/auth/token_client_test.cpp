@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
 
+#include <nlohmann/json.hpp>
+
 #include "oauth_test_support.hpp"
 
 namespace oauth_relay::auth {
@@ -351,6 +353,105 @@ TEST(id_token_email, reads_base64url_only) {
   EXPECT_EQ(id_token_email("e30." + payload + ".c2ln"), "alice@example.com");
   EXPECT_FALSE(id_token_email("e30." + standard + ".c2ln"));
 }
+
+TEST(read_id_token, reads_email_verification_and_audiences) {
+  auto jwt = [](const std::string& payload) {
+    return base64url(R"({"alg":"RS256"})") + "." + base64url(payload) + ".c2ln";
+  };
+  auto c = read_id_token(jwt(R"({"email":"a@x.org","email_verified":true,"aud":"cid"})"));
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->email, "a@x.org");
+  EXPECT_TRUE(c->email_verified);
+  EXPECT_EQ(c->audiences, std::vector<std::string>{"cid"});
+  c = read_id_token(jwt(R"({"email_verified":"true","aud":["other","cid",7]})"));
+  ASSERT_TRUE(c);
+  EXPECT_TRUE(c->email_verified);
+  EXPECT_EQ(c->audiences, (std::vector<std::string>{"other", "cid"}));
+  for (const char* unverified : {R"({"email_verified":false})", R"({"email_verified":"yes"})",
+                                 R"({"email_verified":1})", R"({})"}) {
+    c = read_id_token(jwt(unverified));
+    ASSERT_TRUE(c) << unverified;
+    EXPECT_FALSE(c->email_verified) << unverified;
+    EXPECT_TRUE(c->audiences.empty()) << unverified;
+  }
+  EXPECT_FALSE(read_id_token(jwt("[1]")));
+  EXPECT_FALSE(read_id_token("not-a-jwt"));
+}
+
+// The token endpoint's answer as given, without a network.
+class canned_http final : public http_client {
+ public:
+  explicit canned_http(std::string body) : body_(std::move(body)) {}
+  http_response post_form(const std::string&, const form_fields&, const http_options&) override {
+    return {200, body_, ""};
+  }
+
+ private:
+  std::string body_;
+};
+
+struct identity_case {
+  const char* name;
+  std::string claims;
+  std::string error;  // empty: accepted
+};
+
+class exchange_identity : public testing::TestWithParam<identity_case> {};
+
+TEST_P(exchange_identity, the_id_token_must_be_ours_and_verified) {
+  const auto& c = GetParam();
+  nlohmann::json body = {
+      {"access_token", "ya29.x"},
+      {"refresh_token", "1//r"},
+      {"expires_in", 3599},
+      {"id_token", base64url(R"({"alg":"RS256"})") + "." + base64url(c.claims) + ".c2ln"}};
+  config::oauth_settings oauth;
+  oauth.client_id = "our-client.apps.googleusercontent.com";
+  oauth.token_url = "https://oauth2.googleapis.com/token";
+  const token_client client(std::make_shared<canned_http>(body.dump()), oauth);
+  const auto r = client.exchange_code("code", "verifier", "http://127.0.0.1:1/");
+  if (c.error.empty()) {
+    ASSERT_TRUE(r.ok()) << r.error;
+    EXPECT_EQ(r.email, "alice@example.com");
+  } else {
+    EXPECT_EQ(r.failure, token_failure::rejected);
+    EXPECT_EQ(r.error, c.error);
+    EXPECT_EQ(r.email, "");
+    EXPECT_EQ(r.refresh_token, "");  // nothing to store
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    cases, exchange_identity,
+    testing::Values(
+        identity_case{"ours_and_verified",
+                      R"({"aud":"our-client.apps.googleusercontent.com",)"
+                      R"("email":"alice@example.com","email_verified":true})",
+                      ""},
+        identity_case{"ours_among_several",
+                      R"({"aud":["x","our-client.apps.googleusercontent.com"],)"
+                      R"("email":"alice@example.com","email_verified":true})",
+                      ""},
+        identity_case{"another_client",
+                      R"({"aud":"evil.apps.googleusercontent.com",)"
+                      R"("email":"alice@example.com","email_verified":true})",
+                      "token endpoint returned an id_token that does not name the account: the "
+                      "id_token was issued to another OAuth client (its aud is not "
+                      "our-client.apps.googleusercontent.com)"},
+        identity_case{"no_audience", R"({"email":"alice@example.com","email_verified":true})",
+                      "token endpoint returned an id_token that does not name the account: the "
+                      "id_token was issued to another OAuth client (its aud is not "
+                      "our-client.apps.googleusercontent.com)"},
+        identity_case{"unverified",
+                      R"({"aud":"our-client.apps.googleusercontent.com",)"
+                      R"("email":"alice@example.com","email_verified":false})",
+                      "token endpoint returned an id_token that does not name the account: Google "
+                      "has not verified the address alice@example.com of the account that "
+                      "consented (email_verified is not true)"},
+        identity_case{"no_email", R"({"aud":"our-client.apps.googleusercontent.com"})",
+                      "token endpoint returned no id_token with an email claim (the scope must "
+                      "include \"openid email\")"}),
+    [](const auto& info) { return std::string(info.param.name); });
 
 TEST(redact, replaces_every_occurrence_of_each_secret) {
   EXPECT_EQ(redact("a s3cret b s3cret tok", {"s3cret", "tok", ""}),

@@ -449,6 +449,7 @@ TEST(config, minimal_file_gets_every_default) {
   EXPECT_EQ(s.queue.retry_initial, 60s);
   EXPECT_EQ(s.queue.retry_max, 1h);
   EXPECT_EQ(s.queue.lifetime, 5 * 24h);
+  EXPECT_EQ(s.queue.delay_warning, 0s);
   EXPECT_EQ(s.oauth.client_id, "id");
   EXPECT_EQ(s.oauth.client_secret, "s3cr3t-value");
   EXPECT_EQ(s.oauth.client_secret_file, std::nullopt);
@@ -500,6 +501,7 @@ TEST(config, full_file_sets_every_key) {
       "  retry_initial: 30s\n"
       "  retry_max: 2h\n"
       "  lifetime: 3d\n"
+      "  delay_warning: 4h\n"
       "oauth:\n"
       "  client_id: \"1234-abc.apps.googleusercontent.com\"\n"
       "  client_secret_file: " +
@@ -553,6 +555,7 @@ TEST(config, full_file_sets_every_key) {
   EXPECT_EQ(s.queue.retry_initial, 30s);
   EXPECT_EQ(s.queue.retry_max, 2h);
   EXPECT_EQ(s.queue.lifetime, 3 * 24h);
+  EXPECT_EQ(s.queue.delay_warning, 4h);
   EXPECT_EQ(s.oauth.client_id, "1234-abc.apps.googleusercontent.com");
   EXPECT_EQ(s.oauth.client_secret, "from-file");
   EXPECT_EQ(s.oauth.client_secret_file, secret);

@@ -113,6 +113,25 @@ TEST(health_rules, three_temporary_failures_in_a_row_degrade_unless_the_token_is
   EXPECT_EQ(verdict.problems[0].rfind("account alice@example.com needs re-authorization", 0), 0u);
 }
 
+TEST(health_rules, a_message_whose_content_was_lost_degrades_for_a_day) {
+  auto in = healthy_input();
+  in.messages_lost = 2;
+  in.last_lost_at = now - 3600;
+  in.last_lost = "abc123: cannot read /var/lib/oauth-relay/spool/abc123: No such file or directory";
+  auto verdict = evaluate(in);
+  EXPECT_FALSE(verdict.healthy);
+  EXPECT_EQ(verdict.problems,
+            std::vector<std::string>{
+                "2 messages were failed and bounced because the content was gone from the queue "
+                "(last: abc123: cannot read /var/lib/oauth-relay/spool/abc123: No such file or "
+                "directory): check what removes or changes files in the state directory's spool/ "
+                "and its disk"});
+  in.messages_lost = 1;
+  EXPECT_NE(evaluate(in).problems.at(0).find("1 message was failed"), std::string::npos);
+  in.last_lost_at = now - 24 * 3600;
+  EXPECT_TRUE(evaluate(in).healthy);
+}
+
 TEST(health_json, has_every_contract_field_with_nulls_where_unknown) {
   auto in = healthy_input();
   in.queue = {3, 1, now - 120};

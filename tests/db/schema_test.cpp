@@ -134,8 +134,8 @@ const std::vector<std::string> current_shape = {
     "table accounts access_expires_at,access_token,address,last_delivery,last_error,"
     "refresh_failures,refresh_token,state,token_generation,updated_at",
     "table contents data,id",
-    "table messages account,attempts,body_type,content_file,content_id,dsn_ret,envid,id,"
-    "last_error,next_attempt_ms,received_at,sender,size,smtputf8",
+    "table messages account,attempts,body_type,content_file,content_id,delay_warned,dsn_ret,"
+    "eight_bit,envid,id,last_error,next_attempt_ms,received_at,sender,size,smtputf8",
     "table recipients address,last_reply,message_id,notify,orcpt,position,status",
     "table token_key created_at,id,key_check",
 };
@@ -143,7 +143,7 @@ const std::vector<std::string> current_shape = {
 TEST_F(schema_test, a_new_database_gets_every_table_privately_in_wal_mode) {
   auto db = open_queue(dir_);
   EXPECT_EQ(schema_version(db), queue_schema_version);
-  EXPECT_EQ(queue_schema_version, 4);
+  EXPECT_EQ(queue_schema_version, 6);
   EXPECT_EQ(shape(), current_shape);
   EXPECT_EQ(mode_of(dir_), 0700u);
   EXPECT_EQ(mode_of(file()), 0600u);
@@ -169,7 +169,7 @@ TEST_F(schema_test, version_1_moves_the_content_out_of_the_message_rows) {
     INSERT INTO recipients VALUES('m1', 0, 'b@example.org', 0, '', 0, '');
   )sql"});
   open_queue(dir_);
-  EXPECT_EQ(value("PRAGMA user_version"), 4);
+  EXPECT_EQ(value("PRAGMA user_version"), queue_schema_version);
   EXPECT_EQ(shape(), current_shape);
   EXPECT_EQ(rows("SELECT CAST(c.data AS TEXT) FROM messages m JOIN contents c "
                  "ON c.id = m.content_id WHERE m.id = 'm1'"),
@@ -185,7 +185,7 @@ TEST_F(schema_test, version_1_moves_the_content_out_of_the_message_rows) {
 TEST_F(schema_test, version_2_without_accounts_gets_the_table) {
   prepare({version_2});
   open_queue(dir_);
-  EXPECT_EQ(value("PRAGMA user_version"), 4);
+  EXPECT_EQ(value("PRAGMA user_version"), queue_schema_version);
   EXPECT_EQ(shape(), current_shape);
   EXPECT_EQ(value("SELECT count(*) FROM accounts"), 0);
   EXPECT_EQ(rows("SELECT CAST(c.data AS TEXT) FROM messages m JOIN contents c "
@@ -196,7 +196,7 @@ TEST_F(schema_test, version_2_without_accounts_gets_the_table) {
 TEST_F(schema_test, version_2_with_the_token_stores_accounts_keeps_them) {
   prepare({version_2, token_store_accounts});
   open_queue(dir_);
-  EXPECT_EQ(value("PRAGMA user_version"), 4);
+  EXPECT_EQ(value("PRAGMA user_version"), queue_schema_version);
   EXPECT_EQ(shape(), current_shape);
   EXPECT_EQ(rows("SELECT address || ' ' || refresh_token || ' ' || token_generation FROM accounts"),
             std::vector<std::string>{"alice@example.com 1//kept 4"});
@@ -207,7 +207,7 @@ TEST_F(schema_test, a_database_the_token_store_created_alone_gets_the_spool_tabl
   prepare({"PRAGMA journal_mode=WAL;", token_store_accounts});
   EXPECT_EQ(value("PRAGMA user_version"), 0);
   open_queue(dir_);
-  EXPECT_EQ(value("PRAGMA user_version"), 4);
+  EXPECT_EQ(value("PRAGMA user_version"), queue_schema_version);
   EXPECT_EQ(shape(), current_shape);
   EXPECT_EQ(rows("SELECT refresh_token FROM accounts WHERE address = 'ALICE@example.com'"),
             std::vector<std::string>{"1//kept"});
@@ -236,18 +236,35 @@ TEST_F(schema_test, version_3_keeps_its_plain_tokens_for_the_token_store_to_seal
 }
 
 TEST_F(schema_test, a_newer_version_is_refused_and_left_untouched) {
-  prepare({"CREATE TABLE t(x); PRAGMA user_version = 5;"});
+  const std::string newer = std::to_string(queue_schema_version + 1);
+  prepare({("CREATE TABLE t(x); PRAGMA user_version = " + newer + ";").c_str()});
   try {
     open_queue(dir_);
     FAIL() << "a database of a newer version was opened";
   } catch (const error& e) {
-    EXPECT_EQ(std::string(e.what()),
-              file().string() +
-                  ": written by a newer oauth-relay (schema version 5); refusing to start so no "
-                  "queued mail is lost");
+    EXPECT_EQ(std::string(e.what()), file().string() +
+                                         ": written by a newer oauth-relay (schema version " +
+                                         newer + "); refusing to start so no queued mail is lost");
   }
-  EXPECT_EQ(value("PRAGMA user_version"), 5);
+  EXPECT_EQ(value("PRAGMA user_version"), queue_schema_version + 1);
   EXPECT_EQ(shape(), std::vector<std::string>{"table t x"});
+}
+
+TEST_F(schema_test, version_5_rows_keep_their_8bit_flag_unknown) {
+  open_queue(dir_);
+  {
+    // Back to what version 5 wrote: no eight_bit column.
+    connection db(file(), SQLITE_OPEN_READWRITE);
+    db.exec(
+        "ALTER TABLE messages DROP COLUMN eight_bit; PRAGMA user_version = 5; "
+        "INSERT INTO messages(id, received_at, sender, account, body_type, smtputf8, dsn_ret, "
+        "envid, size, content_file, next_attempt_ms) "
+        "VALUES('m4', 1, 'a@example.com', 'a@example.com', 0, 0, 0, '', 9, 'm4', 5);");
+  }
+  open_queue(dir_);
+  EXPECT_EQ(value("PRAGMA user_version"), queue_schema_version);
+  EXPECT_EQ(shape(), current_shape);
+  EXPECT_EQ(value("SELECT eight_bit IS NULL FROM messages WHERE id = 'm4'"), 1);
 }
 
 TEST_F(schema_test, a_read_only_open_never_migrates) {
@@ -305,7 +322,7 @@ TEST_F(schema_test, processes_opening_an_old_database_at_once_migrate_it_once) {
   }
   for (auto& t : openers) t.join();
   EXPECT_EQ(failures, 0);
-  EXPECT_EQ(value("PRAGMA user_version"), 4);
+  EXPECT_EQ(value("PRAGMA user_version"), queue_schema_version);
   EXPECT_EQ(value("SELECT count(*) FROM contents"), 1);
   EXPECT_EQ(shape(), current_shape);
 }

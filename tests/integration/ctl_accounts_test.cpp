@@ -115,6 +115,13 @@ TEST_F(ctl_accounts, import_from_a_file_checks_and_stores_the_token) {
   EXPECT_EQ(r.out_lines[0],
             "imported a refresh token for alice@example.com (checked: Google issued an access "
             "token with it)");
+  // Google's refresh answer (as the stand-in's) carries no id_token here.
+  EXPECT_EQ(r.err_lines,
+            std::vector<std::string>{
+                "warning: Google's answer named no account (no id_token with an email), so it "
+                "was not checked that this token belongs to alice@example.com; Gmail will refuse "
+                "it at the first delivery if it does not. oauth-relayctl authorize "
+                "alice@example.com checks the account."});
   const auto row = stored(alice);
   ASSERT_TRUE(row);
   EXPECT_EQ(row->refresh_token, alice_token);

@@ -7,7 +7,9 @@
 
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 
 #include <chrono>
@@ -170,24 +172,59 @@ TEST_F(ctl_authorize, consent_in_the_browser_stores_the_refresh_token) {
             "Open this URL in a browser and sign in to Google as alice@example.com:");
 }
 
-TEST_F(ctl_authorize, a_redirect_with_another_state_stores_nothing) {
-  std::string url = start();
+TEST_F(ctl_authorize, a_redirect_with_another_state_is_refused_and_the_wait_goes_on) {
+  const std::string url = start();
   const auto at = url.find("&state=");
   ASSERT_NE(at, std::string::npos);
-  url = url.substr(0, at) + "&state=forged-by-someone";
-  const auto page = http_get(consent(url));
+  const std::string forged = url.substr(0, at) + "&state=forged-by-someone";
+  const auto page = http_get(consent(forged));
   EXPECT_EQ(page.status, 400);
-  EXPECT_NE(page.body.find("the redirect's state does not match this authorization"),
+  EXPECT_NE(page.body.find("This answer belongs to another oauth-relayctl authorize request"),
             std::string::npos)
       << page.body;
-  ASSERT_EQ(process_->wait(), 1);
-  EXPECT_EQ(process_->err_lines().back(),
-            "hint: run oauth-relayctl authorize alice@example.com again and use the URL it prints");
-  EXPECT_EQ(process_->err_lines().end()[-2],
-            "error: the redirect's state does not match this authorization (an old or forged "
-            "answer); nothing was stored");
-  EXPECT_EQ(oauth_.token_requests(), 0u);  // the code was never even exchanged
+  const std::string ignored =
+      "An answer to another authorization request (its state does not match) was ignored; still "
+      "waiting for the answer to the URL printed last.";
+  ASSERT_TRUE(process_->wait_for_stderr(ignored, 10s));
+  // Pasted, the same.
+  process_->write_stdin(consent(forged) + "\n");
+  ASSERT_TRUE(process_->wait_for_stderr(ignored + "\n" + ignored, 10s));
+  EXPECT_EQ(process_->wait(100ms), -1);    // still waiting
+  EXPECT_EQ(oauth_.token_requests(), 0u);  // no forged code was exchanged
   EXPECT_FALSE(stored(alice));
+
+  // The right answer still works.
+  EXPECT_EQ(http_get(consent(url)).status, 200);
+  ASSERT_EQ(process_->wait(), 0);
+  EXPECT_EQ(oauth_.codes_exchanged(), 1u);
+  EXPECT_TRUE(stored(alice));
+}
+
+TEST_F(ctl_authorize, connections_beyond_the_cap_push_out_the_oldest) {
+  const std::string url = start();
+  const std::string redirect_uri = query_value(url, "redirect_uri");
+  const auto port = static_cast<std::uint16_t>(std::stoi(redirect_uri.substr(17)));
+  // 40 idle connections (far past the cap of 16): the listener keeps working.
+  std::vector<int> idle;
+  for (int i = 0; i < 40; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(port);
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+    idle.push_back(fd);
+  }
+  EXPECT_EQ(http_get(redirect_uri + "favicon.ico").status, 404);
+  // The first ones were closed by the tool: reading gives end of file.
+  char byte = 0;
+  timeval limit{10, 0};
+  ::setsockopt(idle[0], SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+  EXPECT_EQ(::read(idle[0], &byte, 1), 0);
+  for (int fd : idle) ::close(fd);
+  EXPECT_EQ(http_get(consent(url)).status, 200);
+  EXPECT_EQ(process_->wait(), 0);
 }
 
 TEST_F(ctl_authorize, consent_by_another_account_stores_nothing) {
@@ -320,6 +357,15 @@ TEST_F(ctl_authorize, no_browser_is_honoured_and_a_display_opens_one) {
   EXPECT_FALSE(std::filesystem::exists(marker));
 
   url = start({}, {{"DISPLAY", ":99"}, {"PATH", path}});
+  if (::geteuid() == 0) {
+    // As root no browser is started (it would run as root): the URL is all.
+    ASSERT_TRUE(process_->wait_for_stderr(
+        "Not starting a browser as root; open the URL above yourself.", 10s));
+    process_->write_stdin(consent(url) + "\n");
+    EXPECT_EQ(process_->wait(), 0);
+    EXPECT_FALSE(std::filesystem::exists(marker));
+    return;
+  }
   const auto deadline = std::chrono::steady_clock::now() + 10s;
   while (!std::filesystem::exists(marker) && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(10ms);

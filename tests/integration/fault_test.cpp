@@ -291,6 +291,39 @@ INSTANTIATE_TEST_SUITE_P(fault, storage_fault, testing::Values("EROFS", "EIO"),
                            return std::string(info.param);
                          });
 
+// The spool directory cannot be synced (its journal failing) while file data
+// still can: a message large enough for a content file gets 451 (its name
+// might not survive a crash, so no row may point at it), one kept in the
+// database still gets its 250, and once syncs work again both kinds go.
+TEST_F(fault, a_failed_directory_sync_refuses_the_messages_that_needed_it) {
+  const fs::path flag = scratch_.path() / "fail-writes";
+  std::string asan = std::getenv("ASAN_OPTIONS") ? std::getenv("ASAN_OPTIONS") : "";
+  asan += std::string(asan.empty() ? "" : ":") + "verify_asan_link_order=0";
+  relay_ = std::make_unique<relay_process>(google_.config(fast_retries));
+  google_.store_token(relay_->state_dir());
+  relay_->start({{"LD_PRELOAD", OAUTH_RELAY_FAIL_WRITES_LIBRARY},
+                 {"OAUTH_RELAY_FAIL_WRITES", flag.string()},
+                 {"OAUTH_RELAY_FAIL_WRITES_UNDER", relay_->state_dir().string()},
+                 {"ASAN_OPTIONS", asan}});
+  std::ofstream(flag) << "EIO-DIRSYNC";
+  const auto big = send("big-refused", 600 * 1024);
+  EXPECT_EQ(big.code, 451) << big.str();
+  EXPECT_TRUE(relay_->wait_for_log("cannot sync the directory", 10s));
+  const auto small = send_accepted("small", 1);
+  ASSERT_TRUE(wait_drained(30s));
+  // The refused message's file went with it.
+  EXPECT_TRUE(fs::is_empty(relay_->state_dir() / "spool"));
+
+  fs::remove(flag);
+  const auto after = send_accepted("after-big", 1, 600 * 1024);
+  ASSERT_TRUE(wait_drained(30s));
+  auto seen = arrivals();
+  EXPECT_EQ(seen["small-0"], 1);
+  EXPECT_EQ(seen["after-big-0"], 1);
+  EXPECT_EQ(seen.count("big-refused"), 0u);
+  EXPECT_EQ(relay_->stop(SIGTERM), 0);
+}
+
 // A state directory on a filesystem that is read-only when the daemon starts:
 // a clear refusal, not a daemon that answers every message with 451.
 TEST_F(fault, read_only_state_dir_at_start_is_refused) {

@@ -1,8 +1,10 @@
 // LD_PRELOAD fault injector for the fault tests: while the file named by
 // OAUTH_RELAY_FAIL_WRITES exists, every call that would change a file under
 // the directory OAUTH_RELAY_FAIL_WRITES_UNDER fails with the errno written in
-// that file ("EROFS" or "EIO"; EROFS when empty). Reads keep working, as on a
-// filesystem the kernel remounted read-only after an error. The daemon is not
+// that file ("EROFS", "EIO" or "ENOSPC"; EROFS when empty). Reads keep
+// working, as on a filesystem the kernel remounted read-only after an error.
+// "EIO-DIRSYNC" fails only fsync() of a directory (with EIO), as a journal
+// that cannot commit a new file's name while file data still goes through. The daemon is not
 // changed in any way: this stands in for a disk, which a test cannot remount
 // read-only while SQLite holds its files open (mount answers EBUSY).
 #include <dlfcn.h>
@@ -21,8 +23,12 @@
 
 namespace {
 
+// Whether the flag file asks for directory syncs alone to fail.
+bool only_directory_sync = false;
+
 // The errno to fail with now, or 0 when writes go through.
 int failure_now() {
+  only_directory_sync = false;
   static const char* flag = getenv("OAUTH_RELAY_FAIL_WRITES");
   if (flag == nullptr) return 0;
   // Plain syscalls only: this runs inside write() and open().
@@ -35,6 +41,10 @@ int failure_now() {
   char text[16] = {};
   const ssize_t n = real_read(fd, text, sizeof text - 1);
   close(fd);
+  if (n > 0 && strncmp(text, "EIO-DIRSYNC", 11) == 0) {
+    only_directory_sync = true;
+    return EIO;
+  }
   if (n > 0 && strncmp(text, "EIO", 3) == 0) return EIO;
   if (n > 0 && strncmp(text, "ENOSPC", 6) == 0) return ENOSPC;
   return EROFS;
@@ -84,14 +94,14 @@ bool fd_watched(int fd) {
 // Fails the call (returns true, errno set) when `fd` is watched and failing.
 bool fail_fd(int fd) {
   const int e = failure_now();
-  if (e == 0 || !fd_watched(fd)) return false;
+  if (e == 0 || only_directory_sync || !fd_watched(fd)) return false;
   errno = e;
   return true;
 }
 
 bool fail_path(const char* path) {
   const int e = failure_now();
-  if (e == 0 || !path_watched(path)) return false;
+  if (e == 0 || only_directory_sync || !path_watched(path)) return false;
   errno = e;
   return true;
 }
@@ -133,6 +143,15 @@ ssize_t writev(int fd, const struct iovec* iov, int count) {
 
 int fsync(int fd) {
   static auto real = next<int (*)(int)>("fsync");
+  const int e = failure_now();
+  if (e != 0 && only_directory_sync && fd_watched(fd)) {
+    struct stat st {};
+    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+      errno = e;
+      return -1;
+    }
+    return real(fd);
+  }
   if (fail_fd(fd)) return -1;
   return real(fd);
 }

@@ -3,6 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+#include <vector>
+
 #include "common/text.hpp"
 
 namespace oauth_relay::relay {
@@ -66,14 +69,75 @@ TEST(bounce, dates_are_rfc5322_in_local_time) {
       << c;
 }
 
-TEST(bounce, without_the_content_the_original_part_is_empty) {
+// Up to bounce_quote_limit the original comes back whole; past it, as its
+// header alone, and the report says why (RET is a request, RFC 3461 §4.3).
+TEST(bounce, a_message_over_the_quote_limit_is_returned_as_its_header) {
+  const std::string header = "Subject: big\r\nMessage-ID: <big@example.com>\r\n";
+  std::string original = header + "\r\n";
+  while (original.size() + 11 <= bounce_quote_limit) original += "body line\r\n";
+  struct quote_case {
+    std::uint64_t size;  // the message's size as queued
+    smtp::dsn_ret ret;
+    bool whole;  // message/rfc822 with every octet given
+    bool note;   // the report says only the header is attached, and why
+  };
+  const std::vector<quote_case> cases = {
+      {original.size(), smtp::dsn_ret::unspecified, true, false},
+      {original.size(), smtp::dsn_ret::full, true, false},
+      {bounce_quote_limit + 1, smtp::dsn_ret::full, false, true},
+      {bounce_quote_limit + 1, smtp::dsn_ret::unspecified, false, true},
+      {35'000'000, smtp::dsn_ret::headers, false, false},
+  };
+  for (const auto& q : cases) {
+    auto in = sample();
+    in.original_content = original;
+    in.original_size = q.size;
+    in.original.params.ret = q.ret;
+    const auto b = make_bounce(in);
+    ASSERT_TRUE(b.has_value());
+    const auto& c = b->content;
+    SCOPED_TRACE(std::to_string(q.size) + " ret " + std::to_string(static_cast<int>(q.ret)));
+    EXPECT_EQ(c.find("Content-Type: message/rfc822\r\n\r\n" + original) != std::string::npos,
+              q.whole);
+    EXPECT_EQ(c.find("Content-Type: text/rfc822-headers\r\n\r\n" + header + "\r\n--") !=
+                  std::string::npos,
+              !q.whole);
+    EXPECT_EQ(
+        c.find("Only the header of your message is attached: it is " + std::to_string(q.size) +
+               " bytes, more than the 1048576 bytes returned "
+               "whole.\r\n") != std::string::npos,
+        q.note);
+  }
+}
+
+TEST(bounce, a_header_longer_than_the_copy_read_ends_at_its_last_whole_line) {
+  auto in = sample();
+  // The first octets of a message whose header goes on past them.
+  const std::string read = "Subject: long\r\nX-Long: aaaa\r\nX-Cut: bb";
+  in.original_content = read;
+  in.original_size = 40'000'000;
+  const auto b = make_bounce(in);
+  ASSERT_TRUE(b.has_value());
+  EXPECT_NE(b->content.find("Content-Type: text/rfc822-headers\r\n\r\nSubject: long\r\n"
+                            "X-Long: aaaa\r\n\r\n--"),
+            std::string::npos)
+      << b->content;
+  EXPECT_EQ(b->content.find("X-Cut"), std::string::npos);
+}
+
+TEST(bounce, without_the_content_it_says_so_and_has_no_third_part) {
   const auto in = sample();
   auto b = make_bounce(in);
   ASSERT_TRUE(b.has_value());
-  EXPECT_NE(
-      b->content.find("Content-Type: message/rfc822\r\n\r\n\r\n--0123456789abcdef/relay.test--"),
-      std::string::npos)
-      << b->content;
+  const auto& c = b->content;
+  EXPECT_NE(c.find("\r\n\r\nThe message itself is not attached: its content could not be read "
+                   "from the queue.\r\n\r\n--0123456789abcdef/relay.test\r\n"),
+            std::string::npos)
+      << c;
+  EXPECT_EQ(c.find("message/rfc822"), std::string::npos) << c;
+  EXPECT_EQ(c.find("rfc822-headers"), std::string::npos) << c;
+  // The report part ends the message with the closing delimiter.
+  EXPECT_TRUE(c.ends_with("\r\n\r\n--0123456789abcdef/relay.test--\r\n")) << c;
 }
 
 TEST(bounce, ret_hdrs_returns_only_the_header) {
@@ -97,6 +161,40 @@ TEST(bounce, envid_and_orcpt_are_reported_decoded) {
   EXPECT_NE(b->content.find("Original-Envelope-Id: QQ+1\r\n"), std::string::npos);
   EXPECT_NE(b->content.find("Original-Recipient: rfc822;nobody+tag@example.org\r\n"),
             std::string::npos);
+}
+
+TEST(bounce, xtext_for_controls_and_8bit_stays_encoded_in_the_report) {
+  auto in = sample();
+  in.original.params.envid = "id+0D+0AX-Injected:+20yes+00+C3+A9+2b";
+  in.failed[0].rcpt.params.orcpt = "rfc822;a+0D+0Ab@example.org+zz+4";
+  auto b = make_bounce(in);
+  ASSERT_TRUE(b.has_value());
+  const auto& c = b->content;
+  EXPECT_NE(c.find("Original-Envelope-Id: id+0D+0AX-Injected:+20yes+00+C3+A9+\r\n"),
+            std::string::npos)
+      << c;
+  EXPECT_NE(c.find("Original-Recipient: rfc822;a+0D+0Ab@example.org+zz+4\r\n"), std::string::npos)
+      << c;
+  EXPECT_EQ(c.find('\0'), std::string::npos);
+  EXPECT_EQ(c.find("\r\nX-Injected"), std::string::npos);
+  for (std::size_t i = 0; i < c.size(); ++i) {
+    if (c[i] == '\n') {
+      EXPECT_TRUE(i > 0 && c[i - 1] == '\r') << "bare LF at " << i;
+    }
+    if (c[i] == '\r') {
+      EXPECT_TRUE(i + 1 < c.size() && c[i + 1] == '\n') << "bare CR at " << i;
+    }
+  }
+}
+
+TEST(bounce, decode_xtext_table) {
+  EXPECT_EQ(decode_xtext(""), "");
+  EXPECT_EQ(decode_xtext("plain"), "plain");
+  EXPECT_EQ(decode_xtext("a+2Bb+3Dc"), "a+b=c");
+  EXPECT_EQ(decode_xtext("+7e+7F+20+1F+80"), "~+7F+20+1F+80");
+  EXPECT_EQ(decode_xtext("end+4"), "end+4");
+  EXPECT_EQ(decode_xtext("end+"), "end+");
+  EXPECT_EQ(decode_xtext("+G1"), "+G1");
 }
 
 TEST(bounce, never_for_a_null_sender) {

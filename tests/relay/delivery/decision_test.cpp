@@ -293,12 +293,13 @@ const std::vector<decision_case> cases = {
      std::vector<notice>{{"b@example.org", "4.4.7", "4.4.7 RCPT deferred", false}},
      {O::failed, 1, 1, true, false, true, false},
      "RCPT deferred"},
+    // ... and comes up again when it expires, not after its full wait.
     {"one_second_before_the_lifetime_it_is_only_deferred",
      message({rcpt("a@example.org")}, 7, lifetime_seconds - 1),
      not_sent{"upstream smtp.gmail.com: timed out", 60s},
      {},
      false,
-     60s,
+     1s,
      "upstream smtp.gmail.com: timed out",
      std::nullopt,
      {O::deferred, 0, 0, false, true, false, false},
@@ -439,6 +440,84 @@ TEST(decision, past_lifetime_counts_whole_seconds_from_arrival) {
   EXPECT_FALSE(past_lifetime(message({}, 0, lifetime_seconds - 1), policy(), now));
   EXPECT_TRUE(past_lifetime(message({}, 0, lifetime_seconds), policy(), now));
   EXPECT_TRUE(past_lifetime(message({}, 0, lifetime_seconds + 1), policy(), now));
+}
+
+TEST(decision, a_lost_content_fails_every_pending_recipient_with_5_3_0_and_no_copy) {
+  const auto m = message(
+      {rcpt("a@example.org", recipient_status::delivered, "250 2.0.0 OK"), rcpt("b@example.org")});
+  const auto d = decide(m, content_lost{"the message content is gone: no such file"}, policy(), now,
+                        std::nullopt);
+  EXPECT_TRUE(d.record.finished);
+  ASSERT_EQ(d.record.recipients.size(), 1u);
+  EXPECT_EQ(d.record.recipients[0].position, 1u);
+  EXPECT_EQ(d.record.recipients[0].reply, "5.3.0 the message content is gone: no such file");
+  EXPECT_EQ(d.report.outcome, message_outcome::failed);
+  EXPECT_FALSE(d.report.counts_failed);  // the upstream never saw it
+  ASSERT_TRUE(d.bounce.has_value());
+  const auto& c = d.bounce->content;
+  EXPECT_NE(c.find("Final-Recipient: rfc822; b@example.org\r\nAction: failed\r\nStatus: "
+                   "5.3.0\r\nDiagnostic-Code: X-Oauth-Relay; 5.3.0 the message content is gone: "
+                   "no such file\r\n"),
+            std::string::npos)
+      << c;
+  EXPECT_EQ(c.find("a@example.org"), std::string::npos) << c;
+}
+
+TEST(decision, a_deferred_message_comes_up_again_no_later_than_its_expiry) {
+  const auto m = message({rcpt("a@example.org")}, 9, lifetime_seconds - 60);
+  const auto d = decide(m, not_sent{"no connection", std::nullopt}, policy(), now, std::nullopt);
+  EXPECT_FALSE(d.record.finished);
+  EXPECT_EQ(d.record.next_attempt_ms, now + 60'000);  // not the hour of its backoff
+}
+
+TEST(decision, one_delay_warning_once_the_message_is_older_than_delay_warning) {
+  auto p = policy();
+  p.delay_warning = 4h;
+  auto m = message({rcpt("a@example.org"), rcpt("b@example.org")}, 3, 4 * hour);
+  m.recipients[1].rcpt.params.notify.specified = true;
+  m.recipients[1].rcpt.params.notify.failure = true;  // FAILURE only: no DELAY notice
+  m.env.recipients[1] = m.recipients[1].rcpt;
+  const auto d = decide(m,
+                        sent({result("a@example.org", delivery_status::deferred, try_later),
+                              result("b@example.org", delivery_status::deferred, try_later)}),
+                        p, now, original);
+  EXPECT_FALSE(d.record.finished);
+  EXPECT_TRUE(d.record.delay_warned);
+  ASSERT_TRUE(d.bounce.has_value());
+  const auto& b = *d.bounce;
+  EXPECT_EQ(b.env.sender, "");
+  EXPECT_EQ(b.env.recipients.at(0).address, "app@example.com");
+  const auto& c = b.content;
+  EXPECT_NE(c.find("Subject: Delayed Mail (still being retried)\r\n"), std::string::npos) << c;
+  EXPECT_NE(c.find("Final-Recipient: rfc822; a@example.org\r\nAction: delayed\r\nStatus: "
+                   "4.3.0\r\nRemote-MTA: dns; smtp.gmail.com\r\nDiagnostic-Code: smtp; 451 "
+                   "4.3.0 try later\r\n"),
+            std::string::npos)
+      << c;
+  EXPECT_NE(c.find("Will-Retry-Until: " + rfc5322_date(m.received_at + lifetime_seconds)),
+            std::string::npos)
+      << c;
+  EXPECT_EQ(c.find("b@example.org"), std::string::npos) << c;
+  // Only the header goes back with a warning.
+  EXPECT_NE(c.find("Content-Type: text/rfc822-headers\r\n\r\nSubject: hello\r\n"),
+            std::string::npos);
+  EXPECT_EQ(c.find("\r\nbody\r\n"), std::string::npos);
+
+  // Already warned, or younger, or warnings off: nothing.
+  m.delay_warned = true;
+  auto again = decide(m, not_sent{"no connection", std::nullopt}, p, now, std::nullopt);
+  EXPECT_FALSE(again.bounce.has_value());
+  EXPECT_FALSE(again.record.delay_warned);
+  m.delay_warned = false;
+  EXPECT_FALSE(decide(message({rcpt("a@example.org")}, 3, 4 * hour - 1),
+                      not_sent{"no connection", std::nullopt}, p, now, std::nullopt)
+                   .bounce.has_value());
+  EXPECT_FALSE(decide(m, not_sent{"no connection", std::nullopt}, policy(), now, std::nullopt)
+                   .bounce.has_value());
+  // A finished message gets its bounce, never a warning.
+  const auto done = decide(m, sent({ok("a@example.org"), ok("b@example.org")}), p, now, original);
+  EXPECT_FALSE(done.bounce.has_value());
+  EXPECT_FALSE(done.record.delay_warned);
 }
 
 TEST(decision, backoff_doubles_per_failure_up_to_retry_max) {

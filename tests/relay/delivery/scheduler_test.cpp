@@ -22,6 +22,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "auth/token_manager.hpp"  // needs_reauth_message
+#include "relay/delivery/bounce.hpp"
 
 namespace oauth_relay::relay {
 namespace {
@@ -43,6 +44,16 @@ std::string content_of(const std::string& id) {
   return "Subject: " + id + "\r\n\r\nbody\r\n";
 }
 
+// Every piece of `content` from its first octet, joined.
+std::string read_all(message_content& content) {
+  std::string out;
+  content.rewind();
+  for (auto piece = content.next(); piece && !piece->empty(); piece = content.next()) {
+    out.append(*piece);
+  }
+  return out;
+}
+
 // --- the spool ----------------------------------------------------------------
 
 class fake_queue final : public delivery_queue {
@@ -61,6 +72,7 @@ class fake_queue final : public delivery_queue {
       m.recipients.push_back(std::move(r));
     }
     m.next_attempt_ms = now;
+    m.size = content_of(m.id).size();
     order_.push_back(m.id);
     messages_[m.id] = std::move(m);
   }
@@ -90,11 +102,15 @@ class fake_queue final : public delivery_queue {
     co_return next;
   }
 
-  asio::awaitable<spool_result<std::string>> content(std::string id) override {
+  asio::awaitable<spool_result<message_content>> content(std::string id) override {
     co_await yield();
+    ++content_reads[id];
     if (auto it = unreadable.find(id); it != unreadable.end()) co_return it->second;
     if (messages_.count(id) == 0) co_return spool_failure(spool_errc::not_found, id);
-    co_return content_of(id);
+    if (auto it = contents.find(id); it != contents.end()) {
+      co_return message_content(it->second, false);
+    }
+    co_return message_content(content_of(id), false);
   }
 
   asio::awaitable<spool_result<void>> record(delivery_record r,
@@ -111,6 +127,7 @@ class fake_queue final : public delivery_queue {
       ++m.attempts;
       m.next_attempt_ms = r.next_attempt_ms;
       m.last_error = r.last_error;
+      m.delay_warned = m.delay_warned || r.delay_warned;
       if (r.finished) messages_.erase(it);
     }
     records.push_back(std::move(r));
@@ -119,13 +136,19 @@ class fake_queue final : public delivery_queue {
   }
 
   asio::awaitable<spool_result<std::size_t>> postpone(std::string account, std::int64_t until_ms,
+                                                      parking_limits limits,
                                                       std::string reason) override {
     co_await yield();
     postponed.push_back({account, until_ms, reason});
     std::size_t n = 0;
     for (auto& [id, m] : messages_) {
       if (m.env.account != account || m.next_attempt_ms > now) continue;
-      m.next_attempt_ms = until_ms;
+      m.next_attempt_ms = std::min(until_ms, m.received_at * 1000 + limits.lifetime_ms);
+      if (limits.delay_warning_ms > 0 && !m.delay_warned &&
+          m.received_at * 1000 + limits.delay_warning_ms > now) {
+        m.next_attempt_ms =
+            std::min(m.next_attempt_ms, m.received_at * 1000 + limits.delay_warning_ms);
+      }
       m.last_error = reason;
       ++n;
     }
@@ -162,6 +185,7 @@ class fake_queue final : public delivery_queue {
   }
 
   bool queued(const std::string& id) const { return messages_.count(id) != 0; }
+  queued_message& message(const std::string& id) { return messages_.at(id); }
   const queued_message& message(const std::string& id) const { return messages_.at(id); }
 
   struct postponement {
@@ -170,6 +194,8 @@ class fake_queue final : public delivery_queue {
     std::string reason;
   };
   std::map<std::string, spool_failure> unreadable;  // content() fails for these ids
+  std::map<std::string, std::string> contents;      // instead of content_of(id)
+  std::map<std::string, int> content_reads;         // content() calls per id
   std::vector<std::string> log;                     // record, reschedule and remove, in order
   std::vector<delivery_record> records;
   std::vector<std::optional<generated_message>> bounces;  // stored with records[i]
@@ -256,8 +282,10 @@ class fake_upstream final : public upstream_connector {
 
   std::set<std::string> rejected_tokens;        // 535 after the XOAUTH2 dance
   std::map<std::string, smtp::reply> refusals;  // per recipient address; others get 250
-  std::vector<connection_trace> connections;    // in the order they were made
-  std::map<std::string, int> live;              // authenticated and not yet closed, per user
+  // A content (as sent) whose reading fails halfway, and how.
+  std::map<std::string, spool_failure> cut_off;
+  std::vector<connection_trace> connections;  // in the order they were made
+  std::map<std::string, int> live;            // authenticated and not yet closed, per user
   std::map<std::string, int> most_live;
   int in_flight = 0;  // sends under way (waiting at the gate while held)
 
@@ -292,7 +320,7 @@ class fake_connection final : public upstream_connection {
     co_return auth_result{auth_status::ok, "235 2.7.0 Accepted", std::nullopt};
   }
 
-  asio::awaitable<send_result> send(const envelope& env, std::string_view content) override {
+  asio::awaitable<send_result> send(const envelope& env, message_content& content) override {
     co_await yield();
     ++up_.in_flight;  // from here to the answer without yielding, unless held
     if (up_.holding_ && usable_) {
@@ -314,7 +342,18 @@ class fake_connection final : public upstream_connection {
       result.message = "connection closed";
       co_return result;
     }
-    trace().sent.emplace_back(content);
+    const std::string bytes = read_all(content);
+    if (auto cut = up_.cut_off.find(bytes); cut != up_.cut_off.end()) {
+      // As the real client does when a read fails before the end of data.
+      for (const auto& r : env.recipients) {
+        result.recipients.push_back({r.address, delivery_status::deferred,
+                                     smtp::make_reply(451, "4.4.2", "connection closed"), false});
+      }
+      result.content_failure = cut->second;
+      end();
+      co_return result;
+    }
+    trace().sent.emplace_back(bytes);
     for (const auto& r : env.recipients) {
       auto refusal = up_.refusals.find(r.address);
       if (refusal == up_.refusals.end()) {
@@ -611,6 +650,8 @@ TEST_F(scheduler_test, accounts_without_consent_are_parked_until_their_state_cha
   EXPECT_EQ(queue.postponed[1].reason,
             "account bob@example.com is not authorized yet: run \"oauth-relayctl authorize "
             "bob@example.com\"");
+  // Parked for retry_max: far within their five days' lifetime.
+  EXPECT_EQ(queue.message("m1").next_attempt_ms, now + 3'600'000);
   EXPECT_EQ(tokens.gets, std::vector<std::string>{"carol@example.com"});
   EXPECT_EQ(queue.records[0].id, "m3");
 
@@ -624,7 +665,106 @@ TEST_F(scheduler_test, accounts_without_consent_are_parked_until_their_state_cha
   EXPECT_EQ(queue.postponed.size(), 2u);
 }
 
+TEST_F(scheduler_test, parked_mail_is_due_again_when_it_expires_and_then_bounces) {
+  settings.queue.lifetime = 3600s;
+  settings.accounts = {{alice, {alice}, false}, {"ops@example.com", {}, true}};
+  tokens.states = {account(alice, auth::token_state::missing),
+                   account("ops@example.com", auth::token_state::valid)};
+  queue.add("young", alice);  // 60 s old: parked until its expiry, within retry_max
+  queue.add("old", alice);
+  queue.message("old").received_at = now / 1000 - 3600;  // expires now
+  start();
+  ASSERT_TRUE(recorded(1));
+  ASSERT_TRUE(run_until([&] { return !queue.postponed.empty(); }));
+
+  // The young one: parked once, due again when its lifetime ends.
+  EXPECT_TRUE(queue.queued("young"));
+  EXPECT_EQ(queue.message("young").next_attempt_ms, (now / 1000 - 60 + 3600) * 1000);
+  // The old one: not parked again but failed, with no connection and no token asked for.
+  ASSERT_EQ(queue.records.size(), 1u);
+  const auto& r = queue.records[0];
+  EXPECT_EQ(r.id, "old");
+  EXPECT_TRUE(r.finished);
+  const std::string why =
+      "account alice@example.com is not authorized yet: run \"oauth-relayctl authorize "
+      "alice@example.com\"";
+  ASSERT_EQ(r.recipients.size(), 1u);
+  EXPECT_EQ(r.recipients[0].status, recipient_status::failed);
+  EXPECT_EQ(r.recipients[0].reply, "4.4.7 message expired after 1 hours in the queue: " + why);
+  EXPECT_TRUE(upstream.connections.empty());
+  EXPECT_TRUE(tokens.gets.empty());
+  // One bounce, carried by the default account: alice's cannot send it.
+  ASSERT_TRUE(queue.bounces[0].has_value());
+  const auto& bounce = *queue.bounces[0];
+  EXPECT_EQ(bounce.env.sender, "");
+  EXPECT_EQ(bounce.env.account, "ops@example.com");
+  ASSERT_EQ(bounce.env.recipients.size(), 1u);
+  EXPECT_EQ(bounce.env.recipients[0].address, "app@example.com");
+  EXPECT_NE(bounce.content.find("Status: 4.4.7\r\n"), std::string::npos);
+  EXPECT_NE(bounce.content.find("Diagnostic-Code: X-Oauth-Relay; 4.4.7 message expired after 1 "
+                                "hours in the queue: " +
+                                why + "\r\n"),
+            std::string::npos)
+      << bounce.content;
+  EXPECT_NE(bounce.content.find("Content-Type: message/rfc822\r\n\r\n" + content_of("old")),
+            std::string::npos);
+  EXPECT_EQ(scheduler->counters().bounced, 1u);
+}
+
+TEST_F(scheduler_test, without_a_usable_default_account_the_bounce_stays_with_the_original) {
+  settings.queue.lifetime = 3600s;
+  settings.accounts = {{alice, {alice}, true}};
+  tokens.states = {account(alice, auth::token_state::needs_reauth)};
+  queue.add("old", alice);
+  queue.message("old").received_at = now / 1000 - 7200;
+  start();
+  ASSERT_TRUE(recorded(1));
+  ASSERT_TRUE(queue.bounces[0].has_value());
+  EXPECT_EQ(queue.bounces[0]->env.account, alice);
+  EXPECT_EQ(
+      queue.records[0].recipients.at(0).reply,
+      "4.4.7 message expired after 2 hours in the queue: " + auth::needs_reauth_message(alice));
+}
+
 // --- the spool ----------------------------------------------------------------------
+
+TEST_F(scheduler_test, a_message_whose_content_is_lost_fails_at_once_with_a_bounce) {
+  queue.add("m1", alice, {"a@example.org", "b@example.org"});
+  queue.add("m2", alice);
+  queue.unreadable.emplace(
+      "m1", spool_failure(spool_errc::lost, "message m1: cannot read /spool/m1: No such file"));
+  start();
+  ASSERT_TRUE(recorded(2));
+
+  const auto* r = record_of(queue, "m1");
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->finished);
+  ASSERT_EQ(r->recipients.size(), 2u);
+  const std::string reply =
+      "5.3.0 the message content is gone from the queue: message m1: cannot read /spool/m1: No "
+      "such file";
+  for (const auto& u : r->recipients) {
+    EXPECT_EQ(u.status, recipient_status::failed);
+    EXPECT_EQ(u.reply, reply);
+  }
+  EXPECT_FALSE(queue.queued("m1"));
+  ASSERT_EQ(upstream.connections.size(), 1u);
+  EXPECT_EQ(upstream.connections[0].sent, std::vector<std::string>{content_of("m2")});
+  // The bounce says why and carries no copy.
+  std::size_t i = 0;
+  while (queue.records[i].id != "m1") ++i;
+  ASSERT_TRUE(queue.bounces[i].has_value());
+  const auto& c = queue.bounces[i]->content;
+  EXPECT_NE(c.find("Status: 5.3.0\r\n"), std::string::npos) << c;
+  EXPECT_NE(c.find("Diagnostic-Code: X-Oauth-Relay; " + reply + "\r\n"), std::string::npos) << c;
+  EXPECT_NE(c.find("The message itself is not attached"), std::string::npos) << c;
+  EXPECT_EQ(c.find("message/rfc822"), std::string::npos) << c;
+  const auto& counters = scheduler->counters();
+  EXPECT_EQ(counters.messages_lost, 1u);
+  EXPECT_EQ(counters.last_lost_at, now / 1000);
+  EXPECT_EQ(counters.last_lost, "m1: message m1: cannot read /spool/m1: No such file");
+  EXPECT_EQ(counters.bounced, 1u);
+}
 
 TEST_F(scheduler_test, a_failed_content_read_defers_and_a_deleted_one_is_skipped) {
   settings.upstream.max_connections = 1;
@@ -649,6 +789,96 @@ TEST_F(scheduler_test, a_failed_content_read_defers_and_a_deleted_one_is_skipped
   EXPECT_EQ(upstream.connections[0].sent, std::vector<std::string>{content_of("m3")});
   EXPECT_TRUE(queue.queued("m2"));  // not recorded, not sent: gone as far as delivery knows
   EXPECT_EQ(scheduler->counters().attempts_deferred, 1u);
+  EXPECT_EQ(scheduler->counters().content_unreadable, 1u);
+  EXPECT_EQ(scheduler->counters().messages_lost, 0u);
+}
+
+TEST_F(scheduler_test, a_content_that_cannot_be_read_to_its_end_is_lost_or_deferred) {
+  settings.upstream.max_connections = 1;
+  queue.add("m1", alice);
+  queue.add("m2", alice);
+  queue.add("m3", alice);
+  const std::string shrunk = "message m1: /spool/m1 holds fewer than the 30 bytes that were stored";
+  upstream.cut_off.emplace(content_of("m1"), spool_failure(spool_errc::lost, shrunk));
+  upstream.cut_off.emplace(content_of("m2"), spool_failure(spool_errc::failed, "disk I/O error"));
+  start();
+  ASSERT_TRUE(recorded(3));
+
+  ASSERT_EQ(queue.records[0].id, "m1");  // gone for good: failed with a bounce, no copy
+  EXPECT_TRUE(queue.records[0].finished);
+  ASSERT_EQ(queue.records[0].recipients.size(), 1u);
+  EXPECT_EQ(queue.records[0].recipients[0].reply,
+            "5.3.0 the message content is gone from the queue: " + shrunk);
+  ASSERT_TRUE(queue.bounces[0].has_value());
+  EXPECT_NE(queue.bounces[0]->content.find("The message itself is not attached"),
+            std::string::npos);
+  ASSERT_EQ(queue.records[1].id, "m2");  // may read later: deferred
+  EXPECT_FALSE(queue.records[1].finished);
+  EXPECT_TRUE(queue.records[1].recipients.empty());
+  EXPECT_EQ(queue.records[1].last_error, "cannot read the message content: disk I/O error");
+  EXPECT_EQ(queue.records[1].next_attempt_ms, now + 60'000);
+  EXPECT_FALSE(queue.bounces[1].has_value());
+  ASSERT_EQ(queue.records[2].id, "m3");
+  EXPECT_TRUE(queue.records[2].finished);
+  // Each cut closed its connection: m3 went out on a third one.
+  ASSERT_EQ(upstream.connections.size(), 3u);
+  EXPECT_TRUE(upstream.connections[0].sent.empty());
+  EXPECT_TRUE(upstream.connections[1].sent.empty());
+  EXPECT_EQ(upstream.connections[2].sent, std::vector<std::string>{content_of("m3")});
+  EXPECT_EQ(scheduler->counters().messages_lost, 1u);
+  EXPECT_EQ(scheduler->counters().content_unreadable, 1u);
+}
+
+TEST_F(scheduler_test, a_bounce_of_a_large_message_quotes_its_header_only) {
+  upstream.refusals["nobody@example.org"] = smtp::reply{550, "5.1.1", {"no such user"}};
+  queue.add("big", alice, {"nobody@example.org"});
+  const std::string header = "Subject: big\r\nX-Filler: yes\r\n";
+  std::string body;
+  while (body.size() <= bounce_quote_limit) body += "a line of the body\r\n";
+  queue.contents["big"] = header + "\r\n" + body;
+  queue.message("big").size = queue.contents["big"].size();
+  start();
+  ASSERT_TRUE(recorded(1));
+
+  ASSERT_TRUE(queue.bounces[0].has_value());
+  const auto& c = queue.bounces[0]->content;
+  EXPECT_NE(c.find("Only the header of your message is attached: it is " +
+                   std::to_string(queue.contents["big"].size()) +
+                   " bytes, more than the 1048576 bytes returned whole.\r\n"),
+            std::string::npos)
+      << c.substr(0, 2000);
+  EXPECT_NE(c.find("Content-Type: text/rfc822-headers\r\n\r\n" + header + "\r\n--"),
+            std::string::npos)
+      << c.substr(0, 2000);
+  EXPECT_EQ(c.find("a line of the body"), std::string::npos);
+  EXPECT_EQ(c.find("message/rfc822"), std::string::npos);
+  // The copy came from the content the attempt had open: no second read.
+  EXPECT_EQ(queue.content_reads["big"], 1);
+}
+
+TEST_F(scheduler_test, a_message_expiring_without_its_content_read_is_quoted_from_the_spool) {
+  settings.upstream.max_connections = 1;  // one worker: "old" waits behind "fresh"
+  settings.queue.lifetime = 3600s;
+  queue.add("fresh", alice);
+  queue.add("old", alice);
+  queue.message("old").received_at = now / 1000 - 7200;
+  // The token endpoint is failing: no connection, and both share that fate.
+  tokens.scripted[alice].push_back(
+      no_token(auth::token_state::refresh_failing, "token endpoint unreachable"));
+  start();
+  ASSERT_TRUE(recorded(2));
+
+  const auto* old = record_of(queue, "old");
+  ASSERT_TRUE(old);
+  EXPECT_TRUE(old->finished);
+  std::size_t i = 0;
+  while (queue.records[i].id != "old") ++i;
+  ASSERT_TRUE(queue.bounces[i].has_value());
+  EXPECT_NE(
+      queue.bounces[i]->content.find("Content-Type: message/rfc822\r\n\r\n" + content_of("old")),
+      std::string::npos);
+  EXPECT_EQ(queue.content_reads["old"], 1);  // read for the bounce alone
+  EXPECT_FALSE(record_of(queue, "fresh")->finished);
 }
 
 TEST_F(scheduler_test, a_failed_recipient_bounce_is_stored_with_the_record) {

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,14 @@ std::size_t count_of(const std::vector<std::string>& v, const std::string& item)
 
 bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
+}
+
+// send() of a content held in memory, as the spool hands out a small message.
+asio::awaitable<send_result> send_text(upstream_client& client, const envelope& env,
+                                       std::string text) {
+  const bool eight_bit = has_8bit(text);
+  message_content content(std::move(text), eight_bit);
+  co_return co_await client.send(env, content);
 }
 
 class UpstreamClientTest : public ::testing::Test {
@@ -102,7 +111,7 @@ class UpstreamClientTest : public ::testing::Test {
   }
 
   // One connection, login, one message; the send_result (all deferred if login failed).
-  send_result deliver(const fake_gmail& fake, const envelope& env, std::string_view content) {
+  send_result deliver(const fake_gmail& fake, const envelope& env, message_content& content) {
     return run([&]() -> asio::awaitable<send_result> {
       const auto executor = co_await asio::this_coro::executor;
       upstream_client client(executor, *tls_, options(fake));
@@ -112,6 +121,19 @@ class UpstreamClientTest : public ::testing::Test {
       co_await client.quit();
       co_return result;
     });
+  }
+  send_result deliver(const fake_gmail& fake, const envelope& env, std::string_view text) {
+    message_content content{std::string(text), has_8bit(text)};
+    return deliver(fake, env, content);
+  }
+
+  // `bytes` as the spool hands out a large message: its file, opened.
+  message_content in_file(const std::string& bytes, const std::string& name = "content") {
+    const auto path = dir_ / name;
+    std::ofstream(path, std::ios::binary) << bytes;
+    auto opened = message_content::open_file(path, name, bytes.size(), has_8bit(bytes));
+    EXPECT_TRUE(opened) << opened.error().detail;
+    return std::move(*opened);
   }
 
   fakes::test_pki pki_;
@@ -180,6 +202,127 @@ TEST_F(UpstreamClientTest, LargeContentCrossesChunkBoundaries) {
   EXPECT_TRUE(fake->messages()[0].content == content);
 }
 
+// Lines of filler adding up to exactly `size` octets; with `ends_line` the
+// last two are CR LF, so the octet after them starts a line.
+std::string filler(std::size_t size, bool ends_line) {
+  std::string out;
+  while (out.size() + 100 <= size) out += std::string(98, 'f') + "\r\n";
+  const std::size_t rest = size - out.size();
+  if (ends_line && rest >= 2) return out + std::string(rest - 2, 'g') + "\r\n";
+  return out + std::string(rest, 'g');
+}
+
+struct boundary_case {
+  const char* name;
+  std::size_t at;    // where `text` starts
+  bool after_line;   // the filler before it ends with CR LF
+  std::string text;  // around the first piece boundary, at content_chunk
+};
+
+// The content is read in pieces of content_chunk: a line starting with "."
+// exactly at a piece boundary, or a piece ending between CR and LF, must be
+// stuffed as any other (a lone "." unstuffed would end DATA early and the
+// server would take the rest for commands).
+TEST_F(UpstreamClientTest, DotsAtPieceBoundariesAreStuffedFromAFileOrMemory) {
+  const std::vector<boundary_case> cases = {
+      {"a dotted line starts a piece", content_chunk, true, ".starts the piece\r\n"},
+      {"a lone dot starts a piece", content_chunk, true, ".\r\n"},
+      {"two dots start a piece", content_chunk, true, "..\r\n"},
+      {"a piece ends in the dot of a lone-dot line", content_chunk - 1, true, ".\r\nnext\r\n"},
+      {"a piece ends in CR, the next starts with LF and a dot", content_chunk - 1, false,
+       "\r\n.after\r\n"},
+      {"a piece ends in CR LF, the next starts with a lone dot", content_chunk - 2, false,
+       "\r\n.\r\n"},
+      {"the second boundary too", 2 * content_chunk, true, ".\r\n..\r\n"},
+  };
+  auto fake = start();
+  std::vector<std::string> sent;
+  const auto results = run([&]() -> asio::awaitable<std::vector<send_result>> {
+    const auto executor = co_await asio::this_coro::executor;
+    upstream_client client(executor, *tls_, options(*fake));
+    std::vector<send_result> out;
+    const bool logged_in = co_await login(client);
+    if (!logged_in) co_return out;
+    const auto env = make_envelope({"bob@example.org"});
+    for (const auto& c : cases) {
+      std::string content = filler(c.at, c.after_line) + c.text;
+      content += filler(2 * content_chunk + 500 - content.size(), true) + ".last\r\n";
+      const bool eight_bit = has_8bit(content);
+      message_content memory(content, eight_bit);
+      message_content file = in_file(content, std::to_string(out.size()));
+      out.push_back(co_await client.send(env, memory));
+      out.push_back(co_await client.send(env, file));
+      sent.push_back(content);
+      sent.push_back(content);
+    }
+    co_await client.quit();
+    co_return out;
+  });
+  ASSERT_EQ(results.size(), 2 * cases.size());
+  const auto messages = fake->messages();
+  ASSERT_EQ(messages.size(), sent.size());
+  for (std::size_t i = 0; i < sent.size(); ++i) {
+    const auto& c = cases[i / 2];
+    EXPECT_TRUE(results[i].all_delivered()) << c.name << ": " << results[i].message;
+    EXPECT_TRUE(messages[i].content == sent[i])
+        << c.name << (i % 2 == 0 ? " (memory)" : " (file)") << ": around the boundary "
+        << ::testing::PrintToString(messages[i].content.substr(c.at - 4, 16));
+  }
+  EXPECT_EQ(fake->connections(), 1u);
+}
+
+// The largest message Gmail takes is about 35 MB: 30 MB from a content file
+// arrive byte for byte, with SIZE and BODY from what the spool noted.
+TEST_F(UpstreamClientTest, ThirtyMegabytesFromAFileArriveByteForByte) {
+  auto fake = start();
+  std::string content = "Subject: big\r\n\r\n";
+  content.reserve(30 * 1024 * 1024 + 200);
+  for (int i = 0; content.size() < 30 * 1024 * 1024; ++i) {
+    content += (i % 5 == 0 ? "." : "") + std::to_string(i) + " caf\xc3\xa9 " +
+               std::string(static_cast<std::size_t>(i % 90), 'x') + "\r\n";
+  }
+  auto file = in_file(content);
+  const auto result = deliver(*fake, make_envelope({"bob@example.org"}), file);
+  EXPECT_TRUE(result.all_delivered()) << result.message;
+  const auto messages = fake->messages();
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_EQ(messages[0].content.size(), content.size());
+  EXPECT_TRUE(messages[0].content == content);
+  EXPECT_EQ(messages[0].mail_command, "MAIL FROM:<alice@example.com> SIZE=" +
+                                          std::to_string(content.size()) + " BODY=8BITMIME");
+}
+
+// A content file cut short behind the relay's back: the connection closes
+// before the end of data, so the server keeps nothing, and the result says
+// why (the scheduler turns `lost` into a bounce).
+TEST_F(UpstreamClientTest, AContentThatCannotBeReadToItsEndIsNeverCompleted) {
+  auto fake = start();
+  const std::string content = filler(3 * content_chunk, true);
+  auto file = in_file(content);
+  std::filesystem::resize_file(dir_ / "content", content_chunk + 10);
+  bool usable_after = true;
+  const auto result = run([&]() -> asio::awaitable<send_result> {
+    const auto executor = co_await asio::this_coro::executor;
+    upstream_client client(executor, *tls_, options(*fake));
+    const bool logged_in = co_await login(client);
+    if (!logged_in) co_return send_result{};
+    const auto env = make_envelope({"bob@example.org"});
+    auto r = co_await client.send(env, file);
+    usable_after = client.usable();
+    co_return r;
+  });
+  ASSERT_TRUE(result.content_failure.has_value());
+  EXPECT_EQ(result.content_failure->code, spool_errc::lost);
+  EXPECT_EQ(result.content_failure->detail,
+            "message content: " + (dir_ / "content").string() + " holds fewer than the " +
+                std::to_string(content.size()) + " bytes that were stored");
+  ASSERT_EQ(result.recipients.size(), 1u);
+  EXPECT_EQ(result.recipients[0].status, delivery_status::deferred);
+  EXPECT_FALSE(result.recipients[0].from_upstream);
+  EXPECT_FALSE(usable_after);
+  EXPECT_TRUE(fake->messages().empty());
+}
+
 TEST_F(UpstreamClientTest, SeveralMessagesOnOneConnection) {
   auto fake = start();
   const auto results = run([&]() -> asio::awaitable<std::vector<send_result>> {
@@ -191,7 +334,7 @@ TEST_F(UpstreamClientTest, SeveralMessagesOnOneConnection) {
     for (int i = 0; i < 3; ++i) {
       const auto env = make_envelope({"bob@example.org"});
       const std::string content = "Subject: " + std::to_string(i) + "\r\n\r\nbody\r\n";
-      auto r = co_await client.send(env, content);
+      auto r = co_await send_text(client, env, content);
       out.push_back(std::move(r));
       EXPECT_TRUE(client.usable());
     }
@@ -346,10 +489,10 @@ TEST_F(UpstreamClientTest, NoRecipientAcceptedResetsAndConnectionStaysUsable) {
       if (!logged_in) co_return out;
       const auto rejected = make_envelope({"x@example.org", "y@example.org"});
       const auto accepted = make_envelope({"z@example.org"});
-      auto first = co_await client.send(rejected, "1\r\n");
+      auto first = co_await send_text(client, rejected, "1\r\n");
       out.push_back(std::move(first));
       EXPECT_TRUE(client.usable());
-      auto second = co_await client.send(accepted, "2\r\n");
+      auto second = co_await send_text(client, accepted, "2\r\n");
       out.push_back(std::move(second));
       co_return out;
     });
@@ -373,10 +516,10 @@ TEST_F(UpstreamClientTest, Temporary451AfterDataDefersAndConnectionStaysUsable) 
     if (!logged_in) co_return out;
     const auto two = make_envelope({"a@example.org", "b@example.org"});
     const auto one = make_envelope({"a@example.org"});
-    auto first = co_await client.send(two, "1\r\n");
+    auto first = co_await send_text(client, two, "1\r\n");
     out.push_back(std::move(first));
     EXPECT_TRUE(client.usable());
-    auto second = co_await client.send(one, "1\r\n");
+    auto second = co_await send_text(client, one, "1\r\n");
     out.push_back(std::move(second));
     co_return out;
   });
@@ -400,7 +543,7 @@ TEST_F(UpstreamClientTest, DroppedConnectionAfterDataDefers) {
     const bool logged_in = co_await login(client);
     if (!logged_in) co_return send_result{};
     const auto env = make_envelope({"a@example.org", "b@example.org"});
-    auto r = co_await client.send(env, "x\r\n");
+    auto r = co_await send_text(client, env, "x\r\n");
     usable_after = client.usable();
     co_return r;
   });
@@ -484,7 +627,7 @@ TEST_F(UpstreamClientTest, SendWithoutLoginDefersAndSendsNothing) {
     const auto c = co_await client.connect();
     EXPECT_TRUE(c.ok()) << c.message;
     const auto env = make_envelope({"a@example.org"});
-    auto r = co_await client.send(env, "x\r\n");
+    auto r = co_await send_text(client, env, "x\r\n");
     co_return r;
   });
   ASSERT_EQ(result.recipients.size(), 1u);

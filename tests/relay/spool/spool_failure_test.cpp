@@ -74,10 +74,11 @@ class spool_failure : public testing::Test {
 };
 
 // The detail says what failed, for the log and the health socket.
-testing::AssertionResult failed_with(const auto& result, std::string_view words) {
+testing::AssertionResult failed_with(const auto& result, std::string_view words,
+                                     spool_errc code = spool_errc::failed) {
   if (result) return testing::AssertionFailure() << "it succeeded";
   const auto error = result.error();
-  if (error.code != spool_errc::failed)
+  if (error.code != code)
     return testing::AssertionFailure() << "code " << static_cast<int>(error.code);
   if (error.detail.find(words) == std::string::npos)
     return testing::AssertionFailure() << "detail: " << error.detail;
@@ -107,25 +108,38 @@ TEST_F(spool_failure, reads_of_a_broken_queue_are_errors_not_an_empty_queue) {
   EXPECT_EQ(run_op(io_, s->admin().summary()).value().depth, 1u);
 }
 
-TEST_F(spool_failure, a_lost_content_file_is_failed_and_a_removed_message_not_found) {
+TEST_F(spool_failure, a_lost_content_file_is_lost_and_a_removed_message_not_found) {
   auto s = open();
   const auto id = store_one(*s, /*spilled=*/true);
   std::filesystem::remove(dir_ / "spool" / id);
 
-  // The row is still there: the message must not be taken for gone.
-  EXPECT_TRUE(failed_with(run_op(io_, s->queue().content(id)), "No such file or directory"));
-  EXPECT_TRUE(failed_with(spool_reader(dir_).content(id), "No such file or directory"));
+  // The row is still there: the message must not be taken for gone, and its
+  // content will not come back (lost, not a read that may work later).
+  EXPECT_TRUE(failed_with(run_op(io_, s->queue().content(id)), "No such file or directory",
+                          spool_errc::lost));
+  EXPECT_TRUE(
+      failed_with(spool_reader(dir_).content(id), "No such file or directory", spool_errc::lost));
 
   ASSERT_EQ(run_op(io_, s->queue().remove({id})).value().changed, 1u);
   EXPECT_EQ(failure_code(run_op(io_, s->queue().content(id))), spool_errc::not_found);
   EXPECT_EQ(failure_code(spool_reader(dir_).content(id)), spool_errc::not_found);
 }
 
-TEST_F(spool_failure, a_row_without_content_is_failed) {
+TEST_F(spool_failure, a_row_without_content_is_lost) {
   auto s = open();
   const auto id = store_one(*s);
   exec_sql("DELETE FROM contents");
-  EXPECT_TRUE(failed_with(run_op(io_, s->queue().content(id)), "names no content"));
+  EXPECT_TRUE(
+      failed_with(run_op(io_, s->queue().content(id)), "names no content", spool_errc::lost));
+}
+
+TEST_F(spool_failure, a_content_file_of_another_size_is_lost) {
+  auto s = open();
+  const auto id = store_one(*s, /*spilled=*/true);
+  const auto file = dir_ / "spool" / id;
+  std::filesystem::resize_file(file, std::filesystem::file_size(file) - 1);
+  EXPECT_TRUE(
+      failed_with(run_op(io_, s->queue().content(id)), "bytes, not the ", spool_errc::lost));
 }
 
 TEST_F(spool_failure, a_draft_that_could_not_be_written_is_not_stored) {

@@ -12,6 +12,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include "relay/spool/content.hpp"
 #include "relay/spool/records.hpp"
 
 namespace oauth_relay::relay::spool_test_support {
@@ -29,6 +30,12 @@ T run_op(boost::asio::io_context& io, boost::asio::awaitable<T> op) {
   while (!out) io.run_one();
   if (error) std::rethrow_exception(error);
   return std::move(*out);
+}
+
+// All of a content the spool handed out, or why there is none.
+inline spool_result<std::string> text_of(spool_result<message_content> content) {
+  if (!content) return content.error();
+  return content->read_prefix(content->size());
 }
 
 // Success, or the failure's code and detail for the test's output.
