@@ -506,9 +506,10 @@ int run_import(const context& ctx, const import_options& options) {
   check_token_can_be_stored(ctx);
 
   token_to_store stored{address, token, {}, 0};
+  auth::token_response checked;
   if (options.verify) {
     const auth::token_client client(std::make_shared<auth::curl_http_client>(), ctx.settings.oauth);
-    const auto checked = client.refresh(token);
+    checked = client.refresh(token);
     if (!checked.ok()) {
       auto why = auth::explain_token_failure(checked, auth::oauth_step::refresh, address,
                                              ctx.settings.oauth);

@@ -51,7 +51,7 @@ std::int64_t vm_hwm_kib(pid_t pid) {
 TEST(delivery_memory, a_30_mb_message_is_delivered_without_being_held_in_memory) {
   google_fakes google;
   relay_process relay(google.config());
-  google.store_token(relay.state_dir());
+  google.store_token(relay.state_dir(), relay.key_file());
   relay.start();
 
   // A first message of each kind (in SQLite, in a file) brings up what any

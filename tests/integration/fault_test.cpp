@@ -300,7 +300,7 @@ TEST_F(fault, a_failed_directory_sync_refuses_the_messages_that_needed_it) {
   std::string asan = std::getenv("ASAN_OPTIONS") ? std::getenv("ASAN_OPTIONS") : "";
   asan += std::string(asan.empty() ? "" : ":") + "verify_asan_link_order=0";
   relay_ = std::make_unique<relay_process>(google_.config(fast_retries));
-  google_.store_token(relay_->state_dir());
+  google_.store_token(relay_->state_dir(), relay_->key_file());
   relay_->start({{"LD_PRELOAD", OAUTH_RELAY_FAIL_WRITES_LIBRARY},
                  {"OAUTH_RELAY_FAIL_WRITES", flag.string()},
                  {"OAUTH_RELAY_FAIL_WRITES_UNDER", relay_->state_dir().string()},

@@ -40,7 +40,7 @@ class queue_findings : public testing::Test {
     relay_ = std::make_unique<relay_process>(
         google_.config(queue) +
         (with_unauthorized ? "  - address: " + std::string(unauthorized) + "\n" : ""));
-    google_.store_token(relay_->state_dir());
+    google_.store_token(relay_->state_dir(), relay_->key_file());
     relay_->start();
   }
 
