@@ -109,8 +109,11 @@ bool read_permit(reader& r, const mapping& account, const settings& all, account
   ok = read_logins(r, m, all, permit.logins) && ok;
   if (!ok) return false;
   if (permit.local_users.empty() && permit.local_groups.empty() && permit.logins.empty()) {
-    // An empty permit would lock the account for everybody, which nobody writes on purpose.
-    r.add(*f, "expected at least one of local_users, local_groups or logins");
+    // An empty permit would lock the account for everybody, which nobody
+    // writes on purpose. (Keys it has but does not know are reported already.)
+    if (f->value.size() == 0) {
+      r.add(*f, "expected at least one of local_users, local_groups or logins");
+    }
     return false;
   }
   out.permit = std::move(permit);

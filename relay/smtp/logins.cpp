@@ -11,6 +11,7 @@
 #include <openssl/crypto.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -20,6 +21,10 @@
 
 namespace oauth_relay::relay {
 namespace {
+
+// The hash after the last '$', in crypt's base64: 256 bits for yescrypt, 512 for SHA-512-crypt.
+constexpr std::size_t yescrypt_hash_length = 43;
+constexpr std::size_t sha512_hash_length = 86;
 
 std::string octal_mode(mode_t mode) {
   char buffer[8];
@@ -56,8 +61,15 @@ std::string hash_problem(std::string_view hash) {
   if (!hash.starts_with("$y$") && !hash.starts_with("$6$")) {
     return "the hash is not yescrypt ($y$) or SHA-512-crypt ($6$)";
   }
+  // crypt_checksalt() also takes a bare setting (no hash after the salt),
+  // which no password would ever match: the hash part must be there, whole.
+  const std::size_t expected = hash.starts_with("$y$") ? yescrypt_hash_length : sha512_hash_length;
+  const std::string_view tail = hash.substr(hash.rfind('$') + 1);
+  const bool whole = tail.size() == expected && std::all_of(tail.begin(), tail.end(), [](char c) {
+                       return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '/';
+                     });
   const std::string text(hash);
-  switch (::crypt_checksalt(text.c_str())) {
+  switch (whole ? ::crypt_checksalt(text.c_str()) : CRYPT_SALT_INVALID) {
     case CRYPT_SALT_OK:
     case CRYPT_SALT_METHOD_LEGACY:
     case CRYPT_SALT_TOO_CHEAP:

@@ -34,7 +34,8 @@ TEST(sender_pattern, table) {
 
 TEST(sender_router, first_matching_account_then_default) {
   config::account_settings a{"a@example.com", {"*@example.com"}, false, std::nullopt};
-  config::account_settings b{"b@example.com", {"b@example.com", "*@b.example.com"}, false, std::nullopt};
+  config::account_settings b{
+      "b@example.com", {"b@example.com", "*@b.example.com"}, false, std::nullopt};
   config::account_settings d{"d@example.com", {"d@example.com"}, true, std::nullopt};
   sender_router router({a, b, d});
   EXPECT_EQ(router.route("b@example.com"), "a@example.com");  // config order wins
