@@ -16,7 +16,7 @@ with smtplib.SMTP(host, int(port), local_hostname="python.test", timeout=20) as 
     print("starttls:", code, text.decode())
     print("tls version:", s.sock.version())
     s.ehlo()
-    print("after-tls auth:", s.esmtp_features.get("auth", ""))
+    print("after-tls auth:", s.esmtp_features.get("auth", "").strip())
     code, text = s.login(user, password)
     print("login:", code, text.decode())
     refused = s.sendmail(sender, [rcpt], "Subject: from smtplib\r\n\r\nhello over TLS\r\n")
