@@ -16,9 +16,11 @@
 
 namespace oauth_relay::relay {
 
-// Checks running at once. The blocking pool also serves token refreshes and
-// WAL checkpoints; a burst of logins (or of guesses) must leave them threads.
-inline constexpr std::size_t max_concurrent_password_checks = 2;
+// Checks running at once: one core at most for hashing (about 16 ms of CPU
+// each, bench/identity), so on a 2-core host the event loop always has the
+// other, and the blocking pool keeps threads for token refreshes and WAL
+// checkpoints however many clients log in (or guess) at once.
+inline constexpr std::size_t max_concurrent_password_checks = 1;
 
 class password_checker {
  public:
