@@ -5,10 +5,12 @@
 
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdio>
 #include <cstring>
 #include <system_error>
 
@@ -93,6 +95,25 @@ void refuse(generic::socket& socket, const smtp::reply& reply) {
   socket.close(ec);
 }
 
+// Every local user is meant to reach a `unix:` listener; a directory on the
+// way that others cannot search (a RuntimeDirectoryMode=0750) defeats that silently.
+void warn_if_unreachable(const std::filesystem::path& socket) {
+  for (auto dir = socket.parent_path(); !dir.empty() && dir != dir.root_path();
+       dir = dir.parent_path()) {
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) == 0 && (st.st_mode & S_IXOTH) == 0) {
+      char mode[8];
+      std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+      log::warning("unix_listener_unreachable")
+          .kv("socket", socket.string())
+          .kv("directory", dir.string())
+          .kv("mode", mode)
+          .kv("effect", "only its owner and group can connect; other users need o+x on it");
+      return;
+    }
+  }
+}
+
 }  // namespace
 
 smtp_server::smtp_server(asio::io_context& io, message_store& store,
@@ -112,6 +133,7 @@ void smtp_server::listen(const std::vector<config::listen_address>& addresses) {
       l.is_unix = true;
       l.file = socket_file(io_, l.acceptor, a.unix_path, unix_listener_mode,
                            unix_listener_directory_mode, "cannot listen on unix:");
+      warn_if_unreachable(a.unix_path);
       continue;
     }
     try {
