@@ -272,18 +272,19 @@ TEST_F(other_host, auth_is_offered_only_after_starttls) {
       << forced.out << forced.err;
   // And asked for anyway, in the clear: 538 (RFC 4954 §6), the password never checked.
   const auto colon = lan.rfind(':');
-  const auto asked = from_other_host(
-      {"python3", "-c",
-       "import socket,sys\n"
-       "s=socket.create_connection((sys.argv[1],int(sys.argv[2])),timeout=10)\n"
-       "s.sendall(b'EHLO lan.test\\r\\nAUTH PLAIN AHNjYW5uZXIAbGFuLXByaW50ZXItcHc=\\r\\nQUIT\\r\\n')\n"
-       "d=b''\n"
-       "while True:\n"
-       "  c=s.recv(4096)\n"
-       "  if not c: break\n"
-       "  d+=c\n"
-       "print(d.decode())\n",
-       lan.substr(0, colon), lan.substr(colon + 1)});
+  const auto asked =
+      from_other_host({"python3", "-c",
+                       "import socket,sys\n"
+                       "s=socket.create_connection((sys.argv[1],int(sys.argv[2])),timeout=10)\n"
+                       "s.sendall(b'EHLO lan.test\\r\\nAUTH PLAIN "
+                       "AHNjYW5uZXIAbGFuLXByaW50ZXItcHc=\\r\\nQUIT\\r\\n')\n"
+                       "d=b''\n"
+                       "while True:\n"
+                       "  c=s.recv(4096)\n"
+                       "  if not c: break\n"
+                       "  d+=c\n"
+                       "print(d.decode())\n",
+                       lan.substr(0, colon), lan.substr(colon + 1)});
   EXPECT_NE(asked.out.find("\r\n538 5.7.11 Encryption required for requested authentication "
                            "mechanism\r\n221 "),
             std::string::npos)
