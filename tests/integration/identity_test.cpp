@@ -6,8 +6,12 @@
 // not offered in the clear.
 #include <gtest/gtest.h>
 
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
+
+#include <cstring>
 
 #include <fstream>
 #include <memory>
@@ -184,6 +188,29 @@ TEST(identity_listener, a_stale_unix_socket_is_replaced_and_a_live_one_is_not) {
   first.kill9();  // the file stays behind
   second.start();
   EXPECT_EQ(second.endpoints().at(1), "unix:" + path);
+}
+
+TEST(identity_listener, a_unix_socket_passed_by_systemd_knows_its_clients) {
+  temp_dir dir;
+  const auto path = dir.path() / "smtp.sock";
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(::listen(fd, 16), 0);
+  relay_process relay(oauth_body + "accounts:\n  - address: open@example.com\n");
+  relay.start({}, fd);
+  ::close(fd);
+  EXPECT_EQ(relay.endpoints(), std::vector<std::string>{"unix:" + path.string()});
+  const auto r = run_command(swaks_from("unix:" + path.string(), "open@example.com"));
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_EQ(received_of(relay, queued_id_in(r.out)),
+            "Received: from client.test (unix socket uid " + std::to_string(::getuid()) + ")");
+  EXPECT_EQ(relay.stop(SIGTERM), 0);
+  // systemd made the file and removes it; the daemon leaves it alone.
+  EXPECT_TRUE(std::filesystem::exists(path));
 }
 
 // A second network namespace joined to this one by a veth pair: the only way

@@ -149,8 +149,12 @@ void relay_process::start(std::map<std::string, std::string> environment, int li
       std::istringstream list(text.substr(begin, end - begin));
       endpoints_.clear();
       for (std::string e; list >> e;) endpoints_.push_back(e);
-      const auto colon = endpoints_.at(0).rfind(':');
-      port_ = static_cast<std::uint16_t>(std::stoi(endpoints_.at(0).substr(colon + 1)));
+      port_ = 0;
+      for (const auto& e : endpoints_) {
+        if (e.starts_with("unix:")) continue;
+        port_ = static_cast<std::uint16_t>(std::stoi(e.substr(e.rfind(':') + 1)));
+        break;
+      }
       return;
     }
     int status = 0;

@@ -33,8 +33,8 @@ std::string minimal_config_body();
 class relay_process {
  public:
   // `body` is the YAML after the listen/state_dir/health_socket lines that
-  // the harness writes itself; `listen` the value of its listen line (a YAML
-  // list whose first entry is a TCP address: its port is port()).
+  // the harness writes itself; `listen` the value of its listen line (the
+  // port of its first TCP address is port()).
   explicit relay_process(std::string body = minimal_config_body(),
                          std::string listen = "[\"127.0.0.1:0\"]");
   ~relay_process();  // SIGKILLs a process still running
