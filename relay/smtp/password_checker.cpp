@@ -1,4 +1,5 @@
-// A check runs on one of the strands over the blocking pool (common/offload.hpp).
+// A check runs on one of the strands over the blocking pool
+// (common/offload.hpp); the session's coroutine resumes on the loop.
 #include "relay/smtp/password_checker.hpp"
 
 #include "common/offload.hpp"
