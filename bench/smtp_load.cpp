@@ -49,7 +49,8 @@ struct options {
   double rate = 0;  // messages per second over all sessions; 0: as fast as replies come
   std::string from = "bench@example.com";
   std::string to = "rcpt@example.com";
-  std::string auth;  // "USER:PASSWORD": AUTH PLAIN after EHLO on every connection
+  std::string auth;        // "USER:PASSWORD": AUTH PLAIN after EHLO on every connection
+  bool auth_only = false;  // each "message" is a connection that logs in and quits
 };
 
 // RFC 4648 base64, for AUTH PLAIN's initial response (RFC 4616).
@@ -312,6 +313,17 @@ class session {
         std::this_thread::sleep_until(next);
         next += std::chrono::duration_cast<steady::duration>(interval);
       }
+      if (options_.auth_only) {
+        // Connect, EHLO, AUTH, QUIT: the cost of a login alone.
+        if (auto error = start(); !error.empty()) {
+          report_failure(index_, error);
+          ++result_.failed;
+        } else {
+          ++result_.accepted;
+          quit();
+        }
+        continue;
+      }
       if (!connection_.is_open()) {
         on_connection = 0;
         if (auto error = start(); !error.empty()) {
@@ -534,6 +546,8 @@ int main(int argc, char** argv) {
   app.add_option("--from", o.from, "envelope sender and From:")->capture_default_str();
   app.add_option("--to", o.to, "envelope recipient and To:")->capture_default_str();
   app.add_option("--auth", o.auth, "USER:PASSWORD for AUTH PLAIN on every connection");
+  app.add_flag("--auth-only", o.auth_only,
+               "each of --messages is a connection that logs in (--auth) and quits");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
