@@ -49,7 +49,26 @@ struct options {
   double rate = 0;  // messages per second over all sessions; 0: as fast as replies come
   std::string from = "bench@example.com";
   std::string to = "rcpt@example.com";
+  std::string auth;        // "USER:PASSWORD": AUTH PLAIN after EHLO on every connection
+  bool auth_only = false;  // each "message" is a connection that logs in and quits
 };
+
+// RFC 4648 base64, for AUTH PLAIN's initial response (RFC 4616).
+std::string base64(std::string_view in) {
+  static constexpr char alphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  for (std::size_t i = 0; i < in.size(); i += 3) {
+    std::uint32_t chunk = static_cast<std::uint8_t>(in[i]) << 16;
+    if (i + 1 < in.size()) chunk |= static_cast<std::uint8_t>(in[i + 1]) << 8;
+    if (i + 2 < in.size()) chunk |= static_cast<std::uint8_t>(in[i + 2]);
+    out += alphabet[(chunk >> 18) & 63];
+    out += alphabet[(chunk >> 12) & 63];
+    out += i + 1 < in.size() ? alphabet[(chunk >> 6) & 63] : '=';
+    out += i + 2 < in.size() ? alphabet[chunk & 63] : '=';
+  }
+  return out;
+}
 
 std::atomic<int> reported_failures{0};
 
@@ -294,6 +313,17 @@ class session {
         std::this_thread::sleep_until(next);
         next += std::chrono::duration_cast<steady::duration>(interval);
       }
+      if (options_.auth_only) {
+        // Connect, EHLO, AUTH, QUIT: the cost of a login alone.
+        if (auto error = start(); !error.empty()) {
+          report_failure(index_, error);
+          ++result_.failed;
+        } else {
+          ++result_.accepted;
+          quit();
+        }
+        continue;
+      }
       if (!connection_.is_open()) {
         on_connection = 0;
         if (auto error = start(); !error.empty()) {
@@ -333,6 +363,21 @@ class session {
     if (options_.pipeline && r.text.find("PIPELINING") == std::string::npos) {
       connection_.close();
       return "--pipeline, but the server does not advertise PIPELINING: " + r.describe();
+    }
+    if (!options_.auth.empty()) {
+      const auto colon = options_.auth.find(':');
+      const std::string user = options_.auth.substr(0, colon);
+      const std::string password = options_.auth.substr(colon + 1);
+      const std::string plain = std::string(1, '\0') + user + std::string(1, '\0') + password;
+      if (auto error = connection_.send_all("AUTH PLAIN " + base64(plain) + "\r\n");
+          !error.empty()) {
+        connection_.close();
+        return error;
+      }
+      if (auto a = connection_.read_reply(); a.code != 235) {
+        connection_.close();
+        return "AUTH: " + a.describe();
+      }
     }
     return {};
   }
@@ -500,6 +545,9 @@ int main(int argc, char** argv) {
   app.add_flag("--pipeline", o.pipeline, "send MAIL, RCPT and DATA in one write (RFC 2920)");
   app.add_option("--from", o.from, "envelope sender and From:")->capture_default_str();
   app.add_option("--to", o.to, "envelope recipient and To:")->capture_default_str();
+  app.add_option("--auth", o.auth, "USER:PASSWORD for AUTH PLAIN on every connection");
+  app.add_flag("--auth-only", o.auth_only,
+               "each of --messages is a connection that logs in (--auth) and quits");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -70,6 +70,37 @@ class secret_string : public std::string {
   }
 };
 
+// A password on its way to crypt(3): move-only, so no stray copy exists, and
+// moved by copying and wiping (std::string's own move would leave a short
+// string's bytes behind in the moved-from object).
+class secret {
+ public:
+  secret() = default;
+  explicit secret(std::string_view text) : value_(text) {}
+  secret(const secret&) = delete;
+  secret& operator=(const secret&) = delete;
+  secret(secret&& other) noexcept : value_(other.value_) { other.wipe(); }
+  secret& operator=(secret&& other) noexcept {
+    if (this != &other) {
+      wipe();
+      value_ = other.value_;
+      other.wipe();
+    }
+    return *this;
+  }
+  ~secret() { wipe(); }
+
+  const std::string& value() const { return value_; }
+  const char* c_str() const { return value_.c_str(); }
+  bool empty() const { return value_.empty(); }
+  std::size_t size() const { return value_.size(); }
+
+  void wipe() { oauth_relay::wipe(value_); }
+
+ private:
+  std::string value_;
+};
+
 // No core dump of this process may hold its secrets: the core size limit
 // becomes 0 (RLIMIT_CORE, soft and hard) and the process is not dumpable
 // (PR_SET_DUMPABLE 0, which also keeps other processes of the same user from

@@ -36,6 +36,19 @@ std::string error::to_string() const {
   return file + ":" + std::to_string(line) + ":" + std::to_string(column) + ": " + message;
 }
 
+std::vector<std::string> exposure_warnings(const settings& s) {
+  std::vector<std::string> out;
+  if (s.tls || s.clients_require_login) return out;
+  for (const auto& address : s.listen) {
+    if (address.is_local()) continue;
+    out.push_back("listen \"" + address.to_string() +
+                  "\" is reachable from other hosts, with neither tls nor "
+                  "clients.require_login: every client clients.allow lets in may send as each "
+                  "account without a permit, and no login could be offered to it safely");
+  }
+  return out;
+}
+
 load_result load(const std::filesystem::path& path) {
   const file_contents contents = read_file(path);
   if (contents.error != 0) {

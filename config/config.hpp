@@ -8,16 +8,29 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/secret.hpp"
 
 namespace oauth_relay::config {
 
-// An IP literal and port to listen on ("127.0.0.1:25", "[::1]:25").
+// Where SMTP is taken in: an IP literal and port ("127.0.0.1:25", "[::1]:25"),
+// or a Unix socket's path ("unix:/run/oauth-relay/smtp.sock").
 struct listen_address {
-  std::string host;  // IP literal without brackets
+  listen_address() = default;
+  listen_address(std::string ip, std::uint16_t tcp_port) : host(std::move(ip)), port(tcp_port) {}
+  static listen_address unix_socket(std::filesystem::path path);
+
+  std::string host;  // IP literal without brackets; empty for a Unix socket
   std::uint16_t port = 0;
+  std::filesystem::path unix_path;  // absolute; empty for TCP
+
+  bool is_unix() const { return !unix_path.empty(); }
+  // As written in the config: "127.0.0.1:25", "[::1]:25", "unix:/path".
+  std::string to_string() const;
+  // A TCP address no other host can reach (127.0.0.0/8, ::1); Unix sockets are local too.
+  bool is_local() const;
   friend bool operator==(const listen_address&, const listen_address&) = default;
 };
 
@@ -72,10 +85,34 @@ struct secrets_settings {
   std::filesystem::path key_file = "/etc/oauth-relay/token.key";
 };
 
+// A local user or group named in `permit`, with the id it had when the
+// config was loaded (names are resolved at load and on every reload).
+struct local_name {
+  std::string name;
+  std::uint32_t id = 0;
+  friend bool operator==(const local_name&, const local_name&) = default;
+};
+
+// accounts[].permit: who may send as the account. A client is permitted when
+// it matches any one entry.
+struct permit_settings {
+  std::vector<local_name> local_users;   // the uid of the client's process
+  std::vector<local_name> local_groups;  // one of that user's groups
+  std::vector<std::string> logins;       // the name it authenticated as (SMTP AUTH)
+};
+
 struct account_settings {
   std::string address;               // the Google account that sends
   std::vector<std::string> senders;  // envelope sender patterns; '*' matches any run
   bool is_default = false;
+  std::optional<permit_settings> permit;  // absent: every client clients.allow lets in
+};
+
+// `tls`: the listener's own certificate for STARTTLS (RFC 3207).
+struct tls_settings {
+  std::filesystem::path cert_file;  // PEM: the certificate, then its chain
+  std::filesystem::path key_file;   // PEM: its private key
+  friend bool operator==(const tls_settings&, const tls_settings&) = default;
 };
 
 struct settings {
@@ -87,6 +124,11 @@ struct settings {
   // Default: control.sock beside health_socket (/run/oauth-relay/control.sock).
   std::filesystem::path control_socket = "/run/oauth-relay/control.sock";
   std::vector<network> clients_allow;  // default: 127.0.0.0/8 and ::1/128
+  // clients.logins_file: "name:HASH" lines for SMTP AUTH (relay/smtp/logins.hpp
+  // reads it); nothing: AUTH is not offered.
+  std::optional<std::filesystem::path> clients_logins_file;
+  bool clients_require_login = false;  // clients.require_login: MAIL needs AUTH first
+  std::optional<tls_settings> tls;     // nothing: no STARTTLS
   limits_settings limits;
   upstream_settings upstream;
   queue_settings queue;
@@ -118,8 +160,13 @@ load_result parse(const std::string& yaml_text, const std::string& name);
 // `hostname`, and what oauth-relay-sendmail greets with.
 std::string default_hostname();
 // "IP:PORT" or "[IPv6]:PORT" (port 0: any free port), the host in inet_ntop's
-// canonical form; nothing for anything else (host names included).
+// canonical form, or "unix:" and an absolute path that fits a Unix socket
+// address; nothing for anything else (host names included).
 std::optional<listen_address> parse_listen(std::string_view text);
+// What --check-config and the daemon's start warn about without refusing the
+// file: a listener other hosts can reach with neither `tls` nor
+// `clients.require_login`. One sentence each.
+std::vector<std::string> exposure_warnings(const settings& s);
 // "60s", "5m", "1h", "5d", or a plain number of seconds.
 std::optional<std::chrono::seconds> parse_duration(std::string_view text);
 // "35882577", "512K", "35M" (K = 1024).

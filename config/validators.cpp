@@ -3,6 +3,7 @@
 #include "config/validators.hpp"
 
 #include <arpa/inet.h>
+#include <sys/un.h>
 
 #include <algorithm>
 #include <array>
@@ -14,6 +15,8 @@
 
 namespace oauth_relay::config {
 namespace {
+
+static_assert(sizeof(sockaddr_un{}.sun_path) == max_unix_socket_path + 1);
 
 // Durations end up added to clock readings kept in nanoseconds (int64, ~292
 // years); a century keeps `now + duration` far from overflowing.
@@ -112,8 +115,38 @@ bool network::contains(const std::vector<std::uint8_t>& ip) const {
   return (net[whole] & mask) == (candidate[whole] & mask);
 }
 
+listen_address listen_address::unix_socket(std::filesystem::path path) {
+  listen_address a;
+  a.unix_path = std::move(path);
+  return a;
+}
+
+std::string listen_address::to_string() const {
+  if (is_unix()) return std::string(unix_socket_prefix) + unix_path.string();
+  const bool v6 = host.find(':') != std::string::npos;
+  return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
+bool listen_address::is_local() const {
+  if (is_unix()) return true;
+  const auto ip = parse_ip(host);
+  if (!ip) return false;
+  static const network v4_loopback = *parse_network("127.0.0.0/8");
+  static const network v6_loopback = *parse_network("::1/128");
+  return v4_loopback.contains(*ip) || v6_loopback.contains(*ip);
+}
+
 // "IP:PORT" or "[IPv6]:PORT"; the host is stored in inet_ntop's canonical form.
+// "unix:PATH": an absolute path that fits sockaddr_un with its final NUL.
 std::optional<listen_address> parse_listen(std::string_view text) {
+  if (text.starts_with(unix_socket_prefix)) {
+    const std::string_view path = text.substr(unix_socket_prefix.size());
+    if (!path.starts_with('/') || path.size() > max_unix_socket_path ||
+        path.find('\0') != std::string_view::npos) {
+      return std::nullopt;
+    }
+    return listen_address::unix_socket(std::filesystem::path(path).lexically_normal());
+  }
   std::string_view host;
   std::string_view port;
   if (text.starts_with('[')) {
@@ -170,6 +203,14 @@ bool is_sender_pattern(std::string_view pattern) {
   if (std::count(pattern.begin(), pattern.end(), '@') != 1) return false;
   return std::none_of(pattern.begin(), pattern.end(), [](char c) {
     return static_cast<unsigned char>(c) <= ' ' || c == 0x7f || c == '<' || c == '>' || c == '"';
+  });
+}
+
+bool is_login_name(std::string_view name) {
+  if (name.empty() || name.size() > max_login_name || name.front() == '-') return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_ascii_digit(c) ||
+           std::string_view("._-@+").find(c) != std::string_view::npos;
   });
 }
 

@@ -15,6 +15,10 @@ namespace oauth_relay::config {
 
 // RFC 1035 §2.3.4: 255 octets per name, 253 in text form (no final dot).
 inline constexpr std::size_t max_domain_name_length = 253;
+// A `listen` entry for a Unix socket starts with this.
+inline constexpr std::string_view unix_socket_prefix = "unix:";
+// sockaddr_un's sun_path holds 108 octets with the final NUL (unix(7)).
+inline constexpr std::size_t max_unix_socket_path = 107;
 
 // An IP literal (no brackets, no zone) as 4 or 16 bytes.
 std::optional<std::vector<std::uint8_t>> parse_ip(std::string_view text);
@@ -39,6 +43,12 @@ std::optional<std::string> parse_host(std::string_view text);
 bool is_email_address(std::string_view address);
 // An address, or a pattern with '*' standing for any run of characters.
 bool is_sender_pattern(std::string_view pattern);
+
+// An SMTP AUTH login name (clients.logins_file, permit.logins): 1 to 64 of
+// ASCII letters, digits and . _ - @ +, not starting with "-" (it would read as
+// an option on oauth-relayctl's command line).
+inline constexpr std::size_t max_login_name = 64;
+bool is_login_name(std::string_view name);
 
 // Digits only, 1 or more; no sign, no spaces.
 std::optional<std::size_t> parse_positive(std::string_view text);

@@ -292,6 +292,16 @@ std::optional<std::string> reader::file_text(const field& f, const fs::path& p) 
   return std::move(contents.text);
 }
 
+bool reader::readable(const field& f, const fs::path& p) {
+  const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    add(f, "cannot read " + escaped(p.string()) + ": " + std::strerror(errno));
+    return false;
+  }
+  ::close(fd);
+  return true;
+}
+
 std::optional<std::chrono::seconds> reader::duration(const field& f) {
   return parsed(f, "a duration like 60s, 5m, 1h or 5d", parse_duration);
 }

@@ -116,6 +116,8 @@ class reader {
   std::optional<std::optional<std::filesystem::path>> readable_path_or_null(const field& f);
   // The content of the file `f` names (its path already read from it).
   std::optional<std::string> file_text(const field& f, const std::filesystem::path& p);
+  // Whether that file can be opened for reading, without reading it (a private key).
+  bool readable(const field& f, const std::filesystem::path& p);
   std::optional<std::chrono::seconds> duration(const field& f);
   std::optional<std::size_t> positive(const field& f);
   std::optional<std::uint16_t> port(const field& f);

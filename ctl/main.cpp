@@ -1,5 +1,5 @@
 // oauth-relayctl: the administrator's tool (consent, accounts, the connection
-// test, the queue, status). Parses the command line and runs one command.
+// test, the queue, status, SMTP AUTH logins). Parses the command line and runs one command.
 #include <sys/stat.h>
 
 #include <iostream>
@@ -13,6 +13,7 @@
 #include "ctl/accounts.hpp"
 #include "ctl/authorize.hpp"
 #include "ctl/common.hpp"
+#include "ctl/logins.hpp"
 #include "ctl/queue.hpp"
 
 namespace {
@@ -90,6 +91,21 @@ int main(int argc, char** argv) {
   auto* status_cmd = app.add_subcommand("status", "what oauth-relayd's health socket says");
   status_cmd->add_flag("--json", json, "one JSON document on standard output");
 
+  auto* login_cmd = app.add_subcommand(
+      "login", "SMTP AUTH logins for clients that insist on one (clients.logins_file)");
+  login_cmd->require_subcommand(1);
+  std::string login_name;
+  bool password_stdin = false;
+  auto* login_add_cmd =
+      login_cmd->add_subcommand("add", "add NAME, or set its password (asked twice, not shown)");
+  login_add_cmd->add_option("NAME", login_name, "the login name")->required();
+  login_add_cmd->add_flag("--password-stdin", password_stdin,
+                          "read the password from standard input (one line)");
+  auto* login_remove_cmd = login_cmd->add_subcommand("remove", "remove NAME");
+  login_remove_cmd->add_option("NAME", login_name, "the login name")->required();
+  auto* login_list_cmd =
+      login_cmd->add_subcommand("list", "the logins and the accounts whose permit names them");
+
   try {
     app.parse(argc, argv);
     if (retry_cmd->parsed() && retry_all == !retry_ids.empty()) {
@@ -136,6 +152,9 @@ int main(int argc, char** argv) {
     if (delete_cmd->parsed()) return ctl::run_queue_delete(ctx, delete_ids, json);
     if (queue_cmd->parsed()) return ctl::run_queue_list(ctx, json);
     if (status_cmd->parsed()) return ctl::run_status(ctx, json);
+    if (login_add_cmd->parsed()) return ctl::run_login_add(ctx, login_name, password_stdin);
+    if (login_remove_cmd->parsed()) return ctl::run_login_remove(ctx, login_name);
+    if (login_list_cmd->parsed()) return ctl::run_login_list(ctx);
   } catch (const ctl::failure& f) {
     return fail(f.what(), f.fix());
   } catch (const std::exception& e) {

@@ -4,25 +4,53 @@
 #include <sys/stat.h>
 
 #include <iostream>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
 #include "auth/curl_setup.hpp"
 #include "common/secret.hpp"
 #include "config/config.hpp"
+#include "config/log.hpp"
 #include "daemon/service.hpp"
+#include "relay/smtp/logins.hpp"
+#include "relay/smtp/server_tls.hpp"
 
 namespace {
 constexpr int trim_threshold = 64 << 20;
 constexpr int mmap_threshold = 1 << 20;  // a spooled message is at most 256 KiB in memory
+
+// What --check-config checks beyond the YAML: the files the listener reads
+// (certificate and key, logins). Each problem on one line; empty when fine.
+std::vector<std::string> listener_file_problems(const oauth_relay::config::settings& s) {
+  std::vector<std::string> problems;
+  if (s.tls) {
+    try {
+      oauth_relay::relay::make_server_tls(*s.tls);
+    } catch (const oauth_relay::relay::tls_config_error& e) {
+      problems.push_back(e.what());
+    }
+  }
+  if (s.clients_logins_file) {
+    auto loaded = oauth_relay::relay::login_table::load(*s.clients_logins_file);
+    for (auto& e : loaded.errors) problems.push_back(std::move(e));
+  }
+  return problems;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"oauth-relayd: relays mail from local applications to Gmail with OAuth"};
   std::string config_path = "/etc/oauth-relay/config.yaml";
   bool check_config = false;
+  std::string log_level = "info";
   app.add_option("-c,--config", config_path, "configuration file")->capture_default_str();
   app.add_flag("--check-config", check_config, "validate the configuration and exit");
+  app.add_option("--log-level", log_level, "lowest priority logged")
+      ->check(CLI::IsMember({"error", "warning", "notice", "info", "debug"}))
+      ->capture_default_str();
   app.set_version_flag("--version", std::string("oauth-relayd ") + OAUTH_RELAY_VERSION);
   try {
     app.parse(argc, argv);
@@ -40,6 +68,16 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  using oauth_relay::log::level;
+  const std::pair<const char*, level> levels[] = {{"error", level::error},
+                                                  {"warning", level::warning},
+                                                  {"notice", level::notice},
+                                                  {"info", level::info},
+                                                  {"debug", level::debug}};
+  for (const auto& [name, l] : levels) {
+    if (log_level == name) oauth_relay::log::set_threshold(l);
+  }
+
   auto loaded = oauth_relay::config::load(config_path);
   if (!loaded.errors.empty()) {
     for (const auto& e : loaded.errors) std::cerr << e.to_string() << '\n';
@@ -52,6 +90,13 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (check_config) {
+    const auto problems = listener_file_problems(*loaded.value);
+    for (const auto& p : problems) std::cerr << p << '\n';
+    if (!problems.empty()) return 1;
+    // Warnings leave the exit status 0: the file is valid, only risky.
+    for (const auto& w : oauth_relay::config::exposure_warnings(*loaded.value)) {
+      std::cerr << config_path << ": warning: " << w << '\n';
+    }
     std::cout << config_path << ": ok\n";
     return 0;
   }

@@ -27,7 +27,9 @@
 #include "daemon/http_socket.hpp"
 #include "relay/delivery/scheduler.hpp"
 #include "relay/delivery/upstream_client.hpp"
+#include "relay/smtp/logins.hpp"
 #include "relay/smtp/server.hpp"
+#include "relay/smtp/server_tls.hpp"
 #include "relay/spool/spool.hpp"
 
 namespace oauth_relay::daemon {
@@ -49,6 +51,44 @@ std::string join(const std::vector<std::string>& items) {
   return out;
 }
 
+std::string join_lines(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : "; ") + item;
+  return out;
+}
+
+// The listener's view of `s` with the files it names read: the TLS context
+// and the login table. At start (`running` null) a problem is thrown and the
+// daemon does not start; on reload it is logged and the running one is kept.
+std::shared_ptr<const relay::listener_config> make_listener_config(
+    const config::settings& s, const relay::listener_config* running) {
+  std::shared_ptr<asio::ssl::context> tls;
+  if (s.tls) {
+    try {
+      tls = relay::make_server_tls(*s.tls);
+    } catch (const relay::tls_config_error& e) {
+      if (!running) throw;
+      log::error("tls_reload_failed")
+          .kv("error", e.what())
+          .kv("action", "keeping the running certificate");
+      tls = running->tls;
+    }
+  }
+  std::shared_ptr<const relay::login_table> logins;
+  if (s.clients_logins_file) {
+    auto loaded = relay::login_table::load(*s.clients_logins_file);
+    if (!loaded.errors.empty()) {
+      if (!running) throw std::runtime_error(join_lines(loaded.errors));
+      for (const auto& e : loaded.errors) log::error("logins_reload_failed").kv("problem", e);
+      log::error("logins_reload_failed").kv("action", "keeping the running logins");
+      logins = running->logins;
+    } else {
+      logins = std::move(loaded.table);
+    }
+  }
+  return std::make_shared<const relay::listener_config>(s, std::move(tls), std::move(logins));
+}
+
 class service {
  public:
   service(std::filesystem::path config_path, config::settings settings, auth::token_cipher key)
@@ -60,7 +100,8 @@ class service {
                 std::make_shared<auth::curl_http_client>()),
         upstream_(std::make_unique<relay::tls_upstream_connector>(io_.get_executor(), settings_)),
         scheduler_(io_.get_executor(), spool_.queue(), tokens_, *upstream_, settings_),
-        server_(io_, spool_.store(), std::make_shared<relay::listener_config>(settings_)),
+        server_(io_, spool_.store(), make_listener_config(settings_, nullptr),
+                blocking_.get_executor()),
         health_routes_({spool_, tokens_, scheduler_, server_}, OAUTH_RELAY_VERSION),
         control_routes_(
             {spool_, tokens_, scheduler_, token_store_, blocking_.get_executor(), settings_}),
@@ -105,6 +146,11 @@ class service {
       watchdog_tick();
     }
     status_tick();
+    auto exposed = settings_;
+    exposed.listen = server_.bound_addresses();
+    for (const auto& warning : config::exposure_warnings(exposed)) {
+      log::warning("listener_exposed").kv("problem", warning);
+    }
     log::notice("started")
         .kv("version", OAUTH_RELAY_VERSION)
         .kv("listen", join(server_.local_endpoints()))
@@ -182,7 +228,9 @@ class service {
       next.secrets = settings_.secrets;
       next.control_socket = settings_.control_socket;
       settings_ = next;
-      server_.reconfigure(std::make_shared<relay::listener_config>(settings_));
+      // The certificate, key and logins files are read again even when their
+      // names did not change: replacing them and reloading is how they are renewed.
+      server_.reconfigure(make_listener_config(settings_, server_.config().get()));
       tokens_.reconfigure(settings_);
       try {
         // A new CA file or upstream is a new connector; open connections

@@ -10,14 +10,17 @@
 #include "config/validators.hpp"
 
 namespace oauth_relay::config {
+
+// sections/permit.cpp
+bool read_permit(reader& r, const mapping& account, const settings& all, account_settings& out);
+
 namespace {
 
 constexpr std::string_view keys[] = {"accounts"};
-// The keys of one account. A per-account block (say `permit:`) adds its key
-// here and a reader called from read_account, bool read_permit(reader&,
-// const mapping&, account_settings&), in a file of its own when it is more
-// than a few lines.
-constexpr std::string_view account_keys[] = {"address", "senders", "default"};
+// The keys of one account. A per-account block adds its key here and a
+// reader called from read_account, in a file of its own when it is more than
+// a few lines (as `permit`).
+constexpr std::string_view account_keys[] = {"address", "senders", "default", "permit"};
 
 std::string lowercase(std::string_view s) {
   std::string out(s);
@@ -108,7 +111,7 @@ bool read_senders(reader& r, const mapping& m, account_settings& account) {
 }
 
 void read_account(reader& r, const field& item, std::size_t index, earlier_accounts& earlier,
-                  std::vector<account_settings>& accounts) {
+                  settings& all) {
   const mapping m(r, item, account_keys);
   if (!m.ok()) return;
   if (item.value.IsNull()) {
@@ -120,7 +123,8 @@ void read_account(reader& r, const field& item, std::size_t index, earlier_accou
   bool ok = read_address(r, item, m, index, earlier, account);
   ok = read_default(r, m, index, earlier, account) && ok;
   ok = read_senders(r, m, account) && ok;
-  if (ok) accounts.push_back(std::move(account));
+  ok = read_permit(r, m, all, account) && ok;
+  if (ok) all.accounts.push_back(std::move(account));
 }
 
 void read(reader& r, const mapping& top, settings& all) {
@@ -133,7 +137,7 @@ void read(reader& r, const mapping& top, settings& all) {
   if (!items) return;
   earlier_accounts earlier;
   for (std::size_t index = 0; index < items->size(); ++index) {
-    read_account(r, (*items)[index], index, earlier, all.accounts);
+    read_account(r, (*items)[index], index, earlier, all);
   }
 }
 

@@ -1,5 +1,6 @@
 // The `clients` section: which networks may connect to the SMTP listener
-// (anything else gets 554 5.7.1 at connect).
+// (anything else gets 554 5.7.1 at connect), the logins of SMTP AUTH and
+// whether every client must use one.
 #include <vector>
 
 #include "config/schema.hpp"
@@ -10,13 +11,9 @@ namespace {
 
 constexpr std::string_view keys[] = {"clients"};
 
-void read(reader& r, const mapping& top, settings& s) {
-  s.clients_allow = {*parse_network("127.0.0.0/8"), *parse_network("::1/128")};
-  const auto f = top.find("clients");
-  if (!f) return;
-  const mapping m(r, *f, {"allow"});
+void read_allow(reader& r, const mapping& m, settings& s) {
   const auto allow = m.find("allow");
-  if (!m.ok() || !allow) return;
+  if (!allow) return;
   const auto items = r.list(*allow, "network");
   if (!items) return;
   std::vector<network> result;
@@ -28,6 +25,27 @@ void read(reader& r, const mapping& top, settings& s) {
   // One wrong entry keeps the default: a shorter list than written would
   // refuse clients the administrator meant to allow.
   if (result.size() == items->size()) s.clients_allow = std::move(result);
+}
+
+void read(reader& r, const mapping& top, settings& s) {
+  s.clients_allow = {*parse_network("127.0.0.0/8"), *parse_network("::1/128")};
+  const auto f = top.find("clients");
+  if (!f) return;
+  const mapping m(r, *f, {"allow", "logins_file", "require_login"});
+  if (!m.ok()) return;
+  read_allow(r, m, s);
+  // Only a path here: the daemon reads and checks the file (its lines, its
+  // mode) at start, --check-config and SIGHUP, and `oauth-relayctl login add`
+  // must be able to create it when it does not exist yet.
+  if (const auto logins = m.find("logins_file"); logins && !logins->value.IsNull()) {
+    if (auto p = r.path(*logins)) s.clients_logins_file = std::move(*p);
+  }
+  r.read_into(m, "require_login", s.clients_require_login, &reader::boolean);
+  if (s.clients_require_login && !s.clients_logins_file) {
+    if (const auto require = m.find("require_login")) {
+      r.add(*require, "true needs clients.logins_file: no client could ever log in");
+    }
+  }
 }
 
 }  // namespace

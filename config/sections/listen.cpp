@@ -1,5 +1,6 @@
-// The `listen` and `hostname` keys: where the daemon takes mail in and the
-// name it gives itself in its greeting and Received: headers.
+// The `listen` and `hostname` keys: where the daemon takes mail in (TCP
+// addresses and Unix sockets) and the name it gives itself in its greeting and
+// Received: headers.
 #include <algorithm>
 #include <vector>
 
@@ -19,21 +20,29 @@ void read_listen(reader& r, const mapping& top, settings& s) {
   std::vector<listen_address> result;
   bool ok = true;
   for (const field& item : *items) {
-    auto text = r.scalar(item, "\"IP:PORT\" or \"[IPv6]:PORT\"");
+    auto text = r.scalar(item, "\"IP:PORT\", \"[IPv6]:PORT\" or \"unix:/PATH\"");
     if (!text) {
       ok = false;
       continue;
     }
     auto address = parse_listen(*text);
+    if (!address && text->starts_with(unix_socket_prefix)) {
+      r.add(item, "expected \"unix:\" and an absolute path of at most " +
+                      std::to_string(max_unix_socket_path) + " bytes, got " + quote(*text));
+      ok = false;
+      continue;
+    }
     if (!address) {
       r.add(item,
-            "expected \"IP:PORT\" or \"[IPv6]:PORT\" with an IP address and a port 0-65535, got " +
+            "expected \"IP:PORT\" or \"[IPv6]:PORT\" with an IP address and a port 0-65535, or "
+            "\"unix:/PATH\", got " +
                 quote(*text));
       ok = false;
       continue;
     }
     // Port 0 entries each get their own free port, so they never collide.
-    if (address->port != 0 && std::find(result.begin(), result.end(), *address) != result.end()) {
+    if ((address->port != 0 || address->is_unix()) &&
+        std::find(result.begin(), result.end(), *address) != result.end()) {
       r.add(item, quote(*text) + " is listed twice");
       ok = false;
       continue;

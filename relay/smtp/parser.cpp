@@ -487,8 +487,10 @@ std::variant<mail_from, reply> parse_mail_from(std::string_view argument) {
 
   mail_from result;
   mail_parameters& params = result.params;
-  static constexpr std::array<std::string_view, 5> known{"SIZE", "BODY", "SMTPUTF8", "RET",
-                                                         "ENVID"};
+  // AUTH= (RFC 4954 §5) is checked and dropped: the relay does not pass on
+  // who a client claims the message came from.
+  static constexpr std::array<std::string_view, 6> known{"SIZE", "BODY",  "SMTPUTF8",
+                                                         "RET",  "ENVID", "AUTH"};
   const auto error =
       for_each_parameter(split->params, known, [&](std::size_t index, const parameter& p) {
         if (index == 2) {  // SMTPUTF8 takes no value (RFC 6531 §3.4)
@@ -519,9 +521,11 @@ std::variant<mail_from, reply> parse_mail_from(std::string_view argument) {
               return false;
             }
             return true;
-          default:
+          case 4:
             params.envid = value;
             return !value.empty() && value.size() <= max_envid && valid_xtext(value, false);
+          default:
+            return value == "<>" || (!value.empty() && valid_xtext(value, false));
         }
       });
   if (error) return *error;

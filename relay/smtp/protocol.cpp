@@ -1,6 +1,6 @@
 // The command set of the relay's SMTP listener, one verb per branch: check
 // (state, syntax, limits) then act. Replies follow RFC 5321 §4.2 and the
-// enhanced codes of RFC 3463.
+// enhanced codes of RFC 3463; STARTTLS RFC 3207, AUTH RFC 4954.
 #include "relay/smtp/protocol.hpp"
 
 #include <algorithm>
@@ -11,8 +11,9 @@ namespace oauth_relay::relay {
 using smtp::make_reply;
 using smtp::reply;
 
-smtp_protocol::smtp_protocol(protocol_settings settings, const sender_router& router)
-    : settings_(std::move(settings)), router_(router) {}
+smtp_protocol::smtp_protocol(protocol_settings settings, const sender_router& router,
+                             client_identity identity)
+    : settings_(std::move(settings)), router_(router), identity_(std::move(identity)) {}
 
 reply smtp_protocol::greeting() const {
   return make_reply(220, "", settings_.hostname + " ESMTP oauth-relay");
@@ -34,7 +35,29 @@ void smtp_protocol::reset_transaction() {
   if (phase_ != phase::connected) phase_ = phase::greeted;
 }
 
+bool smtp_protocol::auth_offered() const {
+  return settings_.logins && (tls_active_ || identity_.local());
+}
+
+bool smtp_protocol::starttls_offered() const {
+  return settings_.starttls && !tls_active_ && identity_.via != transport::unix_socket;
+}
+
+std::string smtp_protocol::received_with() const {
+  // RFC 3848 §2 and RFC 6531 §3.7.3: S for TLS, A for an authenticated client.
+  std::string with = envelope_.params.smtputf8 ? "UTF8SMTP" : (esmtp_ ? "ESMTP" : "SMTP");
+  if (with == "SMTP") return with;
+  if (tls_active_) with += "S";
+  if (login_) with += "A";
+  return with;
+}
+
 smtp_protocol::outcome smtp_protocol::on_command(std::string_view line) {
+  if (auth_.active()) {
+    auto result = on_auth_step(auth_.respond(line));
+    result.secret_line = true;
+    return result;
+  }
   const auto parsed = smtp::parse_command(line);
   const auto& cmd = parsed.cmd;
   using smtp::verb;
@@ -70,7 +93,12 @@ smtp_protocol::outcome smtp_protocol::on_command(std::string_view line) {
       return finish(
           make_reply(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP"));
     case verb::starttls:
-    case verb::auth:
+      return on_starttls(cmd.argument);
+    case verb::auth: {
+      auto result = on_auth(cmd.argument);
+      result.secret_line = true;
+      return result;
+    }
     case verb::bdat:
       return finish(make_reply(502, "5.5.1", "Command not implemented"));
     case verb::unknown:
@@ -80,6 +108,7 @@ smtp_protocol::outcome smtp_protocol::on_command(std::string_view line) {
 }
 
 smtp_protocol::outcome smtp_protocol::on_line_too_long() {
+  if (auth_.active()) return on_auth_step(auth_.line_too_long());
   return finish(make_reply(500, "5.5.2", "Line too long"));
 }
 
@@ -109,8 +138,10 @@ smtp_protocol::outcome smtp_protocol::on_helo(std::string_view argument, bool ex
              "8BITMIME",
              "SMTPUTF8",
              "ENHANCEDSTATUSCODES",
-             "DSN",
-             "HELP"};
+             "DSN"};
+  if (starttls_offered()) r.lines.push_back("STARTTLS");
+  if (auth_offered()) r.lines.push_back("AUTH PLAIN LOGIN");
+  r.lines.push_back("HELP");
   return finish(std::move(r));
 }
 
@@ -118,6 +149,10 @@ smtp_protocol::outcome smtp_protocol::on_mail(std::string_view argument) {
   if (phase_ == phase::connected)
     return finish(make_reply(503, "5.5.1", "Send HELO or EHLO first"));
   if (phase_ != phase::greeted) return finish(make_reply(503, "5.5.1", "Sender already specified"));
+  // RFC 4954 §6: 530 to a command the server will not take before AUTH.
+  if (settings_.require_login && !login_) {
+    return finish(make_reply(530, "5.7.0", "Authentication required"));
+  }
   auto parsed = smtp::parse_mail_from(argument);
   if (auto* error = std::get_if<reply>(&parsed)) return finish(std::move(*error));
   auto& mail = std::get<smtp::mail_from>(parsed);
@@ -131,14 +166,19 @@ smtp_protocol::outcome smtp_protocol::on_mail(std::string_view argument) {
         552, "5.3.4",
         "Message size exceeds fixed limit of " + std::to_string(settings_.max_message_size)));
   }
-  auto account = router_.route(mail.address);
-  if (!account) {
-    return finish(make_reply(
+  // `senders` routes; `permit` authorizes. Both refusals read the same, so
+  // the reply says neither whether an account takes this sender nor which rule failed.
+  const auto* route = router_.find(mail.address);
+  const bool refused = route && route->permit && !permitted(*route->permit, identity_, login_);
+  if (!route || refused) {
+    auto result = finish(make_reply(
         550, "5.7.1", "Sender <" + mail.address + "> is not allowed to send through this relay"));
+    if (refused) result.refused = outcome::refusal{mail.address, route->account};
+    return result;
   }
   envelope_.sender = std::move(mail.address);
   envelope_.params = std::move(mail.params);
-  envelope_.account = std::move(*account);
+  envelope_.account = route->account;
   phase_ = phase::have_sender;
   return finish(make_reply(250, "2.1.0", "Ok"));
 }
@@ -172,6 +212,82 @@ smtp_protocol::outcome smtp_protocol::on_data(std::string_view argument) {
 
 void smtp_protocol::end_data() {
   reset_transaction();
+}
+
+smtp_protocol::outcome smtp_protocol::on_starttls(std::string_view argument) {
+  if (!settings_.starttls || identity_.via == transport::unix_socket) {
+    return finish(make_reply(502, "5.5.1", "Command not implemented"));
+  }
+  if (tls_active_) return finish(make_reply(503, "5.5.1", "TLS already active"));
+  if (!argument.empty()) return finish(make_reply(501, "5.5.4", "Syntax: STARTTLS"));
+  if (phase_ == phase::connected) return finish(make_reply(503, "5.5.1", "Send EHLO first"));
+  if (phase_ != phase::greeted) {
+    return finish(make_reply(503, "5.5.1", "STARTTLS not allowed during a mail transaction"));
+  }
+  return finish(make_reply(220, "2.0.0", "Ready to start TLS"), next::start_tls);
+}
+
+void smtp_protocol::learned_groups(std::vector<std::uint32_t> groups) {
+  for (auto g : groups) {
+    if (std::find(identity_.groups.begin(), identity_.groups.end(), g) == identity_.groups.end())
+      identity_.groups.push_back(g);
+  }
+}
+
+void smtp_protocol::on_tls_started() {
+  tls_active_ = true;
+  phase_ = phase::connected;
+  helo_.clear();
+  esmtp_ = false;
+  envelope_ = envelope{};
+  login_.reset();
+  auth_ = auth_exchange{};
+}
+
+smtp_protocol::outcome smtp_protocol::on_auth(std::string_view argument) {
+  if (!settings_.logins) return finish(make_reply(502, "5.5.1", "Command not implemented"));
+  if (phase_ == phase::connected || !esmtp_) {
+    return finish(make_reply(503, "5.5.1", "Send EHLO first"));
+  }
+  // RFC 4954 §6: 538 when the mechanism needs an encrypted connection; here
+  // every mechanism does, unless the client is on this machine.
+  if (!auth_offered()) {
+    return finish(
+        make_reply(538, "5.7.11", "Encryption required for requested authentication mechanism"));
+  }
+  if (login_) return finish(make_reply(503, "5.5.1", "Already authenticated"));
+  if (phase_ != phase::greeted) {
+    return finish(make_reply(503, "5.5.1", "AUTH not allowed during a mail transaction"));
+  }
+  return on_auth_step(auth_.start(argument));
+}
+
+smtp_protocol::outcome smtp_protocol::on_auth_step(auth_exchange::step step) {
+  switch (step.what) {
+    case auth_exchange::result::challenge:
+      return finish(std::move(step.reply));
+    case auth_exchange::result::verify:
+      return {{}, next::check_credentials};
+    case auth_exchange::result::failed:
+      break;
+  }
+  if (step.reply.code == 535) return auth_failed(std::move(step.reply));
+  return finish(std::move(step.reply));
+}
+
+smtp_protocol::outcome smtp_protocol::auth_failed(reply r) {
+  if (++auth_failures_ >= max_auth_failures) {
+    return {make_reply(421, "4.7.0",
+                       settings_.hostname + " Too many failed logins, closing connection"),
+            next::close};
+  }
+  return finish(std::move(r));
+}
+
+smtp_protocol::outcome smtp_protocol::on_credentials_checked(bool valid, const std::string& name) {
+  if (!valid) return auth_failed(make_reply(535, "5.7.8", "Authentication credentials invalid"));
+  login_ = name;
+  return finish(make_reply(235, "2.7.0", "Authentication successful"));
 }
 
 }  // namespace oauth_relay::relay

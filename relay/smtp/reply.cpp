@@ -11,7 +11,8 @@ namespace {
 void append_line(std::string& out, int code, bool last, std::string_view enhanced,
                  std::string_view text) {
   out += std::to_string(code);
-  if (enhanced.empty() && text.empty()) {
+  // RFC 4954 §4: an AUTH challenge is "334" SP [base64], the space even when it is empty.
+  if (enhanced.empty() && text.empty() && code != 334) {
     if (!last) out += '-';
     out += "\r\n";
     return;

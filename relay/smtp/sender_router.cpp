@@ -33,20 +33,26 @@ bool sender_pattern_matches(std::string_view pattern, std::string_view address) 
 
 sender_router::sender_router(const std::vector<config::account_settings>& accounts) {
   for (const auto& account : accounts) {
-    entries_.push_back({account.address, account.senders});
-    if (account.is_default) default_ = account.address;
+    if (account.is_default) default_ = entries_.size();
+    entries_.push_back({account.address, account.senders, account.permit});
   }
 }
 
-std::optional<std::string> sender_router::route(std::string_view sender) const {
+const sender_router::account_route* sender_router::find(std::string_view sender) const {
   if (!sender.empty()) {
     for (const auto& e : entries_) {
       for (const auto& pattern : e.patterns) {
-        if (sender_pattern_matches(pattern, sender)) return e.account;
+        if (sender_pattern_matches(pattern, sender)) return &e;
       }
     }
   }
-  return default_;
+  return default_ ? &entries_[*default_] : nullptr;
+}
+
+std::optional<std::string> sender_router::route(std::string_view sender) const {
+  const auto* found = find(sender);
+  if (!found) return std::nullopt;
+  return found->account;
 }
 
 }  // namespace oauth_relay::relay

@@ -16,17 +16,23 @@ bool sender_pattern_matches(std::string_view pattern, std::string_view address);
 
 class sender_router {
  public:
+  // The account a sender routes to, with who may use it.
+  struct account_route {
+    std::string account;
+    std::vector<std::string> patterns;
+    std::optional<config::permit_settings> permit;  // nothing: every client
+  };
+
   explicit sender_router(const std::vector<config::account_settings>& accounts);
-  // The account address for `sender` (empty = null sender, which only the default takes).
+  // The account for `sender` (empty = null sender, which only the default
+  // takes), or nullptr. Valid as long as the router.
+  const account_route* find(std::string_view sender) const;
+  // Its address alone.
   std::optional<std::string> route(std::string_view sender) const;
 
  private:
-  struct entry {
-    std::string account;
-    std::vector<std::string> patterns;
-  };
-  std::vector<entry> entries_;
-  std::optional<std::string> default_;
+  std::vector<account_route> entries_;
+  std::optional<std::size_t> default_;
 };
 
 }  // namespace oauth_relay::relay

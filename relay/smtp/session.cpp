@@ -1,18 +1,25 @@
 // The inbound session loop. Replies are batched while pipelined commands are
 // already buffered (RFC 2920 §3.2) and flushed before the session waits for
-// input. One deadline per command, one for the whole DATA phase.
+// input. One deadline per command, one for the whole DATA phase, one for the
+// TLS handshake. AUTH lines are wiped from the input buffer once read.
 #include "relay/smtp/session.hpp"
 
+#include <string.h>
+
+#include <algorithm>
 #include <cstring>
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
 #include "common/clock.hpp"
+#include "common/offload.hpp"
 #include "common/text.hpp"
 #include "config/log.hpp"
 #include "relay/smtp/data_decoder.hpp"
+#include "relay/smtp/peer_identity.hpp"
 
 namespace oauth_relay::relay {
 namespace {
@@ -24,39 +31,57 @@ using smtp::make_reply;
 constexpr std::size_t input_buffer_size = 16 * 1024;
 // How long the last words of a closing session may take to leave.
 constexpr auto final_reply_timeout = std::chrono::seconds(5);
+// A TLS handshake is a few round trips; a client that takes longer is not trying.
+constexpr auto tls_handshake_timeout = std::chrono::seconds(30);
+// RFC 4954 §4 leaves the pace to the server: each wrong password costs the
+// guesser this much (on a timer: other sessions go on), three per connection.
+constexpr auto failed_login_delay = std::chrono::milliseconds(1500);
+
+bool any_permit_names_groups(const config::settings& s) {
+  return std::any_of(s.accounts.begin(), s.accounts.end(),
+                     [](const auto& a) { return a.permit && !a.permit->local_groups.empty(); });
+}
 
 }  // namespace
 
-listener_config::listener_config(config::settings s)
-    : settings(std::move(s)), router(settings.accounts) {}
+listener_config::listener_config(config::settings s,
+                                 std::shared_ptr<asio::ssl::context> tls_context,
+                                 std::shared_ptr<const login_table> login_table)
+    : settings(std::move(s)),
+      router(settings.accounts),
+      tls(std::move(tls_context)),
+      logins(std::move(login_table)),
+      needs_groups(any_permit_names_groups(settings)) {}
 
-smtp_session::smtp_session(asio::ip::tcp::socket socket,
+smtp_session::smtp_session(socket_type socket, client_identity identity,
                            std::shared_ptr<const listener_config> config, message_store& store,
-                           std::string id)
+                           session_services services, std::string id)
     : socket_(std::move(socket)),
       config_(std::move(config)),
       store_(store),
+      services_(services),
       id_(std::move(id)),
       protocol_(
-          protocol_settings{config_->settings.hostname, config_->settings.limits.max_message_size,
-                            config_->settings.limits.max_recipients},
-          config_->router),
+          protocol_settings{
+              .hostname = config_->settings.hostname,
+              .max_message_size = config_->settings.limits.max_message_size,
+              .max_recipients = config_->settings.limits.max_recipients,
+              .starttls = config_->tls != nullptr,
+              .logins = config_->logins != nullptr,
+              .require_login = config_->settings.clients_require_login,
+          },
+          config_->router, std::move(identity)),
       in_(input_buffer_size),
       deadline_(socket_.get_executor(), [this] {
         // The session ends: a timeout is final.
         stop_ = stop_reason::timeout;
         boost::system::error_code ignored;
         socket_.cancel(ignored);
-      }) {
-  boost::system::error_code ec;
-  auto remote = socket_.remote_endpoint(ec);
-  if (!ec) {
-    auto address = remote.address();
-    if (address.is_v6() && address.to_v6().is_v4_mapped()) {
-      address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
-    }
-    client_ip_ = address.to_string();
-  }
+      }) {}
+
+std::string smtp_session::client_text() const {
+  const auto& identity = protocol_.identity();
+  return identity.via == transport::unix_socket ? std::string("unix") : identity.ip;
 }
 
 void smtp_session::interrupt(bool force) {
@@ -73,8 +98,23 @@ void smtp_session::say_last_words(const smtp::reply& reply) {
   reply.append_to(out_);
   boost::system::error_code ec;
   socket_.non_blocking(true, ec);
-  socket_.write_some(asio::buffer(out_), ec);
+  if (tls_) {
+    tls_->write_some(asio::buffer(out_), ec);
+  } else {
+    socket_.write_some(asio::buffer(out_), ec);
+  }
   out_.clear();
+}
+
+void smtp_session::close() {
+  boost::system::error_code ignored;
+  if (tls_) {
+    // close_notify without waiting for the client's (the socket is non-blocking by now or gone).
+    socket_.non_blocking(true, ignored);
+    tls_->shutdown(ignored);
+  }
+  socket_.shutdown(socket_type::shutdown_both, ignored);
+  socket_.close(ignored);
 }
 
 asio::awaitable<bool> smtp_session::read_more() {
@@ -89,8 +129,14 @@ asio::awaitable<bool> smtp_session::read_more() {
   if (stop_ == stop_reason::timeout || (stop_ == stop_reason::shutdown && !in_data_)) {
     co_return false;
   }
-  auto [ec, n] = co_await socket_.async_read_some(
-      asio::buffer(in_.data() + tail_, in_.size() - tail_), asio::as_tuple(asio::use_awaitable));
+  const auto room = asio::buffer(in_.data() + tail_, in_.size() - tail_);
+  boost::system::error_code ec;
+  std::size_t n = 0;
+  if (tls_) {
+    std::tie(ec, n) = co_await tls_->async_read_some(room, asio::as_tuple(asio::use_awaitable));
+  } else {
+    std::tie(ec, n) = co_await socket_.async_read_some(room, asio::as_tuple(asio::use_awaitable));
+  }
   if (ec) {
     if (ec != asio::error::operation_aborted && ec != asio::error::eof) {
       log::debug("session_read_failed").kv("session", id_).kv("error", ec.message());
@@ -103,8 +149,14 @@ asio::awaitable<bool> smtp_session::read_more() {
 
 asio::awaitable<bool> smtp_session::flush() {
   if (out_.empty()) co_return true;
-  auto [ec, n] =
-      co_await asio::async_write(socket_, asio::buffer(out_), asio::as_tuple(asio::use_awaitable));
+  boost::system::error_code ec;
+  if (tls_) {
+    std::tie(ec, std::ignore) =
+        co_await asio::async_write(*tls_, asio::buffer(out_), asio::as_tuple(asio::use_awaitable));
+  } else {
+    std::tie(ec, std::ignore) = co_await asio::async_write(socket_, asio::buffer(out_),
+                                                           asio::as_tuple(asio::use_awaitable));
+  }
   out_.clear();
   co_return !ec;
 }
@@ -112,9 +164,10 @@ asio::awaitable<bool> smtp_session::flush() {
 std::string smtp_session::received_header(const std::string& message_id) const {
   // RFC 5321 §4.4: the trace field each relay prepends.
   const auto& env = protocol_.current_envelope();
-  std::string with = env.params.smtputf8 ? "UTF8SMTP" : (protocol_.esmtp() ? "ESMTP" : "SMTP");
-  std::string h = "Received: from " + protocol_.helo_name() + " ([" + client_ip_ + "])\r\n\tby " +
-                  config_->settings.hostname + " (oauth-relay) with " + with + " id " + message_id;
+  std::string h = "Received: from " + protocol_.helo_name() + " (" +
+                  received_comment(protocol_.identity(), protocol_.login()) + ")\r\n\tby " +
+                  config_->settings.hostname + " (oauth-relay) with " + protocol_.received_with() +
+                  " id " + message_id;
   if (env.recipients.size() == 1) h += "\r\n\tfor <" + env.recipients.front().address + ">";
   h += "; " + rfc5322_date(now_seconds()) + "\r\n";
   return h;
@@ -161,13 +214,15 @@ asio::awaitable<bool> smtp_session::receive_data() {
     auto result = co_await store_.commit(std::move(draft), env);
     if (result) {
       reply = make_reply(250, "2.0.0", "Ok: queued as " + message_id);
-      log::info("message_accepted")
-          .kv("session", id_)
+      auto line = log::info("message_accepted");
+      line.kv("session", id_)
           .kv("id", message_id)
           .kv("from", env.sender)
           .kv("account", env.account)
           .kv("recipients", env.recipients.size())
           .kv("size", size);
+      if (const auto& uid = protocol_.identity().uid) line.kv("uid", *uid);
+      if (const auto& login = protocol_.login()) line.kv("login", *login);
     } else {
       reply = result.error().code == spool_errc::no_space
                   ? make_reply(452, "4.3.1", "Insufficient system storage, try again later")
@@ -180,20 +235,86 @@ asio::awaitable<bool> smtp_session::receive_data() {
   co_return true;
 }
 
+asio::awaitable<bool> smtp_session::start_tls() {
+  // RFC 3207 §4.2 (and CVE-2011-0411): whatever the client sent after
+  // STARTTLS, before the handshake, was not protected and is dropped.
+  const std::size_t dropped = tail_ - head_;
+  ::explicit_bzero(in_.data(), tail_);
+  head_ = tail_ = 0;
+  tls_ = std::make_unique<asio::ssl::stream<socket_type&>>(socket_, *config_->tls);
+  deadline_.arm(std::min<std::chrono::steady_clock::duration>(
+      tls_handshake_timeout, config_->settings.limits.command_timeout));
+  auto [ec] = co_await tls_->async_handshake(asio::ssl::stream_base::server,
+                                             asio::as_tuple(asio::use_awaitable));
+  if (ec) {
+    log::info("tls_handshake_failed")
+        .kv("session", id_)
+        .kv("client", client_text())
+        .kv("error", deadline_.expired() ? std::string("timeout") : ec.message());
+    // Nothing more can be said: not in the clear, and there is no TLS to say
+    // it in. No last words, not even for a timeout or a shutdown.
+    tls_.reset();
+    stop_ = stop_reason::none;
+    co_return false;
+  }
+  protocol_.on_tls_started();
+  log::debug("tls_started")
+      .kv("session", id_)
+      .kv("protocol", SSL_get_version(tls_->native_handle()))
+      .kv("cipher", SSL_get_cipher_name(tls_->native_handle()))
+      .kv("dropped", dropped);
+  co_return true;
+}
+
+asio::awaitable<bool> smtp_session::check_credentials() {
+  auto given = protocol_.take_credentials();
+  const std::string name = given.name;
+  bool valid = false;
+  if (config_->logins) {
+    valid = co_await services_.passwords.check(config_->logins, std::move(given));
+  }
+  given.password.wipe();
+  if (!valid) {
+    asio::steady_timer pause(socket_.get_executor(), failed_login_delay);
+    co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+  auto outcome = protocol_.on_credentials_checked(valid, name);
+  auto line = valid ? log::info("login") : log::notice("login_failed");
+  line.kv("session", id_).kv("client", client_text());
+  if (const auto& uid = protocol_.identity().uid) line.kv("uid", *uid);
+  line.kv("login", one_line(name, max_credential_length));
+  if (outcome.then == smtp_protocol::next::close) line.kv("action", "closing the session");
+  outcome.reply.append_to(out_);
+  co_return outcome.then != smtp_protocol::next::close;
+}
+
 asio::awaitable<void> smtp_session::run() {
   auto self = shared_from_this();
   const auto& settings = config_->settings;
   deadline_.arm(settings.limits.command_timeout);
-  log::debug("session_start").kv("session", id_).kv("client", client_ip_);
+  if (const auto uid = protocol_.identity().uid; uid && config_->needs_groups) {
+    // NSS may ask a directory server: not on the event loop.
+    auto lookup = [uid = *uid] { return user_groups(uid); };
+    auto groups = co_await run_blocking(services_.blocking, socket_.get_executor(), lookup);
+    protocol_.learned_groups(std::move(groups));
+  }
+  {
+    auto line = log::debug("session_start");
+    line.kv("session", id_).kv("client", client_text());
+    if (const auto& uid = protocol_.identity().uid) line.kv("uid", *uid);
+    if (const auto& pid = protocol_.identity().pid) line.kv("pid", *pid);
+  }
 
   protocol_.greeting().append_to(out_);
   bool discarding = false;  // inside an overlong command line
   bool open = true;
   while (open) {
-    const char* begin = in_.data() + head_;
+    char* begin = in_.data() + head_;
     const auto* newline = static_cast<const char*>(std::memchr(begin, '\n', tail_ - head_));
     if (newline == nullptr) {
       if (tail_ - head_ > smtp::max_command_line) {
+        // It may be an answer to AUTH: not kept.
+        ::explicit_bzero(begin, tail_ - head_);
         discarding = true;
         head_ = tail_;
       }
@@ -204,13 +325,24 @@ asio::awaitable<void> smtp_session::run() {
       if (!got) break;
       continue;
     }
-    std::string_view line(begin, static_cast<std::size_t>(newline - begin));
-    head_ += line.size() + 1;
-    const bool too_long = discarding || line.size() + 1 > smtp::max_command_line;
+    const std::size_t length = static_cast<std::size_t>(newline - begin);
+    std::string_view line(begin, length);
+    head_ += length + 1;
+    const bool too_long = discarding || length + 1 > smtp::max_command_line;
     discarding = false;
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     auto outcome = too_long ? protocol_.on_line_too_long() : protocol_.on_command(line);
-    outcome.reply.append_to(out_);
+    if (outcome.secret_line) ::explicit_bzero(begin, length + 1);
+    if (outcome.refused) {
+      auto refused = log::notice("sender_refused");
+      refused.kv("session", id_).kv("client", client_text());
+      if (const auto& uid = protocol_.identity().uid) refused.kv("uid", *uid);
+      if (const auto& login = protocol_.login()) refused.kv("login", *login);
+      refused.kv("from", outcome.refused->sender)
+          .kv("account", outcome.refused->account)
+          .kv("reason", "not in the account's permit");
+    }
+    if (outcome.then != smtp_protocol::next::check_credentials) outcome.reply.append_to(out_);
     switch (outcome.then) {
       case smtp_protocol::next::reply:
         break;
@@ -224,13 +356,20 @@ asio::awaitable<void> smtp_session::run() {
         }
         open = co_await receive_data();
         break;
+      case smtp_protocol::next::start_tls:
+        open = co_await flush();
+        if (open) open = co_await start_tls();
+        break;
+      case smtp_protocol::next::check_credentials:
+        open = co_await check_credentials();
+        break;
     }
     deadline_.arm(settings.limits.command_timeout);
   }
 
   if (stop_ == stop_reason::timeout) {
     say_last_words(make_reply(421, "4.4.2", settings.hostname + " Error: timeout exceeded"));
-    log::info("session_timeout").kv("session", id_).kv("client", client_ip_);
+    log::info("session_timeout").kv("session", id_).kv("client", client_text());
   } else if (stop_ == stop_reason::shutdown) {
     say_last_words(make_reply(421, "4.3.2", settings.hostname + " Service shutting down"));
   } else if (!out_.empty()) {
@@ -238,9 +377,7 @@ asio::awaitable<void> smtp_session::run() {
     co_await flush();
   }
   deadline_.disarm();
-  boost::system::error_code ignored;
-  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
-  socket_.close(ignored);
+  close();
   log::debug("session_end").kv("session", id_).kv("errors", protocol_.errors());
 }
 

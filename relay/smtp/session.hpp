@@ -1,6 +1,7 @@
 // One inbound SMTP connection from a local application, run as a single
 // coroutine: read a line, let smtp_protocol decide, reply; DATA goes through
 // the decoder into a message draft and is answered after the store commits.
+// The same loop serves TCP, Unix sockets and TLS after STARTTLS.
 #pragma once
 
 #include <chrono>
@@ -10,10 +11,14 @@
 #include <vector>
 
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/generic/stream_protocol.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
 
 #include "common/deadline.hpp"
 #include "config/config.hpp"
+#include "relay/smtp/logins.hpp"
+#include "relay/smtp/password_checker.hpp"
 #include "relay/smtp/protocol.hpp"
 #include "relay/smtp/sender_router.hpp"
 #include "relay/spool/message_store.hpp"
@@ -23,15 +28,33 @@ namespace oauth_relay::relay {
 // What a session needs of the configuration; replaced as a whole on reload,
 // each session keeps the one it started with.
 struct listener_config {
-  explicit listener_config(config::settings s);
+  // `tls` and `logins` are built from settings.tls and
+  // settings.clients_logins_file by the daemon (they read files).
+  explicit listener_config(config::settings s,
+                           std::shared_ptr<boost::asio::ssl::context> tls = nullptr,
+                           std::shared_ptr<const login_table> logins = nullptr);
   config::settings settings;
   sender_router router;
+  std::shared_ptr<boost::asio::ssl::context> tls;
+  std::shared_ptr<const login_table> logins;
+  // Some account's permit names local groups: sessions with a uid look up
+  // that user's groups when they start.
+  bool needs_groups = false;
+};
+
+// What sessions share beyond the config: where blocking work goes and the password checks.
+struct session_services {
+  boost::asio::any_io_executor blocking;
+  password_checker& passwords;
 };
 
 class smtp_session : public std::enable_shared_from_this<smtp_session> {
  public:
-  smtp_session(boost::asio::ip::tcp::socket socket, std::shared_ptr<const listener_config> config,
-               message_store& store, std::string id);
+  using socket_type = boost::asio::generic::stream_protocol::socket;
+
+  smtp_session(socket_type socket, client_identity identity,
+               std::shared_ptr<const listener_config> config, message_store& store,
+               session_services services, std::string id);
 
   boost::asio::awaitable<void> run();
   // Ends the session at its next safe point: at once when it waits for a
@@ -46,14 +69,21 @@ class smtp_session : public std::enable_shared_from_this<smtp_session> {
   boost::asio::awaitable<bool> read_more();
   boost::asio::awaitable<bool> flush();
   boost::asio::awaitable<bool> receive_data();
+  boost::asio::awaitable<bool> start_tls();
+  boost::asio::awaitable<bool> check_credentials();
   void say_last_words(const smtp::reply& reply);
+  void close();
   std::string received_header(const std::string& message_id) const;
+  // "127.0.0.1", "unix" (for client= in the log lines).
+  std::string client_text() const;
 
-  boost::asio::ip::tcp::socket socket_;
+  socket_type socket_;
+  // After STARTTLS: every read and write goes through it.
+  std::unique_ptr<boost::asio::ssl::stream<socket_type&>> tls_;
   std::shared_ptr<const listener_config> config_;
   message_store& store_;
+  session_services services_;
   std::string id_;
-  std::string client_ip_;
   smtp_protocol protocol_;
 
   std::vector<char> in_;

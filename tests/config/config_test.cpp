@@ -188,15 +188,15 @@ INSTANTIATE_TEST_SUITE_P(
             R"(listen: ["127.0.0.1:25", "localhost:25"])"
             "\n",
             true,
-            {R"(c.yaml:1:26: listen[1]: expected "IP:PORT" or "[IPv6]:PORT" with an IP address and a port 0-65535, got "localhost:25")"}},
+            {R"(c.yaml:1:26: listen[1]: expected "IP:PORT" or "[IPv6]:PORT" with an IP address and a port 0-65535, or "unix:/PATH", got "localhost:25")"}},
         error_case{
             "listen_bad_ports_and_brackets",
             "listen:\n  - 127.0.0.1:-1\n  - \"::1:25\"\n  - \"[::1]:65536\"\n  - 127.0.0.1\n",
             true,
-            {R"(c.yaml:2:5: listen[0]: expected "IP:PORT" or "[IPv6]:PORT" with an IP address and a port 0-65535, got "127.0.0.1:-1")",
-             R"(c.yaml:3:5: listen[1]: expected "IP:PORT" or "[IPv6]:PORT" with an IP address and a port 0-65535, got "::1:25")",
-             R"(c.yaml:4:5: listen[2]: expected "IP:PORT" or "[IPv6]:PORT" with an IP address and a port 0-65535, got "[::1]:65536")",
-             R"(c.yaml:5:5: listen[3]: expected "IP:PORT" or "[IPv6]:PORT" with an IP address and a port 0-65535, got "127.0.0.1")"}},
+            {R"(c.yaml:2:5: listen[0]: expected "IP:PORT" or "[IPv6]:PORT" with an IP address and a port 0-65535, or "unix:/PATH", got "127.0.0.1:-1")",
+             R"(c.yaml:3:5: listen[1]: expected "IP:PORT" or "[IPv6]:PORT" with an IP address and a port 0-65535, or "unix:/PATH", got "::1:25")",
+             R"(c.yaml:4:5: listen[2]: expected "IP:PORT" or "[IPv6]:PORT" with an IP address and a port 0-65535, or "unix:/PATH", got "[::1]:65536")",
+             R"(c.yaml:5:5: listen[3]: expected "IP:PORT" or "[IPv6]:PORT" with an IP address and a port 0-65535, or "unix:/PATH", got "127.0.0.1")"}},
         error_case{"listen_twice",
                    "listen: [\"[::1]:25\", \"[0::1]:25\"]\n",
                    true,
@@ -461,6 +461,10 @@ TEST(config, minimal_file_gets_every_default) {
   EXPECT_EQ(s.accounts[0].address, "alice@example.com");
   EXPECT_EQ(s.accounts[0].senders, std::vector<std::string>{"alice@example.com"});
   EXPECT_FALSE(s.accounts[0].is_default);
+  EXPECT_EQ(s.accounts[0].permit, std::nullopt);
+  EXPECT_EQ(s.tls, std::nullopt);
+  EXPECT_EQ(s.clients_logins_file, std::nullopt);
+  EXPECT_FALSE(s.clients_require_login);
 }
 
 TEST(config, empty_sections_mean_defaults) {

@@ -226,7 +226,7 @@ TEST_F(schema_test, an_up_to_date_database_is_left_as_it_is) {
 TEST_F(schema_test, version_3_keeps_its_plain_tokens_for_the_token_store_to_seal) {
   prepare({version_2, token_store_accounts, "PRAGMA user_version = 3;"});
   open_queue(dir_);
-  EXPECT_EQ(value("PRAGMA user_version"), 4);
+  EXPECT_EQ(value("PRAGMA user_version"), queue_schema_version);
   EXPECT_EQ(shape(), current_shape);
   EXPECT_EQ(rows("SELECT typeof(refresh_token) || ' ' || refresh_token || ' ' || state || ' ' || "
                  "token_generation FROM accounts"),

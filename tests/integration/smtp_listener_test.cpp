@@ -3,6 +3,8 @@
 // with their documented codes.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <chrono>
 #include <thread>
 
@@ -64,11 +66,14 @@ TEST_F(smtp_listener, message_is_stored_byte_for_byte_with_received_header) {
             "8bit: \xc3\xa9t\xc3\xa9\r\n"
             "\r\n"
             "last line\r\n");
-  EXPECT_EQ(content.rfind("Received: from client.test ([127.0.0.1])\r\n\tby relay.test "
-                          "(oauth-relay) with ESMTP id " +
-                              id + "\r\n\tfor <rcpt@example.org>; ",
-                          0),
-            0u)
+  // The uid is the test's own: the owner of the client socket on loopback.
+  EXPECT_EQ(
+      content.rfind("Received: from client.test ([127.0.0.1] uid " + std::to_string(::getuid()) +
+                        ")\r\n\tby relay.test "
+                        "(oauth-relay) with ESMTP id " +
+                        id + "\r\n\tfor <rcpt@example.org>; ",
+                    0),
+      0u)
       << content;
   relay::spool_reader reader(relay_->state_dir());
   auto messages = reader.messages().value();

@@ -96,7 +96,8 @@ auth::token_cipher token_key(const std::filesystem::path& key_file) {
   return auth::load_token_key_file(key_file, auth::when_missing::fail);
 }
 
-relay_process::relay_process(std::string body) : log_path_(dir_.path() / "relayd.log") {
+relay_process::relay_process(std::string body, std::string listen)
+    : log_path_(dir_.path() / "relayd.log"), listen_(std::move(listen)) {
   write_token_key(dir_.path());
   write_config(body);
 }
@@ -107,7 +108,7 @@ relay_process::~relay_process() {
 
 void relay_process::write_config(const std::string& body) {
   std::ofstream out(config_path(), std::ios::trunc);
-  out << "listen: [\"127.0.0.1:0\"]\n"
+  out << "listen: " << listen_ << "\n"
       << "state_dir: " << state_dir().string() << "\n"
       << "health_socket: " << (dir_.path() / "health.sock").string() << "\n"
       << body
@@ -159,7 +160,11 @@ void relay_process::start(std::map<std::string, std::string> environment, int li
     }
     const std::string binary = relayd_path();
     const std::string config = config_path().string();
-    ::execl(binary.c_str(), binary.c_str(), "-c", config.c_str(), static_cast<char*>(nullptr));
+    std::vector<char*> argv{const_cast<char*>(binary.c_str()), const_cast<char*>("-c"),
+                            const_cast<char*>(config.c_str())};
+    for (auto& a : arguments_) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(binary.c_str(), argv.data());
     ::_exit(127);
   }
   pid_ = pid;
@@ -168,9 +173,20 @@ void relay_process::start(std::map<std::string, std::string> environment, int li
     const std::string text = read_file(log_path_).substr(static_cast<std::size_t>(log_offset_));
     auto at = text.find("event=started");
     if (at != std::string::npos) {
-      auto listen = text.find("listen=", at);
-      auto colon = text.find(':', listen);
-      port_ = static_cast<std::uint16_t>(std::stoi(text.substr(colon + 1)));
+      // listen=ADDRESS, or listen="ADDRESS ADDRESS ..." when there are several.
+      auto begin = text.find("listen=", at) + 7;
+      const bool quoted = text[begin] == '"';
+      if (quoted) ++begin;
+      const auto end = text.find(quoted ? '"' : ' ', begin);
+      std::istringstream list(text.substr(begin, end - begin));
+      endpoints_.clear();
+      for (std::string e; list >> e;) endpoints_.push_back(e);
+      port_ = 0;
+      for (const auto& e : endpoints_) {
+        if (e.starts_with("unix:")) continue;
+        port_ = static_cast<std::uint16_t>(std::stoi(e.substr(e.rfind(':') + 1)));
+        break;
+      }
       return;
     }
     int status = 0;

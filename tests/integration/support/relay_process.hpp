@@ -43,8 +43,10 @@ auth::token_cipher token_key(const std::filesystem::path& key_file);
 class relay_process {
  public:
   // `body` is the YAML after the listen/state_dir/health_socket lines that
-  // the harness writes itself (secrets.key_file comes after it).
-  explicit relay_process(std::string body = minimal_config_body());
+  // the harness writes itself (secrets.key_file comes after it); `listen` the
+  // value of its listen line (the port of its first TCP address is port()).
+  explicit relay_process(std::string body = minimal_config_body(),
+                         std::string listen = "[\"127.0.0.1:0\"]");
   ~relay_process();  // SIGKILLs a process still running
 
   // Starts the daemon and waits until it logs event=started (throws if it exits first).
@@ -62,6 +64,11 @@ class relay_process {
   }
   // Rewrites config.yaml with a new body (the harness lines stay).
   void write_config(const std::string& body);
+  // Passes `argument` to oauth-relayd from the next start() on ("--log-level=debug").
+  void add_argument(std::string argument) { arguments_.push_back(std::move(argument)); }
+  // Every listener of the last start, as its started line names them
+  // ("127.0.0.1:40123", "unix:/tmp/.../smtp.sock").
+  const std::vector<std::string>& endpoints() const { return endpoints_; }
   // Waits until the log contains `text` (true) or the timeout passes.
   bool wait_for_log(const std::string& text,
                     std::chrono::milliseconds timeout = std::chrono::seconds(10)) const;
@@ -79,6 +86,9 @@ class relay_process {
  private:
   temp_dir dir_;
   std::filesystem::path log_path_;
+  std::string listen_;
+  std::vector<std::string> arguments_;
+  std::vector<std::string> endpoints_;
   pid_t pid_ = -1;
   uid_t run_as_uid_ = static_cast<uid_t>(-1);
   gid_t run_as_gid_ = static_cast<gid_t>(-1);

@@ -667,7 +667,7 @@ TEST_F(scheduler_test, accounts_without_consent_are_parked_until_their_state_cha
 
 TEST_F(scheduler_test, parked_mail_is_due_again_when_it_expires_and_then_bounces) {
   settings.queue.lifetime = 3600s;
-  settings.accounts = {{alice, {alice}, false}, {"ops@example.com", {}, true}};
+  settings.accounts = {{alice, {alice}, false, {}}, {"ops@example.com", {}, true, {}}};
   tokens.states = {account(alice, auth::token_state::missing),
                    account("ops@example.com", auth::token_state::valid)};
   queue.add("young", alice);  // 60 s old: parked until its expiry, within retry_max
@@ -713,7 +713,7 @@ TEST_F(scheduler_test, parked_mail_is_due_again_when_it_expires_and_then_bounces
 
 TEST_F(scheduler_test, without_a_usable_default_account_the_bounce_stays_with_the_original) {
   settings.queue.lifetime = 3600s;
-  settings.accounts = {{alice, {alice}, true}};
+  settings.accounts = {{alice, {alice}, true, {}}};
   tokens.states = {account(alice, auth::token_state::needs_reauth)};
   queue.add("old", alice);
   queue.message("old").received_at = now / 1000 - 7200;

@@ -33,7 +33,11 @@ std::vector<config::account_settings> accounts() {
 }
 
 protocol_settings settings() {
-  return {"relay.test", 1000, 3};
+  protocol_settings s;
+  s.hostname = "relay.test";
+  s.max_message_size = 1000;
+  s.max_recipients = 3;
+  return s;
 }
 
 using N = smtp_protocol::next;
