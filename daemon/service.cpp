@@ -1,7 +1,8 @@
 // Process lifecycle for oauth-relayd. State lives on one event loop; only
-// blocking calls leave it: SQLite writes for the spool's writer thread, and
-// the blocking pool for token endpoint requests, token store reads and
-// writes and WAL checkpoints. Their results are posted back to the loop, so
+// blocking calls leave it: SQLite writes for the spool's writer thread, the
+// blocking pool for token endpoint requests, token store reads and writes,
+// WAL checkpoints and group lookups, and the SMTP server's password checker
+// for crypt_r. Their results are posted back to the loop, so
 // a WATCHDOG=1 sent from a timer on that loop proves the loop is not stuck.
 #include "daemon/service.hpp"
 

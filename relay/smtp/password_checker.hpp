@@ -1,15 +1,13 @@
 // Password checks for SMTP AUTH off the event loop: crypt_r(3) takes tens of
-// milliseconds of CPU on purpose, so each check runs on the daemon's blocking
-// pool and its answer is posted back to the session's coroutine.
+// milliseconds of CPU on purpose, so each check runs on a thread of its own,
+// at a lower CPU priority, and its answer is posted back to the session.
 #pragma once
 
-#include <array>
-#include <cstddef>
 #include <memory>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
 
 #include "relay/smtp/auth_exchange.hpp"
 #include "relay/smtp/logins.hpp"
@@ -18,25 +16,31 @@ namespace oauth_relay::relay {
 
 // Checks running at once: one core at most for hashing (about 16 ms of CPU
 // each, bench/identity), so on a 2-core host the event loop always has the
-// other, and the blocking pool keeps threads for token refreshes and WAL
-// checkpoints however many clients log in (or guess) at once.
-inline constexpr std::size_t max_concurrent_password_checks = 1;
+// other, and the daemon's blocking pool keeps every thread for token
+// refreshes and WAL checkpoints however many clients log in (or guess).
+inline constexpr int password_check_threads = 1;
+
+// The hashing thread's nice value (setpriority(2) on the thread alone): when
+// clients authenticate in a loop, the scheduler lets the event loop and the
+// spool's writer run first, so mail already being accepted keeps its pace
+// and a flood of logins slows only the logins.
+inline constexpr int password_check_nice = 10;
 
 class password_checker {
  public:
-  // `loop` runs the sessions; `blocking` is the daemon's pool.
-  password_checker(boost::asio::any_io_executor loop, boost::asio::any_io_executor blocking);
+  // `loop` runs the sessions.
+  explicit password_checker(boost::asio::any_io_executor loop);
+  ~password_checker();
+  password_checker(const password_checker&) = delete;
+  password_checker& operator=(const password_checker&) = delete;
 
   // Whether `given` names a login of `table` with its password. The
-  // credentials are wiped on the pool once checked.
+  // credentials are wiped on the hashing thread once checked.
   boost::asio::awaitable<bool> check(std::shared_ptr<const login_table> table, credentials given);
 
  private:
-  using lane = boost::asio::strand<boost::asio::any_io_executor>;
   boost::asio::any_io_executor loop_;
-  // Each strand runs one check at a time; sessions take them in turn.
-  std::array<lane, max_concurrent_password_checks> lanes_;
-  std::size_t next_lane_ = 0;
+  boost::asio::thread_pool hashing_{password_check_threads};
 };
 
 }  // namespace oauth_relay::relay

@@ -123,7 +123,7 @@ smtp_server::smtp_server(asio::io_context& io, message_store& store,
       store_(store),
       config_(std::move(config)),
       blocking_(blocking),
-      passwords_(io.get_executor(), blocking),
+      passwords_(io.get_executor()),
       grace_timer_(io) {}
 
 void smtp_server::listen(const std::vector<config::listen_address>& addresses) {

@@ -553,6 +553,26 @@ TEST_F(sendmail, a_unix_listener_is_used_before_tcp) {
                                       "..dot", "body", ".", "QUIT"}));
 }
 
+// The same with the real daemon: the message comes in over its unix
+// listener, so the daemon knows the submitting user (uid 0, the test's).
+TEST_F(sendmail, the_daemon_knows_the_user_who_submitted_over_its_unix_listener) {
+  const auto socket_path = scratch_.path() / "relay.sock";
+  relay_ = std::make_unique<relay_process>(
+      minimal_config_body(), "[\"127.0.0.1:0\", \"unix:" + socket_path.string() + "\"]");
+  relay_->start();
+  config_ = scratch_.path() / "sendmail.yaml";
+  std::ofstream(config_) << "listen: [\"127.0.0.1:" << closed_port()
+                         << "\", \"unix:" << socket_path.string() << "\"]\nhostname: relay.test\n";
+  auto r = run({"-f", "sender@example.com", "to@example.org"}, "Subject: u\n\nbody\n");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto m = queued();
+  EXPECT_EQ(addresses(m), std::vector<std::string>{"to@example.org"});
+  const auto text = content(m.id);
+  EXPECT_NE(text.find("(unix socket uid 0)"), std::string::npos) << text;
+  // oauth-relay-sendmail adds From:, Date: and Message-ID: after the headers given.
+  EXPECT_EQ(after_received(text).rfind("Subject: u\r\nFrom: sender@example.com\r\n", 0), 0u);
+}
+
 TEST_F(sendmail, a_unix_listener_that_is_not_there_falls_back_to_tcp) {
   start();
   // As with socket activation, which hands the daemon only its TCP sockets.
