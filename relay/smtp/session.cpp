@@ -19,6 +19,7 @@
 #include "common/text.hpp"
 #include "config/log.hpp"
 #include "relay/smtp/data_decoder.hpp"
+#include "relay/smtp/header_completion.hpp"
 #include "relay/smtp/peer_identity.hpp"
 
 namespace oauth_relay::relay {
@@ -36,6 +37,17 @@ constexpr auto tls_handshake_timeout = std::chrono::seconds(30);
 // RFC 4954 §4 leaves the pace to the server: each wrong password costs the
 // guesser this much (on a timer: other sessions go on), three per connection.
 constexpr auto failed_login_delay = std::chrono::milliseconds(1500);
+
+// "Date,Message-ID" for the log line of a message the relay completed.
+std::string added_fields(unsigned added) {
+  std::string text;
+  if (added & smtp::header_completion::date) text += "Date";
+  if (added & smtp::header_completion::message_id)
+    text += (text.empty() ? "" : ",") + std::string("Message-ID");
+  if (added & smtp::header_completion::from)
+    text += (text.empty() ? "" : ",") + std::string("From");
+  return text;
+}
 
 bool any_permit_names_groups(const config::settings& s) {
   return std::any_of(s.accounts.begin(), s.accounts.end(),
@@ -173,6 +185,16 @@ std::string smtp_session::received_header(const std::string& message_id) const {
   return h;
 }
 
+smtp::submission_fields smtp_session::submission_fields(const std::string& message_id) const {
+  // RFC 6409 §8.2 and §8.3: the time it arrived, and an id made of the
+  // relay's own queue id, unique on its own (<ID.TIMESTAMP@hostname>).
+  const auto& hostname = config_->settings.hostname;
+  const auto now = now_seconds();
+  const auto& sender = protocol_.current_envelope().sender;
+  return {rfc5322_date(now), "<" + message_id + "." + std::to_string(now) + "@" + hostname + ">",
+          sender.empty() ? "MAILER-DAEMON@" + hostname : sender};
+}
+
 asio::awaitable<bool> smtp_session::receive_data() {
   const auto& limits = config_->settings.limits;
   in_data_ = true;
@@ -180,6 +202,7 @@ asio::awaitable<bool> smtp_session::receive_data() {
   auto draft = store_.begin();
   draft->append(received_header(draft->id()));
   smtp::data_decoder decoder(smtp::max_text_line);
+  smtp::header_completion header(submission_fields(draft->id()));
   bool too_big = false;
   for (;;) {
     if (head_ < tail_) {
@@ -190,7 +213,16 @@ asio::awaitable<bool> smtp_session::receive_data() {
         too_big = true;
         draft.reset();  // keep reading to the end, store nothing
       }
-      if (!too_big) draft->append(decoded_);
+      if (!too_big) {
+        if (header.passing_through()) {
+          draft->append(decoded_);
+        } else {
+          completed_.clear();
+          header.feed(decoded_, completed_);
+          if (step.done) header.finish(completed_);
+          draft->append(completed_);
+        }
+      }
       if (step.done) break;
     }
     if (!co_await read_more()) {
@@ -221,6 +253,7 @@ asio::awaitable<bool> smtp_session::receive_data() {
           .kv("account", env.account)
           .kv("recipients", env.recipients.size())
           .kv("size", size);
+      if (const auto added = added_fields(header.added()); !added.empty()) line.kv("added", added);
       if (const auto& uid = protocol_.identity().uid) line.kv("uid", *uid);
       if (const auto& login = protocol_.login()) line.kv("login", *login);
     } else {
