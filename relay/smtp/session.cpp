@@ -58,11 +58,13 @@ bool any_permit_names_groups(const config::settings& s) {
 
 listener_config::listener_config(config::settings s,
                                  std::shared_ptr<asio::ssl::context> tls_context,
-                                 std::shared_ptr<const login_table> login_table)
+                                 std::shared_ptr<const login_table> login_table,
+                                 std::shared_ptr<const local_addresses> local_table)
     : settings(std::move(s)),
       router(settings.accounts),
       tls(std::move(tls_context)),
       logins(std::move(login_table)),
+      local(std::move(local_table)),
       needs_groups(any_permit_names_groups(settings)) {}
 
 smtp_session::smtp_session(socket_type socket, client_identity identity,
@@ -81,6 +83,7 @@ smtp_session::smtp_session(socket_type socket, client_identity identity,
               .starttls = config_->tls != nullptr,
               .logins = config_->logins != nullptr,
               .require_login = config_->settings.clients_require_login,
+              .local = config_->local.get(),
           },
           config_->router, std::move(identity)),
       in_(input_buffer_size),

@@ -32,13 +32,17 @@ namespace oauth_relay::relay {
 struct listener_config {
   // `tls` and `logins` are built from settings.tls and
   // settings.clients_logins_file by the daemon (they read files).
+  // `local` (from local_domains, aliases and aliases_file: relay/smtp/alias_loader.hpp)
+  // likewise; nothing: addresses are taken as they are.
   explicit listener_config(config::settings s,
                            std::shared_ptr<boost::asio::ssl::context> tls = nullptr,
-                           std::shared_ptr<const login_table> logins = nullptr);
+                           std::shared_ptr<const login_table> logins = nullptr,
+                           std::shared_ptr<const local_addresses> local = nullptr);
   config::settings settings;
   sender_router router;
   std::shared_ptr<boost::asio::ssl::context> tls;
   std::shared_ptr<const login_table> logins;
+  std::shared_ptr<const local_addresses> local;
   // Some account's permit names local groups: sessions with a uid look up
   // that user's groups when they start.
   bool needs_groups = false;
