@@ -118,6 +118,23 @@ TEST_F(local_addresses, a_bounce_to_a_local_sender_reaches_its_alias) {
   EXPECT_NE(bounce.content.find("Final-Recipient: rfc822; gone@example.org"), std::string::npos);
 }
 
+// RFC 3461 §4.2: the report about an alias's address names the address given.
+TEST_F(local_addresses, a_bounce_about_an_alias_names_the_original_recipient) {
+  start("aliases:\n  root: [gone@example.org]\n");
+  google_.gmail().reject_recipient("gone@example.org");
+  smtp_client client(relay_->port());
+  const auto reply =
+      client.send_message(google_fakes::account, {"root"}, "Subject: for root\r\n\r\nx\r\n");
+  ASSERT_EQ(reply.code, 250) << reply.str();
+  ASSERT_TRUE(google_.gmail().wait_for_messages(1, 15s)) << relay_->log();
+  const auto bounce = google_.messages().at(0);
+  EXPECT_EQ(bounce.recipients, std::vector<std::string>{google_fakes::account});
+  EXPECT_NE(bounce.content.find("Original-Recipient: rfc822;root@localhost\r\n"
+                                "Final-Recipient: rfc822; gone@example.org\r\n"),
+            std::string::npos)
+      << bounce.content;
+}
+
 TEST_F(local_addresses, check_config_refuses_a_loop_with_file_and_line) {
   // Lines 1-3 are the harness's (listen, state_dir, health_socket).
   relay_process relay("aliases:\n  root: [admin]\n  admin: [root@localhost]\n" +
