@@ -52,15 +52,18 @@ TEST_F(local_addresses, sendmail_root_as_cron_runs_it_arrives_at_the_alias) {
   const auto config = relay_->dir() / "sendmail.yaml";
   std::ofstream(config) << "listen: [\"127.0.0.1:" << relay_->port()
                         << "\"]\nhostname: relay.test\n";
-  const auto r = run_command({sendmail_path(), "-c", config.string(), "-FCronDaemon", "-i", "root"},
-                             "Subject: Cron <root@relay> run-parts /etc/cron.daily\n\nall good\n");
+  const auto r = run_command(
+      {sendmail_path(), "-c", config.string(), "-FCronDaemon", "-i", "-B8BITMIME", "-oem", "root"},
+      "Subject: Cron <root@relay> run-parts /etc/cron.daily\n\nall good\n");
   ASSERT_EQ(r.status, 0) << r.err;
   ASSERT_TRUE(google_.gmail().wait_for_messages(1, 15s)) << relay_->log();
   const auto m = google_.messages().at(0);
   EXPECT_EQ(m.recipients, std::vector<std::string>{"admin@example.org"});
   EXPECT_EQ(m.user, google_fakes::account);
-  // The report about it names the address it was sent to.
+  // As cron wrote it, with the From: oauth-relay-sendmail adds for -F.
   EXPECT_NE(m.content.find("Subject: Cron <root@relay> run-parts"), std::string::npos);
+  EXPECT_NE(m.content.find("\r\nFrom: CronDaemon <root@relay.test>\r\n"), std::string::npos)
+      << m.content;
 }
 
 TEST_F(local_addresses, smtp_bare_names_and_each_address_once) {
