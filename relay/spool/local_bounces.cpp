@@ -1,4 +1,5 @@
-// Rewriting the recipients of the relay's own reports to local senders.
+// Rewriting the recipients of the relay's own reports to local senders;
+// everything else the scheduler asks goes to the spool unchanged.
 #include "relay/spool/local_bounces.hpp"
 
 #include <algorithm>
