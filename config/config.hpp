@@ -115,6 +115,25 @@ struct tls_settings {
   friend bool operator==(const tls_settings&, const tls_settings&) = default;
 };
 
+// One alias as written, in `aliases` or in the aliases_file: who it is for
+// (a local name, a full local address or "*") and where its mail goes.
+struct alias_entry {
+  std::string name;
+  std::vector<std::string> targets;  // addresses or local names, as written
+  std::string file;                  // where it was written, for errors
+  int line = 0;
+  friend bool operator==(const alias_entry&, const alias_entry&) = default;
+};
+
+// local_domains, aliases, aliases_file: the addresses this host answers for
+// itself (mail for root); relay/smtp/local_addresses.hpp resolves them.
+struct local_address_settings {
+  // Empty: the defaults (localhost, `hostname`, this host's own names).
+  std::vector<std::string> domains;
+  std::vector<alias_entry> aliases;
+  std::optional<std::filesystem::path> aliases_file;  // aliases(5), read by the daemon
+};
+
 struct settings {
   std::filesystem::path source;  // the file these came from
   std::vector<listen_address> listen{{"127.0.0.1", 25}, {"::1", 25}};
@@ -135,6 +154,7 @@ struct settings {
   oauth_settings oauth;
   secrets_settings secrets;
   std::vector<account_settings> accounts;
+  local_address_settings local;
 };
 
 // One problem found in a config file, printed as FILE:LINE:COLUMN: message.

@@ -19,13 +19,15 @@ namespace oauth_relay::config {
 // reported at its parent) and which of two equally close keys "did you mean" names; a
 // section added at the end changes neither for the sections already there.
 extern const section listen_section, paths_section, clients_section, limits_section,
-    upstream_section, queue_section, oauth_section, accounts_section, secrets_section, tls_section;
+    upstream_section, queue_section, oauth_section, accounts_section, secrets_section, tls_section,
+    local_addresses_section;
 
 namespace {
 
 constexpr const section* all_sections[] = {
-    &listen_section, &paths_section, &clients_section,  &limits_section,  &upstream_section,
-    &queue_section,  &oauth_section, &accounts_section, &secrets_section, &tls_section,
+    &listen_section,   &paths_section, &clients_section,         &limits_section,
+    &upstream_section, &queue_section, &oauth_section,           &accounts_section,
+    &secrets_section,  &tls_section,   &local_addresses_section,
 };
 
 }  // namespace

@@ -1,5 +1,6 @@
 // oauth-relayctl: the administrator's tool (consent, accounts, the connection
-// test, the queue, status, SMTP AUTH logins). Parses the command line and runs one command.
+// test, the queue, status, SMTP AUTH logins, aliases). Parses the command line and runs one
+// command.
 #include <sys/stat.h>
 
 #include <iostream>
@@ -11,6 +12,7 @@
 #include "config/config.hpp"
 #include "config/log.hpp"
 #include "ctl/accounts.hpp"
+#include "ctl/aliases.hpp"
 #include "ctl/authorize.hpp"
 #include "ctl/common.hpp"
 #include "ctl/logins.hpp"
@@ -106,6 +108,10 @@ int main(int argc, char** argv) {
   auto* login_list_cmd =
       login_cmd->add_subcommand("list", "the logins and the accounts whose permit names them");
 
+  auto* aliases_cmd = app.add_subcommand(
+      "aliases", "the local domains and where mail for each local name goes (resolved)");
+  aliases_cmd->add_flag("--json", json, "one JSON document on standard output");
+
   try {
     app.parse(argc, argv);
     if (retry_cmd->parsed() && retry_all == !retry_ids.empty()) {
@@ -155,6 +161,7 @@ int main(int argc, char** argv) {
     if (login_add_cmd->parsed()) return ctl::run_login_add(ctx, login_name, password_stdin);
     if (login_remove_cmd->parsed()) return ctl::run_login_remove(ctx, login_name);
     if (login_list_cmd->parsed()) return ctl::run_login_list(ctx);
+    if (aliases_cmd->parsed()) return ctl::run_aliases(ctx, json);
   } catch (const ctl::failure& f) {
     return fail(f.what(), f.fix());
   } catch (const std::exception& e) {

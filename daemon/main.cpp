@@ -15,6 +15,7 @@
 #include "config/config.hpp"
 #include "config/log.hpp"
 #include "daemon/service.hpp"
+#include "relay/smtp/alias_loader.hpp"
 #include "relay/smtp/logins.hpp"
 #include "relay/smtp/server_tls.hpp"
 
@@ -23,8 +24,11 @@ constexpr int trim_threshold = 64 << 20;
 constexpr int mmap_threshold = 1 << 20;  // a spooled message is at most 256 KiB in memory
 
 // What --check-config checks beyond the YAML: the files the listener reads
-// (certificate and key, logins). Each problem on one line; empty when fine.
-std::vector<std::string> listener_file_problems(const oauth_relay::config::settings& s) {
+// (certificate and key, logins, aliases: loops and targets nobody maps).
+// Each problem on one line; empty when fine.
+std::vector<std::string> listener_file_problems(
+    const oauth_relay::config::settings& s,
+    const oauth_relay::relay::local_addresses::build_result& local) {
   std::vector<std::string> problems;
   if (s.tls) {
     try {
@@ -37,6 +41,7 @@ std::vector<std::string> listener_file_problems(const oauth_relay::config::setti
     auto loaded = oauth_relay::relay::login_table::load(*s.clients_logins_file);
     for (auto& e : loaded.errors) problems.push_back(std::move(e));
   }
+  problems.insert(problems.end(), local.errors.begin(), local.errors.end());
   return problems;
 }
 }  // namespace
@@ -90,12 +95,16 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (check_config) {
-    const auto problems = listener_file_problems(*loaded.value);
+    const auto local = oauth_relay::relay::load_local_addresses(*loaded.value);
+    const auto problems = listener_file_problems(*loaded.value, local);
     for (const auto& p : problems) std::cerr << p << '\n';
     if (!problems.empty()) return 1;
     // Warnings leave the exit status 0: the file is valid, only risky.
     for (const auto& w : oauth_relay::config::exposure_warnings(*loaded.value)) {
       std::cerr << config_path << ": warning: " << w << '\n';
+    }
+    for (const auto& w : local.warnings) {
+      std::cerr << "warning: " << w << '\n';
     }
     std::cout << config_path << ": ok\n";
     return 0;

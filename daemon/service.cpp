@@ -28,9 +28,11 @@
 #include "daemon/http_socket.hpp"
 #include "relay/delivery/scheduler.hpp"
 #include "relay/delivery/upstream_client.hpp"
+#include "relay/smtp/alias_loader.hpp"
 #include "relay/smtp/logins.hpp"
 #include "relay/smtp/server.hpp"
 #include "relay/smtp/server_tls.hpp"
+#include "relay/spool/local_bounces.hpp"
 #include "relay/spool/spool.hpp"
 
 namespace oauth_relay::daemon {
@@ -58,9 +60,9 @@ std::string join_lines(const std::vector<std::string>& items) {
   return out;
 }
 
-// The listener's view of `s` with the files it names read: the TLS context
-// and the login table. At start (`running` null) a problem is thrown and the
-// daemon does not start; on reload it is logged and the running one is kept.
+// The listener's view of `s` with the files it names read: the TLS context,
+// the login table and the local addresses (aliases_file). At start (`running` null) a problem is
+// thrown and the daemon does not start; on reload it is logged and the running one is kept.
 std::shared_ptr<const relay::listener_config> make_listener_config(
     const config::settings& s, const relay::listener_config* running) {
   std::shared_ptr<asio::ssl::context> tls;
@@ -87,7 +89,20 @@ std::shared_ptr<const relay::listener_config> make_listener_config(
       logins = std::move(loaded.table);
     }
   }
-  return std::make_shared<const relay::listener_config>(s, std::move(tls), std::move(logins));
+  std::shared_ptr<const relay::local_addresses> local;
+  auto loaded_local = relay::load_local_addresses(s);
+  for (const auto& w : loaded_local.warnings)
+    log::warning("local_addresses_warning").kv("problem", w);
+  if (!loaded_local.errors.empty()) {
+    if (!running) throw std::runtime_error(join_lines(loaded_local.errors));
+    for (const auto& e : loaded_local.errors) log::error("aliases_reload_failed").kv("problem", e);
+    log::error("aliases_reload_failed").kv("action", "keeping the running aliases");
+    local = running->local;
+  } else {
+    local = std::move(loaded_local.table);
+  }
+  return std::make_shared<const relay::listener_config>(s, std::move(tls), std::move(logins),
+                                                        std::move(local));
 }
 
 class service {
@@ -100,7 +115,8 @@ class service {
         tokens_(io_.get_executor(), blocking_.get_executor(), settings_, token_store_,
                 std::make_shared<auth::curl_http_client>()),
         upstream_(std::make_unique<relay::tls_upstream_connector>(io_.get_executor(), settings_)),
-        scheduler_(io_.get_executor(), spool_.queue(), tokens_, *upstream_, settings_),
+        local_bounces_(spool_.queue()),
+        scheduler_(io_.get_executor(), local_bounces_, tokens_, *upstream_, settings_),
         server_(io_, spool_.store(), make_listener_config(settings_, nullptr),
                 blocking_.get_executor()),
         health_routes_({spool_, tokens_, scheduler_, server_}, OAUTH_RELAY_VERSION),
@@ -134,6 +150,7 @@ class service {
     health_.start();
     control_.start();
     server_.start();
+    local_bounces_.use(server_.config()->local);
     spool_.on_stored([this] { scheduler_.wake(); });
     tokens_.on_state_change([this](const std::string& account, auth::token_state state) {
       scheduler_.account_state_changed(account, state);
@@ -229,9 +246,10 @@ class service {
       next.secrets = settings_.secrets;
       next.control_socket = settings_.control_socket;
       settings_ = next;
-      // The certificate, key and logins files are read again even when their
+      // The certificate, key, logins and aliases files are read again even when their
       // names did not change: replacing them and reloading is how they are renewed.
       server_.reconfigure(make_listener_config(settings_, server_.config().get()));
+      local_bounces_.use(server_.config()->local);
       tokens_.reconfigure(settings_);
       try {
         // A new CA file or upstream is a new connector; open connections
@@ -290,6 +308,8 @@ class service {
   auth::token_store token_store_;
   auth::token_manager tokens_;
   std::unique_ptr<relay::upstream_connector> upstream_;
+  // Reports to a local sender go to its aliases (the listener's table).
+  relay::local_bounces local_bounces_;
   relay::delivery_scheduler scheduler_;
   relay::smtp_server server_;
   health_routes health_routes_;

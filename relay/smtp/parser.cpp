@@ -263,12 +263,20 @@ struct parsed_path {
   std::string_view mailbox;  // route dropped; empty for <>
 };
 
+// A dot-string local part with no domain ("root"), where the server
+// qualifies local names itself.
+bool valid_local_name(std::string_view s) {
+  return !s.empty() && s.size() <= max_local_part && valid_dot_string(s, true);
+}
+
 // Path = "<" [ A-d-l ":" ] Mailbox ">" (RFC 5321 §4.1.2), plus "<>" for the
-// reverse path, "<postmaster>" for the forward path, and a bare mailbox.
+// reverse path, "<postmaster>" for the forward path, and a bare mailbox; with
+// `local_names`, a local name alone too.
 // Checked with UTF-8 allowed; the caller refuses non-ASCII without SMTPUTF8.
-std::optional<parsed_path> parse_path(std::string_view path, path_kind kind) {
+std::optional<parsed_path> parse_path(std::string_view path, path_kind kind, bool local_names) {
   if (path.empty() || path.size() > max_path) return std::nullopt;
   if (path[0] != '<') {
+    if (local_names && valid_local_name(path)) return parsed_path{path};
     if (!valid_mailbox_in(path, true)) return std::nullopt;
     return parsed_path{path};
   }
@@ -293,6 +301,7 @@ std::optional<parsed_path> parse_path(std::string_view path, path_kind kind) {
     }
     inner.remove_prefix(colon + 1);
   }
+  if (local_names && valid_local_name(inner)) return parsed_path{inner};
   if (!valid_mailbox_in(inner, true)) return std::nullopt;
   return parsed_path{inner};
 }
@@ -479,10 +488,10 @@ parsed_command parse_command(std::string_view line) {
   return result;
 }
 
-std::variant<mail_from, reply> parse_mail_from(std::string_view argument) {
+std::variant<mail_from, reply> parse_mail_from(std::string_view argument, bool local_names) {
   const auto split = split_path(trim_spaces(argument));
   if (!split) return bad_sender();
-  const auto path = parse_path(split->path, path_kind::reverse);
+  const auto path = parse_path(split->path, path_kind::reverse, local_names);
   if (!path) return bad_sender();
 
   mail_from result;
@@ -534,10 +543,11 @@ std::variant<mail_from, reply> parse_mail_from(std::string_view argument) {
   return result;
 }
 
-std::variant<rcpt_to, reply> parse_rcpt_to(std::string_view argument, bool smtputf8) {
+std::variant<rcpt_to, reply> parse_rcpt_to(std::string_view argument, bool smtputf8,
+                                           bool local_names) {
   const auto split = split_path(trim_spaces(argument));
   if (!split) return bad_recipient();
-  const auto path = parse_path(split->path, path_kind::forward);
+  const auto path = parse_path(split->path, path_kind::forward, local_names);
   if (!path) return bad_recipient();
 
   rcpt_to result;

@@ -94,13 +94,17 @@ struct rcpt_to {
 // Parses "<path> [params]" after "MAIL FROM:". Errors are the exact reply to
 // send: 501 5.1.7 bad sender address, 555 5.5.4 unknown or malformed parameter,
 // 553 5.6.7 non-ASCII address without SMTPUTF8 (RFC 6531 §3.5). Source routes
-// (<@a,@b:user@host>) are accepted and dropped (RFC 5321 §4.1.2).
-std::variant<mail_from, reply> parse_mail_from(std::string_view argument);
+// (<@a,@b:user@host>) are accepted and dropped (RFC 5321 §4.1.2). With
+// `local_names`, a local name alone ("<root>", a dot-string) is accepted
+// too and returned without a domain, for the server to qualify.
+std::variant<mail_from, reply> parse_mail_from(std::string_view argument, bool local_names = false);
 
 // Parses "<path> [params]" after "RCPT TO:". `smtputf8` tells whether the
 // transaction's MAIL had SMTPUTF8. "<postmaster>" is accepted. Errors: 501 5.1.3
 // bad recipient address, 555 5.5.4 parameters, 553 5.6.7 as above.
-std::variant<rcpt_to, reply> parse_rcpt_to(std::string_view argument, bool smtputf8);
+// `local_names` as for parse_mail_from.
+std::variant<rcpt_to, reply> parse_rcpt_to(std::string_view argument, bool smtputf8,
+                                           bool local_names = false);
 
 // RFC 5322 §3.2.3 atext, ASCII part: what a dot-atom holds besides its dots.
 bool is_atext(char c);

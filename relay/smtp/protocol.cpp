@@ -11,6 +11,36 @@ namespace oauth_relay::relay {
 using smtp::make_reply;
 using smtp::reply;
 
+namespace {
+
+// RFC 3461 §4: xtext, "+XX" for '+', '=' and any octet outside 33-126.
+std::string xtext(std::string_view text) {
+  static constexpr char hex[] = "0123456789ABCDEF";
+  std::string out;
+  for (const char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 33 || u > 126 || c == '+' || c == '=') {
+      out += '+';
+      out += hex[u >> 4];
+      out += hex[u & 0xF];
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+bool iequals_ascii(std::string_view a, std::string_view b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
+    const auto lower = [](char c) {
+      return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+    };
+    return lower(x) == lower(y);
+  });
+}
+
+}  // namespace
+
 smtp_protocol::smtp_protocol(protocol_settings settings, const sender_router& router,
                              client_identity identity)
     : settings_(std::move(settings)), router_(router), identity_(std::move(identity)) {}
@@ -153,7 +183,7 @@ smtp_protocol::outcome smtp_protocol::on_mail(std::string_view argument) {
   if (settings_.require_login && !login_) {
     return finish(make_reply(530, "5.7.0", "Authentication required"));
   }
-  auto parsed = smtp::parse_mail_from(argument);
+  auto parsed = smtp::parse_mail_from(argument, settings_.local != nullptr);
   if (auto* error = std::get_if<reply>(&parsed)) return finish(std::move(*error));
   auto& mail = std::get<smtp::mail_from>(parsed);
   if (!esmtp_ && (mail.params.size || mail.params.body != smtp::body_type::unspecified ||
@@ -166,6 +196,9 @@ smtp_protocol::outcome smtp_protocol::on_mail(std::string_view argument) {
         552, "5.3.4",
         "Message size exceeds fixed limit of " + std::to_string(settings_.max_message_size)));
   }
+  // A bare name is qualified as Postfix's append_at_myorigin does.
+  if (settings_.local && !mail.address.empty())
+    mail.address = settings_.local->qualify(mail.address);
   // `senders` routes; `permit` authorizes. Both refusals read the same, so
   // the reply says neither whether an account takes this sender nor which rule failed.
   const auto* route = router_.find(mail.address);
@@ -187,19 +220,53 @@ smtp_protocol::outcome smtp_protocol::on_rcpt(std::string_view argument) {
   if (phase_ != phase::have_sender && phase_ != phase::have_recipients) {
     return finish(make_reply(503, "5.5.1", "Need MAIL before RCPT"));
   }
-  auto parsed = smtp::parse_rcpt_to(argument, envelope_.params.smtputf8);
+  auto parsed =
+      smtp::parse_rcpt_to(argument, envelope_.params.smtputf8, settings_.local != nullptr);
   if (auto* error = std::get_if<reply>(&parsed)) return finish(std::move(*error));
   auto& rcpt = std::get<smtp::rcpt_to>(parsed);
   if (!esmtp_ && (rcpt.params.notify.specified || !rcpt.params.orcpt.empty())) {
     return finish(make_reply(555, "5.5.4", "Parameters need EHLO"));
   }
-  if (envelope_.recipients.size() >= settings_.max_recipients) {
-    // RFC 5321 §4.5.3.1.10: 452 for too many recipients, so the client sends the rest later.
+  std::vector<std::string> addresses;
+  if (!settings_.local) {
+    addresses.push_back(std::move(rcpt.address));
+  } else {
+    const std::string address = settings_.local->qualify(rcpt.address);
+    auto expansion = settings_.local->expand(address);
+    using kind = local_addresses::expansion::kind;
+    switch (expansion.what) {
+      case kind::not_local:
+        addresses.push_back(address);
+        break;
+      case kind::unknown:
+        // Refused now: forwarded, it would only come back as a bounce to a
+        // sender that is often local too.
+        return finish(make_reply(550, "5.1.1",
+                                 "<" + address + ">: no such local user here (no alias maps it)"));
+      case kind::expanded:
+        // RFC 3461 §4.2: the original recipient, for the reports about each address.
+        if (rcpt.params.orcpt.empty()) rcpt.params.orcpt = "rfc822;" + xtext(address);
+        // An address the transaction has already (root and postmaster to
+        // one person) is delivered once.
+        for (auto& a : expansion.addresses) {
+          if (!has_recipient(a)) addresses.push_back(std::move(a));
+        }
+        break;
+    }
+  }
+  if (envelope_.recipients.size() + addresses.size() > settings_.max_recipients) {
+    // RFC 5321 §4.5.3.1.10: 452 for too many recipients, so the client sends
+    // the rest later; an alias counts as the addresses it stands for.
     return finish(make_reply(452, "4.5.3", "Too many recipients"));
   }
-  envelope_.recipients.push_back({std::move(rcpt.address), std::move(rcpt.params)});
+  for (auto& a : addresses) envelope_.recipients.push_back({std::move(a), rcpt.params});
   phase_ = phase::have_recipients;
   return finish(make_reply(250, "2.1.5", "Ok"));
+}
+
+bool smtp_protocol::has_recipient(std::string_view address) const {
+  return std::any_of(envelope_.recipients.begin(), envelope_.recipients.end(),
+                     [&](const recipient& r) { return iequals_ascii(r.address, address); });
 }
 
 smtp_protocol::outcome smtp_protocol::on_data(std::string_view argument) {

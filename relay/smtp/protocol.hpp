@@ -1,7 +1,8 @@
 // The SMTP server dialogue as pure code: takes command lines, returns replies
 // and what the session must do next. The whole command set is one switch in
 // on_command() (protocol.cpp): for each verb a check (state, syntax, limits),
-// then the action. Who the client is (its local identity, TLS, its login)
+// then the action. A local recipient (root) becomes its aliases at RCPT.
+// Who the client is (its local identity, TLS, its login)
 // comes in as values; checking a password or starting TLS is a next step the
 // session performs. No I/O, so it is unit-tested and fuzzed like the parser.
 #pragma once
@@ -14,6 +15,7 @@
 #include "relay/envelope.hpp"
 #include "relay/smtp/auth_exchange.hpp"
 #include "relay/smtp/client_identity.hpp"
+#include "relay/smtp/local_addresses.hpp"
 #include "relay/smtp/reply.hpp"
 #include "relay/smtp/sender_router.hpp"
 
@@ -34,6 +36,10 @@ struct protocol_settings {
   bool starttls = false;       // `tls` is set: STARTTLS on TCP sessions
   bool logins = false;         // clients.logins_file is set: AUTH on secure sessions
   bool require_login = false;  // clients.require_login
+  // local_domains and aliases: bare names are qualified, local recipients
+  // expanded or refused. Owned by whoever owns the router; nothing: every
+  // address is taken as it is (and a bare name refused).
+  const local_addresses* local = nullptr;
 };
 
 class smtp_protocol {
@@ -111,6 +117,7 @@ class smtp_protocol {
   outcome on_auth_step(auth_exchange::step step);
   outcome auth_failed(smtp::reply reply);
   bool starttls_offered() const;
+  bool has_recipient(std::string_view address) const;
   void reset_transaction();
 
   protocol_settings settings_;

@@ -19,6 +19,7 @@
 #include "common/text.hpp"
 #include "config/log.hpp"
 #include "relay/smtp/data_decoder.hpp"
+#include "relay/smtp/header_completion.hpp"
 #include "relay/smtp/peer_identity.hpp"
 
 namespace oauth_relay::relay {
@@ -37,6 +38,17 @@ constexpr auto tls_handshake_timeout = std::chrono::seconds(30);
 // guesser this much (on a timer: other sessions go on), three per connection.
 constexpr auto failed_login_delay = std::chrono::milliseconds(1500);
 
+// "Date,Message-ID" for the log line of a message the relay completed.
+std::string added_fields(unsigned added) {
+  std::string text;
+  if (added & smtp::header_completion::date) text += "Date";
+  if (added & smtp::header_completion::message_id)
+    text += (text.empty() ? "" : ",") + std::string("Message-ID");
+  if (added & smtp::header_completion::from)
+    text += (text.empty() ? "" : ",") + std::string("From");
+  return text;
+}
+
 bool any_permit_names_groups(const config::settings& s) {
   return std::any_of(s.accounts.begin(), s.accounts.end(),
                      [](const auto& a) { return a.permit && !a.permit->local_groups.empty(); });
@@ -46,11 +58,13 @@ bool any_permit_names_groups(const config::settings& s) {
 
 listener_config::listener_config(config::settings s,
                                  std::shared_ptr<asio::ssl::context> tls_context,
-                                 std::shared_ptr<const login_table> login_table)
+                                 std::shared_ptr<const login_table> login_table,
+                                 std::shared_ptr<const local_addresses> local_table)
     : settings(std::move(s)),
       router(settings.accounts),
       tls(std::move(tls_context)),
       logins(std::move(login_table)),
+      local(std::move(local_table)),
       needs_groups(any_permit_names_groups(settings)) {}
 
 smtp_session::smtp_session(socket_type socket, client_identity identity,
@@ -69,6 +83,7 @@ smtp_session::smtp_session(socket_type socket, client_identity identity,
               .starttls = config_->tls != nullptr,
               .logins = config_->logins != nullptr,
               .require_login = config_->settings.clients_require_login,
+              .local = config_->local.get(),
           },
           config_->router, std::move(identity)),
       in_(input_buffer_size),
@@ -173,6 +188,16 @@ std::string smtp_session::received_header(const std::string& message_id) const {
   return h;
 }
 
+smtp::submission_fields smtp_session::submission_fields(const std::string& message_id) const {
+  // RFC 6409 §8.2 and §8.3: the time it arrived, and an id made of the
+  // relay's own queue id, unique on its own (<ID.TIMESTAMP@hostname>).
+  const auto& hostname = config_->settings.hostname;
+  const auto now = now_seconds();
+  const auto& sender = protocol_.current_envelope().sender;
+  return {rfc5322_date(now), "<" + message_id + "." + std::to_string(now) + "@" + hostname + ">",
+          sender.empty() ? "MAILER-DAEMON@" + hostname : sender};
+}
+
 asio::awaitable<bool> smtp_session::receive_data() {
   const auto& limits = config_->settings.limits;
   in_data_ = true;
@@ -180,6 +205,7 @@ asio::awaitable<bool> smtp_session::receive_data() {
   auto draft = store_.begin();
   draft->append(received_header(draft->id()));
   smtp::data_decoder decoder(smtp::max_text_line);
+  smtp::header_completion header(submission_fields(draft->id()));
   bool too_big = false;
   for (;;) {
     if (head_ < tail_) {
@@ -190,7 +216,16 @@ asio::awaitable<bool> smtp_session::receive_data() {
         too_big = true;
         draft.reset();  // keep reading to the end, store nothing
       }
-      if (!too_big) draft->append(decoded_);
+      if (!too_big) {
+        if (header.passing_through()) {
+          draft->append(decoded_);
+        } else {
+          completed_.clear();
+          header.feed(decoded_, completed_);
+          if (step.done) header.finish(completed_);
+          draft->append(completed_);
+        }
+      }
       if (step.done) break;
     }
     if (!co_await read_more()) {
@@ -221,6 +256,7 @@ asio::awaitable<bool> smtp_session::receive_data() {
           .kv("account", env.account)
           .kv("recipients", env.recipients.size())
           .kv("size", size);
+      if (const auto added = added_fields(header.added()); !added.empty()) line.kv("added", added);
       if (const auto& uid = protocol_.identity().uid) line.kv("uid", *uid);
       if (const auto& login = protocol_.login()) line.kv("login", *login);
     } else {

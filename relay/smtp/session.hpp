@@ -1,6 +1,7 @@
 // One inbound SMTP connection from a local application, run as a single
 // coroutine: read a line, let smtp_protocol decide, reply; DATA goes through
-// the decoder into a message draft and is answered after the store commits.
+// the decoder (and, while in the header, the header completion) into a
+// message draft and is answered after the store commits.
 // The same loop serves TCP, Unix sockets and TLS after STARTTLS.
 #pragma once
 
@@ -17,6 +18,7 @@
 
 #include "common/deadline.hpp"
 #include "config/config.hpp"
+#include "relay/smtp/header_completion.hpp"
 #include "relay/smtp/logins.hpp"
 #include "relay/smtp/password_checker.hpp"
 #include "relay/smtp/protocol.hpp"
@@ -30,13 +32,17 @@ namespace oauth_relay::relay {
 struct listener_config {
   // `tls` and `logins` are built from settings.tls and
   // settings.clients_logins_file by the daemon (they read files).
+  // `local` (from local_domains, aliases and aliases_file: relay/smtp/alias_loader.hpp)
+  // likewise; nothing: addresses are taken as they are.
   explicit listener_config(config::settings s,
                            std::shared_ptr<boost::asio::ssl::context> tls = nullptr,
-                           std::shared_ptr<const login_table> logins = nullptr);
+                           std::shared_ptr<const login_table> logins = nullptr,
+                           std::shared_ptr<const local_addresses> local = nullptr);
   config::settings settings;
   sender_router router;
   std::shared_ptr<boost::asio::ssl::context> tls;
   std::shared_ptr<const login_table> logins;
+  std::shared_ptr<const local_addresses> local;
   // Some account's permit names local groups: sessions with a uid look up
   // that user's groups when they start.
   bool needs_groups = false;
@@ -74,6 +80,8 @@ class smtp_session : public std::enable_shared_from_this<smtp_session> {
   void say_last_words(const smtp::reply& reply);
   void close();
   std::string received_header(const std::string& message_id) const;
+  // What the relay adds to the message if its header lacks it.
+  smtp::submission_fields submission_fields(const std::string& message_id) const;
   // "127.0.0.1", "unix" (for client= in the log lines).
   std::string client_text() const;
 
@@ -91,6 +99,7 @@ class smtp_session : public std::enable_shared_from_this<smtp_session> {
   std::size_t tail_ = 0;
   std::string out_;
   std::string decoded_;
+  std::string completed_;  // decoded_ with the missing header fields, while in the header
 
   // One per command (command_timeout), one for the whole DATA phase.
   deadline deadline_;

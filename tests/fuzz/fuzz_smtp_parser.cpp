@@ -60,6 +60,38 @@ void check_rcpt(std::string_view argument, bool smtputf8) {
         std::get<smtp::rcpt_to>(again).address == rcpt.address);
 }
 
+// With local names allowed: what the strict parse accepts is accepted the
+// same; anything more is a local name alone (no '@', at most 64 octets),
+// which parses again to itself.
+void check_local_names(std::string_view argument) {
+  const auto mail = smtp::parse_mail_from(argument, true);
+  const auto strict = smtp::parse_mail_from(argument);
+  if (const auto* m = std::get_if<smtp::mail_from>(&strict)) {
+    check(std::holds_alternative<smtp::mail_from>(mail) &&
+          std::get<smtp::mail_from>(mail).address == m->address);
+  }
+  if (const auto* m = std::get_if<smtp::mail_from>(&mail); m && !m->address.empty()) {
+    const bool utf8 = m->params.smtputf8;
+    if (!smtp::is_valid_mailbox(m->address, utf8)) {
+      check(m->address.find('@') == std::string::npos);
+      check(m->address.size() <= smtp::max_local_part);
+      check(m->address.find_first_of("<> \t\r\n\"") == std::string::npos);
+    }
+    const auto again =
+        smtp::parse_mail_from("<" + m->address + ">" + (utf8 ? " SMTPUTF8" : ""), true);
+    check(std::holds_alternative<smtp::mail_from>(again) &&
+          std::get<smtp::mail_from>(again).address == m->address);
+  }
+  const auto rcpt = smtp::parse_rcpt_to(argument, true, true);
+  if (const auto* r = std::get_if<smtp::rcpt_to>(&rcpt)) {
+    check(!r->address.empty());
+    if (!smtp::is_valid_mailbox(r->address, true) && r->address != "postmaster") {
+      check(r->address.find('@') == std::string::npos);
+      check(r->address.find_first_of("<> \t\r\n\"") == std::string::npos);
+    }
+  }
+}
+
 void check_line(std::string_view line) {
   const smtp::parsed_command p = smtp::parse_command(line);
   const std::string_view argument = p.cmd.argument;
@@ -71,6 +103,7 @@ void check_line(std::string_view line) {
   if (p.cmd.name != smtp::verb::mail && p.cmd.name != smtp::verb::rcpt) check(p.argument_ok);
 
   check_mail(argument);
+  check_local_names(argument);
   check_rcpt(argument, false);
   check_rcpt(argument, true);
   check_mail(line);

@@ -1,6 +1,7 @@
 // libFuzzer target for the whole server dialogue (relay/smtp/protocol with
 // auth_exchange, the permit rule and the router): the first octet picks the
-// settings and the client's identity, the rest is command lines. "<ok>" and
+// settings and the client's identity (and, with its high bit, local domains
+// and aliases), the rest is command lines. "<ok>" and
 // "<bad>" answer a credentials check, and every STARTTLS that asks for a
 // handshake gets one. The protocol must never crash, every reply must be
 // one well-formed reply, and its invariants must hold.
@@ -65,6 +66,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (mode & 0x20) identity.uid = 33;
   if (mode & 0x40) identity.groups = {50};
   static const relay::sender_router router(accounts());
+  // With the high bit: local domains and aliases (bare names, expansion, 550 5.1.1).
+  static const auto local =
+      relay::local_addresses::build(
+          {"localhost", "relay.test"},
+          {{"root", {"admin@example.com"}, "f", 1},
+           {"postmaster", {"root", "pm@example.com"}, "f", 2},
+           {"team", {"a@example.com", "b@example.com", "c@example.com"}, "f", 3}},
+          3)
+          .table;
+  if (mode & 0x80) settings.local = local.get();
   relay::smtp_protocol protocol(settings, router, identity);
 
   std::string_view rest(reinterpret_cast<const char*>(data + 1), size - 1);
@@ -105,6 +116,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       case next::start_data: {
         const auto& env = protocol.current_envelope();
         check(!env.recipients.empty() && env.recipients.size() <= settings.max_recipients);
+        // No local address is ever stored: each became its aliases or was refused.
+        for (const auto& r : env.recipients) {
+          if (settings.local) {
+            check(settings.local->expand(r.address).what ==
+                  relay::local_addresses::expansion::kind::not_local);
+          }
+        }
+        if (settings.local) check(env.sender.empty() || env.sender.find('@') != std::string::npos);
         check(!settings.require_login || protocol.login());
         protocol.end_data();
         break;

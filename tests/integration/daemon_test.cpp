@@ -37,6 +37,16 @@ TEST(daemon, check_config_accepts_a_good_file) {
   auto result = run_command({relayd_path(), "-c", relay.config_path().string(), "--check-config"});
   EXPECT_EQ(result.status, 0) << result.err;
   EXPECT_EQ(result.out, relay.config_path().string() + ": ok\n");
+  // Valid, but mail for root and postmaster would be refused: said, exit status 0.
+  EXPECT_EQ(result.err,
+            "warning: no alias for root: mail for <root@localhost> is refused (550 5.1.1); give "
+            "it one in `aliases`\n"
+            "warning: no alias for postmaster: mail for <postmaster@localhost> is refused (550 "
+            "5.1.1); give it one in `aliases`\n");
+  relay.write_config("aliases:\n  root: [admin@example.org]\n  postmaster: [root]\n" +
+                     minimal_config_body());
+  result = run_command({relayd_path(), "-c", relay.config_path().string(), "--check-config"});
+  EXPECT_EQ(result.status, 0) << result.err;
   EXPECT_EQ(result.err, "");
 }
 

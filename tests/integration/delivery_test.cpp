@@ -9,6 +9,7 @@
 #include <chrono>
 #include <filesystem>
 #include <iostream>
+#include <regex>
 #include <thread>
 
 #include "auth/token_store.hpp"
@@ -132,7 +133,8 @@ TEST_F(delivery, message_arrives_byte_for_byte_with_the_received_header) {
   start();
   // As the application sends it: dot-stuffed, a lone "." line inside the content.
   const std::string stuffed =
-      "From: sender@example.com\r\nSubject: to gmail\r\n\r\n..dot-stuffed line\r\nplain\r\n..\r\n"
+      "From: sender@example.com\r\nSubject: to gmail\r\nDate: Tue, 1 Dec 2026 10:00:00 +0000\r\n"
+      "Message-ID: <1@app.test>\r\n\r\n..dot-stuffed line\r\nplain\r\n..\r\n"
       "\xc3\xa9\r\n";
   auto reply = send({"a@example.org", "b@example.org"}, stuffed);
   ASSERT_EQ(reply.code, 250) << reply.str();
@@ -143,7 +145,8 @@ TEST_F(delivery, message_arrives_byte_for_byte_with_the_received_header) {
   EXPECT_EQ(m.recipients, (std::vector<std::string>{"a@example.org", "b@example.org"}));
   EXPECT_TRUE(m.pipelined);
   const std::string expected_body =
-      "From: sender@example.com\r\nSubject: to gmail\r\n\r\n.dot-stuffed line\r\nplain\r\n.\r\n"
+      "From: sender@example.com\r\nSubject: to gmail\r\nDate: Tue, 1 Dec 2026 10:00:00 +0000\r\n"
+      "Message-ID: <1@app.test>\r\n\r\n.dot-stuffed line\r\nplain\r\n.\r\n"
       "\xc3\xa9\r\n";
   // The uid is the test's own: the owner of the client socket on loopback.
   ASSERT_EQ(m.content.rfind("Received: from client.test ([127.0.0.1] uid " +
@@ -155,6 +158,58 @@ TEST_F(delivery, message_arrives_byte_for_byte_with_the_received_header) {
   EXPECT_NE(m.mail_command.find("BODY=8BITMIME"), std::string::npos) << m.mail_command;
   EXPECT_TRUE(wait_queue_empty());
   EXPECT_EQ(gmail_->logins(), 1u);
+}
+
+// The content after the relay's Received: header (its continuation lines start with a tab).
+std::string after_received(const std::string& content) {
+  std::size_t at = 0;
+  for (;;) {
+    at = content.find("\r\n", at);
+    if (at == std::string::npos) return "<no Received header>";
+    at += 2;
+    if (at >= content.size() || content[at] != '\t') return content.substr(at);
+  }
+}
+
+TEST_F(delivery, a_complete_message_arrives_unchanged_but_for_the_received_header) {
+  start();
+  const std::string message =
+      "from: Someone <sender@example.com>\r\nDATE: Tue, 1 Dec 2026 10:00:00 +0000\r\n"
+      "Subject: folded\r\n  subject\r\nmessage-id:\r\n <2@app.test>\r\n\r\nbody\r\n";
+  const auto reply = send({"a@example.org"}, message);
+  ASSERT_EQ(reply.code, 250) << reply.str();
+  ASSERT_TRUE(gmail_->wait_for_messages(1, 10s));
+  const auto m = gmail_->messages().at(0);
+  EXPECT_EQ(after_received(m.content), message);
+  EXPECT_EQ(relay_->log().find("added="), std::string::npos);
+}
+
+// RFC 6409 §8: what a legacy application leaves out, the relay adds where
+// the header ends; everything the application sent stays as it was.
+TEST_F(delivery, date_message_id_and_from_are_added_when_missing) {
+  start();
+  const auto reply = send({"a@example.org"}, "Subject: from cron\r\n\r\nbody\r\n");
+  ASSERT_EQ(reply.code, 250) << reply.str();
+  const std::string id = queued_id(reply);
+  ASSERT_TRUE(gmail_->wait_for_messages(1, 10s));
+  const std::string content = after_received(gmail_->messages().at(0).content);
+  const std::string head = "Subject: from cron\r\nDate: ";
+  ASSERT_EQ(content.rfind(head, 0), 0u) << content;
+  const auto date_end = content.find("\r\n", head.size());
+  ASSERT_NE(date_end, std::string::npos);
+  const std::string date = content.substr(head.size(), date_end - head.size());
+  // RFC 5322 §3.3: "Tue, 1 Dec 2026 18:00:00 +0000".
+  EXPECT_TRUE(std::regex_match(date, std::regex(R"([A-Z][a-z]{2}, \d{1,2} [A-Z][a-z]{2} \d{4} )"
+                                                R"(\d{2}:\d{2}:\d{2} [+-]\d{4})")))
+      << date;
+  const std::string rest = content.substr(date_end + 2);
+  std::smatch parts;
+  ASSERT_TRUE(std::regex_match(rest, parts,
+                               std::regex("Message-ID: <" + id +
+                                          R"(\.(\d+)@relay\.test>\r\nFrom: )"
+                                          R"(sender@example\.com\r\n\r\nbody\r\n)")))
+      << rest;
+  EXPECT_NE(relay_->log().find("added=Date,Message-ID,From"), std::string::npos) << relay_->log();
 }
 
 TEST_F(delivery, implicit_tls_works_too) {

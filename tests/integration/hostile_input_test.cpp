@@ -10,6 +10,7 @@
 #include <memory>
 #include <thread>
 
+#include "integration/support/google_fakes.hpp"
 #include "integration/support/relay_process.hpp"
 #include "integration/support/smtp_client.hpp"
 #include "relay/spool/spool.hpp"
@@ -19,7 +20,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// The content after the relay's Received header.
+// The content after the relay's Received header, without the Date,
+// Message-ID and From the relay added to each test message's header.
 std::string stored_body(const relay_process& relay, const std::string& id) {
   relay::spool_reader reader(relay.state_dir());
   const auto content = reader.content(id);
@@ -29,7 +31,9 @@ std::string stored_body(const relay_process& relay, const std::string& id) {
     at = content->find("\r\n", at);
     if (at == std::string::npos) return "<no Received header>";
     at += 2;
-    if (at >= content->size() || (*content)[at] != '\t') return content->substr(at);
+    if (at >= content->size() || (*content)[at] != '\t') {
+      return without_added_fields(content->substr(at), id);
+    }
   }
 }
 

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <thread>
 
+#include "integration/support/google_fakes.hpp"
 #include "integration/support/relay_process.hpp"
 #include "integration/support/smtp_client.hpp"
 #include "relay/spool/spool.hpp"
@@ -24,7 +25,7 @@ std::string stored_content(const relay_process& relay, const std::string& id) {
 }
 
 // The Received header ends at the first CRLF not followed by a tab.
-std::string without_received(const std::string& content) {
+std::string after_received(const std::string& content) {
   EXPECT_EQ(content.rfind("Received: from ", 0), 0u) << content;
   std::size_t at = 0;
   for (;;) {
@@ -47,8 +48,10 @@ class smtp_listener : public testing::Test {
 TEST_F(smtp_listener, message_is_stored_byte_for_byte_with_received_header) {
   start();
   smtp_client client(relay_->port());
+  // A complete header: the relay adds nothing to it.
   const std::string sent =
-      "From: a@example.com\r\nSubject: dots\r\n\r\n"
+      "From: a@example.com\r\nSubject: dots\r\nDate: Tue, 1 Dec 2026 12:00:00 +0000\r\n"
+      "Message-ID: <dots@client.test>\r\n\r\n"
       "..leading dot was stuffed\r\n"
       "...two\r\n"
       "8bit: \xc3\xa9t\xc3\xa9\r\n"
@@ -59,8 +62,9 @@ TEST_F(smtp_listener, message_is_stored_byte_for_byte_with_received_header) {
   const auto id = queued_id(reply);
   ASSERT_EQ(id.size(), 16u);
   const auto content = stored_content(*relay_, id);
-  EXPECT_EQ(without_received(content),
-            "From: a@example.com\r\nSubject: dots\r\n\r\n"
+  EXPECT_EQ(after_received(content),
+            "From: a@example.com\r\nSubject: dots\r\nDate: Tue, 1 Dec 2026 12:00:00 +0000\r\n"
+            "Message-ID: <dots@client.test>\r\n\r\n"
             ".leading dot was stuffed\r\n"
             "..two\r\n"
             "8bit: \xc3\xa9t\xc3\xa9\r\n"
@@ -96,7 +100,8 @@ TEST_F(smtp_listener, smuggled_end_of_data_never_ends_the_message) {
       "\n.\r\nafter\r\n";
   auto reply = client.send_message("sender@example.com", {"rcpt@example.org"}, smuggled);
   ASSERT_EQ(reply.code, 250) << reply.str();
-  EXPECT_EQ(without_received(stored_content(*relay_, queued_id(reply))),
+  EXPECT_EQ(without_added_fields(after_received(stored_content(*relay_, queued_id(reply))),
+                                 queued_id(reply)),
             "Subject: smuggle\r\n\r\nbefore\r\n"
             "\r\n\r\nMAIL FROM:<evil@example.com>\r\n"
             "\r\n\r\nRCPT TO:<victim@example.org>\r\n"
@@ -136,9 +141,11 @@ TEST_F(smtp_listener, pipelined_transactions_get_replies_in_order) {
   relay::spool_reader reader(relay_->state_dir());
   auto messages = reader.messages().value();
   ASSERT_EQ(messages.size(), 2u);
-  EXPECT_EQ(without_received(stored_content(*relay_, queued_id(first))),
+  EXPECT_EQ(without_added_fields(after_received(stored_content(*relay_, queued_id(first))),
+                                 queued_id(first)),
             "Subject: one\r\n\r\nfirst\r\n");
-  EXPECT_EQ(without_received(stored_content(*relay_, queued_id(second))),
+  EXPECT_EQ(without_added_fields(after_received(stored_content(*relay_, queued_id(second))),
+                                 queued_id(second)),
             "Subject: two\r\n\r\nsecond\r\n");
 }
 
@@ -173,7 +180,7 @@ TEST_F(smtp_listener, msmtp_delivers_into_the_spool) {
   ASSERT_EQ(messages.size(), 1u);
   // msmtp adds From, Date and Message-ID in front; the rest arrives as written,
   // its bare LF line endings as CRLF and its dot lines unstuffed.
-  const auto content = without_received(stored_content(*relay_, messages[0].id));
+  const auto content = after_received(stored_content(*relay_, messages[0].id));
   const std::string tail =
       "Subject: from msmtp\r\nTo: rcpt@example.org\r\n\r\nbody line\r\n.\r\n..\r\nend\r\n";
   ASSERT_GE(content.size(), tail.size());

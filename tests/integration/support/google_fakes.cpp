@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <functional>
 #include <random>
+#include <regex>
 #include <stdexcept>
 
 #include "auth/token_store.hpp"
@@ -105,11 +106,37 @@ std::string without_received(const std::string& content) {
   }
 }
 
+std::string without_added_fields(const std::string& content, const std::string& id,
+                                 const std::string& sender) {
+  std::size_t start = 0;
+  if (content.rfind("Date: ", 0) != 0) {
+    start = content.find("\r\nDate: ");
+    if (start == std::string::npos) return "<no fields added>";
+    start += 2;
+  }
+  const std::string from = "\r\nFrom: " + sender + "\r\n";
+  const std::size_t from_at = content.find(from, start);
+  if (from_at == std::string::npos) return "<no fields added>";
+  const std::size_t end = from_at + from.size();
+  // Only the block is matched by the pattern, never the (large) rest.
+  static const std::string date =
+      R"([A-Z][a-z]{2}, \d{1,2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} [+-]\d{4})";
+  const std::regex block("Date: " + date + "\r\nMessage-ID: <" + id + R"(\.\d+@relay\.test>)" +
+                         std::regex_replace(from, std::regex(R"([.+*?()\[\]])"), R"(\$&)"));
+  if (!std::regex_match(content.begin() + static_cast<std::ptrdiff_t>(start),
+                        content.begin() + static_cast<std::ptrdiff_t>(end), block)) {
+    return "<no fields added>";
+  }
+  return content.substr(0, start) + content.substr(end);
+}
+
 test_message make_test_message(const std::string& tag, std::size_t size) {
   test_message m;
   m.tag = tag;
+  // A complete header (From, Date, Message-ID): the relay adds nothing to it.
   m.content = "From: <" + std::string(google_fakes::account) +
-              ">\r\nTo: <rcpt@example.org>\r\nSubject: prove " + tag + "\r\nMessage-ID: <" + tag +
+              ">\r\nTo: <rcpt@example.org>\r\nSubject: prove " + tag +
+              "\r\nDate: Tue, 1 Dec 2026 12:00:00 +0000\r\nMessage-ID: <" + tag +
               "@prove.test>\r\n\r\n";
   std::minstd_rand random(
       static_cast<std::minstd_rand::result_type>(std::hash<std::string>{}(tag)));

@@ -63,6 +63,14 @@ class google_fakes {
 // ends at the first CRLF not followed by a tab); "" when there is none.
 std::string without_received(const std::string& content);
 
+// `content` (after the Received header) without the fields the relay added
+// to its header (RFC 6409 §8): checks they are exactly a Date:, the
+// Message-ID <ID.TIME@relay.test> of queue id `id` and From: `sender`, in a
+// block of their own, and returns the rest: the message as the client sent
+// it. "<no fields added>" when there is no such block.
+std::string without_added_fields(const std::string& content, const std::string& id,
+                                 const std::string& sender = "sender@example.com");
+
 // A test message named by `tag`: Subject and Message-ID carry it, and about
 // `size` octets of body lines follow, derived from the tag so the content can
 // be recomputed to check what arrived. Some lines start with a dot (one is a

@@ -778,3 +778,51 @@ TEST(MailboxHelper, ProducesRequestedLength) {
 
 }  // namespace
 }  // namespace oauth_relay::smtp
+
+namespace oauth_relay::smtp {
+namespace {
+
+// Where the server qualifies local names itself: a dot-string alone is an
+// address without its domain; anything else is judged as before.
+TEST(LocalNames, BareLocalPartsOnlyWhenAsked) {
+  struct row {
+    std::string argument;
+    std::string address;  // "" : refused
+  };
+  const std::vector<row> rows = {
+      {"<root>", "root"},
+      {"root", "root"},
+      {"<first.last>", "first.last"},
+      {"<www-data>", "www-data"},
+      {"<@relay.example:root>", "root"},
+      {"<root@localhost>", "root@localhost"},
+      {"<\"root\">", ""},
+      {"<.root>", ""},
+      {"<root.>", ""},
+      {"<ro ot>", ""},
+      {"<" + std::string(65, 'a') + ">", ""},
+      {"<" + std::string(64, 'a') + ">", std::string(64, 'a')},
+  };
+  for (const auto& r : rows) {
+    const auto mail = parse_mail_from(r.argument, true);
+    const auto rcpt = parse_rcpt_to(r.argument, false, true);
+    if (r.address.empty()) {
+      EXPECT_TRUE(std::holds_alternative<reply>(mail)) << r.argument;
+      EXPECT_TRUE(std::holds_alternative<reply>(rcpt)) << r.argument;
+    } else {
+      ASSERT_TRUE(std::holds_alternative<mail_from>(mail)) << r.argument;
+      EXPECT_EQ(std::get<mail_from>(mail).address, r.address);
+      ASSERT_TRUE(std::holds_alternative<rcpt_to>(rcpt)) << r.argument;
+      EXPECT_EQ(std::get<rcpt_to>(rcpt).address, r.address);
+    }
+  }
+  const auto sized = parse_mail_from("<cron> SIZE=10", true);
+  ASSERT_TRUE(std::holds_alternative<mail_from>(sized));
+  EXPECT_EQ(std::get<mail_from>(sized).params.size, 10u);
+  // Not asked: refused as ever (501 5.1.7, 501 5.1.3).
+  EXPECT_EQ(std::get<reply>(parse_mail_from("<root>")).enhanced, "5.1.7");
+  EXPECT_EQ(std::get<reply>(parse_rcpt_to("<root>", false)).enhanced, "5.1.3");
+}
+
+}  // namespace
+}  // namespace oauth_relay::smtp
