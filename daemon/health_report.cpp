@@ -99,11 +99,15 @@ std::string hold_sentence(const account_health& a) {
                               ? std::string()
                               : " (" + without_addresses(a.sending_reason, a.status.address) + ")";
   if (a.sending_state == "over_quota") {
+    // The relay's own limits (their reasons name the key) or Gmail's quota.
+    const bool own = a.sending_reason.starts_with("limits.");
     return "account " + a.status.address + " is over its daily sending limit" + why +
            ": its mail waits in the queue and goes out by itself from " + until +
-           "; nothing is lost. To send more per day, spread the mail over more accounts or "
-           "raise the account's limits (a Google Workspace account allows more than a free "
-           "one)";
+           "; nothing is lost. To send more per day, " +
+           (own ? std::string("raise the account's limits in the config (Gmail allows about "
+                              "500 a day, 2,000 for Google Workspace)")
+                : std::string("spread the senders over more accounts or use a Google "
+                              "Workspace account (2,000 a day instead of about 500)"));
   }
   return "account " + a.status.address + " is throttled by Gmail" + why +
          ": its mail waits in the queue and goes out by itself from " + until +

@@ -171,14 +171,24 @@ TEST(health_rules, a_held_account_degrades_saying_when_it_resumes_and_what_to_do
                 "sending limit for the account is used up (550 5.4.5 Daily user sending limit "
                 "exceeded. for [address])): its mail waits in the queue and goes out by itself "
                 "from 2026-11-30T08:00:00Z; nothing is lost. To send more per day, spread the "
-                "mail over more accounts or raise the account's limits (a Google Workspace "
-                "account allows more than a free one)",
+                "senders over more accounts or use a Google Workspace account (2,000 a day "
+                "instead of about 500)",
                 "account ops@example.com is throttled by Gmail (Gmail asks the relay to send "
                 "more slowly (421 4.7.0)): its mail waits in the queue and goes out by itself "
                 "from 2026-11-30T08:01:00Z; if this happens often, lower "
                 "upstream.max_connections"}));
   const auto body = json::parse(health_json(in, verdict, "0.1.0"));
   EXPECT_EQ(body["accounts"][0]["sending_state"], "over_quota");
+  // Held by its own limits, the advice is about the config.
+  in.accounts[0].sending_reason = "limits.messages_per_day (450) reached";
+  in.accounts.pop_back();
+  EXPECT_EQ(evaluate(in).problems,
+            std::vector<std::string>{
+                "account alice@example.com is over its daily sending limit "
+                "(limits.messages_per_day (450) reached): its mail waits in the queue and goes "
+                "out by itself from 2026-11-30T08:00:00Z; nothing is lost. To send more per "
+                "day, raise the account's limits in the config (Gmail allows about 500 a day, "
+                "2,000 for Google Workspace)"});
   EXPECT_EQ(body["accounts"][0]["resumes_at"], "2026-11-30T08:00:00Z");
 }
 

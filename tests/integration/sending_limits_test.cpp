@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "integration/support/ctl_process.hpp"
 #include "integration/support/google_fakes.hpp"
 #include "integration/support/relay_process.hpp"
 #include "integration/support/smtp_client.hpp"
@@ -186,6 +187,14 @@ TEST_F(sending_limits, the_eleventh_message_of_the_day_never_reaches_gmail_even_
             "limits.messages_per_day (10) reached: 10 messages sent in the last 24 hours");
   ASSERT_EQ(queue().size(), 1u);
   EXPECT_EQ(queue()[0].attempts, 0);  // held, never tried
+  // oauth-relayctl accounts says so under its table.
+  const auto listed = run_ctl({"-c", relay_->config_path().string(), "accounts"});
+  ASSERT_EQ(listed.status, 0) << listed.err;
+  ASSERT_FALSE(listed.out_lines.empty());
+  EXPECT_EQ(listed.out_lines.back(),
+            "held sender@example.com: over_quota until " + entry["resumes_at"].get<std::string>() +
+                " (limits.messages_per_day (10) reached: 10 messages sent in the last 24 "
+                "hours); its mail waits and goes out by itself");
 
   restart();
   // The record survived: the message is held again, not sent.
