@@ -456,24 +456,28 @@ class fake_gmail::impl::session {
 
   // False when the connection is to end.
   bool on_mail(const std::string& argument) {
-    if (!greeted_) return respond("503 5.5.1 EHLO/HELO first. fake - gsmtp\r\n"), true;
-    if (needs_starttls()) return respond(starttls_first), true;
-    if (user_.empty()) return respond(auth_required), true;
-    if (in_transaction_) return respond("503 5.5.1 Nested MAIL command. fake - gsmtp\r\n"), true;
+    auto answer = [this](std::string_view text, bool keep_open = true) {
+      respond(text);
+      return keep_open;
+    };
+    if (!greeted_) return answer("503 5.5.1 EHLO/HELO first. fake - gsmtp\r\n");
+    if (needs_starttls()) return answer(starttls_first);
+    if (user_.empty()) return answer(auth_required);
+    if (in_transaction_) return answer("503 5.5.1 Nested MAIL command. fake - gsmtp\r\n");
     bool throttled = false;
     bool over = false;
     server_.change([&](auto& s) {
       throttled = take_one(s.throttle_mail);
       over = s.daily_limit > 0 && s.accepted_today >= s.daily_limit;
     });
-    if (throttled) return respond(try_again_later), false;
-    if (over) return respond(daily_limit_exceeded), true;
+    if (throttled) return answer(try_again_later, false);
+    if (over) return answer(daily_limit_exceeded);
     auto parsed = smtp::parse_mail_from(argument);
-    if (auto* error = std::get_if<smtp::reply>(&parsed)) return respond(error->wire()), true;
+    if (auto* error = std::get_if<smtp::reply>(&parsed)) return answer(error->wire());
     auto& mail = std::get<smtp::mail_from>(parsed);
     if (mail.params.size && *mail.params.size > 35882577) {
-      respond("552 5.3.4 Your message exceeded Google's message size limits. fake - gsmtp\r\n");
-      return true;
+      return answer(
+          "552 5.3.4 Your message exceeded Google's message size limits. fake - gsmtp\r\n");
     }
     reset_transaction();
     in_transaction_ = true;
