@@ -59,6 +59,9 @@ struct upstream_settings {
   std::optional<std::filesystem::path> ca_file;
   std::size_t max_connections = 4;
   std::size_t max_messages_per_connection = 100;
+  // How long the upstream may be unreachable before /health says so: a
+  // blip of a few seconds is retried without anyone having to look.
+  std::chrono::seconds outage_alert_after{300};
 };
 
 struct queue_settings {
@@ -101,11 +104,19 @@ struct permit_settings {
   std::vector<std::string> logins;       // the name it authenticated as (SMTP AUTH)
 };
 
+// An account's own sending limits, over a rolling 24 hours; 0: none.
+struct account_limits {
+  std::size_t messages_per_day = 0;
+  std::size_t recipients_per_day = 0;
+  friend bool operator==(const account_limits&, const account_limits&) = default;
+};
+
 struct account_settings {
   std::string address;               // the Google account that sends
   std::vector<std::string> senders;  // envelope sender patterns; '*' matches any run
   bool is_default = false;
   std::optional<permit_settings> permit;  // absent: every client clients.allow lets in
+  account_limits limits;                  // `limits:`; none by default
 };
 
 // `tls`: the listener's own certificate for STARTTLS (RFC 3207).

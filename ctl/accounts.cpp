@@ -95,6 +95,7 @@ int run_accounts(const context& ctx, bool json) {
   std::vector<std::vector<std::string>> rows = {
       {"ADDRESS", "STATE", "ACCESS TOKEN", "LAST DELIVERY", "LAST ERROR"}};
   std::vector<std::string> to_authorize;
+  std::vector<std::string> held;  // "ADDRESS: STATE until TIME (why)"
   for (const auto& a : document["accounts"]) {
     if (!a.is_object()) malformed();
     const std::string address = text_of(a, "address");
@@ -112,8 +113,17 @@ int run_accounts(const context& ctx, bool json) {
     if (configured && (state == "missing" || state == "needs_reauth")) {
       to_authorize.push_back(address);
     }
+    const std::string sending = text_of(a, "sending_state");
+    if (!sending.empty() && sending != "ok") {
+      const std::string until = text_of(a, "resumes_at");
+      const std::string why = text_of(a, "sending_reason");
+      held.push_back(address + ": " + sending + (until.empty() ? "" : " until " + until) +
+                     (why.empty() ? "" : " (" + why + ")") +
+                     "; its mail waits and goes out by itself");
+    }
   }
   print_table(std::cout, rows);
+  for (const auto& h : held) std::cout << "held " << h << "\n";
   for (const auto& a : to_authorize) {
     std::cout << "to authorize " << a << ": oauth-relayctl authorize " << a << "\n";
   }

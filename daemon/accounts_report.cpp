@@ -23,13 +23,23 @@ std::string lower(std::string_view text) {
 }
 
 json entry(const std::string& address, const auth::account_record* row, bool configured,
-           std::int64_t now) {
+           std::int64_t now, const std::map<std::string, account_sending>& sending) {
   json a = {{"address", address},
             {"token_state", "missing"},
             {"access_expires_in_seconds", nullptr},
             {"last_delivery", nullptr},
             {"last_error", nullptr},
-            {"configured", configured}};
+            {"configured", configured},
+            {"sending_state", nullptr},
+            {"resumes_at", nullptr},
+            {"sent_24h", nullptr}};
+  for (const auto& [key, s] : sending) {
+    if (lower(key) != lower(address)) continue;
+    a["sending_state"] = s.state;
+    if (s.resumes_at) a["resumes_at"] = iso8601_utc(*s.resumes_at);
+    if (!s.reason.empty()) a["sending_reason"] = s.reason;
+    a["sent_24h"] = s.sent_24h;
+  }
   if (row == nullptr) return a;
   auto state = row->state;
   if (!row->access_token.empty() && row->access_expires_at > 0) {
@@ -51,18 +61,19 @@ json entry(const std::string& address, const auth::account_record* row, bool con
 
 std::string accounts_json(const std::vector<auth::account_record>& rows,
                           const std::vector<config::account_settings>& configured,
-                          std::int64_t now_seconds) {
+                          std::int64_t now_seconds,
+                          const std::map<std::string, account_sending>& sending) {
   std::map<std::string, const auth::account_record*> by_address;
   for (const auto& row : rows) by_address.emplace(lower(row.address), &row);
   json list = json::array();
   for (const auto& account : configured) {
     auto it = by_address.find(lower(account.address));
     const auth::account_record* row = it == by_address.end() ? nullptr : it->second;
-    list.push_back(entry(account.address, row, true, now_seconds));
+    list.push_back(entry(account.address, row, true, now_seconds, sending));
     if (it != by_address.end()) by_address.erase(it);
   }
   for (const auto& [key, row] : by_address) {
-    list.push_back(entry(row->address, row, false, now_seconds));
+    list.push_back(entry(row->address, row, false, now_seconds, sending));
   }
   return json{{"accounts", std::move(list)}}.dump(-1, ' ', false, json::error_handler_t::replace) +
          "\n";

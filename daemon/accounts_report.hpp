@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,13 +14,25 @@
 
 namespace oauth_relay::daemon {
 
+// How an account may send now, as the running daemon sees it.
+struct account_sending {
+  std::string state = "ok";                // ok, throttled or over_quota
+  std::optional<std::int64_t> resumes_at;  // unix seconds, while not ok
+  std::string reason;                      // why it is held
+  std::uint64_t sent_24h = 0;              // messages delivered in the last 24 hours
+};
+
 // {"accounts":[{"address", "token_state", "access_expires_in_seconds",
-// "last_delivery", "last_error", "configured"}, ...]}: every configured
-// account in config order (`missing` when it has no row), then rows no
-// longer configured. A `valid` token past its expiry reads `expired`; a row
-// without a refresh token reads `missing` unless it needs re-authorization.
+// "last_delivery", "last_error", "configured", "sending_state",
+// "resumes_at", "sent_24h"}, ...]}: every configured account in config
+// order (`missing` when it has no row), then rows no longer configured. A
+// `valid` token past its expiry reads `expired`; a row without a refresh
+// token reads `missing` unless it needs re-authorization. The sending
+// fields come from `sending` (by address, without case); without an entry
+// (the daemon is not running) they are null.
 std::string accounts_json(const std::vector<auth::account_record>& rows,
                           const std::vector<config::account_settings>& configured,
-                          std::int64_t now_seconds);
+                          std::int64_t now_seconds,
+                          const std::map<std::string, account_sending>& sending = {});
 
 }  // namespace oauth_relay::daemon

@@ -179,6 +179,9 @@ asio::awaitable<http_reply> control_routes::retry(std::string_view body) {
       .kv("all", selection->all ? "yes" : "no")
       .kv("changed", result->changed)
       .kv("unknown", result->unknown.size());
+  // "Try now" is the administrator's word over a hold Gmail put on an
+  // account; the account's own limits still hold what would go over them.
+  sources_.scheduler.lift_holds();
   sources_.scheduler.wake();
   co_return http_reply{200, "application/json", change_json(*result, "changed"), {}};
 }
@@ -252,10 +255,23 @@ asio::awaitable<http_reply> control_routes::accounts(std::string_view) {
     log::error("accounts_read_failed").kv("error", got.error);
     co_return store_failed(got.error);
   }
-  co_return http_reply{200,
-                       "application/json",
-                       accounts_json(got.rows, sources_.settings.accounts, now_ms() / 1000),
-                       {}};
+  // The scheduler's view of each account's sending, read on the loop.
+  std::map<std::string, account_sending> sending;
+  auto add = [&](const std::string& address) {
+    const auto s = sources_.scheduler.sending(address);
+    account_sending& out = sending[address];
+    out.state = std::string(relay::to_string(s.state));
+    if (s.resumes_at_ms) out.resumes_at = (*s.resumes_at_ms + 999) / 1000;
+    out.reason = s.reason;
+    out.sent_24h = s.sent_messages;
+  };
+  for (const auto& a : sources_.settings.accounts) add(a.address);
+  for (const auto& r : got.rows) add(r.address);
+  co_return http_reply{
+      200,
+      "application/json",
+      accounts_json(got.rows, sources_.settings.accounts, now_ms() / 1000, sending),
+      {}};
 }
 
 asio::awaitable<http_reply> control_routes::import(std::string_view body) {

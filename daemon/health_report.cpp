@@ -91,6 +91,29 @@ bool same_text(std::string_view a, std::string_view b) {
          });
 }
 
+// What a held account's problem line says: what happened, until when, and
+// what a person may do (nothing is needed: the account resumes by itself).
+std::string hold_sentence(const account_health& a) {
+  const std::string until = a.resumes_at ? iso8601_utc(*a.resumes_at) : std::string("later");
+  const std::string why = a.sending_reason.empty()
+                              ? std::string()
+                              : " (" + without_addresses(a.sending_reason, a.status.address) + ")";
+  if (a.sending_state == "over_quota") {
+    // The relay's own limits (their reasons name the key) or Gmail's quota.
+    const bool own = a.sending_reason.starts_with("limits.");
+    return "account " + a.status.address + " is over its daily sending limit" + why +
+           ": its mail waits in the queue and goes out by itself from " + until +
+           "; nothing is lost. To send more per day, " +
+           (own ? std::string("raise the account's limits in the config (Gmail allows about "
+                              "500 a day, 2,000 for Google Workspace)")
+                : std::string("spread the senders over more accounts or use a Google "
+                              "Workspace account (2,000 a day instead of about 500)"));
+  }
+  return "account " + a.status.address + " is throttled by Gmail" + why +
+         ": its mail waits in the queue and goes out by itself from " + until +
+         "; if this happens often, lower upstream.max_connections";
+}
+
 }  // namespace
 
 health_verdict evaluate(const health_input& in) {
@@ -100,6 +123,19 @@ health_verdict evaluate(const health_input& in) {
                            "): check the state directory's disk and the journal of oauth-relay");
   }
   for (const auto& a : in.accounts) {
+    if (a.sending_state != "ok") out.problems.push_back(hold_sentence(a));
+    if (a.upstream_down_since && in.now - *a.upstream_down_since >= in.outage_alert_after.count()) {
+      const auto down = std::max<std::int64_t>(0, in.now - *a.upstream_down_since);
+      out.problems.push_back(
+          "account " + a.status.address + ": the upstream has been unreachable for " +
+          (down < 120 ? std::to_string(down) + " seconds" : waited(down)) + " (since " +
+          iso8601_utc(*a.upstream_down_since) + ": " +
+          without_addresses(a.upstream_down_reason, a.status.address) + "); " +
+          std::to_string(a.upstream_down_messages) +
+          " messages wait in the queue and go out by themselves once it answers. Check the "
+          "network, DNS and firewall toward it and run \"oauth-relayctl test " +
+          a.status.address + "\"");
+    }
     if (token_problem(a.status.state)) {
       out.problems.push_back(token_problem_sentence(a.status));
     } else if (a.failures_in_a_row >= upstream_failure_limit) {
@@ -172,6 +208,8 @@ std::string health_json(const health_input& in, const health_verdict& verdict,
         {"last_delivery",
          a.status.last_delivery ? json(iso8601_utc(*a.status.last_delivery)) : json(nullptr)},
         {"last_error", error.empty() ? json(nullptr) : json(error)},
+        {"sending_state", a.sending_state},
+        {"resumes_at", a.resumes_at ? json(iso8601_utc(*a.resumes_at)) : json(nullptr)},
     });
   }
   const std::int64_t oldest = in.queue.oldest_received_at
@@ -441,6 +479,27 @@ std::string render_metrics(const metrics_input& in, const histogram& durations,
              d(a.failures_in_a_row));
   }
 
+  m.family("oauth_relay_account_sending_state", "gauge",
+           "1 for the account's sending state now: ok, throttled (Gmail asked it to slow down) "
+           "or over_quota (its daily limit is used up); 0 for the others.");
+  for (const auto& a : accounts) {
+    for (const char* state : {"ok", "throttled", "over_quota"}) {
+      m.sample("oauth_relay_account_sending_state",
+               {{"account", a.status.address}, {"state", state}}, a.sending_state == state ? 1 : 0);
+    }
+  }
+  m.family("oauth_relay_account_sent_24h", "gauge",
+           "Messages the account delivered in the last 24 hours (its limits' window).");
+  for (const auto& a : accounts) {
+    m.sample("oauth_relay_account_sent_24h", {{"account", a.status.address}}, d(a.sent_24h));
+  }
+  m.family("oauth_relay_upstream_up", "gauge",
+           "0 while the account's last connection to the upstream failed (refused, timed out, "
+           "TLS), else 1.");
+  for (const auto& a : accounts) {
+    m.sample("oauth_relay_upstream_up", {{"account", a.status.address}},
+             a.upstream_down_since ? 0 : 1);
+  }
   m.family("oauth_relay_smtp_sessions_active", "gauge", "Inbound SMTP sessions open now.");
   m.sample("oauth_relay_smtp_sessions_active", d(in.smtp_sessions));
   m.family("oauth_relay_upstream_connections_active", "gauge",

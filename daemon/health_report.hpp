@@ -24,6 +24,10 @@ namespace oauth_relay::daemon {
 //   counts once, however many messages were waiting) with no delivery in
 //   between. Not reported for an account that already has a token problem:
 //   the token is the cause;
+// - an account is held (sending_state throttled or over_quota): its mail
+//   waits for Gmail's quota or rate, or its own limits, and resumes by itself;
+// - an account's upstream has been unreachable for upstream.outage_alert_after
+//   or longer;
 // - the queue could not be read (its figures are then unknown, not zero);
 // - a message's content was found gone (missing or damaged file) within the
 //   last `lost_content_window`: it was failed with a bounce, and whatever
@@ -38,10 +42,24 @@ struct account_health {
   std::uint64_t delivered = 0;          // messages fully delivered since start
   std::uint64_t failures_in_a_row = 0;  // temporary delivery failures since the last delivery
   std::string last_delivery_error;      // the last of those failures
+  // "ok", "throttled" or "over_quota" (relay/delivery/provider_answers.hpp):
+  // while not ok the account is held until resumes_at (unix seconds).
+  std::string sending_state = "ok";
+  std::optional<std::int64_t> resumes_at;
+  std::string sending_reason;
+  std::uint64_t sent_24h = 0;  // messages delivered in the last 24 hours
+  // Set while the upstream cannot be reached for this account: since when
+  // (unix seconds), why, and how many messages waited for it.
+  std::optional<std::int64_t> upstream_down_since;
+  std::string upstream_down_reason;
+  std::uint64_t upstream_down_messages = 0;
 };
 
 struct health_input {
   std::int64_t now = 0;  // unix seconds
+  // upstream.outage_alert_after: an unreachable upstream is a problem once
+  // it has lasted this long (a short blip is retried without anyone looking).
+  std::chrono::seconds outage_alert_after{300};
   std::int64_t uptime_seconds = 0;
   relay::queue_summary queue;
   std::string queue_error;  // why the queue could not be read; empty when it was

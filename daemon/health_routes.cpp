@@ -42,6 +42,7 @@ asio::awaitable<http_reply> health_routes::respond(const http_request& request) 
 health_input health_routes::gather(const relay::spool_result<relay::queue_summary>& queue) const {
   health_input in;
   in.now = now_ms() / 1000;
+  in.outage_alert_after = sources_.scheduler.outage_alert_after();
   in.uptime_seconds =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_)
           .count();
@@ -63,6 +64,17 @@ health_input health_routes::gather(const relay::spool_result<relay::queue_summar
     if (auto it = counters.last_error_by_account.find(address);
         it != counters.last_error_by_account.end())
       a.last_delivery_error = it->second;
+    const auto sending = sources_.scheduler.sending(address);
+    a.sending_state = std::string(relay::to_string(sending.state));
+    if (sending.resumes_at_ms) a.resumes_at = (*sending.resumes_at_ms + 999) / 1000;
+    a.sending_reason = one_line(sending.reason);
+    a.sent_24h = sending.sent_messages;
+    if (auto it = sources_.scheduler.outages().find(address);
+        it != sources_.scheduler.outages().end()) {
+      a.upstream_down_since = it->second.since_ms / 1000;
+      a.upstream_down_reason = one_line(it->second.reason);
+      a.upstream_down_messages = it->second.deferred.size();
+    }
     in.accounts.push_back(std::move(a));
   }
   in.messages_lost = counters.messages_lost;

@@ -149,6 +149,30 @@ void add_eight_bit(connection& db) {
     db.exec("ALTER TABLE messages ADD COLUMN eight_bit INTEGER;");
 }
 
+// 7: each account's sending record and holds (relay/delivery/sending_limits):
+// one row per delivered message for the rolling 24 hours of Gmail's quota
+// and limits: (pruned as the window moves on), and the hold a quota or
+// rate answer put on an account, so a restart neither resets the count nor
+// forgets that Gmail said stop.
+void add_sending_record(connection& db) {
+  db.exec(R"sql(
+CREATE TABLE IF NOT EXISTS sent_log(
+  account TEXT NOT NULL COLLATE NOCASE,
+  sent_at_ms INTEGER NOT NULL,
+  recipients INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sent_log_time ON sent_log(sent_at_ms);
+CREATE TABLE IF NOT EXISTS account_holds(
+  account TEXT PRIMARY KEY COLLATE NOCASE,
+  state TEXT NOT NULL,
+  since_ms INTEGER NOT NULL,
+  resumes_at_ms INTEGER NOT NULL,
+  throttles INTEGER NOT NULL,
+  reason TEXT NOT NULL
+);
+)sql");
+}
+
 struct migration {
   int version;  // the version the database has afterwards
   void (*apply)(connection&);
@@ -161,6 +185,7 @@ constexpr std::array migrations{
     migration{4, seal_tokens},          // accounts' tokens sealed, token_key
     migration{5, add_delay_warned},     // messages.delay_warned
     migration{6, add_eight_bit},        // messages.eight_bit
+    migration{7, add_sending_record},   // sent_log, account_holds
 };
 static_assert(migrations.size() == queue_schema_version,
               "queue_schema_version is the last migration's number");

@@ -1,5 +1,6 @@
 // queue.db's schema: every table (messages, recipients, contents, accounts,
-// token_key), its version and the migrations from each earlier one. Nothing else creates tables.
+// token_key, sent_log, account_holds), its version and the migrations from each earlier one.
+// Nothing else creates tables.
 #pragma once
 
 #include <filesystem>
@@ -10,7 +11,7 @@ namespace oauth_relay::db {
 
 // PRAGMA user_version of a database this code wrote. The history is the
 // numbered list of migrations in schema.cpp.
-inline constexpr int queue_schema_version = 6;
+inline constexpr int queue_schema_version = 7;
 
 struct open_options {
   // PRAGMA quick_check on an existing file first: the daemon refuses to start

@@ -20,7 +20,7 @@ constexpr std::string_view keys[] = {"accounts"};
 // The keys of one account. A per-account block adds its key here and a
 // reader called from read_account, in a file of its own when it is more than
 // a few lines (as `permit`).
-constexpr std::string_view account_keys[] = {"address", "senders", "default", "permit"};
+constexpr std::string_view account_keys[] = {"address", "senders", "default", "permit", "limits"};
 
 std::string lowercase(std::string_view s) {
   std::string out(s);
@@ -110,6 +110,28 @@ bool read_senders(reader& r, const mapping& m, account_settings& account) {
   return ok;
 }
 
+// `limits: {messages_per_day, recipients_per_day}`: the relay's own pacing
+// over a rolling 24 hours, each optional and at least 1.
+bool read_limits(reader& r, const mapping& m, account_settings& account) {
+  const auto limits = m.find("limits");
+  if (!limits) return true;
+  const mapping l(r, *limits, {"messages_per_day", "recipients_per_day"});
+  if (!l.ok()) return false;
+  bool ok = true;
+  auto read_one = [&](std::string_view key, std::size_t& out) {
+    const auto f = l.find(key);
+    if (!f) return;
+    if (auto n = r.positive(*f)) {
+      out = *n;
+    } else {
+      ok = false;
+    }
+  };
+  read_one("messages_per_day", account.limits.messages_per_day);
+  read_one("recipients_per_day", account.limits.recipients_per_day);
+  return ok;
+}
+
 void read_account(reader& r, const field& item, std::size_t index, earlier_accounts& earlier,
                   settings& all) {
   const mapping m(r, item, account_keys);
@@ -124,6 +146,7 @@ void read_account(reader& r, const field& item, std::size_t index, earlier_accou
   ok = read_default(r, m, index, earlier, account) && ok;
   ok = read_senders(r, m, account) && ok;
   ok = read_permit(r, m, all, account) && ok;
+  ok = read_limits(r, m, account) && ok;
   if (ok) all.accounts.push_back(std::move(account));
 }
 

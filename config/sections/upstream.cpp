@@ -11,8 +11,9 @@ constexpr std::string_view keys[] = {"upstream"};
 void read(reader& r, const mapping& top, settings& all) {
   const auto f = top.find("upstream");
   if (!f) return;
-  const mapping m(
-      r, *f, {"host", "port", "tls", "ca_file", "max_connections", "max_messages_per_connection"});
+  const mapping m(r, *f,
+                  {"host", "port", "tls", "ca_file", "max_connections",
+                   "max_messages_per_connection", "outage_alert_after"});
   if (!m.ok()) return;
   upstream_settings& s = all.upstream;
   if (const auto host = m.find("host")) {
@@ -35,6 +36,7 @@ void read(reader& r, const mapping& top, settings& all) {
   r.read_into(m, "ca_file", s.ca_file, &reader::readable_path_or_null);
   r.read_into(m, "max_connections", s.max_connections, &reader::positive);
   r.read_into(m, "max_messages_per_connection", s.max_messages_per_connection, &reader::positive);
+  r.read_into(m, "outage_alert_after", s.outage_alert_after, &reader::duration);
 }
 
 }  // namespace

@@ -62,7 +62,32 @@ std::string reason_of(const queued_message& m, const attempt& what, std::int64_t
   return "message expired after " + age + " in the queue: " + m.last_error;
 }
 
+int severity(sending_state s) {
+  return s == sending_state::over_quota ? 2 : s == sending_state::throttled ? 1 : 0;
+}
+
+void consider(std::optional<answer_found>& best, const smtp::reply& r) {
+  const auto* a = classify(r);
+  if (!a) return;
+  if (best && severity(best->answer->state) >= severity(a->state)) return;
+  best = answer_found{a, smtp::to_line(r)};
+}
+
 }  // namespace
+
+std::optional<answer_found> provider_answer_in(const attempt& what) {
+  std::optional<answer_found> best;
+  if (const auto* sent = std::get_if<sent_upstream>(&what)) {
+    for (const auto& r : sent->result.recipients) {
+      if (r.from_upstream) consider(best, r.reply);
+    }
+    if (sent->result.mail_reply) consider(best, *sent->result.mail_reply);
+    if (sent->result.data_reply) consider(best, *sent->result.data_reply);
+  } else if (const auto* unsent = std::get_if<not_sent>(&what)) {
+    if (unsent->refusal) consider(best, *unsent->refusal);
+  }
+  return best;
+}
 
 std::chrono::milliseconds delivery_policy::backoff(int failures) const {
   return oauth_relay::backoff(retry_initial, retry_max, failures);
@@ -80,7 +105,8 @@ bool delay_warning_due(const queued_message& m, const delivery_policy& policy,
 
 delivery_decision decide(const queued_message& m, const attempt& what,
                          const delivery_policy& policy, std::int64_t now_ms,
-                         std::optional<std::string_view> content) {
+                         std::optional<std::string_view> content,
+                         std::optional<std::int64_t> held_until_ms) {
   delivery_decision out;
   delivery_record& rec = out.record;
   attempt_report& report = out.report;
@@ -99,7 +125,11 @@ delivery_decision decide(const queued_message& m, const attempt& what,
     for (std::size_t i = 0; i < state.size() && k < results.size(); ++i) {
       if (state[i].status != recipient_status::pending) continue;
       const auto& result = results[k++];
-      state[i] = {status_of(result.status), smtp::to_line(result.reply), result.from_upstream};
+      // Gmail's quota and rate answers are about the account, never the
+      // recipient: even a 550 5.4.5 leaves it pending.
+      const bool about_account = result.from_upstream && classify(result.reply) != nullptr;
+      const auto status = about_account ? recipient_status::pending : status_of(result.status);
+      state[i] = {status, smtp::to_line(result.reply), result.from_upstream};
       if (state[i].status == recipient_status::delivered) ++report.delivered_now;
       rec.recipients.push_back({i, state[i].status, state[i].reply});
     }
@@ -132,7 +162,8 @@ delivery_decision decide(const queued_message& m, const attempt& what,
     const std::int64_t expires_ms =
         m.received_at * 1000 +
         std::chrono::duration_cast<std::chrono::milliseconds>(policy.lifetime).count();
-    rec.next_attempt_ms = std::min(now_ms + wait.count(), expires_ms);
+    const std::int64_t next = held_until_ms ? *held_until_ms : now_ms + wait.count();
+    rec.next_attempt_ms = std::min(next, expires_ms);
     rec.last_error = reason.empty() && sent ? "some recipients deferred" : reason;
     // The upstream's own words for a pending recipient say more than a summary.
     if (sent) {
@@ -204,7 +235,14 @@ delivery_decision decide(const queued_message& m, const attempt& what,
   report.counts_delivered = report.delivered_now > 0;
   report.counts_deferred = !rec.finished;
   report.counts_failed = sent && rec.finished && report.failed > 0;
-  report.account_failure = sent && report.delivered_now == 0 && !rec.finished;
+  const auto answer = provider_answer_in(what);
+  if (answer) report.held = answer->answer->state;
+  report.account_failure = sent && report.delivered_now == 0 && !rec.finished && !answer;
+  if (report.delivered_now > 0) {
+    rec.account = m.env.account;
+    rec.sent_recipients = report.delivered_now;
+    rec.sent_at_ms = now_ms;
+  }
   return out;
 }
 

@@ -12,6 +12,7 @@
 #include <string_view>
 #include <variant>
 
+#include "relay/delivery/provider_answers.hpp"
 #include "relay/delivery/upstream.hpp"
 #include "relay/envelope.hpp"
 #include "relay/spool/records.hpp"
@@ -44,6 +45,9 @@ struct not_sent {
   // When to try again if the cause knows (an account waiting for a person
   // waits retry_max); unset: the message's own backoff.
   std::optional<std::chrono::milliseconds> retry_after;
+  // The upstream's reply that refused the connection or the login, when one
+  // came: a rate answer (provider_answers.hpp) holds the account.
+  std::optional<smtp::reply> refusal;
 };
 
 // Found past queue.lifetime before sending: not attempted, its pending
@@ -81,7 +85,10 @@ struct attempt_report {
   bool counts_failed = false;     // the upstream answered and the message finished with failures
   // An attempt that reached the upstream, delivered nothing and left the
   // message queued: one more temporary failure in a row for the account.
+  // Not when Gmail asked for a pause: that is the account's hold, not a fault.
   bool account_failure = false;
+  // Gmail answered about the account's quota or rate: the account is held.
+  sending_state held = sending_state::ok;
 };
 
 struct delivery_decision {
@@ -91,6 +98,14 @@ struct delivery_decision {
   std::optional<generated_message> bounce;
   attempt_report report;
 };
+
+// A quota or rate answer in what happened (provider_answers.hpp): the
+// entry, and the reply on one line; the most severe when there are several.
+struct answer_found {
+  const provider_answer* answer = nullptr;
+  std::string reply;
+};
+std::optional<answer_found> provider_answer_in(const attempt& what_happened);
 
 // Whether `message` has been queued for queue.lifetime or longer at `now_ms`.
 bool past_lifetime(const queued_message& message, const delivery_policy& policy,
@@ -103,9 +118,12 @@ bool delay_warning_due(const queued_message& message, const delivery_policy& pol
 // The decision for one attempt of `message` (as it was queued before it).
 // `content` is the message as queued, quoted by a bounce: whole, or its
 // first bounce_quote_limit octets when message.size is more; unset when it
-// was not read (a bounce then carries no copy).
+// was not read (a bounce then carries no copy). A quota or rate answer never
+// fails a recipient: it stays pending, and the message waits for
+// `held_until_ms` (the account's hold) when given, else its backoff.
 delivery_decision decide(const queued_message& message, const attempt& what_happened,
                          const delivery_policy& policy, std::int64_t now_ms,
-                         std::optional<std::string_view> content);
+                         std::optional<std::string_view> content,
+                         std::optional<std::int64_t> held_until_ms = std::nullopt);
 
 }  // namespace oauth_relay::relay

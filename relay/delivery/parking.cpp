@@ -49,7 +49,8 @@ std::string account_parking::notice_account(
 
 boost::asio::awaitable<void> account_parking::park(
     const std::set<std::string>& accounts, const std::map<std::string, std::string>& blocked,
-    const delivery_policy& policy, std::int64_t now_ms) {
+    const delivery_policy& policy, std::int64_t now_ms,
+    const std::map<std::string, std::int64_t>& until) {
   using std::chrono::duration_cast;
   using std::chrono::milliseconds;
   const delivery_queue::parking_limits limits{
@@ -58,13 +59,19 @@ boost::asio::awaitable<void> account_parking::park(
   for (const auto& account : accounts) {
     const auto reason = blocked.find(account);
     const std::string why = reason == blocked.end() ? std::string() : reason->second;
-    auto count = co_await queue_.postpone(account, now_ms + policy.retry_max.count(), limits, why);
+    const auto held = until.find(account);
+    const std::int64_t when =
+        held == until.end() ? now_ms + policy.retry_max.count() : held->second;
+    auto count = co_await queue_.postpone(account, when, limits, why);
     if (!count) {
       log::error("account_mail_park_failed")
           .kv("account", account)
           .kv("error", count.error().detail);
       continue;
     }
+    // A held account's mail is parked again on each pass that finds some
+    // due: only a first parking (or new mail) is worth a line.
+    if (*count == 0) continue;
     log::warning("account_mail_waiting")
         .kv("account", account)
         .kv("messages", *count)

@@ -43,12 +43,14 @@ class account_parking {
   std::string notice_account(const std::string& original,
                              const std::vector<config::account_settings>& accounts) const;
 
-  // Puts off the due mail of each of `accounts` by policy.retry_max, each
-  // message no later than its expiry and its delay warning, with the
-  // account's reason in `blocked` as its last error; logs what it did.
+  // Puts off the due mail of each of `accounts` by policy.retry_max (or
+  // until its time in `until`: an account on hold), each message no later
+  // than its expiry and its delay warning, with the account's reason in
+  // `blocked` as its last error; logs what it did.
   boost::asio::awaitable<void> park(const std::set<std::string>& accounts,
                                     const std::map<std::string, std::string>& blocked,
-                                    const delivery_policy& policy, std::int64_t now_ms);
+                                    const delivery_policy& policy, std::int64_t now_ms,
+                                    const std::map<std::string, std::int64_t>& until = {});
 
  private:
   delivery_queue& queue_;

@@ -13,11 +13,11 @@
 
 #include "config/log.hpp"
 #include "relay/delivery/bounce.hpp"  // bounce_quote_limit
+#include "relay/delivery/scheduler_parts.hpp"
 
 namespace oauth_relay::relay {
 namespace {
 
-namespace asio = boost::asio;
 using asio::use_awaitable;
 
 // How many due messages one look at the spool takes, and how many may wait
@@ -52,35 +52,7 @@ delivery_policy policy_of(const config::settings& s) {
   return p;
 }
 
-// Completion of a spawned coroutine: an escaped exception is a bug, logged once.
-auto log_failure(const char* event) {
-  return [event](std::exception_ptr e) {
-    if (!e) return;
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-      log::error(event).kv("error", ex.what());
-    }
-  };
-}
-
 }  // namespace
-
-struct delivery_scheduler::account_queue {
-  explicit account_queue(asio::any_io_executor ex, std::string a)
-      : account(std::move(a)), executor(std::move(ex)) {}
-  std::string account;
-  std::deque<queued_message> waiting;
-  std::size_t workers = 0;
-  std::size_t idle_workers = 0;
-  asio::any_io_executor executor;
-  // Each idle worker waits on its own timer (a shared one would wake them all
-  // whenever one re-arms it); cancelled when work comes.
-  std::set<asio::steady_timer*> idle_timers;
-  void wake_idle() {
-    for (auto* t : idle_timers) t->cancel();
-  }
-};
 
 delivery_scheduler::delivery_scheduler(asio::any_io_executor executor, delivery_queue& queue,
                                        auth::token_source& tokens, upstream_connector& upstream,
@@ -167,6 +139,7 @@ void delivery_scheduler::start_workers(const std::shared_ptr<account_queue>& q) 
 }
 
 asio::awaitable<void> delivery_scheduler::dispatch_loop() {
+  co_await load_sending_history();
   auto last_pass = std::chrono::steady_clock::now() - min_pass_interval;
   while (!stopping_) {
     if (auto since = std::chrono::steady_clock::now() - last_pass; since < min_pass_interval) {
@@ -192,29 +165,44 @@ asio::awaitable<void> delivery_scheduler::dispatch_loop() {
     if (stopping_) break;
 
     // An account nobody has authorized (or whose consent was revoked) cannot
-    // send: its mail is parked in one statement until a token arrives.
-    const auto blocked = parking_.blocked();
+    // send: its mail is parked in one statement until a token arrives. So
+    // is an account on hold (Gmail's quota or rate, or its limits:) until
+    // the hold ends.
+    auto blocked = parking_.blocked();
     std::set<std::string> touched, parked;
+    std::map<std::string, std::int64_t> parked_until;
     const auto pass_time = now_();
+    co_await resume_ended_holds(pass_time);
     for (auto& m : due) {
       if (removing_.count(m.id) != 0 || claimed_.count(m.id) != 0) continue;
-      if (auto b = blocked.find(m.env.account); b != blocked.end()) {
+      const auto b = blocked.find(m.env.account);
+      std::optional<account_hold> hold;
+      if (b == blocked.end()) hold = limits_.held(m.env.account, pass_time);
+      if (b != blocked.end() || hold) {
+        const std::string why = hold ? hold->reason : b->second;
         const auto verdict = account_parking::sort(m, policy_, pass_time);
         if (verdict == account_parking::verdict::park) {
           parked.insert(m.env.account);
+          if (hold) {
+            blocked[m.env.account] = why;
+            parked_until[m.env.account] = hold->resumes_at_ms;
+          }
           continue;
         }
         if (verdict == account_parking::verdict::warn) {
           // The attempt stores the warning; the message stays parked.
           claimed_.insert(m.id);
-          const attempt waiting = not_sent{b->second, policy_.retry_max};
+          const auto wait = hold ? std::chrono::milliseconds(
+                                       std::max<std::int64_t>(0, hold->resumes_at_ms - pass_time))
+                                 : policy_.retry_max;
+          const attempt waiting = not_sent{why, wait, std::nullopt};
           asio::co_spawn(executor_, record_owned(std::move(m), waiting),
                          log_failure("delay_warning_failed"));
           continue;
         }
         // Expired: a worker bounces it without opening a connection, and
         // the bounce says why it waited.
-        m.last_error = b->second;
+        m.last_error = why;
       }
       claimed_.insert(m.id);
       auto q = queue_for(m.env.account);
@@ -222,7 +210,7 @@ asio::awaitable<void> delivery_scheduler::dispatch_loop() {
       q->waiting.push_back(std::move(m));
     }
     for (const auto& account : touched) start_workers(queues_[account]);
-    if (!parked.empty()) co_await parking_.park(parked, blocked, policy_, now_());
+    if (!parked.empty()) co_await parking_.park(parked, blocked, policy_, now_(), parked_until);
     if (wake_pending_) continue;
 
     auto next = co_await queue_.next_due();
@@ -246,16 +234,18 @@ asio::awaitable<void> delivery_scheduler::dispatch_loop() {
   }
 }
 
-asio::awaitable<std::variant<delivery_scheduler::connection_ptr, not_sent>>
+asio::awaitable<
+    std::variant<delivery_scheduler::connection_ptr, delivery_scheduler::connect_failure>>
 delivery_scheduler::open_connection(const std::string& account) {
   auto token = co_await tokens_.get_token(account);
   if (!token.ok) {
     // Waiting on a person (authorize) or on the token endpoint: the token
     // source tells account_state_changed when it is usable again.
-    not_sent failure{token.error, token.state == auth::token_state::refresh_failing
-                                      ? policy_.backoff(2)
-                                      : policy_.retry_max};
-    co_return failure;
+    not_sent failure{
+        token.error,
+        token.state == auth::token_state::refresh_failing ? policy_.backoff(2) : policy_.retry_max,
+        std::nullopt};
+    co_return connect_failure{std::move(failure), false};
   }
   const std::string id = std::to_string(next_connection_++);
   for (int round = 0; round < 2; ++round) {
@@ -266,9 +256,10 @@ delivery_scheduler::open_connection(const std::string& account) {
     if (!connected.ok()) {
       open_.erase(connection.get());
       not_sent failure{"upstream " + policy_.upstream_host + ": " + connected.message,
-                       policy_.backoff(1)};
-      co_return failure;
+                       policy_.backoff(1), connected.reply};
+      co_return connect_failure{std::move(failure), true};
     }
+    note_reachable(account);
     auto auth = co_await connection->authenticate(account, token.access_token);
     if (auth.ok()) {
       ++counters_.upstream_logins;
@@ -278,19 +269,19 @@ delivery_scheduler::open_connection(const std::string& account) {
     connection->close();
     if (auth.status != auth_status::token_rejected || round == 1) {
       not_sent failure{"upstream refused XOAUTH2 for " + account + ": " + auth.message,
-                       policy_.backoff(2)};
-      co_return failure;
+                       policy_.backoff(2), auth.reply};
+      co_return connect_failure{std::move(failure), false};
     }
     // RFC 7628 dance done: the token is stale or revoked. Refresh once and retry.
     tokens_.invalidate(account, token.access_token);
     token = co_await tokens_.get_token(account);
     if (!token.ok) {
-      not_sent failure{token.error, policy_.backoff(2)};
-      co_return failure;
+      not_sent failure{token.error, policy_.backoff(2), std::nullopt};
+      co_return connect_failure{std::move(failure), false};
     }
   }
-  not_sent unreachable{"no upstream connection", policy_.backoff(1)};
-  co_return unreachable;
+  not_sent unreachable{"no upstream connection", policy_.backoff(1), std::nullopt};
+  co_return connect_failure{std::move(unreachable), true};
 }
 
 asio::awaitable<void> delivery_scheduler::worker(std::shared_ptr<account_queue> q) {
@@ -349,27 +340,67 @@ asio::awaitable<void> delivery_scheduler::worker(std::shared_ptr<account_queue> 
       co_await record(m, expired, &*content);
       continue;
     }
+    // Only recipients still pending are attempted.
+    envelope pending = m.env;
+    pending.recipients.clear();
+    for (const auto& r : m.recipients) {
+      if (r.status == recipient_status::pending) pending.recipients.push_back(r.rcpt);
+    }
+    // Held meanwhile (another connection heard Gmail's answer), or this
+    // message would go over the account's limits: it is not sent.
+    auto hold = limits_.held(q->account, now_());
+    if (!hold) {
+      hold = limits_.check(q->account, limits_of(q->account), pending.recipients.size(), now_());
+    }
+    if (hold) {
+      co_await hold_account(q, *hold, std::move(m));
+      break;
+    }
+    // Counted against the limits from here, so another connection of the
+    // account cannot take the same room while this one connects.
+    limits_.begin_send(q->account, pending.recipients.size());
     if (connection &&
         (!connection->usable() || sent >= settings_.upstream.max_messages_per_connection)) {
       co_await close_connection();
     }
     if (!connection) {
       auto opened = co_await open_connection(q->account);
-      if (const auto* failure = std::get_if<not_sent>(&opened)) {
+      if (const auto* failed = std::get_if<connect_failure>(&opened)) {
+        limits_.end_send(q->account, pending.recipients.size());
+        const not_sent* failure = &failed->what;
+        const attempt what = *failure;
+        if (const auto answer = provider_answer_in(what)) {
+          // Gmail asked for a pause (421 4.7.0 at the greeting, 454 4.7.0
+          // at AUTH): the account is held, which is not a failure.
+          const auto hold = limits_.hold_for(q->account, *answer->answer, answer->reply, now_(),
+                                             hold_policy_of(policy_));
+          note_reachable(q->account);  // it answered
+          // This message was attempted; the rest waits without an attempt.
+          co_await record(m, what, nullptr, hold.resumes_at_ms);
+          co_await hold_account(q, hold, std::nullopt);
+          break;
+        }
         counters_.last_upstream_error = failure->reason;
-        ++counters_.failures_in_a_row[q->account];
-        counters_.last_error_by_account[q->account] = failure->reason;
-        log::warning("delivery_deferred")
-            .kv("account", q->account)
-            .kv("messages", q->waiting.size() + 1)
-            .kv("reason", failure->reason);
         // Everything waiting for this account shares the fate of this attempt.
         std::deque<queued_message> all;
         all.swap(q->waiting);
         all.push_front(std::move(m));
+        if (failed->unreachable) {
+          // An outage is one event (and its own health rule), not a failure
+          // per connection or a line per message.
+          note_unreachable(q->account, failure->reason, all);
+        } else {
+          ++counters_.failures_in_a_row[q->account];
+          counters_.last_error_by_account[q->account] = failure->reason;
+          log::warning("delivery_deferred")
+              .kv("account", q->account)
+              .kv("messages", all.size())
+              .kv("reason", failure->reason);
+        }
         wake();  // the backlog in memory is gone: other accounts may need more
-        const attempt what = *failure;
-        for (auto& each : all) co_await record(each, what, nullptr);
+        for (auto& each : all) {
+          co_await record(each, what, nullptr, std::nullopt, failed->unreachable);
+        }
         break;
       }
       connection = std::move(std::get<connection_ptr>(opened));
@@ -377,14 +408,9 @@ asio::awaitable<void> delivery_scheduler::worker(std::shared_ptr<account_queue> 
       sent = 0;
     }
 
-    // Only recipients still pending are attempted.
-    envelope pending = m.env;
-    pending.recipients.clear();
-    for (const auto& r : m.recipients) {
-      if (r.status == recipient_status::pending) pending.recipients.push_back(r.rcpt);
-    }
     const auto started = std::chrono::steady_clock::now();
     auto result = co_await connection->send(pending, *content);
+    limits_.end_send(q->account, pending.recipients.size());
     ++sent;
     if (duration_observer_) {
       duration_observer_(
@@ -400,10 +426,28 @@ asio::awaitable<void> delivery_scheduler::worker(std::shared_ptr<account_queue> 
     // recorded on the side (group-committed with others) while the
     // connection goes on. Until it is stored the message stays claimed; a
     // crash before then sends it again, which Gmail's 250 already allows.
+    if (const auto delivered = result.count(delivery_status::delivered); delivered > 0) {
+      limits_.record_sent(q->account, now_(), delivered);
+      limits_.delivered(q->account);
+    }
     std::optional<message_content> kept;
     if (!result.all_delivered()) kept = std::move(*content);  // a bounce may quote it
-    asio::co_spawn(executor_, record_later(std::move(m), std::move(result), std::move(kept)),
+    std::optional<account_hold> answered;
+    if (const auto answer = provider_answer_in(sent_upstream{result})) {
+      answered = limits_.hold_for(q->account, *answer->answer, answer->reply, now_(),
+                                  hold_policy_of(policy_));
+    }
+    const auto held_until =
+        answered ? std::optional<std::int64_t>(answered->resumes_at_ms) : std::nullopt;
+    asio::co_spawn(executor_,
+                   record_later(std::move(m), std::move(result), std::move(kept), held_until),
                    log_failure("delivery_record_failed"));
+    if (answered) {
+      // The rest of the account's mail waits for the hold; this connection
+      // is done (Gmail may close it anyway).
+      co_await hold_account(q, *answered, std::nullopt);
+      break;
+    }
   }
   co_await close_connection();
   --q->workers;
@@ -432,14 +476,15 @@ asio::awaitable<void> delivery_scheduler::content_failed(const queued_message& m
   ++counters_.content_unreadable;
   log::warning("delivery_content_unreadable").kv("id", m.id).kv("error", failure.detail);
   const attempt unreadable =
-      not_sent{"cannot read the message content: " + failure.detail, std::nullopt};
+      not_sent{"cannot read the message content: " + failure.detail, std::nullopt, std::nullopt};
   co_await record(m, unreadable, nullptr);
 }
 
 asio::awaitable<void> delivery_scheduler::record_later(queued_message m, send_result result,
-                                                       std::optional<message_content> content) {
+                                                       std::optional<message_content> content,
+                                                       std::optional<std::int64_t> held_until) {
   attempt what = sent_upstream{std::move(result)};
-  co_await record(m, std::move(what), content ? &*content : nullptr);
+  co_await record(m, std::move(what), content ? &*content : nullptr, held_until);
 }
 
 asio::awaitable<void> delivery_scheduler::record_owned(queued_message m, attempt what) {
@@ -466,15 +511,17 @@ asio::awaitable<std::optional<std::string>> delivery_scheduler::quote_of(const q
 }
 
 asio::awaitable<void> delivery_scheduler::record(const queued_message& m, attempt what,
-                                                 message_content* content) {
+                                                 message_content* content,
+                                                 std::optional<std::int64_t> held_until,
+                                                 bool quiet) {
   const auto now = now_();
-  auto decision = decide(m, what, policy_, now, std::nullopt);
+  auto decision = decide(m, what, policy_, now, std::nullopt, held_until);
   if (decision.bounce && !std::holds_alternative<content_lost>(what)) {
     // A notice quotes the original (at most bounce_quote_limit of it), read
     // only now that one is due: no message holds its content while it waits
     // to be recorded. The same decision again, with the copy.
     auto quoted = co_await quote_of(m, content);
-    if (quoted) decision = decide(m, what, policy_, now, std::string_view(*quoted));
+    if (quoted) decision = decide(m, what, policy_, now, std::string_view(*quoted), held_until);
   }
   // A bounce of a finished message, or the delay warning of a queued one.
   const bool notice = decision.bounce.has_value();
@@ -489,7 +536,7 @@ asio::awaitable<void> delivery_scheduler::record(const queued_message& m, attemp
     log::error("delivery_record_failed").kv("id", m.id).kv("error", stored.error().detail);
     co_return;
   }
-  count(m, decision.report, bounced, now);
+  count(m, decision.report, bounced, now, quiet && !notice);
   if (notice && !bounced) {
     ++counters_.delay_warnings;
     log::info("delay_warning_sent").kv("id", m.id).kv("to", m.env.sender);
@@ -498,7 +545,7 @@ asio::awaitable<void> delivery_scheduler::record(const queued_message& m, attemp
 }
 
 void delivery_scheduler::count(const queued_message& m, const attempt_report& r, bool bounced,
-                               std::int64_t now) {
+                               std::int64_t now, bool quiet) {
   const auto& account = m.env.account;
   if (r.delivered_now > 0) {
     tokens_.record_delivery(account, now / 1000);
@@ -517,6 +564,7 @@ void delivery_scheduler::count(const queued_message& m, const attempt_report& r,
     ++counters_.bounced;
     wake();  // the bounce is new mail
   }
+  if (quiet) return;
   auto line = r.outcome == message_outcome::delivered ? log::info("delivered")
               : r.outcome == message_outcome::failed  ? log::notice("delivery_failed")
                                                       : log::info("delivery_deferred");
@@ -529,59 +577,6 @@ void delivery_scheduler::count(const queued_message& m, const attempt_report& r,
     line.kv("attempt", r.attempt_number).kv("reason", r.reason);
   }
   if (bounced) line.kv("bounce", "sent to sender");
-}
-
-void delivery_scheduler::delete_messages(std::vector<std::string> ids,
-                                         std::function<void(spool_result<queue_change>)> done) {
-  std::vector<std::string> now;
-  std::size_t later = 0;
-  for (auto& id : ids) {
-    if (claimed_.count(id) == 0) {
-      removing_.insert(id);
-      now.push_back(std::move(id));
-      continue;
-    }
-    bool was_waiting = false;
-    for (auto& [account, q] : queues_) {
-      auto it = std::find_if(q->waiting.begin(), q->waiting.end(),
-                             [&](const queued_message& m) { return m.id == id; });
-      if (it == q->waiting.end()) continue;
-      q->waiting.erase(it);
-      was_waiting = true;
-      break;
-    }
-    if (was_waiting) {
-      claimed_.erase(id);
-      removing_.insert(id);
-      now.push_back(std::move(id));
-    } else if (doomed_.insert(id).second) {
-      ++later;
-    }
-  }
-  asio::co_spawn(executor_, remove_now(std::move(now), later, std::move(done)),
-                 log_failure("message_delete_failed"));
-}
-
-asio::awaitable<void> delivery_scheduler::remove_now(
-    std::vector<std::string> ids, std::size_t later,
-    std::function<void(spool_result<queue_change>)> done) {
-  auto removed = co_await queue_.remove(ids);
-  for (const auto& id : ids) removing_.erase(id);
-  if (removed) removed->changed += later;
-  done(std::move(removed));
-}
-
-asio::awaitable<void> delivery_scheduler::delete_doomed(const std::string& id) {
-  doomed_.erase(id);
-  std::vector<std::string> ids{id};
-  auto result = co_await queue_.remove(std::move(ids));
-  if (!result) {
-    log::error("message_delete_failed").kv("id", id).kv("error", result.error().detail);
-  } else if (result->changed == 0) {
-    log::notice("message_delete_skipped").kv("id", id).kv("reason", "it left the queue meanwhile");
-  } else {
-    log::notice("message_deleted").kv("id", id).kv("after", "its delivery attempt");
-  }
 }
 
 }  // namespace oauth_relay::relay

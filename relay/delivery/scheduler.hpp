@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -28,6 +29,7 @@
 #include "config/config.hpp"
 #include "relay/delivery/decision.hpp"
 #include "relay/delivery/parking.hpp"
+#include "relay/delivery/sending_limits.hpp"
 #include "relay/delivery/upstream.hpp"
 #include "relay/spool/delivery_queue.hpp"
 
@@ -58,6 +60,17 @@ struct delivery_counters {
   std::uint64_t delay_warnings = 0;  // queue.delay_warning notices generated
 };
 
+// An account's upstream that could not be connected to (refused, timed
+// out, TLS failed): one event with a start, a periodic summary, and an end,
+// not a line per message and attempt.
+struct upstream_outage {
+  std::int64_t since_ms = 0;  // the first failed connection
+  std::string reason;         // the last failure, one line
+  std::uint64_t failed_connections = 0;
+  std::int64_t last_summary_ms = 0;
+  message_id_set deferred;  // messages that waited for it
+};
+
 class delivery_scheduler {
  public:
   // Wall-clock unix milliseconds: what the spool's due times are in.
@@ -75,6 +88,9 @@ class delivery_scheduler {
   void start();
   // New mail was stored, or an account may be usable again: look now.
   void wake();
+  // Ends every hold Gmail's answers put on the accounts (an administrator's
+  // retry): the next answer holds again; the accounts' limits still apply.
+  void lift_holds();
   // Called on the executor with each delivery attempt's duration in seconds
   // (the metrics' histogram).
   void on_delivery_duration(std::function<void(double)> observer);
@@ -96,36 +112,68 @@ class delivery_scheduler {
                        std::function<void(spool_result<queue_change>)> done);
 
   const delivery_counters& counters() const { return counters_; }
+  // Each account's sending state and what it sent in the last 24 hours.
+  sending_status sending(const std::string& account);
+  // The accounts whose upstream cannot be reached now.
+  const std::map<std::string, upstream_outage>& outages() const { return outages_; }
+  // upstream.outage_alert_after as configured now (reloads included).
+  std::chrono::seconds outage_alert_after() const { return settings_.upstream.outage_alert_after; }
 
  private:
   struct account_queue;
   using connection_ptr = std::unique_ptr<upstream_connection>;
 
   boost::asio::awaitable<void> dispatch_loop();
+  // Reads the accounts' sending record and holds back from the spool.
+  boost::asio::awaitable<void> load_sending_history();
+  // Puts the account of `q` on `hold`: stores it (when Gmail's), and parks
+  // its mail waiting in memory (and `also`) until the hold ends.
+  boost::asio::awaitable<void> hold_account(std::shared_ptr<account_queue> q,
+                                            const account_hold& hold,
+                                            std::optional<queued_message> also);
+  // Logs and forgets the holds that ended by `now_ms`.
+  boost::asio::awaitable<void> resume_ended_holds(std::int64_t now_ms);
+  const config::account_limits& limits_of(const std::string& account) const;
   boost::asio::awaitable<void> worker(std::shared_ptr<account_queue> queue);
+  // Why a connection could not be had; `unreachable` when the upstream
+  // itself could not be connected to (not a token or a login).
+  struct connect_failure {
+    not_sent what;
+    bool unreachable = false;
+  };
   // An authenticated connection for `account`, or why there is none.
-  boost::asio::awaitable<std::variant<connection_ptr, not_sent>> open_connection(
+  boost::asio::awaitable<std::variant<connection_ptr, connect_failure>> open_connection(
       const std::string& account);
+  // The outage of `account`'s upstream goes on (logged when it starts and
+  // then every outage_summary_every), with `messages` deferred by it.
+  void note_unreachable(const std::string& account, const std::string& reason,
+                        const std::deque<queued_message>& messages);
+  void note_reachable(const std::string& account);
   std::size_t waiting_total() const;  // claimed messages not yet on a connection
   // A content that could not be opened or read to its end: lost (a bounce
   // now) or failed (a retry after the backoff).
   boost::asio::awaitable<void> content_failed(const queued_message& message,
                                               const spool_failure& failure);
   boost::asio::awaitable<void> record_later(queued_message message, send_result result,
-                                            std::optional<message_content> content);
+                                            std::optional<message_content> content,
+                                            std::optional<std::int64_t> held_until);
   // Stores what the attempt decided, with the bounce or delay warning it
   // makes, which quotes the original: from `content` when given (it must
   // outlive the call), else read from the spool again.
+  // `held_until`: the account's hold, when the attempt put one on it.
   boost::asio::awaitable<void> record(const queued_message& message, attempt what,
-                                      message_content* content);
+                                      message_content* content,
+                                      std::optional<std::int64_t> held_until = std::nullopt,
+                                      bool quiet = false);
   // record() of a message no one else holds (spawned on its own).
   boost::asio::awaitable<void> record_owned(queued_message message, attempt what);
   // What a notice quotes of `message`: its first bounce_quote_limit octets;
   // nothing when they cannot be read.
   boost::asio::awaitable<std::optional<std::string>> quote_of(const queued_message& message,
                                                               message_content* content);
+  // `quiet`: no line for the message (an outage logs itself as one event).
   void count(const queued_message& message, const attempt_report& report, bool bounced,
-             std::int64_t now);
+             std::int64_t now, bool quiet = false);
   void start_workers(const std::shared_ptr<account_queue>& queue);
   std::shared_ptr<account_queue> queue_for(const std::string& account);
   boost::asio::awaitable<void> remove_now(std::vector<std::string> ids, std::size_t later,
@@ -141,6 +189,9 @@ class delivery_scheduler {
   delivery_policy policy_;
   clock now_;
   account_parking parking_;
+  sending_limits limits_;
+  std::map<std::string, account_hold> announced_;  // holds logged and not yet ended
+  std::map<std::string, upstream_outage> outages_;
   std::map<std::string, std::shared_ptr<account_queue>> queues_;
   message_id_set claimed_;                  // ids waiting in a queue or being delivered
   std::unordered_set<std::string> doomed_;  // claimed ids to delete once their attempt ends

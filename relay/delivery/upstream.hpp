@@ -30,7 +30,8 @@ enum class connect_status {
 
 struct connect_result {
   connect_status status = connect_status::network;
-  std::string message;  // one line for logs and `oauth-relayctl test`
+  std::string message;               // one line for logs and `oauth-relayctl test`
+  std::optional<smtp::reply> reply;  // the refusal, when status is refused
   bool ok() const { return status == connect_status::ok; }
 };
 

@@ -203,14 +203,17 @@ asio::awaitable<std::optional<smtp::reply>> upstream_client::impl::read_reply(
 
 // --- connect ---------------------------------------------------------------
 
-connect_result upstream_client::impl::connect_failed(connect_status status, std::string message) {
+connect_result upstream_client::impl::connect_failed(connect_status status, std::string message,
+                                                     std::optional<smtp::reply> reply) {
   fail(status == connect_status::network ? failure::network : failure::protocol, message);
-  log::warning("upstream_connect_failed")
+  // Debug only: the scheduler logs an outage as one event with this reason
+  // (upstream_unreachable), and oauth-relayctl test prints it.
+  log::debug("upstream_connect_failed")
       .kv("conn", options_.id)
       .kv("host", options_.host)
       .kv("port", options_.port)
       .kv("error", message);
-  return connect_result{status, std::move(message)};
+  return connect_result{status, std::move(message), std::move(reply)};
 }
 
 connect_result upstream_client::impl::connect_lost() {
@@ -293,7 +296,7 @@ asio::awaitable<std::optional<smtp::reply>> upstream_client::impl::ehlo() {
 
 asio::awaitable<connect_result> upstream_client::impl::connect() {
   if (state_ != state::fresh) {
-    co_return connect_result{connect_status::network, "connect() called twice"};
+    co_return connect_result{connect_status::network, "connect() called twice", std::nullopt};
   }
   std::string error;
   const bool connected = co_await tcp_connect(error);
@@ -308,13 +311,13 @@ asio::awaitable<connect_result> upstream_client::impl::connect() {
   if (!greeting) co_return connect_lost();
   if (greeting->code != 220) {
     co_return connect_failed(connect_status::refused,
-                             "upstream greeted with " + smtp::to_line(*greeting));
+                             "upstream greeted with " + smtp::to_line(*greeting), greeting);
   }
   auto hello = co_await ehlo();
   if (!hello) co_return connect_lost();
   if (hello->code != 250) {
     co_return connect_failed(connect_status::refused,
-                             "upstream refused EHLO: " + smtp::to_line(*hello));
+                             "upstream refused EHLO: " + smtp::to_line(*hello), hello);
   }
   caps_ = smtp::parse_ehlo(*hello);
 
@@ -329,7 +332,7 @@ asio::awaitable<connect_result> upstream_client::impl::connect() {
     if (!ready) co_return connect_lost();
     if (ready->code != 220) {
       co_return connect_failed(connect_status::refused,
-                               "upstream refused STARTTLS: " + smtp::to_line(*ready));
+                               "upstream refused STARTTLS: " + smtp::to_line(*ready), ready);
     }
     // RFC 3207 §4.2 / CVE-2011-0411: anything that arrived before the
     // handshake was not protected by it and must not be taken as a reply.
@@ -350,7 +353,8 @@ asio::awaitable<connect_result> upstream_client::impl::connect() {
     if (!again) co_return connect_lost();
     if (again->code != 250) {
       co_return connect_failed(connect_status::refused,
-                               "upstream refused EHLO after STARTTLS: " + smtp::to_line(*again));
+                               "upstream refused EHLO after STARTTLS: " + smtp::to_line(*again),
+                               again);
     }
     caps_ = smtp::parse_ehlo(*again);
   }
@@ -364,7 +368,7 @@ asio::awaitable<connect_result> upstream_client::impl::connect() {
       .kv("tls", tls_name(options_.tls))
       .kv("protocol", SSL_get_version(ssl))
       .kv("cipher", SSL_get_cipher_name(ssl));
-  co_return connect_result{connect_status::ok, {}};
+  co_return connect_result{connect_status::ok, {}, std::nullopt};
 }
 
 // --- authenticate ----------------------------------------------------------

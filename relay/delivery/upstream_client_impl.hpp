@@ -80,7 +80,8 @@ struct upstream_client::impl {
 
   // --- connect ---------------------------------------------------------------
 
-  connect_result connect_failed(connect_status status, std::string message);
+  connect_result connect_failed(connect_status status, std::string message,
+                                std::optional<smtp::reply> reply = std::nullopt);
   // After a failed read or write: the failure as a connect result.
   connect_result connect_lost();
   boost::asio::awaitable<bool> tcp_connect(std::string& error);

@@ -59,6 +59,14 @@ class delivery_queue {
   virtual boost::asio::awaitable<spool_result<std::size_t>> reschedule(std::string account,
                                                                        std::int64_t when_ms) = 0;
 
+  // The accounts' sending record since `since_ms` and the holds that end
+  // after it (read once at start).
+  virtual boost::asio::awaitable<spool_result<sending_record>> sending_history(
+      std::int64_t since_ms) = 0;
+  // Stores the hold on `account`, or removes it when `hold` is unset.
+  virtual boost::asio::awaitable<spool_result<void>> save_hold(std::string account,
+                                                               std::optional<hold_row> hold) = 0;
+
   // Removes the messages `ids` (rows, recipients and content). The caller
   // makes sure none is being delivered.
   virtual boost::asio::awaitable<spool_result<queue_change>> remove(

@@ -49,6 +49,14 @@ class local_bounces final : public delivery_queue {
                                                                std::int64_t when_ms) override {
     return spool_.reschedule(std::move(account), when_ms);
   }
+  boost::asio::awaitable<spool_result<sending_record>> sending_history(
+      std::int64_t since_ms) override {
+    return spool_.sending_history(since_ms);
+  }
+  boost::asio::awaitable<spool_result<void>> save_hold(std::string account,
+                                                       std::optional<hold_row> hold) override {
+    return spool_.save_hold(std::move(account), std::move(hold));
+  }
   boost::asio::awaitable<spool_result<queue_change>> remove(std::vector<std::string> ids) override {
     return spool_.remove(std::move(ids));
   }

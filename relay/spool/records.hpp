@@ -100,6 +100,34 @@ struct delivery_record {
   std::string last_error;
   bool count_attempt = true;
   bool delay_warned = false;  // a delay warning is stored with this record: never another
+  // Recipients this attempt delivered: when some, one row of the account's
+  // sending record (sent_log) is stored with it, at sent_at_ms.
+  std::size_t sent_recipients = 0;
+  std::string account;
+  std::int64_t sent_at_ms = 0;
+};
+
+// One delivered message of an account's sending record (sent_log).
+struct sent_row {
+  std::string account;
+  std::int64_t sent_at_ms = 0;
+  std::size_t recipients = 0;
+};
+
+// A hold Gmail put on an account (account_holds), as stored.
+struct hold_row {
+  std::string account;
+  std::string state;  // "throttled" or "over_quota"
+  std::int64_t since_ms = 0;
+  std::int64_t resumes_at_ms = 0;
+  int throttles = 0;
+  std::string reason;
+};
+
+// What the accounts sent in the last 24 hours and the holds still on.
+struct sending_record {
+  std::vector<sent_row> sent;  // oldest first
+  std::vector<hold_row> holds;
 };
 
 // Queue figures for the health socket, counted without loading messages.

@@ -31,6 +31,24 @@ constexpr const char* reschedule_account =
     "UPDATE messages SET next_attempt_ms = ?1 "
     "WHERE (?2 = '' OR account = ?2 COLLATE NOCASE) AND next_attempt_ms > ?1";
 
+// The sending record: a row per delivered message, and the rows that left
+// the 24-hour window go as new ones come (the index on sent_at_ms keeps both
+// cheap).
+constexpr const char* insert_sent =
+    "INSERT INTO sent_log(account, sent_at_ms, recipients) VALUES (?1, ?2, ?3)";
+constexpr const char* prune_sent = "DELETE FROM sent_log WHERE sent_at_ms <= ?1";
+constexpr std::int64_t sent_window_ms = 24 * 3600 * 1000;  // Gmail's rolling day
+constexpr const char* select_sent =
+    "SELECT account, sent_at_ms, recipients FROM sent_log WHERE sent_at_ms > ?1 "
+    "ORDER BY sent_at_ms";
+constexpr const char* select_holds =
+    "SELECT account, state, since_ms, resumes_at_ms, throttles, reason FROM account_holds";
+constexpr const char* upsert_hold =
+    "INSERT INTO account_holds(account, state, since_ms, resumes_at_ms, throttles, reason) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(account) DO UPDATE SET state = ?2, "
+    "since_ms = ?3, resumes_at_ms = ?4, throttles = ?5, reason = ?6";
+constexpr const char* delete_hold = "DELETE FROM account_holds WHERE account = ?1";
+
 // A large content's file is opened after the (read-only) transaction, so
 // that never holds up the batch's commit; it is read later, in pieces, by
 // whoever delivers it.
@@ -100,6 +118,16 @@ boost::asio::awaitable<spool_result<void>> scheduling_queries::record(
           message.bind(5, static_cast<std::int64_t>(record.delay_warned ? 1 : 0));
           message.run();
         }
+        if (record.sent_recipients > 0) {
+          auto& sent = ctx.prepared(insert_sent);
+          sent.bind(1, std::string_view(record.account));
+          sent.bind(2, record.sent_at_ms);
+          sent.bind(3, static_cast<std::int64_t>(record.sent_recipients));
+          sent.run();
+          auto& prune = ctx.prepared(prune_sent);
+          prune.bind(1, record.sent_at_ms - sent_window_ms);
+          prune.run();
+        }
         if (bounce) {
           rows::insert_message(ctx.statements(), bounce_id, bounce->env, now_ms(),
                                {.size = bounce->content.size(),
@@ -140,6 +168,54 @@ boost::asio::awaitable<spool_result<std::size_t>> scheduling_queries::reschedule
         st.bind(2, std::string_view(account));
         st.run();
         return static_cast<std::size_t>(ctx.db().changes());
+      },
+      use_awaitable);
+}
+
+boost::asio::awaitable<spool_result<sending_record>> scheduling_queries::sending_history(
+    std::int64_t since_ms) {
+  return writer_.run<sending_record>(
+      [since_ms](writer_context& ctx) -> spool_result<sending_record> {
+        sending_record out;
+        auto& sent = ctx.prepared(select_sent);
+        db::reset_on_exit reset_sent(sent);
+        sent.bind(1, since_ms);
+        while (sent.step()) {
+          out.sent.push_back(
+              sent_row{sent.text(0), sent.int64(1), static_cast<std::size_t>(sent.int64(2))});
+        }
+        auto& holds = ctx.prepared(select_holds);
+        db::reset_on_exit reset_holds(holds);
+        while (holds.step()) {
+          hold_row h{holds.text(0),  holds.text(1),  holds.int64(2),
+                     holds.int64(3), holds.int32(4), holds.text(5)};
+          if (h.resumes_at_ms > since_ms) out.holds.push_back(std::move(h));
+        }
+        return out;
+      },
+      use_awaitable);
+}
+
+boost::asio::awaitable<spool_result<void>> scheduling_queries::save_hold(
+    std::string account, std::optional<hold_row> hold) {
+  return writer_.run<void>(
+      [account = std::move(account),
+       hold = std::move(hold)](writer_context& ctx) -> spool_result<void> {
+        if (!hold) {
+          auto& st = ctx.prepared(delete_hold);
+          st.bind(1, std::string_view(account));
+          st.run();
+          return {};
+        }
+        auto& st = ctx.prepared(upsert_hold);
+        st.bind(1, std::string_view(account));
+        st.bind(2, std::string_view(hold->state));
+        st.bind(3, hold->since_ms);
+        st.bind(4, hold->resumes_at_ms);
+        st.bind(5, static_cast<std::int64_t>(hold->throttles));
+        st.bind(6, std::string_view(hold->reason));
+        st.run();
+        return {};
       },
       use_awaitable);
 }

@@ -31,6 +31,10 @@ class scheduling_queries final : public delivery_queue {
                                                              std::string reason) override;
   boost::asio::awaitable<spool_result<std::size_t>> reschedule(std::string account,
                                                                std::int64_t when_ms) override;
+  boost::asio::awaitable<spool_result<sending_record>> sending_history(
+      std::int64_t since_ms) override;
+  boost::asio::awaitable<spool_result<void>> save_hold(std::string account,
+                                                       std::optional<hold_row> hold) override;
   boost::asio::awaitable<spool_result<queue_change>> remove(std::vector<std::string> ids) override;
 
  private:

@@ -446,6 +446,8 @@ TEST(config, minimal_file_gets_every_default) {
   EXPECT_EQ(s.upstream.ca_file, std::nullopt);
   EXPECT_EQ(s.upstream.max_connections, 4u);
   EXPECT_EQ(s.upstream.max_messages_per_connection, 100u);
+  EXPECT_EQ(s.upstream.outage_alert_after, 5min);
+  EXPECT_EQ(s.accounts.at(0).limits, account_limits{});
   EXPECT_EQ(s.queue.retry_initial, 60s);
   EXPECT_EQ(s.queue.retry_max, 1h);
   EXPECT_EQ(s.queue.lifetime, 5 * 24h);
@@ -501,6 +503,7 @@ TEST(config, full_file_sets_every_key) {
       "\n"
       "  max_connections: 2\n"
       "  max_messages_per_connection: 30\n"
+      "  outage_alert_after: 90s\n"
       "queue:\n"
       "  retry_initial: 30s\n"
       "  retry_max: 2h\n"
@@ -519,6 +522,9 @@ TEST(config, full_file_sets_every_key) {
       "accounts:\n"
       "  - address: alice@example.com\n"
       "    senders: [\"alice@example.com\", \"*@billing.example.com\"]\n"
+      "    limits:\n"
+      "      messages_per_day: 450\n"
+      "      recipients_per_day: 900\n"
       "  - address: ops@example.com\n"
       "    default: true\n"
       "  - address: bob@example.com\n"
@@ -556,6 +562,9 @@ TEST(config, full_file_sets_every_key) {
   EXPECT_EQ(s.upstream.ca_file, upstream_ca);
   EXPECT_EQ(s.upstream.max_connections, 2u);
   EXPECT_EQ(s.upstream.max_messages_per_connection, 30u);
+  EXPECT_EQ(s.upstream.outage_alert_after, 90s);
+  EXPECT_EQ(s.accounts.at(0).limits, (account_limits{450, 900}));
+  EXPECT_EQ(s.accounts.at(1).limits, account_limits{});
   EXPECT_EQ(s.queue.retry_initial, 30s);
   EXPECT_EQ(s.queue.retry_max, 2h);
   EXPECT_EQ(s.queue.lifetime, 3 * 24h);
@@ -578,6 +587,21 @@ TEST(config, full_file_sets_every_key) {
   EXPECT_EQ(s.accounts[2].address, "bob@example.com");
   EXPECT_EQ(s.accounts[2].senders, std::vector<std::string>{"bob@example.com"});
   EXPECT_FALSE(s.accounts[2].is_default);
+}
+
+TEST(config, account_limits_name_the_key_that_is_wrong) {
+  const std::string text =
+      "oauth:\n  client_id: id\n  client_secret: s\n"
+      "accounts:\n"
+      "  - address: alice@example.com\n"
+      "    limits:\n"
+      "      messages_per_day: 0\n"
+      "      recipents_per_day: 5\n";
+  EXPECT_THAT(error_strings(parse(text, "c.yaml")),
+              ElementsAre("c.yaml:7:25: accounts[0].limits.messages_per_day: expected a positive "
+                          "integer, got \"0\"",
+                          "c.yaml:8:7: accounts[0].limits: unknown key \"recipents_per_day\" (did "
+                          "you mean \"recipients_per_day\"?)"));
 }
 
 TEST(config, listen_port_zero_asks_for_a_free_port) {

@@ -36,17 +36,26 @@ TEST(accounts_json, lists_configured_accounts_then_stored_ones_no_longer_configu
   auto gone = row("gone@example.com", auth::token_state::needs_reauth);
   gone.refresh_token.clear();
   gone.last_error = "token revoked";
-  const auto text = accounts_json(
-      {gone, alice}, {configured("alice@example.com"), configured("bob@example.com")}, now);
+  std::map<std::string, account_sending> sending;
+  sending["Alice@example.com"] = {"over_quota", now + 3600, "limits.messages_per_day (10) reached",
+                                  10};
+  sending["bob@example.com"] = {};
+  const auto text =
+      accounts_json({gone, alice}, {configured("alice@example.com"), configured("bob@example.com")},
+                    now, sending);
   EXPECT_EQ(text.find("1//refresh"), std::string::npos) << text;
   EXPECT_EQ(text.find("ya29"), std::string::npos) << text;
   EXPECT_EQ(json::parse(text), json::parse(R"({"accounts":[
     {"address":"alice@example.com","token_state":"valid","access_expires_in_seconds":1800,
-     "last_delivery":"2026-11-30T07:59:00Z","last_error":null,"configured":true},
+     "last_delivery":"2026-11-30T07:59:00Z","last_error":null,"configured":true,
+     "sending_state":"over_quota","resumes_at":"2026-11-30T09:00:00Z",
+     "sending_reason":"limits.messages_per_day (10) reached","sent_24h":10},
     {"address":"bob@example.com","token_state":"missing","access_expires_in_seconds":null,
-     "last_delivery":null,"last_error":null,"configured":true},
+     "last_delivery":null,"last_error":null,"configured":true,
+     "sending_state":"ok","resumes_at":null,"sent_24h":0},
     {"address":"gone@example.com","token_state":"needs_reauth","access_expires_in_seconds":null,
-     "last_delivery":null,"last_error":"token revoked","configured":false}]})"));
+     "last_delivery":null,"last_error":"token revoked","configured":false,
+     "sending_state":null,"resumes_at":null,"sent_24h":null}]})"));
 }
 
 TEST(accounts_json, a_lapsed_valid_token_reads_expired_and_no_refresh_token_reads_missing) {

@@ -145,10 +145,70 @@ TEST(health_json, has_every_contract_field_with_nulls_where_unknown) {
     "queue": {"depth": 3, "deferred": 1, "oldest_age_seconds": 120},
     "accounts": [
       {"address": "alice@example.com", "token_state": "valid", "access_expires_in_seconds": 1800,
-       "last_delivery": "2026-11-30T08:00:00Z", "last_error": null},
+       "last_delivery": "2026-11-30T08:00:00Z", "last_error": null, "sending_state": "ok",
+       "resumes_at": null},
       {"address": "ops@example.com", "token_state": "expired", "access_expires_in_seconds": null,
-       "last_delivery": null, "last_error": "upstream 127.0.0.1: connection refused"}],
+       "last_delivery": null, "last_error": "upstream 127.0.0.1: connection refused",
+       "sending_state": "ok", "resumes_at": null}],
     "problems": []})"));
+}
+
+TEST(health_rules, a_held_account_degrades_saying_when_it_resumes_and_what_to_do) {
+  auto in = healthy_input();
+  in.accounts[0].sending_state = "over_quota";
+  in.accounts[0].resumes_at = 1'796'025'600;  // 2026-11-30T08:00:00Z
+  in.accounts[0].sending_reason =
+      "Gmail's daily sending limit for the account is used up (550 5.4.5 Daily user sending "
+      "limit exceeded. for rcpt@example.org)";
+  in.accounts[1].sending_state = "throttled";
+  in.accounts[1].resumes_at = 1'796'025'660;
+  in.accounts[1].sending_reason = "Gmail asks the relay to send more slowly (421 4.7.0)";
+  const auto verdict = evaluate(in);
+  EXPECT_FALSE(verdict.healthy);
+  EXPECT_EQ(verdict.problems,
+            (std::vector<std::string>{
+                "account alice@example.com is over its daily sending limit (Gmail's daily "
+                "sending limit for the account is used up (550 5.4.5 Daily user sending limit "
+                "exceeded. for [address])): its mail waits in the queue and goes out by itself "
+                "from 2026-11-30T08:00:00Z; nothing is lost. To send more per day, spread the "
+                "senders over more accounts or use a Google Workspace account (2,000 a day "
+                "instead of about 500)",
+                "account ops@example.com is throttled by Gmail (Gmail asks the relay to send "
+                "more slowly (421 4.7.0)): its mail waits in the queue and goes out by itself "
+                "from 2026-11-30T08:01:00Z; if this happens often, lower "
+                "upstream.max_connections"}));
+  const auto body = json::parse(health_json(in, verdict, "0.1.0"));
+  EXPECT_EQ(body["accounts"][0]["sending_state"], "over_quota");
+  // Held by its own limits, the advice is about the config.
+  in.accounts[0].sending_reason = "limits.messages_per_day (450) reached";
+  in.accounts.pop_back();
+  EXPECT_EQ(evaluate(in).problems,
+            std::vector<std::string>{
+                "account alice@example.com is over its daily sending limit "
+                "(limits.messages_per_day (450) reached): its mail waits in the queue and goes "
+                "out by itself from 2026-11-30T08:00:00Z; nothing is lost. To send more per "
+                "day, raise the account's limits in the config (Gmail allows about 500 a day, "
+                "2,000 for Google Workspace)"});
+  EXPECT_EQ(body["accounts"][0]["resumes_at"], "2026-11-30T08:00:00Z");
+}
+
+TEST(health_rules, an_unreachable_upstream_degrades_once_it_lasted_outage_alert_after) {
+  auto in = healthy_input();
+  in.outage_alert_after = std::chrono::seconds(300);
+  in.accounts[0].upstream_down_since = now - 299;
+  in.accounts[0].upstream_down_reason = "upstream smtp.gmail.com: connect: Connection refused";
+  in.accounts[0].upstream_down_messages = 12;
+  EXPECT_TRUE(evaluate(in).healthy);  // a blip is retried without an alarm
+  in.accounts[0].upstream_down_since = now - 300;
+  const auto verdict = evaluate(in);
+  EXPECT_EQ(verdict.problems,
+            (std::vector<std::string>{
+                "account alice@example.com: the upstream has been unreachable for 5 minutes "
+                "(since " +
+                iso8601_utc(now - 300) +
+                ": upstream smtp.gmail.com: connect: Connection refused); 12 messages wait in "
+                "the queue and go out by themselves once it answers. Check the network, DNS and "
+                "firewall toward it and run \"oauth-relayctl test alice@example.com\""}));
 }
 
 TEST(health_json, says_degraded_with_the_problems) {
@@ -314,6 +374,9 @@ TEST(prometheus, the_exposition_passes_the_strict_parser_with_every_contract_met
   in.health.accounts[0].delivered = 5;
   in.health.accounts[0].status.refreshes_ok = 2;
   in.health.accounts[0].status.refreshes_failed = 1;
+  in.health.accounts[0].sending_state = "over_quota";
+  in.health.accounts[0].sent_24h = 480;
+  in.health.accounts[1].upstream_down_since = now - 10;
   in.health.queue = {4, 1, now - 30};
   in.received = 7;
   in.bounced = 1;
@@ -333,7 +396,8 @@ TEST(prometheus, the_exposition_passes_the_strict_parser_with_every_contract_met
         "oauth_relay_queue_messages", "oauth_relay_queue_oldest_age_seconds",
         "oauth_relay_token_refreshes_total", "oauth_relay_account_token_valid",
         "oauth_relay_smtp_sessions_active", "oauth_relay_upstream_connections_active",
-        "oauth_relay_delivery_duration_seconds"}) {
+        "oauth_relay_delivery_duration_seconds", "oauth_relay_account_sending_state",
+        "oauth_relay_account_sent_24h", "oauth_relay_upstream_up"}) {
     EXPECT_NE(m.family(name), nullptr) << name;
   }
   EXPECT_EQ(m.family("oauth_relay_delivery_duration_seconds")->type, "histogram");
@@ -352,6 +416,18 @@ TEST(prometheus, the_exposition_passes_the_strict_parser_with_every_contract_met
   // The odd address survives escaping and reads back unchanged.
   EXPECT_EQ(
       m.value("oauth_relay_account_token_valid", {{"account", "we\"ird\\name\n@example.com"}}), 0);
+  EXPECT_EQ(m.value("oauth_relay_account_sending_state",
+                    {{"account", "alice@example.com"}, {"state", "over_quota"}}),
+            1);
+  EXPECT_EQ(m.value("oauth_relay_account_sending_state",
+                    {{"account", "alice@example.com"}, {"state", "ok"}}),
+            0);
+  EXPECT_EQ(m.value("oauth_relay_account_sending_state",
+                    {{"account", "ops@example.com"}, {"state", "ok"}}),
+            1);
+  EXPECT_EQ(m.value("oauth_relay_account_sent_24h", {{"account", "alice@example.com"}}), 480);
+  EXPECT_EQ(m.value("oauth_relay_upstream_up", {{"account", "alice@example.com"}}), 1);
+  EXPECT_EQ(m.value("oauth_relay_upstream_up", {{"account", "ops@example.com"}}), 0);
   EXPECT_EQ(m.value("oauth_relay_delivery_duration_seconds_bucket", {{"le", "0.25"}}), 1);
   EXPECT_EQ(m.value("oauth_relay_delivery_duration_seconds_bucket", {{"le", "+Inf"}}), 2);
   EXPECT_EQ(m.value("oauth_relay_delivery_duration_seconds_sum"), 3.2);

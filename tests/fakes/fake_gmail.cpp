@@ -55,6 +55,12 @@ constexpr const char* no_such_user =
     "550-5.1.1 double-checking the recipient's email address for typos or\r\n"
     "550-5.1.1 unnecessary spaces. For more information, go to\r\n"
     "550 5.1.1  https://support.google.com/mail/?p=NoSuchUser fake - gsmtp\r\n";
+constexpr const char* daily_limit_exceeded =
+    "550-5.4.5 Daily user sending limit exceeded. For more information on Gmail\r\n"
+    "550-5.4.5 sending limits go to\r\n"
+    "550 5.4.5  https://support.google.com/a/answer/166852 fake - gsmtp\r\n";
+constexpr const char* try_again_later =
+    "421 4.7.0 Try again later, closing connection. (MAIL) fake - gsmtp\r\n";
 constexpr const char* data_451 =
     "451 4.3.0 Mail server temporarily rejected message. fake - gsmtp\r\n";
 constexpr const char* starttls_first =
@@ -79,6 +85,9 @@ struct fake_gmail::impl : std::enable_shared_from_this<impl> {
     int fail_data_451 = 0;
     int drop_after_data = 0;
     int reject_auth = 0;
+    int throttle_mail = 0;
+    std::size_t daily_limit = 0;     // 0: none
+    std::size_t accepted_today = 0;  // messages accepted since daily_limit was set
     std::set<std::string> rejected_recipients;
     std::chrono::milliseconds reply_delay{0};
     bool offer_starttls = true;
@@ -331,7 +340,7 @@ class fake_gmail::impl::session {
         open = co_await on_auth(argument);
         break;
       case smtp::verb::mail:
-        on_mail(argument);
+        open = on_mail(argument);
         break;
       case smtp::verb::rcpt:
         on_rcpt(argument);
@@ -445,16 +454,29 @@ class fake_gmail::impl::session {
     co_return true;
   }
 
-  void on_mail(const std::string& argument) {
-    if (!greeted_) return respond("503 5.5.1 EHLO/HELO first. fake - gsmtp\r\n");
-    if (needs_starttls()) return respond(starttls_first);
-    if (user_.empty()) return respond(auth_required);
-    if (in_transaction_) return respond("503 5.5.1 Nested MAIL command. fake - gsmtp\r\n");
+  // False when the connection is to end.
+  bool on_mail(const std::string& argument) {
+    auto answer = [this](std::string_view text, bool keep_open = true) {
+      respond(text);
+      return keep_open;
+    };
+    if (!greeted_) return answer("503 5.5.1 EHLO/HELO first. fake - gsmtp\r\n");
+    if (needs_starttls()) return answer(starttls_first);
+    if (user_.empty()) return answer(auth_required);
+    if (in_transaction_) return answer("503 5.5.1 Nested MAIL command. fake - gsmtp\r\n");
+    bool throttled = false;
+    bool over = false;
+    server_.change([&](auto& s) {
+      throttled = take_one(s.throttle_mail);
+      over = s.daily_limit > 0 && s.accepted_today >= s.daily_limit;
+    });
+    if (throttled) return answer(try_again_later, false);
+    if (over) return answer(daily_limit_exceeded);
     auto parsed = smtp::parse_mail_from(argument);
-    if (auto* error = std::get_if<smtp::reply>(&parsed)) return respond(error->wire());
+    if (auto* error = std::get_if<smtp::reply>(&parsed)) return answer(error->wire());
     auto& mail = std::get<smtp::mail_from>(parsed);
     if (mail.params.size && *mail.params.size > 35882577) {
-      return respond(
+      return answer(
           "552 5.3.4 Your message exceeded Google's message size limits. fake - gsmtp\r\n");
     }
     reset_transaction();
@@ -466,6 +488,7 @@ class fake_gmail::impl::session {
     mail_read_ = reads_;
     open_transaction();
     respond("250 2.1.0 OK fake - gsmtp\r\n");
+    return true;
   }
 
   void on_rcpt(const std::string& argument) {
@@ -517,6 +540,7 @@ class fake_gmail::impl::session {
       respond(data_451);
       co_return true;
     }
+    server_.change([](auto& s) { ++s.accepted_today; });
     server_.record_message(std::move(m));
     respond("250 2.0.0 OK  1700000000 fake - gsmtp\r\n");
     co_return true;
@@ -584,6 +608,15 @@ void fake_gmail::fail_data_451(int n) {
 }
 void fake_gmail::drop_after_data(int n) {
   impl_->change([&](auto& s) { s.drop_after_data = n; });
+}
+void fake_gmail::daily_limit(std::size_t n) {
+  impl_->change([&](auto& s) {
+    s.daily_limit = n;
+    s.accepted_today = 0;
+  });
+}
+void fake_gmail::throttle_mail_421(int n) {
+  impl_->change([&](auto& s) { s.throttle_mail = n; });
 }
 void fake_gmail::reject_recipient(std::string address) {
   impl_->change([&](auto& s) { s.rejected_recipients.insert(std::move(address)); });

@@ -53,6 +53,14 @@ class fake_gmail {
   void fail_data_451(int n);
   // Close the connection after the content of the next `n` messages, before replying.
   void drop_after_data(int n);
+  // Gmail's daily sending limit: once `n` messages were accepted in all,
+  // MAIL gets "550 5.4.5 Daily user sending limit exceeded" (0: no limit).
+  // Setting it again starts a new day: the count starts from zero.
+  void daily_limit(std::size_t n);
+  // The next `n` MAIL commands get "421 4.7.0 Try again later, closing
+  // connection" and the connection is closed, as Gmail does to a client
+  // that sends too fast.
+  void throttle_mail_421(int n);
   // RCPT TO for this address gets Gmail's 550 5.1.1 "does not exist".
   void reject_recipient(std::string address);
   // Every reply (greeting included) waits this long first: a slow upstream.

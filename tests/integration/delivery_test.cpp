@@ -308,7 +308,7 @@ TEST_F(delivery, unknown_ca_means_no_credentials_and_mail_waits) {
   test_pki stranger;
   start(fake_gmail::mode::starttls, stranger.issue({"localhost"}, {"127.0.0.1"}));
   ASSERT_EQ(send({"a@example.org"}, "Subject: untrusted\r\n\r\nx\r\n").code, 250);
-  ASSERT_TRUE(relay_->wait_for_log("event=delivery_deferred", 10s));
+  ASSERT_TRUE(relay_->wait_for_log("event=upstream_unreachable", 10s));
   EXPECT_NE(relay_->log().find("certificate verify failed"), std::string::npos) << relay_->log();
   EXPECT_EQ(gmail_->auth_attempts(), 0u);
   EXPECT_EQ(queued(), 1u);
@@ -317,7 +317,7 @@ TEST_F(delivery, unknown_ca_means_no_credentials_and_mail_waits) {
 TEST_F(delivery, certificate_for_another_host_means_no_credentials) {
   start(fake_gmail::mode::starttls, pki_.issue({"smtp.other.example"}, {"192.0.2.1"}));
   ASSERT_EQ(send({"a@example.org"}, "Subject: wrong host\r\n\r\nx\r\n").code, 250);
-  ASSERT_TRUE(relay_->wait_for_log("event=delivery_deferred", 10s));
+  ASSERT_TRUE(relay_->wait_for_log("event=upstream_unreachable", 10s));
   EXPECT_EQ(gmail_->auth_attempts(), 0u);
   EXPECT_EQ(queued(), 1u);
 }
@@ -326,7 +326,7 @@ TEST_F(delivery, upstream_without_starttls_gets_no_credentials) {
   start();
   gmail_->set_offer_starttls(false);
   ASSERT_EQ(send({"a@example.org"}, "Subject: plain\r\n\r\nx\r\n").code, 250);
-  ASSERT_TRUE(relay_->wait_for_log("event=delivery_deferred", 10s));
+  ASSERT_TRUE(relay_->wait_for_log("event=upstream_unreachable", 10s));
   EXPECT_NE(relay_->log().find("STARTTLS"), std::string::npos) << relay_->log();
   EXPECT_EQ(gmail_->auth_attempts(), 0u);
   EXPECT_EQ(queued(), 1u);

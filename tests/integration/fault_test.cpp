@@ -141,7 +141,7 @@ TEST_F(fault, gmail_down_under_load_then_refusing_then_each_message_delivered_on
       tags.push_back(tag);
     }
   }
-  ASSERT_TRUE(relay_->wait_for_log("event=delivery_deferred", 10s));
+  ASSERT_TRUE(relay_->wait_for_log("event=upstream_unreachable", 10s));
   EXPECT_EQ(google_.message_count(), 5u);
   // It comes back greeting the first connections with 421, as an overloaded Gmail does.
   google_.start_gmail();

@@ -109,7 +109,8 @@ json strict_health(const http_result& r) {
             (std::set<std::string>{"depth", "deferred", "oldest_age_seconds"}));
   for (const auto& a : body["accounts"]) {
     EXPECT_EQ(keys(a), (std::set<std::string>{"address", "token_state", "access_expires_in_seconds",
-                                              "last_delivery", "last_error"}));
+                                              "last_delivery", "last_error", "sending_state",
+                                              "resumes_at"}));
   }
   EXPECT_TRUE(body["problems"].is_array());
   EXPECT_EQ(body["version"], "0.1.0");
@@ -428,7 +429,9 @@ TEST_F(health, an_unreadable_queue_is_503_not_an_empty_queue_and_admin_requests_
 
 TEST_F(health, three_failed_attempts_in_a_row_degrade_until_a_delivery_succeeds) {
   start();
-  gmail_->greet_421(1000);
+  // Refused after the content: the connection worked, the attempt did not.
+  // (Gmail's 421 4.7.0 "try again later" would hold the account instead.)
+  gmail_->fail_data_451(1000);
   const auto id = send("refused thrice");
   for (int attempt = 1; attempt <= 3; ++attempt) {
     if (attempt > 1) {
@@ -446,16 +449,15 @@ TEST_F(health, three_failed_attempts_in_a_row_degrade_until_a_delivery_succeeds)
   auto body = strict_health(get("/health"));
   EXPECT_EQ(body["problems"],
             json::array({"account sender@example.com: the last 3 delivery attempts failed "
-                         "temporarily (upstream 127.0.0.1: upstream greeted with 421 4.7.0 Try "
-                         "again later, closing connection. (EHLO) fake - gsmtp): run "
-                         "\"oauth-relayctl test sender@example.com\" to see what fails"}));
+                         "temporarily (content refused: 451 4.3.0 Mail server temporarily "
+                         "rejected message. fake - gsmtp): run \"oauth-relayctl test "
+                         "sender@example.com\" to see what fails"}));
   EXPECT_EQ(body["accounts"][0]["last_error"],
-            "upstream 127.0.0.1: upstream greeted with 421 4.7.0 Try again later, closing "
-            "connection. (EHLO) fake - gsmtp");
+            "content refused: 451 4.3.0 Mail server temporarily rejected message. fake - gsmtp");
   auto metrics = parse_prometheus(get("/metrics").body);
   EXPECT_EQ(metrics.value("oauth_relay_delivery_attempts_total", {{"result", "deferred"}}), 3);
 
-  gmail_->greet_421(0);
+  gmail_->fail_data_451(0);
   ASSERT_EQ(control_post("/queue/retry", R"({"ids":[")" + id + R"("]})").status, 200);
   ASSERT_TRUE(gmail_->wait_for_messages(1, 10s));
   http_result r;

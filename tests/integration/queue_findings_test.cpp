@@ -144,7 +144,7 @@ TEST_F(queue_findings, a_message_whose_content_file_is_gone_bounces_and_shows_on
   const auto reply =
       client.send_message(google_fakes::account, {"rcpt@example.org"}, message.stuffed());
   ASSERT_EQ(reply.code, 250) << reply.str();
-  ASSERT_TRUE(relay_->wait_for_log("event=delivery_deferred", 15s));
+  ASSERT_TRUE(relay_->wait_for_log("event=upstream_unreachable", 15s));
   const auto queued = queue();
   ASSERT_EQ(queued.size(), 1u);
   const auto id = queued[0].id;

@@ -238,7 +238,7 @@ const std::vector<decision_case> cases = {
      ""},
     {"not_sent_waits_the_given_delay",
      message({rcpt("a@example.org")}, 3),
-     not_sent{"upstream smtp.gmail.com: connection refused", 120s},
+     not_sent{"upstream smtp.gmail.com: connection refused", 120s, std::nullopt},
      {},
      false,
      120s,
@@ -248,7 +248,7 @@ const std::vector<decision_case> cases = {
      "upstream smtp.gmail.com: connection refused"},
     {"account_waiting_for_consent_waits_retry_max",
      message({rcpt("a@example.org")}),
-     not_sent{"account alice@example.com needs to be authorized again", 1h},
+     not_sent{"account alice@example.com needs to be authorized again", 1h, std::nullopt},
      {},
      false,
      1h,
@@ -258,7 +258,7 @@ const std::vector<decision_case> cases = {
      "account alice@example.com needs to be authorized again"},
     {"not_sent_without_a_delay_backs_off_by_attempts",
      message({rcpt("a@example.org")}, 1),
-     not_sent{"cannot read the message content: disk I/O error", std::nullopt},
+     not_sent{"cannot read the message content: disk I/O error", std::nullopt, std::nullopt},
      {},
      false,
      120s,
@@ -296,7 +296,7 @@ const std::vector<decision_case> cases = {
     // ... and comes up again when it expires, not after its full wait.
     {"one_second_before_the_lifetime_it_is_only_deferred",
      message({rcpt("a@example.org")}, 7, lifetime_seconds - 1),
-     not_sent{"upstream smtp.gmail.com: timed out", 60s},
+     not_sent{"upstream smtp.gmail.com: timed out", 60s, std::nullopt},
      {},
      false,
      1s,
@@ -306,7 +306,7 @@ const std::vector<decision_case> cases = {
      "upstream smtp.gmail.com: timed out"},
     {"not_sent_after_the_lifetime_bounces_without_the_content",
      message({rcpt("a@example.org")}, 7, lifetime_seconds),
-     not_sent{"upstream smtp.gmail.com: timed out", 60s},
+     not_sent{"upstream smtp.gmail.com: timed out", 60s, std::nullopt},
      {{0, S::failed, "4.4.7 upstream smtp.gmail.com: timed out"}},
      true,
      std::nullopt,
@@ -465,7 +465,8 @@ TEST(decision, a_lost_content_fails_every_pending_recipient_with_5_3_0_and_no_co
 
 TEST(decision, a_deferred_message_comes_up_again_no_later_than_its_expiry) {
   const auto m = message({rcpt("a@example.org")}, 9, lifetime_seconds - 60);
-  const auto d = decide(m, not_sent{"no connection", std::nullopt}, policy(), now, std::nullopt);
+  const auto d =
+      decide(m, not_sent{"no connection", std::nullopt, std::nullopt}, policy(), now, std::nullopt);
   EXPECT_FALSE(d.record.finished);
   EXPECT_EQ(d.record.next_attempt_ms, now + 60'000);  // not the hour of its backoff
 }
@@ -505,15 +506,17 @@ TEST(decision, one_delay_warning_once_the_message_is_older_than_delay_warning) {
 
   // Already warned, or younger, or warnings off: nothing.
   m.delay_warned = true;
-  auto again = decide(m, not_sent{"no connection", std::nullopt}, p, now, std::nullopt);
+  auto again =
+      decide(m, not_sent{"no connection", std::nullopt, std::nullopt}, p, now, std::nullopt);
   EXPECT_FALSE(again.bounce.has_value());
   EXPECT_FALSE(again.record.delay_warned);
   m.delay_warned = false;
   EXPECT_FALSE(decide(message({rcpt("a@example.org")}, 3, 4 * hour - 1),
-                      not_sent{"no connection", std::nullopt}, p, now, std::nullopt)
+                      not_sent{"no connection", std::nullopt, std::nullopt}, p, now, std::nullopt)
                    .bounce.has_value());
-  EXPECT_FALSE(decide(m, not_sent{"no connection", std::nullopt}, policy(), now, std::nullopt)
-                   .bounce.has_value());
+  EXPECT_FALSE(
+      decide(m, not_sent{"no connection", std::nullopt, std::nullopt}, policy(), now, std::nullopt)
+          .bounce.has_value());
   // A finished message gets its bounce, never a warning.
   const auto done = decide(m, sent({ok("a@example.org"), ok("b@example.org")}), p, now, original);
   EXPECT_FALSE(done.bounce.has_value());

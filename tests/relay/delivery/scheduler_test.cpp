@@ -168,6 +168,26 @@ class fake_queue final : public delivery_queue {
     co_return n;
   }
 
+  asio::awaitable<spool_result<sending_record>> sending_history(std::int64_t since_ms) override {
+    co_await yield();
+    sending_record out;
+    for (const auto& r : history.sent) {
+      if (r.sent_at_ms > since_ms) out.sent.push_back(r);
+    }
+    for (const auto& h : history.holds) {
+      if (h.resumes_at_ms > since_ms) out.holds.push_back(h);
+    }
+    co_return out;
+  }
+
+  asio::awaitable<spool_result<void>> save_hold(std::string account,
+                                                std::optional<hold_row> hold) override {
+    co_await yield();
+    log.push_back((hold ? "hold " + hold->state + " " : "release hold ") + account);
+    saved_holds[account] = std::move(hold);
+    co_return spool_result<void>();
+  }
+
   asio::awaitable<spool_result<queue_change>> remove(std::vector<std::string> ids) override {
     co_await yield();
     std::string line = "remove";
@@ -200,6 +220,8 @@ class fake_queue final : public delivery_queue {
   std::vector<delivery_record> records;
   std::vector<std::optional<generated_message>> bounces;  // stored with records[i]
   std::vector<postponement> postponed;
+  sending_record history;  // what sending_history() reads back at start
+  std::map<std::string, std::optional<hold_row>> saved_holds;
 
  private:
   std::vector<std::string> order_;  // oldest first
@@ -302,7 +324,7 @@ class fake_connection final : public upstream_connection {
 
   asio::awaitable<connect_result> connect() override {
     co_await yield();
-    co_return connect_result{connect_status::ok, ""};
+    co_return connect_result{connect_status::ok, "", std::nullopt};
   }
 
   asio::awaitable<auth_result> authenticate(std::string user, std::string access_token) override {
@@ -667,7 +689,7 @@ TEST_F(scheduler_test, accounts_without_consent_are_parked_until_their_state_cha
 
 TEST_F(scheduler_test, parked_mail_is_due_again_when_it_expires_and_then_bounces) {
   settings.queue.lifetime = 3600s;
-  settings.accounts = {{alice, {alice}, false, {}}, {"ops@example.com", {}, true, {}}};
+  settings.accounts = {{alice, {alice}, false, {}, {}}, {"ops@example.com", {}, true, {}, {}}};
   tokens.states = {account(alice, auth::token_state::missing),
                    account("ops@example.com", auth::token_state::valid)};
   queue.add("young", alice);  // 60 s old: parked until its expiry, within retry_max
@@ -713,7 +735,7 @@ TEST_F(scheduler_test, parked_mail_is_due_again_when_it_expires_and_then_bounces
 
 TEST_F(scheduler_test, without_a_usable_default_account_the_bounce_stays_with_the_original) {
   settings.queue.lifetime = 3600s;
-  settings.accounts = {{alice, {alice}, true, {}}};
+  settings.accounts = {{alice, {alice}, true, {}, {}}};
   tokens.states = {account(alice, auth::token_state::needs_reauth)};
   queue.add("old", alice);
   queue.message("old").received_at = now / 1000 - 7200;
@@ -948,6 +970,95 @@ TEST_F(scheduler_test, stop_closes_connections_and_ends_all_work) {
   EXPECT_FALSE(queue.records[0].finished);
   EXPECT_EQ(queue.records[0].last_error, "451 4.4.2 connection closed");
   EXPECT_TRUE(queue.queued("m1"));
+}
+
+// --- sending limits and Gmail's quota answers --------------------------------------
+
+TEST_F(scheduler_test, gmails_daily_limit_holds_the_account_and_bounces_nothing) {
+  settings.upstream.max_connections = 1;
+  upstream.refusals["quota@example.org"] =
+      smtp::reply{550, "5.4.5", {"Daily user sending limit exceeded."}};
+  queue.add("m1", alice, {"quota@example.org"});
+  queue.add("m2", alice);
+  queue.add("m3", alice);
+  queue.add("m4", bob);
+  start();
+  ASSERT_TRUE(run_until([&] {
+    return record_of(queue, "m1") && record_of(queue, "m4") && queue.postponed.size() == 1;
+  }));
+
+  const auto* r = record_of(queue, "m1");
+  EXPECT_FALSE(r->finished);
+  ASSERT_EQ(r->recipients.size(), 1u);
+  EXPECT_EQ(r->recipients[0].status, recipient_status::pending);
+  // No record of alice's before a window: Gmail is asked again after retry_max.
+  const std::int64_t resumes = now + 3600 * 1000;
+  EXPECT_EQ(r->next_attempt_ms, resumes);
+  for (const auto& b : queue.bounces) EXPECT_FALSE(b.has_value());
+  // The rest of alice's mail waits without being tried; bob's is not held.
+  EXPECT_EQ(queue.postponed[0].account, alice);
+  EXPECT_EQ(queue.postponed[0].until_ms, resumes);
+  EXPECT_EQ(queue.message("m2").next_attempt_ms, resumes);
+  EXPECT_EQ(queue.message("m3").next_attempt_ms, resumes);
+  EXPECT_EQ(connection_of(upstream, alice)->sent.size(), 1u);
+  EXPECT_FALSE(queue.queued("m4"));
+  const auto status = scheduler->sending(alice);
+  EXPECT_EQ(status.state, sending_state::over_quota);
+  EXPECT_EQ(status.resumes_at_ms, resumes);
+  EXPECT_EQ(scheduler->sending(bob).state, sending_state::ok);
+  ASSERT_TRUE(queue.saved_holds[alice].has_value());
+  EXPECT_EQ(queue.saved_holds[alice]->state, "over_quota");
+  EXPECT_EQ(queue.saved_holds[alice]->resumes_at_ms, resumes);
+  // A pause Gmail asked for is not a failing account.
+  EXPECT_EQ(scheduler->counters().failures_in_a_row.count(alice), 0u);
+}
+
+TEST_F(scheduler_test, the_message_that_would_go_over_messages_per_day_is_not_sent) {
+  settings.upstream.max_connections = 1;
+  config::account_settings a;
+  a.address = alice;
+  a.limits.messages_per_day = 2;
+  settings.accounts.push_back(a);
+  for (int i = 1; i <= 3; ++i) queue.add("m" + std::to_string(i), alice);
+  start();
+  ASSERT_TRUE(run_until([&] { return queue.records.size() == 2 && !queue.postponed.empty(); }));
+
+  EXPECT_EQ(connection_of(upstream, alice)->sent,
+            (std::vector<std::string>{content_of("m1"), content_of("m2")}));
+  EXPECT_EQ(queue.postponed[0].until_ms, now + 24 * 3600 * 1000);
+  EXPECT_EQ(queue.postponed[0].reason,
+            "limits.messages_per_day (2) reached: 2 messages sent in the last 24 hours");
+  EXPECT_EQ(queue.message("m3").attempts, 0);  // held, not attempted
+  EXPECT_EQ(record_of(queue, "m1")->sent_recipients, 1u);
+  EXPECT_EQ(record_of(queue, "m1")->sent_at_ms, now);
+  const auto status = scheduler->sending(alice);
+  EXPECT_EQ(status.state, sending_state::over_quota);
+  EXPECT_EQ(status.sent_messages, 2u);
+  // The relay's own limit is worked out again from the record: not stored.
+  EXPECT_EQ(queue.saved_holds.count(alice), 0u);
+}
+
+TEST_F(scheduler_test, the_sending_record_read_back_at_start_counts_against_the_limits) {
+  config::account_settings a;
+  a.address = alice;
+  a.limits.messages_per_day = 2;
+  settings.accounts.push_back(a);
+  queue.history.sent = {{alice, now - 3600'000, 1}, {alice, now - 1800'000, 1}};
+  queue.add("m1", alice);
+  start();
+  ASSERT_TRUE(run_until([&] { return !queue.postponed.empty(); }));
+  EXPECT_TRUE(upstream.connections.empty() || connection_of(upstream, alice)->sent.empty());
+  EXPECT_EQ(queue.message("m1").next_attempt_ms, now - 3600'000 + 24 * 3600 * 1000);
+}
+
+TEST_F(scheduler_test, a_stored_hold_is_on_again_after_a_restart) {
+  queue.history.holds = {{alice, "throttled", now - 1000, now + 60'000, 1, "Gmail asks"}};
+  queue.add("m1", alice);
+  start();
+  ASSERT_TRUE(run_until([&] { return !queue.postponed.empty(); }));
+  EXPECT_TRUE(upstream.connections.empty());
+  EXPECT_EQ(queue.message("m1").next_attempt_ms, now + 60'000);
+  EXPECT_EQ(scheduler->sending(alice).state, sending_state::throttled);
 }
 
 }  // namespace

@@ -33,10 +33,10 @@ TEST(sender_pattern, table) {
 }
 
 TEST(sender_router, first_matching_account_then_default) {
-  config::account_settings a{"a@example.com", {"*@example.com"}, false, std::nullopt};
+  config::account_settings a{"a@example.com", {"*@example.com"}, false, std::nullopt, {}};
   config::account_settings b{
-      "b@example.com", {"b@example.com", "*@b.example.com"}, false, std::nullopt};
-  config::account_settings d{"d@example.com", {"d@example.com"}, true, std::nullopt};
+      "b@example.com", {"b@example.com", "*@b.example.com"}, false, std::nullopt, {}};
+  config::account_settings d{"d@example.com", {"d@example.com"}, true, std::nullopt, {}};
   sender_router router({a, b, d});
   EXPECT_EQ(router.route("b@example.com"), "a@example.com");  // config order wins
   EXPECT_EQ(router.route("x@b.example.com"), "b@example.com");
@@ -45,7 +45,7 @@ TEST(sender_router, first_matching_account_then_default) {
 }
 
 TEST(sender_router, no_default_refuses_unknown_senders) {
-  config::account_settings a{"a@example.com", {"a@example.com"}, false, std::nullopt};
+  config::account_settings a{"a@example.com", {"a@example.com"}, false, std::nullopt, {}};
   sender_router router({a});
   EXPECT_EQ(router.route("a@example.com"), "a@example.com");
   EXPECT_EQ(router.route("b@example.com"), std::nullopt);

@@ -546,6 +546,53 @@ TEST_F(spool_test, postpone_parks_no_message_past_its_lifetime) {
   EXPECT_EQ(reader.messages().value().at(0).next_attempt_ms, received_ms + 5000);
 }
 
+// The sending record: a row per attempt that delivered something, stored
+// with the attempt and pruned after 24 hours; holds stored and removed.
+TEST_F(spool_test, the_sending_record_and_holds_are_kept_and_read_back) {
+  spool s(dir_, io_.get_executor(), blocking_);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    auto draft = s.store().begin();
+    ids.push_back(draft->id());
+    draft->append("Subject: x\r\n\r\nbody\r\n");
+    ASSERT_TRUE(stored(commit(s, std::move(draft), sample_envelope())));
+  }
+  constexpr std::int64_t day = 24 * 3600 * 1000;
+  constexpr std::int64_t t = 1'800'000'000'000;
+  const std::int64_t times[] = {t - day - 1, t - 10, t};  // the first is out of the window by t
+  for (int i = 0; i < 3; ++i) {
+    delivery_record done;
+    done.id = ids[i];
+    done.finished = true;
+    done.recipients = {{0, recipient_status::delivered, "250 ok"},
+                       {1, recipient_status::delivered, "250 ok"}};
+    done.account = "alice@example.com";
+    done.sent_recipients = 2;
+    done.sent_at_ms = times[i];
+    ASSERT_TRUE(stored(run_op(io_, s.queue().record(done, std::nullopt))));
+  }
+  // The last record pruned what had left the window by its time.
+  EXPECT_EQ(query_int(dir_ / "queue.db", "SELECT count(*) FROM sent_log"), 2);
+  ASSERT_TRUE(stored(run_op(
+      io_, s.queue().save_hold("alice@example.com", hold_row{"alice@example.com", "over_quota",
+                                                             t - 5, t + 3600, 0, "quota"}))));
+  auto history = run_op(io_, s.queue().sending_history(t - day));
+  ASSERT_TRUE(stored(history));
+  ASSERT_EQ(history->sent.size(), 2u);
+  EXPECT_EQ(history->sent[0].account, "alice@example.com");
+  EXPECT_EQ(history->sent[0].sent_at_ms, t - 10);
+  EXPECT_EQ(history->sent[0].recipients, 2u);
+  EXPECT_EQ(history->sent[1].sent_at_ms, t);
+  ASSERT_EQ(history->holds.size(), 1u);
+  EXPECT_EQ(history->holds[0].state, "over_quota");
+  EXPECT_EQ(history->holds[0].resumes_at_ms, t + 3600);
+  EXPECT_EQ(history->holds[0].reason, "quota");
+  // A hold over by then is not read back; a removed one is gone.
+  EXPECT_TRUE(run_op(io_, s.queue().sending_history(t + 3600))->holds.empty());
+  ASSERT_TRUE(stored(run_op(io_, s.queue().save_hold("ALICE@example.com", std::nullopt))));
+  EXPECT_EQ(query_int(dir_ / "queue.db", "SELECT count(*) FROM account_holds"), 0);
+}
+
 // The 8-bit flag is noted as the content arrives (in memory or in a file,
 // the Received: header included) and stored with the row, so delivery can
 // declare BODY=8BITMIME without reading the content first.
