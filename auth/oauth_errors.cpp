@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include "auth/consent.hpp"
+
 namespace oauth_relay::auth {
 namespace {
 
@@ -279,6 +281,94 @@ advice explain_token_failure(const token_response& r, oauth_step step, std::stri
   return {r.error,
           "check oauth.token_url: it must be Google's token endpoint "
           "(https://oauth2.googleapis.com/token)"};
+}
+
+advice explain_service_account_failure(const token_response& r, std::string_view mailbox,
+                                       const config::service_account_key& key,
+                                       const config::oauth_settings& oauth) {
+  const std::string m(mailbox);
+  const std::string sa = "the service account " + key.client_email;
+  const std::string test = "oauth-relayctl test " + m;
+  const std::string delegation_page =
+      "Admin console (admin.google.com) > Security > API controls > Domain-wide delegation";
+  const std::string grant = "add (or edit) the client ID " + key.client_id +
+                            " with the OAuth scope " + std::string(mail_scope);
+  if (r.http_status == 0) {
+    config::oauth_settings at = oauth;
+    at.token_url = key.token_uri;  // the key file's, not oauth.token_url
+    std::string_view detail = r.error;
+    constexpr std::string_view prefix = "token endpoint unreachable: ";
+    if (detail.substr(0, prefix.size()) == prefix) detail.remove_prefix(prefix.size());
+    auto where = token_endpoint(at);
+    where.address_keys = "token_uri in " + key.file.string();
+    return explain_transport_failure(where, detail);
+  }
+  const std::string& e = r.oauth_error;
+  if (e == "unauthorized_client" || e == "access_denied") {
+    return {"Google refused " + sa + " a token for " + m + " (" + e +
+                "): domain-wide delegation is not granted to its client ID " + key.client_id +
+                " for the scope " + std::string(mail_scope),
+            "a Google Workspace super administrator must, in the " + delegation_page + ", " +
+                grant + " (it can take some minutes to apply), then run: " + test};
+  }
+  if (e == "invalid_scope") {
+    return {"Google refused the scope " + std::string(mail_scope) + " for " + sa + " and " + m +
+                " (invalid_scope)",
+            "in the " + delegation_page + ", the entry for client ID " + key.client_id +
+                " must list the scope " + std::string(mail_scope) +
+                " exactly (with the trailing slash); then run: " + test};
+  }
+  const std::string description = lower(r.oauth_description);
+  if (e == "invalid_grant") {
+    if (contains(description, "email") || contains(description, "user id")) {
+      return {"Google does not know the mailbox " + m + " in the domain of " + sa +
+                  " (invalid_grant: " + r.oauth_description + ")",
+              "send as an existing, active user of the Google Workspace domain (check the "
+              "address in the Admin console > Directory > Users)"};
+    }
+    if (contains(description, "signature")) {
+      return {"Google refused the signature of " + sa + " (invalid_grant: " + r.oauth_description +
+                  "): its key " + key.private_key_id + " was deleted or disabled",
+              "create a new JSON key (Google Cloud console > IAM & Admin > Service accounts > " +
+                  key.client_email + " > Keys > Add key), replace " + key.file.string() +
+                  " with it and run: systemctl reload oauth-relay"};
+    }
+    if (contains(description, "timeframe") || contains(description, "iat") ||
+        contains(description, "exp")) {
+      return {"Google refused the assertion of " + sa +
+                  " as outside its validity (invalid_grant: " + r.oauth_description +
+                  "): this host's clock is wrong",
+              "synchronise the clock (timedatectl set-ntp true; timedatectl status), then run: " +
+                  test};
+    }
+    return {"Google refused the assertion of " + sa + " for " + m + " (invalid_grant" +
+                (r.oauth_description.empty() ? std::string() : ": " + r.oauth_description) + ")",
+            "check " + key.file.string() + " is the current key of " + key.client_email +
+                ", that " + m + " is a user of the domain, and the clock; then run: " + test};
+  }
+  if (e == "invalid_client") {
+    return {"Google does not know " + sa + " (invalid_client): it was deleted or disabled",
+            "create a service account and key (Google Cloud console > IAM & Admin > Service "
+            "accounts), put the key in " +
+                key.file.string() +
+                ", grant its client ID domain-wide delegation, then run: " + test};
+  }
+  if (!e.empty()) {
+    return {"Google answered " + e +
+                (r.oauth_description.empty() ? std::string() : " (" + r.oauth_description + ")") +
+                " to " + sa + " for " + m,
+            "check the service account and its domain-wide delegation (" + delegation_page +
+                "), then run: " + test};
+  }
+  if (r.http_status >= 500 || r.http_status == 429 || r.http_status == 408) {
+    return {
+        "the token endpoint " + key.token_uri + " answered HTTP " + std::to_string(r.http_status),
+        "Google's side is failing or throttling: try again in a few minutes (oauth-relayd "
+        "retries by itself)"};
+  }
+  return {r.error,
+          "check token_uri in " + key.file.string() +
+              ": it must be Google's token endpoint (https://oauth2.googleapis.com/token)"};
 }
 
 advice explain_smtp_auth_refusal(int code, std::string_view enhanced, std::string_view text,

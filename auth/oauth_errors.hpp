@@ -53,6 +53,15 @@ advice explain_transport_failure(const endpoint& where, std::string_view detail)
 advice explain_token_failure(const token_response& response, oauth_step step,
                              std::string_view account, const config::oauth_settings& oauth);
 
+// A failed JWT bearer request of a service account (`key`) for `mailbox`:
+// delegation not granted (unauthorized_client, access_denied) names the
+// Admin console's Domain-wide delegation page, the key's client ID and the
+// scope; invalid_scope, an unknown mailbox, a revoked key and a wrong clock
+// each get their own; the transport and HTTP failures as for the refresh.
+advice explain_service_account_failure(const token_response& response, std::string_view mailbox,
+                                       const config::service_account_key& key,
+                                       const config::oauth_settings& oauth);
+
 // The upstream refused AUTH XOAUTH2 with this reply (`text`: its first line).
 advice explain_smtp_auth_refusal(int code, std::string_view enhanced, std::string_view text,
                                  std::string_view account, std::string_view host);
