@@ -254,7 +254,8 @@ asio::awaitable<http_reply> control_routes::accounts(std::string_view) {
   }
   co_return http_reply{200,
                        "application/json",
-                       accounts_json(got.rows, sources_.settings.accounts, now_ms() / 1000),
+                       accounts_json(got.rows, sources_.settings.accounts, sources_.tokens.status(),
+                                     now_ms() / 1000),
                        {}};
 }
 
