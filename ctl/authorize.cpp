@@ -389,7 +389,11 @@ outcome complete(const context& ctx, const std::string& address, const auth::red
   }
   std::ostringstream note;
   try {
-    store_token(ctx, {address, r.refresh_token, {}, 0}, note);
+    // The access token of the exchange saves the daemon a refresh, and
+    // `accounts` reads `valid` right after the consent.
+    store_token(ctx,
+                {address, r.refresh_token, r.access_token, now_seconds() + r.expires_in.count()},
+                note);
   } catch (const failure& f) {
     return {false, {f.what(), f.fix() + ", then: " + again}};
   }
