@@ -11,6 +11,7 @@
 #include <CLI/CLI.hpp>
 
 #include "auth/curl_setup.hpp"
+#include "auth/jwt_bearer.hpp"
 #include "common/secret.hpp"
 #include "config/config.hpp"
 #include "config/log.hpp"
@@ -23,7 +24,8 @@ constexpr int trim_threshold = 64 << 20;
 constexpr int mmap_threshold = 1 << 20;  // a spooled message is at most 256 KiB in memory
 
 // What --check-config checks beyond the YAML: the files the listener reads
-// (certificate and key, logins). Each problem on one line; empty when fine.
+// (certificate and key, logins) and the service accounts' private keys. Each
+// problem on one line; empty when fine.
 std::vector<std::string> listener_file_problems(const oauth_relay::config::settings& s) {
   std::vector<std::string> problems;
   if (s.tls) {
@@ -36,6 +38,13 @@ std::vector<std::string> listener_file_problems(const oauth_relay::config::setti
   if (s.clients_logins_file) {
     auto loaded = oauth_relay::relay::login_table::load(*s.clients_logins_file);
     for (auto& e : loaded.errors) problems.push_back(std::move(e));
+  }
+  // The config read the service accounts' key files; OpenSSL must take their keys.
+  for (const auto& a : s.accounts) {
+    if (!a.service_account) continue;
+    if (auto p = oauth_relay::auth::service_account_key_problem(*a.service_account); !p.empty()) {
+      problems.push_back(std::move(p));
+    }
   }
   return problems;
 }

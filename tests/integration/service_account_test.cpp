@@ -212,6 +212,23 @@ TEST_F(service_account, authorize_needs_no_consent_and_import_has_nothing_to_tak
   EXPECT_EQ(pattern.err_lines.at(0), "error: *@example.com is a domain pattern, not a mailbox");
 }
 
+TEST_F(service_account, check_config_takes_the_key_and_names_a_key_openssl_refuses) {
+  relay_process relay(
+      "oauth:\n  client_id: id\n  client_secret: s\naccounts:\n"
+      "  - address: \"*@example.com\"\n    service_account_file: " +
+      key_file_.string() + "\n");
+  auto r = run_command({relayd_path(), "-c", relay.config_path().string(), "--check-config"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  auto broken = sa_;
+  broken.private_key_pem =
+      "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n";
+  broken.write_key_file(key_file_, oauth_.token_url());
+  r = run_command({relayd_path(), "-c", relay.config_path().string(), "--check-config"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.err,
+            key_file_.string() + ": its private_key is not a PEM private key OpenSSL can read\n");
+}
+
 TEST_F(service_account, check_config_names_a_key_others_may_read) {
   std::filesystem::permissions(key_file_, std::filesystem::perms(0644));
   relay_process relay(
