@@ -123,6 +123,7 @@ boost::asio::awaitable<token_result> token_manager::get_token(std::string addres
 
 void token_manager::serve(account& a, waiter done) {
   const auto now = system_clock::now();
+  a.last_asked = steady_clock::now();
   if (!a.loaded) {
     a.waiters.push_back(std::move(done));
     return;
@@ -424,8 +425,12 @@ void token_manager::schedule() {
     // An account authorized by consent waits for a person; a service account
     // is asked again now and then, since its fix is made in Google's consoles.
     if (!a.service && (a.refresh_token.empty() || a.state == token_state::needs_reauth)) continue;
+    const bool failing =
+        a.state == token_state::refresh_failing || a.state == token_state::needs_reauth;
+    // Retries go on while mail may wait; keeping a token fresh only while used.
+    if (a.on_demand && !failing && now - a.last_asked > options_.idle_mailbox) continue;
     steady_time due;
-    if (a.state == token_state::refresh_failing || a.state == token_state::needs_reauth) {
+    if (failing) {
       due = a.next_retry;
     } else if (a.access_token.empty()) {
       due = now;

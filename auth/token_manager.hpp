@@ -45,6 +45,9 @@ struct token_manager_options {
   // Backoff for refresh_failing accounts: doubling from initial up to max.
   std::chrono::milliseconds retry_initial{30'000};
   std::chrono::milliseconds retry_max{600'000};
+  // A domain pattern's mailbox not asked for in this long is no longer
+  // refreshed ahead: its next message waits for one token request instead.
+  std::chrono::milliseconds idle_mailbox{3'600'000};
   // How often the store is read for tokens stored by oauth-relayctl.
   std::chrono::milliseconds poll_interval{2'000};
   std::chrono::milliseconds connect_timeout = default_connect_timeout;
@@ -112,6 +115,10 @@ class token_manager final : public token_source {
     // A Google Workspace service account's key: tokens by the JWT bearer
     // grant, kept in memory only, no row in the store. Null: consent.
     std::shared_ptr<const config::service_account_key> service;
+    // A mailbox of a domain pattern: kept fresh ahead of expiry only while
+    // it is asked for (a domain may have many senders used once).
+    bool on_demand = false;
+    steady_time last_asked{};
     bool loaded = false;  // false until its row has been read
     token_state state = token_state::missing;
     secret_string refresh_token;

@@ -37,6 +37,7 @@ token_manager::account* token_manager::find_account(const std::string& address) 
     account entry;
     entry.address = address;
     entry.service = service_key;
+    entry.on_demand = true;
     entry.loaded = true;
     entry.state = token_state::expired;
     log::info("service_account_mailbox")

@@ -122,7 +122,8 @@ std::variant<service_account_key, std::string> parse_service_account_key(
 std::variant<service_account_key, std::string> read_service_account_key(
     const std::filesystem::path& file) {
   const std::string name = escaped(file.string());
-  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  // O_NONBLOCK: a FIFO in its place must not hang the daemon's start or reload.
+  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd < 0) return "cannot read " + name + ": " + std::strerror(errno);
   struct stat st {};
   std::string text;

@@ -221,6 +221,32 @@ TEST(token_manager_service, a_reload_follows_the_config) {
   EXPECT_EQ(r.claims(2)["sub"], "noreply@example.net");
 }
 
+TEST(token_manager_service, a_pattern_mailbox_is_kept_fresh_only_while_it_is_asked_for) {
+  rig r;
+  r.options.idle_mailbox = milliseconds(500);
+  // Four-second tokens: refreshed ahead after half their lifetime.
+  r.http->otherwise([n = 0](const auto&, const auto&) mutable {
+    return scripted_http_client::granted("ya29.short-" + std::to_string(++n), 4);
+  });
+  ASSERT_TRUE(r.get("alice@example.com").ok);
+  r.manager().start();
+  auto asked_for = [&](const std::string& mailbox) {
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < r.http->requests().size(); ++i) {
+      if (r.claims(i)["sub"] == mailbox) ++n;
+    }
+    return n;
+  };
+  // The listed account is refreshed ahead twice; alice, idle, not once.
+  ASSERT_TRUE(run_until(
+      r.io, [&] { return asked_for("noreply@example.net") >= 3; }, milliseconds(15'000)));
+  EXPECT_EQ(asked_for("alice@example.com"), 1u);
+  // Asked for again: a new token at once (the old one lapsed), then kept fresh.
+  const auto again = r.get("alice@example.com");
+  ASSERT_TRUE(again.ok) << again.error;
+  EXPECT_EQ(asked_for("alice@example.com"), 2u);
+}
+
 TEST(token_manager_service, a_key_openssl_refuses_needs_attention_without_a_request) {
   rig r;
   auto broken = std::make_shared<config::service_account_key>(*key());
