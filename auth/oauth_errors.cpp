@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 
 #include "auth/consent.hpp"
 
@@ -17,6 +18,14 @@ std::string lower(std::string_view text) {
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return out;
 }
+
+// Google: "A Google Cloud Platform project with an OAuth consent screen
+// configured for an external user type and a publishing status of Testing is
+// issued a refresh token expiring in 7 days".
+constexpr std::chrono::seconds testing_refresh_lifetime{7 * 86400};
+// A token is refreshed at least hourly, so the refusal of an expired one
+// comes within the hour after; a clock off by minutes changes nothing.
+constexpr std::chrono::seconds refresh_slack{3600};
 
 bool contains(std::string_view haystack, std::string_view needle) {
   return haystack.find(needle) != std::string_view::npos;
@@ -54,14 +63,7 @@ advice explain_oauth_error(std::string_view error, std::string_view description,
   const std::string a = who(account);
   const std::string again = authorize_command(account);
   if (error == "invalid_grant") {
-    if (step == oauth_step::refresh) {
-      return {"Google refused the refresh token of " + a +
-                  " (invalid_grant): it was revoked, or it expired after 7 days because the OAuth "
-                  "consent screen is in Testing",
-              "publish the consent screen (Google Auth Platform > Audience > Publish app: In "
-              "production), then run: " +
-                  again};
-    }
+    if (step == oauth_step::refresh) return explain_refresh_refusal(account, std::nullopt, 0);
     return {
         "Google refused the authorization code (invalid_grant): it expired, was already used, "
         "or does not match this request's PKCE verifier",
@@ -120,6 +122,35 @@ advice explain_oauth_error(std::string_view error, std::string_view description,
   if (!description.empty()) cause += " (" + std::string(description) + ")";
   return {cause,
           "check the OAuth client and consent screen in Google Cloud console, then run: " + again};
+}
+
+advice explain_refresh_refusal(std::string_view account, std::optional<std::int64_t> authorized_at,
+                               std::int64_t now) {
+  const std::string a = who(account);
+  const std::string again = authorize_command(account);
+  const std::string publish =
+      "publish the consent screen (Google Auth Platform > Audience > Publish app: In "
+      "production), then run: " +
+      again;
+  if (!authorized_at) {
+    return {"Google refused the refresh token of " + a +
+                " (invalid_grant): it was revoked, or it expired after 7 days because the OAuth "
+                "consent screen is in Testing",
+            publish};
+  }
+  const std::int64_t age = now - *authorized_at;
+  const std::string days = std::to_string(age / 86400);
+  if (age >= testing_refresh_lifetime.count() - refresh_slack.count()) {
+    return {"Google refused the refresh token of " + a + " (invalid_grant) " + days +
+                " days after it was authorized: the OAuth consent screen is in Testing, where "
+                "refresh tokens expire after 7 days",
+            publish};
+  }
+  return {"Google refused the refresh token of " + a + " (invalid_grant) " + days +
+              " days after it was authorized, too soon for the 7 days of a consent screen in "
+              "Testing: it was revoked (by the user at myaccount.google.com > Security, a "
+              "password change, or an administrator)",
+          "run: " + again};
 }
 
 endpoint upstream_endpoint(const config::upstream_settings& upstream) {

@@ -30,6 +30,14 @@ enum class oauth_step {
 advice explain_oauth_error(std::string_view error, std::string_view description, oauth_step step,
                            std::string_view account);
 
+// Google refused `account`'s refresh token (invalid_grant), told apart by how
+// long ago it was authorized (`authorized_at`, unix seconds): from about 7 days
+// on, the consent screen's Testing status (its refresh tokens expire after 7
+// days) comes first; sooner, it was revoked. Unknown (nothing keeps the time
+// yet): both, Testing's fix first, as explain_oauth_error says it.
+advice explain_refresh_refusal(std::string_view account, std::optional<std::int64_t> authorized_at,
+                               std::int64_t now);
+
 // Where a connection went, in the words of the config.
 struct endpoint {
   std::string host;  // without brackets
