@@ -65,7 +65,8 @@ class token_manager final : public token_source {
   using changes = std::vector<std::pair<std::string, token_state>>;
 
   // Creates the rows of configured accounts that have none and loads them
-  // (blocking: call at startup). Throws token_store_error. `store` and `http`
+  // (blocking: call at startup); service accounts have no row, their tokens
+  // live in memory only. Throws token_store_error. `store` and `http`
   // are used on `blocking` and must outlive the work posted there: the owner
   // joins (or stops running) `blocking` before they go.
   token_manager(boost::asio::any_io_executor loop, boost::asio::any_io_executor blocking,
