@@ -5,6 +5,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
+
+#include "auth/consent.hpp"
 
 namespace oauth_relay::auth {
 namespace {
@@ -15,6 +18,14 @@ std::string lower(std::string_view text) {
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return out;
 }
+
+// Google: "A Google Cloud Platform project with an OAuth consent screen
+// configured for an external user type and a publishing status of Testing is
+// issued a refresh token expiring in 7 days".
+constexpr std::chrono::seconds testing_refresh_lifetime{7 * 86400};
+// A token is refreshed at least hourly, so the refusal of an expired one
+// comes within the hour after; a clock off by minutes changes nothing.
+constexpr std::chrono::seconds refresh_slack{3600};
 
 bool contains(std::string_view haystack, std::string_view needle) {
   return haystack.find(needle) != std::string_view::npos;
@@ -52,14 +63,7 @@ advice explain_oauth_error(std::string_view error, std::string_view description,
   const std::string a = who(account);
   const std::string again = authorize_command(account);
   if (error == "invalid_grant") {
-    if (step == oauth_step::refresh) {
-      return {"Google refused the refresh token of " + a +
-                  " (invalid_grant): it was revoked, or it expired after 7 days because the OAuth "
-                  "consent screen is in Testing",
-              "publish the consent screen (Google Auth Platform > Audience > Publish app: In "
-              "production), then run: " +
-                  again};
-    }
+    if (step == oauth_step::refresh) return explain_refresh_refusal(account, std::nullopt, 0);
     return {
         "Google refused the authorization code (invalid_grant): it expired, was already used, "
         "or does not match this request's PKCE verifier",
@@ -118,6 +122,35 @@ advice explain_oauth_error(std::string_view error, std::string_view description,
   if (!description.empty()) cause += " (" + std::string(description) + ")";
   return {cause,
           "check the OAuth client and consent screen in Google Cloud console, then run: " + again};
+}
+
+advice explain_refresh_refusal(std::string_view account, std::optional<std::int64_t> authorized_at,
+                               std::int64_t now) {
+  const std::string a = who(account);
+  const std::string again = authorize_command(account);
+  const std::string publish =
+      "publish the consent screen (Google Auth Platform > Audience > Publish app: In "
+      "production), then run: " +
+      again;
+  if (!authorized_at) {
+    return {"Google refused the refresh token of " + a +
+                " (invalid_grant): it was revoked, or it expired after 7 days because the OAuth "
+                "consent screen is in Testing",
+            publish};
+  }
+  const std::int64_t age = now - *authorized_at;
+  const std::string days = std::to_string(age / 86400);
+  if (age >= testing_refresh_lifetime.count() - refresh_slack.count()) {
+    return {"Google refused the refresh token of " + a + " (invalid_grant) " + days +
+                " days after it was authorized: the OAuth consent screen is in Testing, where "
+                "refresh tokens expire after 7 days",
+            publish};
+  }
+  return {"Google refused the refresh token of " + a + " (invalid_grant) " + days +
+              " days after it was authorized, too soon for the 7 days of a consent screen in "
+              "Testing: it was revoked (by the user at myaccount.google.com > Security, a "
+              "password change, or an administrator)",
+          "run: " + again};
 }
 
 endpoint upstream_endpoint(const config::upstream_settings& upstream) {
@@ -279,6 +312,94 @@ advice explain_token_failure(const token_response& r, oauth_step step, std::stri
   return {r.error,
           "check oauth.token_url: it must be Google's token endpoint "
           "(https://oauth2.googleapis.com/token)"};
+}
+
+advice explain_service_account_failure(const token_response& r, std::string_view mailbox,
+                                       const config::service_account_key& key,
+                                       const config::oauth_settings& oauth) {
+  const std::string m(mailbox);
+  const std::string sa = "the service account " + key.client_email;
+  const std::string test = "oauth-relayctl test " + m;
+  const std::string delegation_page =
+      "Admin console (admin.google.com) > Security > API controls > Domain-wide delegation";
+  const std::string grant = "add (or edit) the client ID " + key.client_id +
+                            " with the OAuth scope " + std::string(mail_scope);
+  if (r.http_status == 0) {
+    config::oauth_settings at = oauth;
+    at.token_url = key.token_uri;  // the key file's, not oauth.token_url
+    std::string_view detail = r.error;
+    constexpr std::string_view prefix = "token endpoint unreachable: ";
+    if (detail.substr(0, prefix.size()) == prefix) detail.remove_prefix(prefix.size());
+    auto where = token_endpoint(at);
+    where.address_keys = "token_uri in " + key.file.string();
+    return explain_transport_failure(where, detail);
+  }
+  const std::string& e = r.oauth_error;
+  if (e == "unauthorized_client" || e == "access_denied") {
+    return {"Google refused " + sa + " a token for " + m + " (" + e +
+                "): domain-wide delegation is not granted to its client ID " + key.client_id +
+                " for the scope " + std::string(mail_scope),
+            "a Google Workspace super administrator must, in the " + delegation_page + ", " +
+                grant + " (it can take some minutes to apply), then run: " + test};
+  }
+  if (e == "invalid_scope") {
+    return {"Google refused the scope " + std::string(mail_scope) + " for " + sa + " and " + m +
+                " (invalid_scope)",
+            "in the " + delegation_page + ", the entry for client ID " + key.client_id +
+                " must list the scope " + std::string(mail_scope) +
+                " exactly (with the trailing slash); then run: " + test};
+  }
+  const std::string description = lower(r.oauth_description);
+  if (e == "invalid_grant") {
+    if (contains(description, "email") || contains(description, "user id")) {
+      return {"Google does not know the mailbox " + m + " in the domain of " + sa +
+                  " (invalid_grant: " + r.oauth_description + ")",
+              "send as an existing, active user of the Google Workspace domain (check the "
+              "address in the Admin console > Directory > Users)"};
+    }
+    if (contains(description, "signature")) {
+      return {"Google refused the signature of " + sa + " (invalid_grant: " + r.oauth_description +
+                  "): its key " + key.private_key_id + " was deleted or disabled",
+              "create a new JSON key (Google Cloud console > IAM & Admin > Service accounts > " +
+                  key.client_email + " > Keys > Add key), replace " + key.file.string() +
+                  " with it and run: systemctl reload oauth-relay"};
+    }
+    if (contains(description, "timeframe") || contains(description, "iat") ||
+        contains(description, "exp")) {
+      return {"Google refused the assertion of " + sa +
+                  " as outside its validity (invalid_grant: " + r.oauth_description +
+                  "): this host's clock is wrong",
+              "synchronise the clock (timedatectl set-ntp true; timedatectl status), then run: " +
+                  test};
+    }
+    return {"Google refused the assertion of " + sa + " for " + m + " (invalid_grant" +
+                (r.oauth_description.empty() ? std::string() : ": " + r.oauth_description) + ")",
+            "check " + key.file.string() + " is the current key of " + key.client_email +
+                ", that " + m + " is a user of the domain, and the clock; then run: " + test};
+  }
+  if (e == "invalid_client") {
+    return {"Google does not know " + sa + " (invalid_client): it was deleted or disabled",
+            "create a service account and key (Google Cloud console > IAM & Admin > Service "
+            "accounts), put the key in " +
+                key.file.string() +
+                ", grant its client ID domain-wide delegation, then run: " + test};
+  }
+  if (!e.empty()) {
+    return {"Google answered " + e +
+                (r.oauth_description.empty() ? std::string() : " (" + r.oauth_description + ")") +
+                " to " + sa + " for " + m,
+            "check the service account and its domain-wide delegation (" + delegation_page +
+                "), then run: " + test};
+  }
+  if (r.http_status >= 500 || r.http_status == 429 || r.http_status == 408) {
+    return {
+        "the token endpoint " + key.token_uri + " answered HTTP " + std::to_string(r.http_status),
+        "Google's side is failing or throttling: try again in a few minutes (oauth-relayd "
+        "retries by itself)"};
+  }
+  return {r.error,
+          "check token_uri in " + key.file.string() +
+              ": it must be Google's token endpoint (https://oauth2.googleapis.com/token)"};
 }
 
 advice explain_smtp_auth_refusal(int code, std::string_view enhanced, std::string_view text,

@@ -30,6 +30,14 @@ enum class oauth_step {
 advice explain_oauth_error(std::string_view error, std::string_view description, oauth_step step,
                            std::string_view account);
 
+// Google refused `account`'s refresh token (invalid_grant), told apart by how
+// long ago it was authorized (`authorized_at`, unix seconds): from about 7 days
+// on, the consent screen's Testing status (its refresh tokens expire after 7
+// days) comes first; sooner, it was revoked. Unknown (nothing keeps the time
+// yet): both, Testing's fix first, as explain_oauth_error says it.
+advice explain_refresh_refusal(std::string_view account, std::optional<std::int64_t> authorized_at,
+                               std::int64_t now);
+
 // Where a connection went, in the words of the config.
 struct endpoint {
   std::string host;  // without brackets
@@ -52,6 +60,15 @@ advice explain_transport_failure(const endpoint& where, std::string_view detail)
 // answer that lacks what was asked for).
 advice explain_token_failure(const token_response& response, oauth_step step,
                              std::string_view account, const config::oauth_settings& oauth);
+
+// A failed JWT bearer request of a service account (`key`) for `mailbox`:
+// delegation not granted (unauthorized_client, access_denied) names the
+// Admin console's Domain-wide delegation page, the key's client ID and the
+// scope; invalid_scope, an unknown mailbox, a revoked key and a wrong clock
+// each get their own; the transport and HTTP failures as for the refresh.
+advice explain_service_account_failure(const token_response& response, std::string_view mailbox,
+                                       const config::service_account_key& key,
+                                       const config::oauth_settings& oauth);
 
 // The upstream refused AUTH XOAUTH2 with this reply (`text`: its first line).
 advice explain_smtp_auth_refusal(int code, std::string_view enhanced, std::string_view text,

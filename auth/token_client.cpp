@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "auth/jwt_bearer.hpp"
 #include "common/secret.hpp"
 #include "common/text.hpp"
 
@@ -27,7 +28,7 @@ std::string clean_code(std::string_view code) {
   return std::string(code);
 }
 
-enum class grant { refresh, code };
+enum class grant { refresh, code, jwt_bearer };
 
 // A parsed answer holds the tokens as well: its strings are wiped with it.
 class wipe_json_on_exit {
@@ -135,7 +136,19 @@ token_response classify(const http_response& http, grant g, std::string_view cli
                                        ", HTTP " + std::to_string(http.status);
   const bool client_error = http.status == 400 || http.status == 401;
 
-  if (client_error && r.oauth_error == "invalid_grant") {
+  if (g == grant::jwt_bearer &&
+      (r.oauth_error == "unauthorized_client" || r.oauth_error == "access_denied")) {
+    // Google's answer when the Admin console grants the client ID no
+    // domain-wide delegation, or not for the scope asked.
+    r.failure = token_failure::not_delegated;
+    r.error = "token endpoint refused the service account for this mailbox: " + detail;
+  } else if (g == grant::jwt_bearer && client_error && r.oauth_error == "invalid_grant") {
+    r.failure = token_failure::invalid_grant;
+    r.error = "token endpoint refused the service account's assertion: " + detail;
+  } else if (g == grant::jwt_bearer && r.oauth_error == "invalid_client") {
+    r.failure = token_failure::invalid_client;
+    r.error = "token endpoint does not know the service account: " + detail;
+  } else if (client_error && r.oauth_error == "invalid_grant") {
     r.failure = token_failure::invalid_grant;
     r.error = g == grant::refresh ? "token endpoint refused the refresh token: " + detail
                                   : "token endpoint refused the authorization code: " + detail;
@@ -167,6 +180,8 @@ std::string_view to_string(token_failure f) {
       return "invalid_grant";
     case token_failure::invalid_client:
       return "invalid_client";
+    case token_failure::not_delegated:
+      return "not_delegated";
     case token_failure::rejected:
       return "rejected";
     case token_failure::temporary:
@@ -244,6 +259,21 @@ token_response token_client::refresh(const std::string& refresh_token,
   wipe_values(form);
   wipe_on_exit wipe_body(http.body);
   return classify(http, grant::refresh, oauth_.client_id, {oauth_.client_secret, refresh_token});
+}
+
+token_response token_client::jwt_bearer(const std::string& assertion, const std::string& token_uri,
+                                        const std::atomic<bool>* cancel) const {
+  http_options options = options_;
+  options.cancel = cancel;
+  form_fields form{{"grant_type", std::string(jwt_bearer_grant_type)}, {"assertion", assertion}};
+  auto http = http_->post_form(token_uri, form, options);
+  wipe_values(form);
+  wipe_on_exit wipe_body(http.body);
+  // No OAuth client here: an id_token (never sent for this grant) names nobody.
+  auto r = classify(http, grant::jwt_bearer, {}, {assertion});
+  r.id_token.clear();
+  r.email.clear();
+  return r;
 }
 
 token_response token_client::exchange_code(const std::string& code,

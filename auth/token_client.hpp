@@ -22,6 +22,8 @@ enum class token_failure {
   none,
   invalid_grant,   // the refresh token (or code) is dead: re-authorize; permanent for this token
   invalid_client,  // wrong oauth.client_id or client secret: permanent until the config changes
+  not_delegated,   // a service account may not act for the mailbox (unauthorized_client,
+                   // access_denied): domain-wide delegation is missing in the Admin console
   rejected,        // another OAuth refusal (invalid_scope, redirect_uri_mismatch, ...)
   temporary,       // 5xx, 429, timeout, connection or TLS failure, malformed answer: retry later
 };
@@ -67,6 +69,12 @@ class token_client {
   // the consenting account in `email`.
   token_response exchange_code(const std::string& code, const std::string& code_verifier,
                                const std::string& redirect_uri) const;
+
+  // grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer (RFC 7523 §2.1):
+  // a service account's signed assertion, posted to the key file's
+  // `token_uri` (oauth.ca_file and the timeouts apply as to oauth.token_url).
+  token_response jwt_bearer(const std::string& assertion, const std::string& token_uri,
+                            const std::atomic<bool>* cancel = nullptr) const;
 
   const config::oauth_settings& oauth() const { return oauth_; }
 

@@ -29,13 +29,6 @@ using std::chrono::system_clock;
 // (the wall clock may have jumped since the due times were computed).
 constexpr std::chrono::minutes idle_wakeup{1};
 
-// Addresses compare without case, as the accounts table does (COLLATE NOCASE).
-std::string key_of(std::string_view address) {
-  std::string key(address);
-  for (char& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return key;
-}
-
 system_clock::time_point from_unix(std::int64_t s) {
   return system_clock::time_point(seconds(s));
 }
@@ -45,19 +38,22 @@ std::string missing_message(const std::string& account) {
          "\"";
 }
 
-bool same_oauth(const config::oauth_settings& a, const config::oauth_settings& b) {
-  return a.client_id == b.client_id && a.client_secret == b.client_secret &&
-         a.token_url == b.token_url && a.ca_file == b.ca_file;
+}  // namespace
+
+std::string token_manager::key_of(std::string_view address) {
+  std::string key(address);
+  for (char& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return key;
 }
 
-token_result failed(token_state state, std::string error) {
+token_result token_manager::failed(token_state state, std::string error) {
   token_result r;
   r.state = state;
   r.error = std::move(error);
   return r;
 }
 
-token_result served(const std::string& access_token, token_state state) {
+token_result token_manager::served(const std::string& access_token, token_state state) {
   token_result r;
   r.ok = true;
   r.access_token = access_token;
@@ -65,32 +61,11 @@ token_result served(const std::string& access_token, token_state state) {
   return r;
 }
 
-}  // namespace
-
 std::string needs_reauth_message(const std::string& account) {
   return "account " + account + " needs re-authorization: run \"oauth-relayctl authorize " +
          account +
          "\" (the refresh token was revoked, or expired after 7 days because the OAuth consent "
          "screen is in Testing)";
-}
-
-template <typename Executor, typename Job, typename Then>
-void token_manager::offload(const Executor& executor, Job job, Then then) {
-  // Tracked work keeps the loop's run() going while the job is away.
-  auto loop = asio::prefer(loop_, asio::execution::outstanding_work.tracked);
-  asio::post(executor, [job = std::move(job), then = std::move(then), loop = std::move(loop),
-                        life = life_]() mutable {
-    auto result = job();
-    asio::post(loop, [then = std::move(then), result = std::move(result),
-                      life = std::move(life)]() mutable {
-      if (!life->destroyed) then(std::move(result));
-    });
-  });
-}
-
-template <typename Job, typename Then>
-void token_manager::with_store(Job job, Then then) {
-  offload(store_ops_, std::move(job), std::move(then));
 }
 
 token_manager::token_manager(boost::asio::any_io_executor loop,
@@ -108,12 +83,16 @@ token_manager::token_manager(boost::asio::any_io_executor loop,
       oauth_(settings.oauth),
       refresh_timer_(loop_),
       poll_timer_(loop_) {
+  std::vector<config::account_settings> consented;
   for (const auto& a : settings.accounts) {
+    if (a.service_account) continue;  // update_services
     account entry;
     entry.address = a.address;
     accounts_.emplace(key_of(a.address), std::move(entry));
+    consented.push_back(a);
   }
-  store_.ensure_accounts(settings.accounts);
+  update_services(settings);
+  store_.ensure_accounts(consented);
   apply_rows(store_.load_all(), /*load=*/true);
 }
 
@@ -132,27 +111,30 @@ boost::asio::awaitable<token_result> token_manager::get_token(std::string addres
           done->post(failed(token_state::missing, "token manager stopped"));
           return;
         }
-        auto it = accounts_.find(key_of(requested));
-        if (it == accounts_.end()) {
+        account* a = find_account(requested);
+        if (a == nullptr) {
           done->post(failed(token_state::missing, "account " + requested + " is not configured"));
           return;
         }
-        serve(it->second, std::move(done));
+        serve(*a, std::move(done));
       },
       asio::use_awaitable, std::move(address));
 }
 
 void token_manager::serve(account& a, waiter done) {
   const auto now = system_clock::now();
+  a.last_asked = steady_clock::now();
   if (!a.loaded) {
     a.waiters.push_back(std::move(done));
     return;
   }
   if (a.state == token_state::needs_reauth) {
-    done->post(failed(token_state::needs_reauth, needs_reauth_message(a.address)));
+    // A service account's error names its own fix (domain-wide delegation).
+    done->post(failed(token_state::needs_reauth,
+                      a.service ? a.last_error : needs_reauth_message(a.address)));
     return;
   }
-  if (a.refresh_token.empty()) {
+  if (a.refresh_token.empty() && !a.service) {
     done->post(failed(token_state::missing, missing_message(a.address)));
     return;
   }
@@ -186,6 +168,10 @@ void token_manager::serve_all(account& a) {
 // ---------------------------------------------------------------- refreshing
 
 void token_manager::start_refresh(account& a) {
+  if (a.service) {
+    start_service_refresh(a);
+    return;
+  }
   a.refreshing = true;
   offload(
       blocking_,
@@ -374,6 +360,7 @@ token_manager::changes token_manager::apply_rows(const std::vector<account_recor
     auto it = accounts_.find(key_of(row.address));
     if (it == accounts_.end()) continue;
     account& a = it->second;
+    if (a.service) continue;  // a row left from before it became a service account
     // An account not loaded yet waits for its own load, which is queued.
     if (!a.loaded && !load) continue;
     // Same generation: no new refresh token, whoever wrote the row last. The
@@ -422,6 +409,9 @@ void token_manager::reload(std::function<void(changes)> done) {
     asio::post(loop_, [done = std::move(done)] { done({}); });
     return;
   }
+  for (auto& [key, a] : accounts_) {
+    if (a.service && a.state != token_state::valid) a.next_retry = steady_clock::now();
+  }
   poll(std::move(done));
 }
 
@@ -431,12 +421,16 @@ void token_manager::schedule() {
   const auto now_sys = system_clock::now();
   steady_time next = now + idle_wakeup;
   for (auto& [key, a] : accounts_) {
-    if (!a.loaded || a.refreshing || a.refresh_token.empty() ||
-        a.state == token_state::needs_reauth) {
-      continue;
-    }
+    if (!a.loaded || a.refreshing) continue;
+    // An account authorized by consent waits for a person; a service account
+    // is asked again now and then, since its fix is made in Google's consoles.
+    if (!a.service && (a.refresh_token.empty() || a.state == token_state::needs_reauth)) continue;
+    const bool failing =
+        a.state == token_state::refresh_failing || a.state == token_state::needs_reauth;
+    // Retries go on while mail may wait; keeping a token fresh only while used.
+    if (a.on_demand && !failing && now - a.last_asked > options_.idle_mailbox) continue;
     steady_time due;
-    if (a.state == token_state::refresh_failing) {
+    if (failing) {
       due = a.next_retry;
     } else if (a.access_token.empty()) {
       due = now;
@@ -489,6 +483,10 @@ void token_manager::invalidate(const std::string& account_address,
   a.obtained_at.reset();
   if (a.state == token_state::valid) set_state(a, token_state::expired);
   log::info("token_invalidated").kv("account", a.address);
+  if (a.service) {
+    schedule();  // no row: service tokens live in memory only
+    return;
+  }
   with_store([&store = store_, key = it->first,
               access_token] { return jobs::clear_access_token(store, key, access_token); },
              [this, key = it->first](std::string error) {
@@ -501,63 +499,12 @@ void token_manager::record_delivery(const std::string& account_address, std::int
   auto it = accounts_.find(key_of(account_address));
   if (it == accounts_.end() || stopped_) return;
   it->second.last_delivery = when;
+  if (it->second.service) return;  // no row
   with_store(
       [&store = store_, key = it->first, when] { return jobs::record_delivery(store, key, when); },
       [this, key = it->first](std::string error) {
         if (!error.empty()) log_store_error(key, error);
       });
-}
-
-void token_manager::reconfigure(const config::settings& settings) {
-  if (stopped_) return;
-  if (!same_oauth(oauth_, settings.oauth)) {
-    oauth_ = settings.oauth;
-    client_ = std::make_shared<const token_client>(http_, settings.oauth, options_.connect_timeout,
-                                                   options_.total_timeout);
-    // The fix may be in the new settings (secret, token_url, ca_file): try now.
-    for (auto& [key, a] : accounts_) {
-      a.client_refused = false;
-      if (a.state == token_state::refresh_failing) a.next_retry = steady_clock::now();
-    }
-  }
-  std::map<std::string, const config::account_settings*> wanted;
-  for (const auto& s : settings.accounts) wanted.emplace(key_of(s.address), &s);
-  for (auto it = accounts_.begin(); it != accounts_.end();) {
-    if (wanted.count(it->first)) {
-      ++it;
-      continue;
-    }
-    fail_waiters(it->second, "account " + it->second.address + " is no longer configured");
-    it = accounts_.erase(it);
-  }
-  std::vector<config::account_settings> added;
-  for (const auto& [key, s] : wanted) {
-    if (accounts_.count(key)) continue;
-    account entry;
-    entry.address = s->address;
-    accounts_.emplace(key, std::move(entry));
-    added.push_back(*s);
-  }
-  schedule();
-  if (added.empty()) return;
-  with_store([&store = store_, added] { return jobs::add_and_read_rows(store, added); },
-             [this, added](jobs::rows_read read) {
-               if (stopped_) return;
-               if (read.error.empty()) {
-                 apply_rows(read.rows, /*load=*/true);
-               } else {
-                 log::error("token_store_failed").kv("reason", read.error);
-                 for (const auto& s : added) {
-                   auto it = accounts_.find(key_of(s.address));
-                   if (it == accounts_.end() || it->second.loaded) continue;
-                   it->second.loaded =
-                       true;  // as `missing`; the poll adopts the row once it is readable
-                   it->second.last_error = read.error;
-                   fail_waiters(it->second, "account " + s.address + ": " + read.error);
-                 }
-               }
-               schedule();
-             });
 }
 
 std::vector<account_status> token_manager::status() const {
@@ -576,6 +523,7 @@ std::vector<account_status> token_manager::status() const {
     }
     s.last_delivery = a.last_delivery;
     s.last_error = a.last_error;
+    if (a.service) s.service_account = a.service->client_email;
     s.refreshes_ok = a.refreshes_ok;
     s.refreshes_failed = a.refreshes_failed;
     out.push_back(std::move(s));

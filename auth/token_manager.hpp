@@ -16,6 +16,9 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/execution/outstanding_work.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/prefer.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 
@@ -42,6 +45,9 @@ struct token_manager_options {
   // Backoff for refresh_failing accounts: doubling from initial up to max.
   std::chrono::milliseconds retry_initial{30'000};
   std::chrono::milliseconds retry_max{600'000};
+  // A domain pattern's mailbox not asked for in this long is no longer
+  // refreshed ahead: its next message waits for one token request instead.
+  std::chrono::milliseconds idle_mailbox{3'600'000};
   // How often the store is read for tokens stored by oauth-relayctl.
   std::chrono::milliseconds poll_interval{2'000};
   std::chrono::milliseconds connect_timeout = default_connect_timeout;
@@ -59,7 +65,8 @@ class token_manager final : public token_source {
   using changes = std::vector<std::pair<std::string, token_state>>;
 
   // Creates the rows of configured accounts that have none and loads them
-  // (blocking: call at startup). Throws token_store_error. `store` and `http`
+  // (blocking: call at startup); service accounts have no row, their tokens
+  // live in memory only. Throws token_store_error. `store` and `http`
   // are used on `blocking` and must outlive the work posted there: the owner
   // joins (or stops running) `blocking` before they go.
   token_manager(boost::asio::any_io_executor loop, boost::asio::any_io_executor blocking,
@@ -92,7 +99,8 @@ class token_manager final : public token_source {
 
   // Reads the store now instead of at the next poll (a token oauth-relayctl
   // just stored); `done` runs on `loop` with the accounts whose stored token
-  // changed and their new state (none once stopped).
+  // changed and their new state (none once stopped). Service accounts that
+  // failed are asked again at once (their fix is made in Google's consoles).
   void reload(std::function<void(changes changed)> done);
 
   // Called on `loop` whenever an account's state changes.
@@ -104,7 +112,14 @@ class token_manager final : public token_source {
   using waiter = completion_ptr<token_result>;
 
   struct account {
-    std::string address;  // as configured
+    std::string address;  // as configured (a pattern's mailbox: as the sender wrote it)
+    // A Google Workspace service account's key: tokens by the JWT bearer
+    // grant, kept in memory only, no row in the store. Null: consent.
+    std::shared_ptr<const config::service_account_key> service;
+    // A mailbox of a domain pattern: kept fresh ahead of expiry only while
+    // it is asked for (a domain may have many senders used once).
+    bool on_demand = false;
+    steady_time last_asked{};
     bool loaded = false;  // false until its row has been read
     token_state state = token_state::missing;
     secret_string refresh_token;
@@ -128,6 +143,11 @@ class token_manager final : public token_source {
     bool destroyed = false;             // on `loop` only
   };
 
+  // Addresses compare without case, as the accounts table does (COLLATE NOCASE).
+  static std::string key_of(std::string_view address);
+  static token_result failed(token_state state, std::string error);
+  static token_result served(const std::string& access_token, token_state state);
+
   // Runs `job` on `executor`, then `then(result)` on the loop while the
   // manager exists.
   template <typename Executor, typename Job, typename Then>
@@ -135,6 +155,17 @@ class token_manager final : public token_source {
   // A store operation: one at a time, in order (see store_ops_).
   template <typename Job, typename Then>
   void with_store(Job job, Then then);
+
+  // The entry of a configured address, or of a mailbox a domain pattern
+  // covers (made on first use); nullptr when neither.
+  account* find_account(const std::string& address);
+  // Service accounts (token_manager_service.cpp): entries, keys and patterns
+  // as `settings` has them; their refresh and its answer.
+  void update_services(const config::settings& settings);
+  void start_service_refresh(account& a);
+  void finish_service_refresh(const std::string& key,
+                              std::shared_ptr<const config::service_account_key> used,
+                              jobs::refresh_answer answer);
 
   void serve(account& a, waiter done);
   void serve_all(account& a);
@@ -175,11 +206,32 @@ class token_manager final : public token_source {
   std::shared_ptr<const token_client> client_;
   config::oauth_settings oauth_;
   std::map<std::string, account> accounts_;  // by lower-cased address
+  // Domain patterns ("*@example.com") of service accounts, in config order.
+  std::vector<std::pair<std::string, std::shared_ptr<const config::service_account_key>>> patterns_;
   std::shared_ptr<const std::function<void(const std::string&, token_state)>> on_change_;
   boost::asio::steady_timer refresh_timer_;
   boost::asio::steady_timer poll_timer_;
   bool started_ = false;
   bool stopped_ = false;
 };
+
+template <typename Executor, typename Job, typename Then>
+void token_manager::offload(const Executor& executor, Job job, Then then) {
+  // Tracked work keeps the loop's run() going while the job is away.
+  auto loop = boost::asio::prefer(loop_, boost::asio::execution::outstanding_work.tracked);
+  boost::asio::post(executor, [job = std::move(job), then = std::move(then), loop = std::move(loop),
+                               life = life_]() mutable {
+    auto result = job();
+    boost::asio::post(loop, [then = std::move(then), result = std::move(result),
+                             life = std::move(life)]() mutable {
+      if (!life->destroyed) then(std::move(result));
+    });
+  });
+}
+
+template <typename Job, typename Then>
+void token_manager::with_store(Job job, Then then) {
+  offload(store_ops_, std::move(job), std::move(then));
+}
 
 }  // namespace oauth_relay::auth

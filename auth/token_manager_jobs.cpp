@@ -2,6 +2,10 @@
 // catches the store's errors and returns them as values for the loop.
 #include "auth/token_manager_jobs.hpp"
 
+#include "auth/consent.hpp"
+#include "auth/jwt_bearer.hpp"
+#include "common/secret.hpp"
+
 namespace oauth_relay::auth::jobs {
 namespace {
 
@@ -20,6 +24,30 @@ refresh_answer refresh(const token_client& client, const std::string& refresh_to
     return out;
   }
   out.response = client.refresh(refresh_token, &cancel);
+  out.expires_at = std::chrono::system_clock::now() + out.response.expires_in;
+  return out;
+}
+
+refresh_answer service_token(const token_client& client, const config::service_account_key& key,
+                             const std::string& mailbox, const std::atomic<bool>& cancel) {
+  refresh_answer out;
+  if (cancel) {
+    out.response.failure = token_failure::temporary;
+    out.response.error = "cancelled";
+    return out;
+  }
+  std::string assertion;
+  wipe_on_exit wipe_assertion(assertion);  // a bearer credential for an hour
+  try {
+    assertion =
+        make_jwt_assertion(key, mailbox, mail_scope, to_unix(std::chrono::system_clock::now()));
+  } catch (const jwt_signing_error& e) {
+    out.response.failure = token_failure::rejected;
+    out.response.error = e.what();
+    out.signing_error = e.what();
+    return out;
+  }
+  out.response = client.jwt_bearer(assertion, key.token_uri, &cancel);
   out.expires_at = std::chrono::system_clock::now() + out.response.expires_in;
   return out;
 }

@@ -19,12 +19,18 @@ namespace oauth_relay::auth::jobs {
 struct refresh_answer {
   token_response response;
   std::chrono::system_clock::time_point expires_at{};  // when the access token lapses, if one came
+  std::string signing_error;  // a service account's key could not sign; nothing was sent
 };
 
 // Asks the endpoint, unless `cancel` is set already; `cancel` set meanwhile
 // abandons the request.
 refresh_answer refresh(const token_client& client, const std::string& refresh_token,
                        const std::atomic<bool>& cancel);
+
+// A service account's access token for `mailbox` (RFC 7523): the assertion
+// signed with `key` here, on the pool, and posted to the key's token_uri.
+refresh_answer service_token(const token_client& client, const config::service_account_key& key,
+                             const std::string& mailbox, const std::atomic<bool>& cancel);
 
 // What a refresh's store write found.
 struct refresh_outcome {

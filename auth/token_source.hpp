@@ -29,6 +29,9 @@ struct account_status {
   std::optional<std::int64_t> access_expires_in_seconds;  // unset without an access token
   std::optional<std::int64_t> last_delivery;              // unix seconds
   std::string last_error;
+  // A Google Workspace service account's client_email (its tokens come from
+  // its key, RFC 7523); empty for an account authorized by consent.
+  std::string service_account;
   std::uint64_t refreshes_ok = 0;      // since start, for token_refreshes_total{result="ok"}
   std::uint64_t refreshes_failed = 0;  // since start, for token_refreshes_total{result="error"}
 };

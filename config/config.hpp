@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "common/secret.hpp"
+#include "config/service_account_key.hpp"
 
 namespace oauth_relay::config {
 
@@ -117,6 +119,14 @@ struct account_settings {
   bool is_default = false;
   std::optional<permit_settings> permit;  // absent: every client clients.allow lets in
   account_limits limits;                  // `limits:`; none by default
+  // service_account_file: a Google Workspace service account with domain-wide
+  // delegation gets the account's tokens (RFC 7523), no consent; shared, so
+  // copies of the settings share one copy of the key. Nothing: OAuth consent.
+  std::shared_ptr<const service_account_key> service_account = nullptr;
+
+  // "*@example.com" (only with a service account): each sender of the domain
+  // sends as itself.
+  bool is_domain_pattern() const { return address.starts_with("*@"); }
 };
 
 // `tls`: the listener's own certificate for STARTTLS (RFC 3207).

@@ -14,8 +14,12 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <nlohmann/json.hpp>
 
+#include "auth/consent.hpp"
 #include "auth/http_client.hpp"
+#include "auth/jwt_bearer.hpp"
 #include "auth/token_client.hpp"
+#include "common/secret.hpp"
+#include "ctl/daemon_client.hpp"
 #include "ctl/state_access.hpp"
 #include "relay/delivery/upstream_client.hpp"
 
@@ -93,7 +97,7 @@ int run_accounts(const context& ctx, bool json) {
     return 0;
   }
   std::vector<std::vector<std::string>> rows = {
-      {"ADDRESS", "STATE", "ACCESS TOKEN", "LAST DELIVERY", "LAST ERROR"}};
+      {"ADDRESS", "KIND", "STATE", "ACCESS TOKEN", "LAST DELIVERY", "LAST ERROR"}};
   std::vector<std::string> to_authorize;
   std::vector<std::string> held;  // "ADDRESS: STATE until TIME (why)"
   for (const auto& a : document["accounts"]) {
@@ -108,9 +112,14 @@ int run_accounts(const context& ctx, bool json) {
     }
     const std::string delivered = text_of(a, "last_delivery");
     const std::string error = text_of(a, "last_error");
-    rows.push_back({address + (configured ? "" : " (not in config)"), state, expiry,
+    const std::string service_account = text_of(a, "service_account");
+    // A service account needs no consent: its kind names the key's client_email.
+    const std::string kind =
+        service_account.empty() ? std::string("consent") : "service account " + service_account;
+    rows.push_back({address + (configured ? "" : " (not in config)"), kind,
+                    state == "per_mailbox" ? "per mailbox" : state, expiry,
                     delivered.empty() ? "-" : delivered, error.empty() ? "-" : error});
-    if (configured && (state == "missing" || state == "needs_reauth")) {
+    if (configured && service_account.empty() && (state == "missing" || state == "needs_reauth")) {
       to_authorize.push_back(address);
     }
     const std::string sending = text_of(a, "sending_state");
@@ -131,19 +140,31 @@ int run_accounts(const context& ctx, bool json) {
   return 0;
 }
 
-int run_test(const context& ctx, const std::string& address_arg) {
-  const std::string address = require_account(ctx, address_arg).address;
-  const auto& upstream = ctx.settings.upstream;
-  const auth::endpoint where = auth::upstream_endpoint(upstream);
-  const std::string at = where.host + ":" + std::to_string(where.port);
-  const std::string tls_mode =
-      upstream.tls == config::upstream_tls::starttls ? "STARTTLS" : "implicit TLS";
+namespace {
 
-  auto ok = [](const std::string& step) { std::cout << "[ok]     " << step << std::endl; };
+void ok(const std::string& step) {
+  std::cout << "[ok]     " << step << std::endl;
+}
+
+// The step that failed and the verdict; the failure to throw, with the cause and fix.
+failure failed_step(const std::string& step, const std::string& address, const auth::advice& why) {
+  std::cout << "[failed] " << step << "\n"
+            << "verdict: " << address << " cannot send mail" << std::endl;
+  return failure(why);
+}
+
+int test_upstream(const context& ctx, const std::string& address, const std::string& access_token);
+int run_service_test(const context& ctx, const config::account_settings& account,
+                     const std::string& mailbox);
+
+}  // namespace
+
+int run_test(const context& ctx, const std::string& address_arg) {
+  const auto& account = require_account(ctx, address_arg);
+  if (account.service_account) return run_service_test(ctx, account, address_arg);
+  const std::string address = account.address;
   auto fail = [&](const std::string& step, const auth::advice& why) {
-    std::cout << "[failed] " << step << "\n"
-              << "verdict: " << address << " cannot send mail" << std::endl;
-    return failure(why);
+    return failed_step(step, address, why);
   };
 
   // 1. The stored refresh token.
@@ -177,6 +198,66 @@ int run_test(const context& ctx, const std::string& address_arg) {
   } catch (const std::exception&) {
     // Not needed for the test itself.
   }
+  return test_upstream(ctx, address, refreshed.access_token);
+}
+
+namespace {
+
+int run_service_test(const context& ctx, const config::account_settings& account,
+                     const std::string& mailbox) {
+  if (account.is_domain_pattern() && lower(mailbox) == lower(account.address)) {
+    throw failure(
+        account.address + " is a domain pattern, not a mailbox",
+        "test one of its mailboxes: oauth-relayctl test someone" + account.address.substr(1));
+  }
+  const auto& key = *account.service_account;
+  auto fail = [&](const std::string& step, const auth::advice& why) {
+    return failed_step(step, mailbox, why);
+  };
+
+  // 1. The key file (read and checked with the config; OpenSSL must take its key).
+  const std::string step_key = "service account key " + key.file.string() + " (" +
+                               key.client_email + ", client ID " + key.client_id + ")";
+  if (const auto problem = auth::service_account_key_problem(key); !problem.empty()) {
+    throw fail(step_key, {problem,
+                          "download a new JSON key (Google Cloud console > IAM & Admin > "
+                          "Service accounts > Keys > Add key) into that file"});
+  }
+  ok(step_key);
+
+  // 2. An access token for the mailbox by the JWT bearer grant.
+  const std::string step_token = "access token for " + mailbox + " from " + key.token_uri +
+                                 " (domain-wide delegation, scope " +
+                                 std::string(auth::mail_scope) + ")";
+  const auth::token_client tokens(std::make_shared<auth::curl_http_client>(), ctx.settings.oauth);
+  std::string assertion = auth::make_jwt_assertion(key, mailbox, auth::mail_scope, now_seconds());
+  const auto answer = tokens.jwt_bearer(assertion, key.token_uri);
+  wipe(assertion);
+  if (!answer.ok()) {
+    throw fail(step_token,
+               auth::explain_service_account_failure(answer, mailbox, key, ctx.settings.oauth));
+  }
+  ok(step_token + " (valid for " + format_duration(answer.expires_in.count()) + ")");
+  // A running daemon asks again now rather than after its pause: the fix
+  // (delegation granted in the Admin console) may be what this test shows.
+  try {
+    const auto control = control_socket_client(ctx);
+    if (control.running()) control.post("/accounts/reload", nlohmann::json::object());
+  } catch (const std::exception&) {
+    // Not needed for the test itself.
+  }
+  return test_upstream(ctx, mailbox, answer.access_token);
+}
+
+int test_upstream(const context& ctx, const std::string& address, const std::string& access_token) {
+  const auto& upstream = ctx.settings.upstream;
+  const auth::endpoint where = auth::upstream_endpoint(upstream);
+  const std::string at = where.host + ":" + std::to_string(where.port);
+  const std::string tls_mode =
+      upstream.tls == config::upstream_tls::starttls ? "STARTTLS" : "implicit TLS";
+  auto fail = [&](const std::string& step, const auth::advice& why) {
+    return failed_step(step, address, why);
+  };
 
   // 3 to 5. Connect, authenticate, quit.
   const std::string step_connect = "connect to " + at + " with " + tls_mode;
@@ -195,7 +276,7 @@ int run_test(const context& ctx, const std::string& address_arg) {
   relay::upstream_client client(io.get_executor(), *tls, options);
   upstream_run run;
   std::exception_ptr crashed;
-  asio::co_spawn(io, login(client, address, refreshed.access_token, run),
+  asio::co_spawn(io, login(client, address, access_token, run),
                  [&crashed](std::exception_ptr e) { crashed = e; });
   io.run();
   if (crashed) std::rethrow_exception(crashed);
@@ -228,5 +309,7 @@ int run_test(const context& ctx, const std::string& address_arg) {
   std::cout << "verdict: " << address << " can send mail through " << at << std::endl;
   return 0;
 }
+
+}  // namespace
 
 }  // namespace oauth_relay::ctl

@@ -389,7 +389,11 @@ outcome complete(const context& ctx, const std::string& address, const auth::red
   }
   std::ostringstream note;
   try {
-    store_token(ctx, {address, r.refresh_token, {}, 0}, note);
+    // The access token of the exchange saves the daemon a refresh, and
+    // `accounts` reads `valid` right after the consent.
+    store_token(ctx,
+                {address, r.refresh_token, r.access_token, now_seconds() + r.expires_in.count()},
+                note);
   } catch (const failure& f) {
     return {false, {f.what(), f.fix() + ", then: " + again}};
   }
@@ -433,10 +437,27 @@ std::string read_token(const std::string& file) {
   return token;
 }
 
+// The address `oauth-relayctl test` takes for a service account: the one
+// given, unless that is a domain pattern rather than a mailbox.
+std::string mailbox_to_test(const std::string& given) {
+  if (given.starts_with("*@")) return "someone" + given.substr(1);
+  return given;
+}
+
 }  // namespace
 
 int run_authorize(const context& ctx, const authorize_options& options) {
-  const std::string address = require_account(ctx, options.address).address;
+  const auto& account = require_account(ctx, options.address);
+  if (account.service_account) {
+    // Domain-wide delegation stands in for every mailbox's consent.
+    std::cout << options.address << " needs no consent: it sends through the service account "
+              << account.service_account->client_email << " ("
+              << account.service_account->file.string()
+              << ") with domain-wide delegation; check it with: oauth-relayctl test "
+              << mailbox_to_test(options.address) << std::endl;
+    return 0;
+  }
+  const std::string address = account.address;
   // Fail before the consent, not after it.
   check_token_can_be_stored(ctx);
 
@@ -500,7 +521,15 @@ int run_authorize(const context& ctx, const authorize_options& options) {
 }
 
 int run_import(const context& ctx, const import_options& options) {
-  const std::string address = require_account(ctx, options.address).address;
+  const auto& account = require_account(ctx, options.address);
+  if (account.service_account) {
+    throw failure(options.address + " is a service account (" +
+                      account.service_account->client_email +
+                      "): it has no refresh token to import; its key file is its credential",
+                  "nothing to import; check it with: oauth-relayctl test " +
+                      mailbox_to_test(options.address));
+  }
+  const std::string address = account.address;
   const secret_string token = read_token(options.file);  // wiped when the command ends
   // Fail before asking Google, not after.
   check_token_can_be_stored(ctx);

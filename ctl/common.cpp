@@ -24,6 +24,12 @@ const config::account_settings& require_account(const context& ctx, std::string_
   for (const auto& account : ctx.settings.accounts) {
     if (lower(account.address) == wanted) return account;
   }
+  // A mailbox of a service account's domain pattern ("*@example.com").
+  for (const auto& account : ctx.settings.accounts) {
+    if (account.is_domain_pattern() && config::pattern_covers(account.address, address)) {
+      return account;
+    }
+  }
   throw failure(std::string(address) + " is not an account in " + ctx.config_path.string(),
                 "add it under accounts: in " + ctx.config_path.string() +
                     " (- address: " + std::string(address) +

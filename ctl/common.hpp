@@ -38,8 +38,8 @@ struct context {
 
 std::string lower(std::string_view text);
 
-// The configured account named `address` (case-insensitive), or a failure
-// saying to add it to the config.
+// The configured account named `address` (case-insensitive), or the service
+// account whose domain pattern covers it, or a failure saying to add it to the config.
 const config::account_settings& require_account(const context& ctx, std::string_view address);
 
 // "45s", "5m", "2h 3m", "3d 4h": coarse, for people.

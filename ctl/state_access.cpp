@@ -158,7 +158,7 @@ std::string accounts_document(const context& ctx) {
           "run oauth-relayctl as root or as the owner of " + ctx.settings.state_dir.string());
     }
   }
-  return daemon::accounts_json(rows, ctx.settings.accounts, now_seconds());
+  return daemon::accounts_json(rows, ctx.settings.accounts, {}, now_seconds());
 }
 
 }  // namespace oauth_relay::ctl

@@ -24,15 +24,12 @@ std::string lower(std::string_view text) {
 
 json entry(const std::string& address, const auth::account_record* row, bool configured,
            std::int64_t now, const std::map<std::string, account_sending>& sending) {
-  json a = {{"address", address},
-            {"token_state", "missing"},
-            {"access_expires_in_seconds", nullptr},
-            {"last_delivery", nullptr},
-            {"last_error", nullptr},
-            {"configured", configured},
-            {"sending_state", nullptr},
-            {"resumes_at", nullptr},
-            {"sent_24h", nullptr}};
+  json a = {{"address", address},       {"kind", "oauth"},
+            {"token_state", "missing"}, {"access_expires_in_seconds", nullptr},
+            {"last_delivery", nullptr}, {"last_error", nullptr},
+            {"configured", configured}, {"service_account", nullptr},
+            {"pattern", nullptr},       {"sending_state", nullptr},
+            {"resumes_at", nullptr},    {"sent_24h", nullptr}};
   for (const auto& [key, s] : sending) {
     if (lower(key) != lower(address)) continue;
     a["sending_state"] = s.state;
@@ -57,16 +54,63 @@ json entry(const std::string& address, const auth::account_record* row, bool con
   return a;
 }
 
+// A service account's mailbox as the daemon holds it (`status`), or as a
+// daemon that is not running would start it (`expired`).
+json service_entry(const std::string& address, const config::service_account_key& key,
+                   const auth::account_status* status,
+                   const std::map<std::string, account_sending>& sending) {
+  json a = entry(address, nullptr, true, 0, sending);
+  a["kind"] = "service_account";
+  a["service_account"] = key.client_email;
+  a["token_state"] = "expired";
+  if (status == nullptr) return a;
+  a["token_state"] = std::string(auth::to_string(status->state));
+  if (status->access_expires_in_seconds) {
+    a["access_expires_in_seconds"] = *status->access_expires_in_seconds;
+  }
+  if (status->last_delivery) a["last_delivery"] = iso8601_utc(*status->last_delivery);
+  if (!status->last_error.empty()) a["last_error"] = status->last_error;
+  return a;
+}
+
+void add_service_account(json& list, const config::account_settings& account,
+                         const std::vector<auth::account_status>& live,
+                         const std::map<std::string, account_sending>& sending) {
+  const auto& key = *account.service_account;
+  if (!account.is_domain_pattern()) {
+    const auto it = std::find_if(live.begin(), live.end(), [&](const auth::account_status& s) {
+      return lower(s.address) == lower(account.address);
+    });
+    list.push_back(service_entry(account.address, key, it == live.end() ? nullptr : &*it, sending));
+    return;
+  }
+  json pattern = service_entry(account.address, key, nullptr, sending);
+  pattern["token_state"] = "per_mailbox";
+  list.push_back(std::move(pattern));
+  for (const auto& s : live) {
+    if (s.service_account.empty() || !config::pattern_covers(account.address, s.address)) continue;
+    json mailbox = service_entry(s.address, key, &s, sending);
+    mailbox["pattern"] = account.address;
+    list.push_back(std::move(mailbox));
+  }
+}
+
 }  // namespace
 
 std::string accounts_json(const std::vector<auth::account_record>& rows,
                           const std::vector<config::account_settings>& configured,
-                          std::int64_t now_seconds,
+                          const std::vector<auth::account_status>& live, std::int64_t now_seconds,
                           const std::map<std::string, account_sending>& sending) {
   std::map<std::string, const auth::account_record*> by_address;
   for (const auto& row : rows) by_address.emplace(lower(row.address), &row);
   json list = json::array();
   for (const auto& account : configured) {
+    if (account.service_account) {
+      // A row left from before it became a service account is not its state.
+      by_address.erase(lower(account.address));
+      add_service_account(list, account, live, sending);
+      continue;
+    }
     auto it = by_address.find(lower(account.address));
     const auth::account_record* row = it == by_address.end() ? nullptr : it->second;
     list.push_back(entry(account.address, row, true, now_seconds, sending));

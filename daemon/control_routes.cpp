@@ -267,11 +267,11 @@ asio::awaitable<http_reply> control_routes::accounts(std::string_view) {
   };
   for (const auto& a : sources_.settings.accounts) add(a.address);
   for (const auto& r : got.rows) add(r.address);
-  co_return http_reply{
-      200,
-      "application/json",
-      accounts_json(got.rows, sources_.settings.accounts, now_ms() / 1000, sending),
-      {}};
+  co_return http_reply{200,
+                       "application/json",
+                       accounts_json(got.rows, sources_.settings.accounts, sources_.tokens.status(),
+                                     now_ms() / 1000, sending),
+                       {}};
 }
 
 asio::awaitable<http_reply> control_routes::import(std::string_view body) {

@@ -24,6 +24,8 @@ std::string token_problem_sentence(const auth::account_status& s) {
   const std::string run = "run \"oauth-relayctl authorize " + s.address + "\"";
   switch (s.state) {
     case auth::token_state::needs_reauth:
+      // A service account's error names its fix (domain-wide delegation).
+      if (!s.service_account.empty() && !s.last_error.empty()) return s.last_error;
       return auth::needs_reauth_message(s.address);
     case auth::token_state::missing:
       return "account " + s.address + " is not authorized yet: " + run;

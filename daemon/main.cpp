@@ -11,6 +11,7 @@
 #include <CLI/CLI.hpp>
 
 #include "auth/curl_setup.hpp"
+#include "auth/jwt_bearer.hpp"
 #include "common/secret.hpp"
 #include "config/config.hpp"
 #include "config/log.hpp"
@@ -24,8 +25,9 @@ constexpr int trim_threshold = 64 << 20;
 constexpr int mmap_threshold = 1 << 20;  // a spooled message is at most 256 KiB in memory
 
 // What --check-config checks beyond the YAML: the files the listener reads
-// (certificate and key, logins, aliases: loops and targets nobody maps).
-// Each problem on one line; empty when fine.
+// (certificate and key, logins, aliases: loops and targets nobody maps) and
+// the service accounts' private keys. Each problem on one line; empty when
+// fine.
 std::vector<std::string> listener_file_problems(
     const oauth_relay::config::settings& s,
     const oauth_relay::relay::local_addresses::build_result& local) {
@@ -42,6 +44,13 @@ std::vector<std::string> listener_file_problems(
     for (auto& e : loaded.errors) problems.push_back(std::move(e));
   }
   problems.insert(problems.end(), local.errors.begin(), local.errors.end());
+  // The config read the service accounts' key files; OpenSSL must take their keys.
+  for (const auto& a : s.accounts) {
+    if (!a.service_account) continue;
+    if (auto p = oauth_relay::auth::service_account_key_problem(*a.service_account); !p.empty()) {
+      problems.push_back(std::move(p));
+    }
+  }
   return problems;
 }
 }  // namespace

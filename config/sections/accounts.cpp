@@ -4,6 +4,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "config/schema.hpp"
@@ -20,7 +21,8 @@ constexpr std::string_view keys[] = {"accounts"};
 // The keys of one account. A per-account block adds its key here and a
 // reader called from read_account, in a file of its own when it is more than
 // a few lines (as `permit`).
-constexpr std::string_view account_keys[] = {"address", "senders", "default", "permit", "limits"};
+constexpr std::string_view account_keys[] = {"address", "senders", "default",
+                                             "permit",  "limits",  "service_account_file"};
 
 std::string lowercase(std::string_view s) {
   std::string out(s);
@@ -46,7 +48,20 @@ bool read_address(reader& r, const field& item, const mapping& m, std::size_t in
   }
   auto text = r.scalar(*address, "an email address");
   if (!text) return false;
-  if (!is_email_address(*text)) {
+  // "*@example.com": every sender of the domain sends as itself, which only
+  // a service account with domain-wide delegation can do (no one consents).
+  const bool pattern = text->starts_with("*@");
+  if (pattern && !is_domain_name(std::string_view(*text).substr(2))) {
+    r.add(*address, quote(*text) + " is not a domain pattern like *@example.com");
+    return false;
+  }
+  if (pattern && !m.find("service_account_file")) {
+    r.add(*address, quote(*text) +
+                        ": a domain pattern needs service_account_file (a Google Workspace "
+                        "service account with domain-wide delegation)");
+    return false;
+  }
+  if (!pattern && !is_email_address(*text)) {
     r.add(*address, quote(*text) + " is not an email address");
     return false;
   }
@@ -85,6 +100,12 @@ bool read_default(reader& r, const mapping& m, std::size_t index, earlier_accoun
 
 bool read_senders(reader& r, const mapping& m, account_settings& account) {
   const auto senders = m.find("senders");
+  if (senders && account.is_domain_pattern()) {
+    r.add(*senders,
+          "a domain pattern account takes the senders of its domain, each as itself; "
+          "leave senders out");
+    return false;
+  }
   if (!senders) {
     // Without patterns an account sends only as itself.
     if (!account.is_default && !account.address.empty()) {
@@ -132,6 +153,27 @@ bool read_limits(reader& r, const mapping& m, account_settings& account) {
   return ok;
 }
 
+// service_account_file: Google's JSON key, read and checked now so that
+// --check-config and a reload catch a bad or unreadable key.
+bool read_service_account(reader& r, const mapping& m, account_settings& account) {
+  const auto file = m.find("service_account_file");
+  if (!file) return true;
+  if (account.is_default && account.is_domain_pattern()) {
+    r.add(*file, "a domain pattern cannot be the default account (the null sender is no mailbox)");
+    return false;
+  }
+  const auto p = r.path(*file);
+  if (!p) return false;
+  auto key = read_service_account_key(*p);
+  if (auto* error = std::get_if<std::string>(&key)) {
+    r.add(*file, *error);
+    return false;
+  }
+  account.service_account =
+      std::make_shared<const service_account_key>(std::move(std::get<service_account_key>(key)));
+  return true;
+}
+
 void read_account(reader& r, const field& item, std::size_t index, earlier_accounts& earlier,
                   settings& all) {
   const mapping m(r, item, account_keys);
@@ -147,6 +189,7 @@ void read_account(reader& r, const field& item, std::size_t index, earlier_accou
   ok = read_senders(r, m, account) && ok;
   ok = read_permit(r, m, all, account) && ok;
   ok = read_limits(r, m, account) && ok;
+  ok = read_service_account(r, m, account) && ok;
   if (ok) all.accounts.push_back(std::move(account));
 }
 

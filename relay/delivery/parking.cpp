@@ -15,7 +15,10 @@ std::map<std::string, std::string> account_parking::blocked() const {
   std::map<std::string, std::string> out;
   for (const auto& status : tokens_.status()) {
     if (status.state == auth::token_state::needs_reauth) {
-      out[status.address] = auth::needs_reauth_message(status.address);
+      // A service account's error names its fix (domain-wide delegation).
+      out[status.address] = !status.service_account.empty() && !status.last_error.empty()
+                                ? status.last_error
+                                : auth::needs_reauth_message(status.address);
     } else if (status.state == auth::token_state::missing) {
       out[status.address] = "account " + status.address +
                             " is not authorized yet: run \"oauth-relayctl authorize " +

@@ -211,7 +211,7 @@ smtp_protocol::outcome smtp_protocol::on_mail(std::string_view argument) {
   }
   envelope_.sender = std::move(mail.address);
   envelope_.params = std::move(mail.params);
-  envelope_.account = route->account;
+  envelope_.account = route->account_for(envelope_.sender);
   phase_ = phase::have_sender;
   return finish(make_reply(250, "2.1.0", "Ok"));
 }

@@ -34,7 +34,8 @@ bool sender_pattern_matches(std::string_view pattern, std::string_view address) 
 sender_router::sender_router(const std::vector<config::account_settings>& accounts) {
   for (const auto& account : accounts) {
     if (account.is_default) default_ = entries_.size();
-    entries_.push_back({account.address, account.senders, account.permit});
+    entries_.push_back({account.address, account.senders, account.permit,
+                        account.service_account && account.is_domain_pattern()});
   }
 }
 
@@ -52,7 +53,7 @@ const sender_router::account_route* sender_router::find(std::string_view sender)
 std::optional<std::string> sender_router::route(std::string_view sender) const {
   const auto* found = find(sender);
   if (!found) return std::nullopt;
-  return found->account;
+  return found->account_for(std::string(sender));
 }
 
 }  // namespace oauth_relay::relay

@@ -1,5 +1,6 @@
-// Chooses the Google account for an envelope sender: the first account with a
-// matching `senders` pattern, else the default account, else none (550 5.7.1).
+// Chooses the Google account for an envelope sender: the first account with a matching
+// `senders` pattern (a domain pattern's: the sender itself), else the default, else none
+// (550 5.7.1).
 #pragma once
 
 #include <optional>
@@ -21,6 +22,14 @@ class sender_router {
     std::string account;
     std::vector<std::string> patterns;
     std::optional<config::permit_settings> permit;  // nothing: every client
+    // A domain pattern of a service account: each sender is its own account.
+    bool per_mailbox = false;
+
+    // The account `sender` sends as through this route: the sender itself
+    // for a domain pattern (XOAUTH2 as that mailbox), else `account`.
+    const std::string& account_for(const std::string& sender) const {
+      return per_mailbox ? sender : account;
+    }
   };
 
   explicit sender_router(const std::vector<config::account_settings>& accounts);

@@ -259,5 +259,36 @@ TEST(oauth_errors, token_failures_are_routed_by_kind) {
             "Google issued no refresh token");
 }
 
+TEST(oauth_errors, invalid_grant_about_seven_days_after_consent_is_the_testing_status_first) {
+  constexpr std::int64_t day = 86400;
+  constexpr std::int64_t consent = 1796025600;
+  const auto week = explain_refresh_refusal("alice@example.com", consent, consent + 7 * day + 60);
+  EXPECT_EQ(week.cause,
+            "Google refused the refresh token of alice@example.com (invalid_grant) 7 days after "
+            "it was authorized: the OAuth consent screen is in Testing, where refresh tokens "
+            "expire after 7 days");
+  EXPECT_EQ(week.fix,
+            "publish the consent screen (Google Auth Platform > Audience > Publish app: In "
+            "production), then run: oauth-relayctl authorize alice@example.com");
+  // The last refresh before the expiry may be up to an hour earlier; later is still it.
+  EXPECT_EQ(explain_refresh_refusal("alice@example.com", consent, consent + 7 * day - 1800).fix,
+            week.fix);
+  EXPECT_EQ(explain_refresh_refusal("alice@example.com", consent, consent + 12 * day).fix,
+            week.fix);
+  const auto early = explain_refresh_refusal("alice@example.com", consent, consent + 2 * day);
+  EXPECT_EQ(early.cause,
+            "Google refused the refresh token of alice@example.com (invalid_grant) 2 days after "
+            "it was authorized, too soon for the 7 days of a consent screen in Testing: it was "
+            "revoked (by the user at myaccount.google.com > Security, a password change, or an "
+            "administrator)");
+  EXPECT_EQ(early.fix, "run: oauth-relayctl authorize alice@example.com");
+  // Unknown: both causes, Testing's fix first, as explain_oauth_error says it.
+  const auto unknown = explain_refresh_refusal("alice@example.com", std::nullopt, 0);
+  const auto same =
+      explain_oauth_error("invalid_grant", "", oauth_step::refresh, "alice@example.com");
+  EXPECT_EQ(unknown.cause, same.cause);
+  EXPECT_EQ(unknown.fix, week.fix);
+}
+
 }  // namespace
 }  // namespace oauth_relay::auth

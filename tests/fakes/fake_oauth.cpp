@@ -2,8 +2,11 @@
 // them: Beast over asio::ssl, one coroutine per connection, on its own thread.
 #include "fakes/fake_oauth.hpp"
 
+#include <openssl/bio.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <mutex>
@@ -261,6 +264,10 @@ struct fake_oauth::impl {
       auto it = form.find(name);
       return it == form.end() ? std::string() : it->second;
     };
+    // RFC 7523 §2.1: the assertion is the client's whole credential.
+    if (field("grant_type") == "urn:ietf:params:oauth:grant-type:jwt-bearer") {
+      return jwt_bearer(field("assertion"));
+    }
     if (field("client_id") != client_id) {
       return oauth_error(http::status::unauthorized, "invalid_client",
                          "The OAuth client was not found.");
@@ -335,6 +342,126 @@ struct fake_oauth::impl {
         base64url(header.dump()) + "." + base64url(claims.dump()) + "." + base64url("fake-sig");
     ++exchanges;
     return json_reply(http::status::ok, body);
+  }
+
+  // ---------------------------------------------------------------- JWT bearer
+
+  struct service_account {
+    std::string client_id;
+    std::string key_id;
+    std::string public_key_pem;
+  };
+
+  static std::optional<std::string> unbase64url(std::string_view text) {
+    std::string b64(text);
+    for (char& c : b64) {
+      if (c == '-') c = '+';
+      if (c == '_') c = '/';
+      if (c == '+' || c == '/') continue;
+      if (!std::isalnum(static_cast<unsigned char>(c))) return std::nullopt;
+    }
+    while (b64.size() % 4 != 0) b64 += '=';
+    std::string out(b64.size() / 4 * 3, '\0');
+    const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                  reinterpret_cast<const unsigned char*>(b64.data()),
+                                  static_cast<int>(b64.size()));
+    if (n < 0) return std::nullopt;
+    std::size_t pad = 0;
+    while (pad < 2 && !b64.empty() && b64[b64.size() - 1 - pad] == '=') ++pad;
+    out.resize(static_cast<std::size_t>(n) - pad);
+    return out;
+  }
+
+  static bool verify_rs256(const std::string& public_key_pem, std::string_view signed_part,
+                           std::string_view signature) {
+    BIO* bio = BIO_new_mem_buf(public_key_pem.data(), static_cast<int>(public_key_pem.size()));
+    EVP_PKEY* key = bio ? PEM_read_bio_PUBKEY(bio, nullptr, nullptr, nullptr) : nullptr;
+    BIO_free(bio);
+    if (key == nullptr) return false;
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    const bool ok = ctx && EVP_DigestVerifyInit(ctx, nullptr, EVP_sha256(), nullptr, key) == 1 &&
+                    EVP_DigestVerify(ctx, reinterpret_cast<const unsigned char*>(signature.data()),
+                                     signature.size(),
+                                     reinterpret_cast<const unsigned char*>(signed_part.data()),
+                                     signed_part.size()) == 1;
+    EVP_MD_CTX_free(ctx);
+    EVP_PKEY_free(key);
+    return ok;
+  }
+
+  reply refuse_assertion(const std::string& error, const std::string& description) {
+    last_assertion_error = error + ": " + description;
+    const auto status =
+        error == "unauthorized_client" ? http::status::unauthorized : http::status::bad_request;
+    return oauth_error(status, error, description);
+  }
+
+  // What Google checks of a service account's assertion, with its answers.
+  reply jwt_bearer(const std::string& assertion) {
+    const auto first = assertion.find('.');
+    const auto second = first == std::string::npos ? first : assertion.find('.', first + 1);
+    if (second == std::string::npos || assertion.find('.', second + 1) != std::string::npos) {
+      return refuse_assertion("invalid_grant", "Invalid JWT: not three parts");
+    }
+    const auto header_text = unbase64url(std::string_view(assertion).substr(0, first));
+    const auto claims_text =
+        unbase64url(std::string_view(assertion).substr(first + 1, second - first - 1));
+    const auto signature = unbase64url(std::string_view(assertion).substr(second + 1));
+    if (!header_text || !claims_text || !signature) {
+      return refuse_assertion("invalid_grant", "Invalid JWT: not base64url");
+    }
+    const auto header = nlohmann::json::parse(*header_text, nullptr, false);
+    const auto claims = nlohmann::json::parse(*claims_text, nullptr, false);
+    if (!header.is_object() || !claims.is_object()) {
+      return refuse_assertion("invalid_grant", "Invalid JWT: not JSON");
+    }
+    if (header.value("alg", "") != "RS256" || header.value("typ", "") != "JWT") {
+      return refuse_assertion("invalid_grant", "Invalid JWT: alg must be RS256, typ JWT");
+    }
+    const auto iss = claims.value("iss", "");
+    const auto account = service_accounts.find(iss);
+    if (account == service_accounts.end()) {
+      return refuse_assertion("invalid_grant", "Invalid grant: account not found");
+    }
+    if (header.value("kid", "") != account->second.key_id ||
+        !verify_rs256(account->second.public_key_pem, std::string_view(assertion).substr(0, second),
+                      *signature)) {
+      return refuse_assertion("invalid_grant", "Invalid JWT Signature.");
+    }
+    const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+    const auto iat = claims.value("iat", std::int64_t{0});
+    const auto exp = claims.value("exp", std::int64_t{0});
+    if (claims.value("aud", "") != "https://127.0.0.1:" + std::to_string(port) + "/token") {
+      return refuse_assertion("invalid_grant", "Invalid JWT: aud is not the token endpoint");
+    }
+    if (iat > now + 60 || exp <= now || exp - iat > 3600 || exp <= iat) {
+      return refuse_assertion("invalid_grant",
+                              "Invalid JWT: Token must be a short-lived token (60 minutes) and "
+                              "in a reasonable timeframe. Check your iat and exp values in the "
+                              "JWT claim.");
+    }
+    const auto sub = claims.value("sub", "");
+    const auto at = sub.rfind('@');
+    if (sub.empty() || at == std::string::npos) {
+      return refuse_assertion("invalid_grant", "Invalid email or User ID");
+    }
+    const auto scopes = split_scope(claims.value("scope", ""));
+    if (scopes.empty()) return refuse_assertion("invalid_scope", "Empty or missing scope.");
+    const auto delegated = delegations.find({account->second.client_id, lower(sub.substr(at + 1))});
+    const bool covered = delegated != delegations.end() &&
+                         std::all_of(scopes.begin(), scopes.end(), [&](const std::string& s) {
+                           return delegated->second.count(s) > 0;
+                         });
+    if (!covered) {
+      return refuse_assertion("unauthorized_client",
+                              "Client is unauthorized to retrieve access tokens using this "
+                              "method, or client not authorized for any of the scopes requested.");
+    }
+    last_assertion_error.clear();
+    subjects.push_back(sub);
+    return json_reply(http::status::ok, issue_access(sub, "", claims.value("scope", "")));
   }
 
   nlohmann::json issue_access(const std::string& email, const std::string& refresh_token,
@@ -434,6 +561,11 @@ struct fake_oauth::impl {
   fields last_token_request;
   fields last_auth_request;
   std::string last_auth_error;
+  std::map<std::string, service_account> service_accounts;  // by client_email
+  std::map<std::pair<std::string, std::string>, std::set<std::string>>
+      delegations;  // (client_id, domain) -> scopes
+  std::string last_assertion_error;
+  std::vector<std::string> subjects;
 };
 
 fake_oauth::fake_oauth(const test_pki& pki, std::string client_id, std::string client_secret)
@@ -523,6 +655,33 @@ void fake_oauth::deny_consent(bool on) {
 void fake_oauth::grant_only(const std::string& scopes) {
   std::lock_guard lock(impl_->mutex);
   impl_->granted_scopes = scopes;
+}
+
+void fake_oauth::add_service_account(const std::string& client_email, const std::string& client_id,
+                                     const std::string& key_id, const std::string& public_key_pem) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->service_accounts[client_email] = {client_id, key_id, public_key_pem};
+}
+void fake_oauth::delegate(const std::string& client_id, const std::string& domain,
+                          const std::string& scopes) {
+  std::lock_guard lock(impl_->mutex);
+  if (scopes.empty()) {
+    impl_->delegations.erase({client_id, lower(domain)});
+  } else {
+    impl_->delegations[{client_id, lower(domain)}] = split_scope(scopes);
+  }
+}
+std::size_t fake_oauth::assertions_accepted() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->subjects.size();
+}
+std::string fake_oauth::last_assertion_error() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->last_assertion_error;
+}
+std::vector<std::string> fake_oauth::assertion_subjects() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->subjects;
 }
 
 std::size_t fake_oauth::token_requests() const {

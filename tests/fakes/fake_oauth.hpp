@@ -1,6 +1,6 @@
-// A stand-in for Google's OAuth endpoints on 127.0.0.1 over real HTTPS (a
-// test_pki certificate): POST /token (refresh and PKCE code exchange) and
-// GET /auth (the consent screen, answering with the loopback redirect).
+// A stand-in for Google's OAuth endpoints on 127.0.0.1 over real HTTPS (a test_pki
+// certificate): POST /token (refresh, PKCE code exchange, service accounts' JWT
+// bearer grant) and GET /auth (the consent screen, answering with the loopback redirect).
 #pragma once
 
 #include <chrono>
@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "fakes/test_pki.hpp"
 
@@ -61,6 +62,23 @@ class fake_oauth {
   // Google's granular consent lets the user untick scopes: the code then
   // grants only `scopes` (space-separated). Empty: what was asked for.
   void grant_only(const std::string& scopes);
+
+  // ---- service accounts (RFC 7523 JWT bearer grant, as Google checks it)
+  // Assertions with iss `client_email` and kid `key_id` are verified with
+  // `public_key_pem` (RS256): the signature, aud (this token_url), iat/exp
+  // (at most an hour, not expired), sub and scope. `client_id` is what
+  // delegation is granted to.
+  void add_service_account(const std::string& client_email, const std::string& client_id,
+                           const std::string& key_id, const std::string& public_key_pem);
+  // The Admin console's Domain-wide delegation: `client_id` may act for the
+  // users of `domain` with `scopes` (space-separated); without it (or for
+  // another scope) Google answers unauthorized_client. Empty scopes: removed.
+  void delegate(const std::string& client_id, const std::string& domain, const std::string& scopes);
+  std::size_t assertions_accepted() const;
+  // Why the last assertion was refused ("" after an accepted one).
+  std::string last_assertion_error() const;
+  // The subjects (sub) of every accepted assertion, in order.
+  std::vector<std::string> assertion_subjects() const;
 
   // ---- what happened
   std::size_t token_requests() const;    // every POST /token

@@ -224,9 +224,9 @@ TEST_F(ctl_accounts, accounts_lists_configured_accounts_with_their_state) {
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.out_lines,
             (std::vector<std::string>{
-                "ADDRESS            STATE    ACCESS TOKEN    LAST DELIVERY  LAST ERROR",
-                "alice@example.com  valid    expires in 59m  -              -",
-                "bob@example.com    missing  -               -              -",
+                "ADDRESS            KIND     STATE    ACCESS TOKEN    LAST DELIVERY  LAST ERROR",
+                "alice@example.com  consent  valid    expires in 59m  -              -",
+                "bob@example.com    consent  missing  -               -              -",
                 "to authorize bob@example.com: oauth-relayctl authorize bob@example.com"}));
 }
 

@@ -21,6 +21,7 @@
 
 #include "auth/consent.hpp"
 #include "auth/token_store.hpp"
+#include "common/clock.hpp"
 #include "fakes/fake_oauth.hpp"
 #include "fakes/test_pki.hpp"
 #include "integration/support/ctl_process.hpp"
@@ -159,12 +160,17 @@ TEST_F(ctl_authorize, consent_in_the_browser_stores_the_refresh_token) {
   const auto row = stored(alice);
   ASSERT_TRUE(row);
   EXPECT_EQ(row->refresh_token, oauth_.refresh_token_of(alice).value());
-  EXPECT_EQ(row->state, auth::token_state::expired);  // the daemon refreshes it
+  // The exchange's access token is kept: `accounts` reads valid at once.
+  EXPECT_EQ(row->state, auth::token_state::valid);
+  EXPECT_TRUE(oauth_.token_valid(alice, row->access_token));
+  EXPECT_GE(row->access_expires_at, now_seconds() + 3590);
+  EXPECT_LE(row->access_expires_at, now_seconds() + 3599);
+  EXPECT_EQ(oauth_.refreshes_served(), 0u);
 
   // No secret on any output.
-  for (const std::string& secret :
-       {std::string(row->refresh_token), std::string(fake_oauth::default_client_secret),
-        exchanged.at("code_verifier"), exchanged.at("code")}) {
+  for (const std::string& secret : {std::string(row->refresh_token), std::string(row->access_token),
+                                    std::string(fake_oauth::default_client_secret),
+                                    exchanged.at("code_verifier"), exchanged.at("code")}) {
     EXPECT_EQ(process_->out().find(secret), std::string::npos) << secret;
     EXPECT_EQ(process_->err().find(secret), std::string::npos) << secret;
   }
@@ -332,10 +338,54 @@ TEST_F(ctl_authorize, a_running_daemon_stores_the_token_itself) {
   EXPECT_EQ(requests[0].method, "POST");
   EXPECT_EQ(requests[0].target, "/accounts/import");
   EXPECT_EQ(requests[0].content_type, "application/json");
-  EXPECT_EQ(nlohmann::json::parse(requests[0].body),
-            (nlohmann::json{{"address", alice},
-                            {"refresh_token", oauth_.refresh_token_of(alice).value()}}));
+  const auto body = nlohmann::json::parse(requests[0].body);
+  EXPECT_EQ(body.size(), 4u) << body.dump();
+  EXPECT_EQ(body["address"], alice);
+  EXPECT_EQ(body["refresh_token"], oauth_.refresh_token_of(alice).value());
+  EXPECT_TRUE(oauth_.token_valid(alice, body["access_token"].get<std::string>()));
+  EXPECT_GE(body["access_expires_at"].get<std::int64_t>(), now_seconds() + 3590);
   EXPECT_TRUE(std::filesystem::is_empty(state_dir_));
+}
+
+// Right after the consent (and right after an import) with the real daemon
+// running, `accounts` says valid: the token the exchange or the check
+// returned went in with the refresh token, and no refresh was needed.
+TEST_F(ctl_authorize, right_after_authorize_or_import_the_running_daemon_reads_valid) {
+  relay_process relay("oauth:\n  client_id: \"" + std::string(fake_oauth::default_client_id) +
+                      "\"\n  client_secret: \"" + fake_oauth::default_client_secret +
+                      "\"\n  auth_url: " + oauth_.auth_url() +
+                      "\n  token_url: " + oauth_.token_url() + "\n  ca_file: " + ca_file_.string() +
+                      "\naccounts:\n  - address: alice@example.com\n    default: true\n"
+                      "  - address: bob@example.com\n");
+  relay.start();
+  process_ = std::make_unique<ctl_process>(std::vector<std::string>{
+      "-c", relay.config_path().string(), "authorize", alice, "--no-browser"});
+  const auto url = process_->wait_for_line(
+      [](const std::string& l) { return l.rfind("https://", 0) == 0; }, 20s);
+  ASSERT_TRUE(url) << process_->err();
+  EXPECT_EQ(http_get(consent(*url)).status, 200);
+  ASSERT_EQ(process_->wait(), 0) << process_->err();
+  EXPECT_EQ(process_->out_lines().back(),
+            "oauth-relayd stored the token and reloaded the account; mail waiting for "
+            "alice@example.com goes out now");
+
+  oauth_.add_account("bob@example.com", "1//bob-refresh");
+  const auto imported = run_ctl({"-c", relay.config_path().string(), "import", "bob@example.com",
+                                 "--refresh-token-file", "-"},
+                                "1//bob-refresh");
+  ASSERT_EQ(imported.status, 0) << imported.err;
+
+  const auto listing = run_ctl({"-c", relay.config_path().string(), "accounts", "--json"});
+  ASSERT_EQ(listing.status, 0) << listing.err;
+  const auto accounts = nlohmann::json::parse(listing.out)["accounts"];
+  ASSERT_EQ(accounts.size(), 2u) << listing.out;
+  for (const auto& a : accounts) {
+    EXPECT_EQ(a["token_state"], "valid") << a.dump();
+    EXPECT_GT(a["access_expires_in_seconds"].get<int>(), 3500) << a.dump();
+  }
+  // The daemon took the tokens it was handed: not one refresh so far.
+  EXPECT_EQ(oauth_.refreshes_served(), 1u);  // import's own check
+  EXPECT_EQ(relay.log().find("event=token_refreshed"), std::string::npos) << relay.log();
 }
 
 TEST_F(ctl_authorize, no_browser_is_honoured_and_a_display_opens_one) {

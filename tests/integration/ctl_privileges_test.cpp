@@ -201,7 +201,7 @@ TEST_F(ctl_privileges, with_only_the_spool_a_link_every_command_works_as_the_ser
                 "oauth-relayd is not running; it will use the token when it starts (systemctl "
                 "start oauth-relay)"}));
   EXPECT_EQ(results["accounts"].status, 0) << results["accounts"].err;
-  EXPECT_EQ(results["accounts"].out_lines.at(1).rfind("alice@example.com  expired", 0), 0u)
+  EXPECT_EQ(results["accounts"].out_lines.at(1).rfind("alice@example.com  consent  expired", 0), 0u)
       << results["accounts"].out;
   // The imported token was not checked: Google refuses it, as test says.
   EXPECT_EQ(results["test"].status, 1);

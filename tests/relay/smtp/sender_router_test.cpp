@@ -52,5 +52,25 @@ TEST(sender_router, no_default_refuses_unknown_senders) {
   EXPECT_EQ(router.route(""), std::nullopt);
 }
 
+TEST(sender_router, a_service_accounts_domain_pattern_sends_each_sender_as_itself) {
+  config::account_settings listed{"ops@example.com", {"ops@example.com"}, false, std::nullopt, {}};
+  config::account_settings pattern{"*@example.com", {"*@example.com"}, false, std::nullopt, {}};
+  pattern.service_account = std::make_shared<config::service_account_key>();
+  config::account_settings d{"d@example.org", {}, true, std::nullopt, {}};
+  sender_router router({listed, pattern, d});
+  EXPECT_EQ(router.route("alice@example.com"), "alice@example.com");
+  EXPECT_EQ(router.route("Bob@Example.com"), "Bob@Example.com");  // as the sender wrote it
+  EXPECT_EQ(router.route("ops@example.com"), "ops@example.com");  // listed first: its own account
+  EXPECT_EQ(router.route("eve@example.org"), "d@example.org");
+  EXPECT_EQ(router.route(""), "d@example.org");  // the null sender is no mailbox
+  const auto* route = router.find("alice@example.com");
+  ASSERT_NE(route, nullptr);
+  EXPECT_TRUE(route->per_mailbox);
+  EXPECT_EQ(route->account, "*@example.com");
+  // A pattern of senders without a service account routes to the account itself.
+  config::account_settings plain{"a@example.net", {"*@example.net"}, false, std::nullopt, {}};
+  EXPECT_EQ(sender_router({plain}).route("x@example.net"), "a@example.net");
+}
+
 }  // namespace
 }  // namespace oauth_relay::relay

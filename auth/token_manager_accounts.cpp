@@ -1,0 +1,263 @@
+// Which accounts the token manager keeps: the configured ones (again on each
+// reload), the mailboxes of service accounts' domain patterns as they are
+// first used, and the service accounts' refreshes by the JWT bearer grant.
+#include <boost/asio/post.hpp>
+
+#include "auth/oauth_errors.hpp"
+#include "auth/token_manager.hpp"
+#include "auth/token_manager_jobs.hpp"
+#include "common/backoff.hpp"
+#include "config/log.hpp"
+
+namespace oauth_relay::auth {
+namespace {
+
+using std::chrono::steady_clock;
+using std::chrono::system_clock;
+
+bool same_oauth(const config::oauth_settings& a, const config::oauth_settings& b) {
+  return a.client_id == b.client_id && a.client_secret == b.client_secret &&
+         a.token_url == b.token_url && a.ca_file == b.ca_file;
+}
+
+// The same key in effect (a reload reads the file again: a new copy).
+bool same_key(const config::service_account_key& a, const config::service_account_key& b) {
+  return a.client_email == b.client_email && a.private_key_id == b.private_key_id &&
+         a.token_uri == b.token_uri && a.private_key == b.private_key;
+}
+
+}  // namespace
+
+token_manager::account* token_manager::find_account(const std::string& address) {
+  const std::string key = key_of(address);
+  if (auto it = accounts_.find(key); it != accounts_.end()) return &it->second;
+  for (const auto& [pattern, service_key] : patterns_) {
+    if (!config::pattern_covers(pattern, address)) continue;
+    // One entry, one token per mailbox: Google issues each for its `sub`.
+    account entry;
+    entry.address = address;
+    entry.service = service_key;
+    entry.on_demand = true;
+    entry.loaded = true;
+    entry.state = token_state::expired;
+    log::info("service_account_mailbox")
+        .kv("account", address)
+        .kv("pattern", pattern)
+        .kv("service_account", service_key->client_email);
+    return &accounts_.emplace(key, std::move(entry)).first->second;
+  }
+  return nullptr;
+}
+
+void token_manager::update_services(const config::settings& settings) {
+  patterns_.clear();
+  std::map<std::string, const config::account_settings*> listed;
+  for (const auto& s : settings.accounts) {
+    if (!s.service_account) continue;
+    if (s.is_domain_pattern()) {
+      patterns_.emplace_back(s.address, s.service_account);
+    } else {
+      listed.emplace(key_of(s.address), &s);
+    }
+  }
+  const auto pattern_key = [this](const std::string& address) {
+    for (const auto& [pattern, key] : patterns_) {
+      if (config::pattern_covers(pattern, address)) return key;
+    }
+    return std::shared_ptr<const config::service_account_key>();
+  };
+  for (auto it = accounts_.begin(); it != accounts_.end();) {
+    account& a = it->second;
+    const auto named = listed.find(it->first);
+    if (!a.service) {
+      // An account that was authorized by consent and is now a service account.
+      if (named == listed.end()) {
+        ++it;
+      } else {
+        fail_waiters(a, "account " + a.address + " is now a service account");
+        it = accounts_.erase(it);
+      }
+      continue;
+    }
+    const auto want =
+        named != listed.end() ? named->second->service_account : pattern_key(a.address);
+    if (!want) {
+      fail_waiters(a, "account " + a.address + " is no longer configured");
+      it = accounts_.erase(it);
+      continue;
+    }
+    if (!same_key(*a.service, *want)) {
+      // Another key (or service account): what the old one got or was told no longer holds.
+      a.access_token.clear();
+      a.obtained_at.reset();
+      a.failures = 0;
+      a.last_error.clear();
+      a.next_retry = steady_clock::now();
+      set_state(a, token_state::expired);
+    }
+    a.service = want;
+    ++it;
+  }
+  for (const auto& [key, s] : listed) {
+    if (accounts_.count(key)) continue;
+    account entry;
+    entry.address = s->address;
+    entry.service = s->service_account;
+    entry.loaded = true;
+    entry.state = token_state::expired;
+    accounts_.emplace(key, std::move(entry));
+  }
+}
+
+void token_manager::reconfigure(const config::settings& settings) {
+  if (stopped_) return;
+  if (!same_oauth(oauth_, settings.oauth)) {
+    oauth_ = settings.oauth;
+    client_ = std::make_shared<const token_client>(http_, settings.oauth, options_.connect_timeout,
+                                                   options_.total_timeout);
+    // The fix may be in the new settings (secret, token_url, ca_file): try now.
+    for (auto& [key, a] : accounts_) {
+      a.client_refused = false;
+      if (a.state == token_state::refresh_failing) a.next_retry = steady_clock::now();
+    }
+  }
+  update_services(settings);
+  std::map<std::string, const config::account_settings*> wanted;
+  for (const auto& s : settings.accounts) {
+    if (!s.service_account) wanted.emplace(key_of(s.address), &s);
+  }
+  for (auto it = accounts_.begin(); it != accounts_.end();) {
+    if (it->second.service || wanted.count(it->first)) {
+      ++it;
+      continue;
+    }
+    fail_waiters(it->second, "account " + it->second.address + " is no longer configured");
+    it = accounts_.erase(it);
+  }
+  std::vector<config::account_settings> added;
+  for (const auto& [key, s] : wanted) {
+    if (accounts_.count(key)) continue;
+    account entry;
+    entry.address = s->address;
+    accounts_.emplace(key, std::move(entry));
+    added.push_back(*s);
+  }
+  schedule();
+  if (added.empty()) return;
+  with_store([&store = store_, added] { return jobs::add_and_read_rows(store, added); },
+             [this, added](jobs::rows_read read) {
+               if (stopped_) return;
+               if (read.error.empty()) {
+                 apply_rows(read.rows, /*load=*/true);
+               } else {
+                 log::error("token_store_failed").kv("reason", read.error);
+                 for (const auto& s : added) {
+                   auto it = accounts_.find(key_of(s.address));
+                   if (it == accounts_.end() || it->second.loaded) continue;
+                   it->second.loaded =
+                       true;  // as `missing`; the poll adopts the row once it is readable
+                   it->second.last_error = read.error;
+                   fail_waiters(it->second, "account " + s.address + ": " + read.error);
+                 }
+               }
+               schedule();
+             });
+}
+
+// ---------------------------------------------------------------- service accounts
+
+void token_manager::start_service_refresh(account& a) {
+  a.refreshing = true;
+  offload(
+      blocking_,
+      [client = client_, key = a.service, mailbox = a.address, life = life_] {
+        return jobs::service_token(*client, *key, mailbox, life->stopping);
+      },
+      [this, key = key_of(a.address), used = a.service](jobs::refresh_answer answer) {
+        finish_service_refresh(key, used, std::move(answer));
+      });
+}
+
+void token_manager::finish_service_refresh(const std::string& key,
+                                           std::shared_ptr<const config::service_account_key> used,
+                                           jobs::refresh_answer answer) {
+  if (stopped_) return;
+  auto it = accounts_.find(key);
+  if (it == accounts_.end()) return;  // removed by reconfigure meanwhile
+  account& a = it->second;
+  a.refreshing = false;
+  if (a.service != used) {
+    // A reload brought another key meanwhile: ask again with it.
+    serve_all(a);
+    schedule();
+    return;
+  }
+  const token_response& r = answer.response;
+  auto waiters = std::move(a.waiters);
+  a.waiters.clear();
+  if (r.ok()) {
+    a.access_token = r.access_token;
+    a.expires_at = answer.expires_at;
+    a.obtained_at = system_clock::now();
+    a.failures = 0;
+    a.last_error.clear();
+    ++a.refreshes_ok;
+    set_state(a, token_state::valid);
+    log::info("token_refreshed")
+        .kv("account", a.address)
+        .kv("service_account", a.service->client_email)
+        .kv("expires_in", static_cast<std::int64_t>(r.expires_in.count()));
+    for (auto& w : waiters) w->post(served(a.access_token, a.state));
+    schedule();
+    return;
+  }
+  ++a.refreshes_failed;
+  if (answer.signing_error.empty() && r.failure == token_failure::temporary) {
+    a.failures += 1;
+    const auto delay = backoff(options_.retry_initial, options_.retry_max, a.failures);
+    a.next_retry = steady_clock::now() + delay;
+    a.last_error = r.error;
+    set_state(a, token_state::refresh_failing);
+    log::warning("token_refresh_failed")
+        .kv("account", a.address)
+        .kv("service_account", a.service->client_email)
+        .kv("state", to_string(a.state))
+        .kv("reason", r.error)
+        .kv("failures", a.failures)
+        .kv("retry_in_ms", static_cast<std::int64_t>(delay.count()));
+    const auto now = system_clock::now();
+    for (auto& w : waiters) {
+      if (!a.access_token.empty() && a.expires_at > now) {
+        w->post(served(a.access_token, a.state));
+      } else {
+        w->post(failed(a.state, "account " + a.address + ": " + a.last_error));
+      }
+    }
+    schedule();
+    return;
+  }
+  // Refused: delegation not granted, scope, mailbox, key. A person fixes it
+  // in Google's consoles, which the relay cannot see: it asks again after
+  // retry_max, or at once on reload (oauth-relayctl test does one).
+  const advice why = answer.signing_error.empty()
+                         ? explain_service_account_failure(r, a.address, *a.service, oauth_)
+                         : advice{answer.signing_error,
+                                  "put the JSON key Google's Cloud console made for the service "
+                                  "account in that file, then: systemctl reload oauth-relay"};
+  a.access_token.clear();
+  a.obtained_at.reset();
+  a.failures += 1;
+  a.next_retry = steady_clock::now() + options_.retry_max;
+  a.last_error = "account " + a.address + " needs attention: " + why.cause + "; " + why.fix;
+  set_state(a, token_state::needs_reauth);
+  log::error("token_refresh_failed")
+      .kv("account", a.address)
+      .kv("service_account", a.service->client_email)
+      .kv("state", to_string(a.state))
+      .kv("reason", why.cause)
+      .kv("hint", why.fix);
+  for (auto& w : waiters) w->post(failed(a.state, a.last_error));
+  schedule();
+}
+
+}  // namespace oauth_relay::auth
