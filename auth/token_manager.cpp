@@ -12,8 +12,10 @@
 #include <boost/asio/prefer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "auth/oauth_errors.hpp"
 #include "auth/token_manager_jobs.hpp"
 #include "common/backoff.hpp"
+#include "common/clock.hpp"
 #include "config/log.hpp"
 
 namespace oauth_relay::auth {
@@ -66,6 +68,13 @@ std::string needs_reauth_message(const std::string& account) {
          account +
          "\" (the refresh token was revoked, or expired after 7 days because the OAuth consent "
          "screen is in Testing)";
+}
+
+std::string needs_reauth_message(const std::string& account,
+                                 std::optional<std::int64_t> authorized_at, std::int64_t now) {
+  if (!authorized_at) return needs_reauth_message(account);
+  const advice why = explain_refresh_refusal(account, authorized_at, now);
+  return "account " + account + " needs re-authorization: " + why.cause + ". To fix it, " + why.fix;
 }
 
 token_manager::token_manager(boost::asio::any_io_executor loop,
@@ -131,7 +140,8 @@ void token_manager::serve(account& a, waiter done) {
   if (a.state == token_state::needs_reauth) {
     // A service account's error names its own fix (domain-wide delegation).
     done->post(failed(token_state::needs_reauth,
-                      a.service ? a.last_error : needs_reauth_message(a.address)));
+                      a.service ? a.last_error
+                                : needs_reauth_message(a.address, a.authorized_at, now_seconds())));
     return;
   }
   if (a.refresh_token.empty() && !a.service) {
@@ -190,7 +200,9 @@ void token_manager::on_refresh_answer(const std::string& key, std::int64_t gener
   if (it == accounts_.end()) return;  // removed by reconfigure meanwhile
   const bool reauth = answer.response.failure == token_failure::invalid_grant;
   const auto failed_state = reauth ? token_state::needs_reauth : token_state::refresh_failing;
-  auto failed_error = reauth ? needs_reauth_message(it->second.address) : answer.response.error;
+  auto failed_error =
+      reauth ? needs_reauth_message(it->second.address, it->second.authorized_at, now_seconds())
+             : answer.response.error;
   auto shared = std::make_shared<const jobs::refresh_answer>(std::move(answer));
   with_store(
       [&store = store_, key, generation, r = shared, failed_state,
@@ -258,7 +270,7 @@ void token_manager::finish_refresh(const std::string& key, std::int64_t generati
     // The access token was issued under the dead grant; Google revokes both.
     a.access_token.clear();
     a.obtained_at.reset();
-    a.last_error = needs_reauth_message(a.address);
+    a.last_error = needs_reauth_message(a.address, a.authorized_at, now_seconds());
     set_state(a, token_state::needs_reauth);
     log::error("token_refresh_failed")
         .kv("account", a.address)
@@ -276,17 +288,27 @@ void token_manager::finish_refresh(const std::string& key, std::int64_t generati
   const auto delay = a.client_refused
                          ? options_.retry_max
                          : backoff(options_.retry_initial, options_.retry_max, a.failures);
+  retry_later(a, waiters, r.error, delay,
+              a.client_refused ? log::level::error : log::level::warning);
+}
+
+void token_manager::retry_later(account& a, const std::vector<waiter>& waiters, std::string error,
+                                std::chrono::nanoseconds delay, log::level level) {
   a.next_retry = steady_clock::now() + delay;
-  a.last_error = r.error;
+  a.last_error = std::move(error);
   set_state(a, token_state::refresh_failing);
-  log::line(a.client_refused ? log::level::error : log::level::warning, "token_refresh_failed")
-      .kv("account", a.address)
-      .kv("state", to_string(a.state))
-      .kv("reason", r.error)
-      .kv("failures", a.failures)
-      .kv("retry_in_ms", static_cast<std::int64_t>(delay.count()));
+  {
+    log::line line(level, "token_refresh_failed");
+    line.kv("account", a.address);
+    if (a.service) line.kv("service_account", a.service->client_email);
+    line.kv("state", to_string(a.state))
+        .kv("reason", a.last_error)
+        .kv("failures", a.failures)
+        .kv("retry_in_ms",
+            static_cast<std::int64_t>(duration_cast<std::chrono::milliseconds>(delay).count()));
+  }
   const auto now = system_clock::now();
-  for (auto& w : waiters) {
+  for (const auto& w : waiters) {
     // A token that has not lapsed yet still authenticates.
     if (!a.access_token.empty() && a.expires_at > now) {
       w->post(served(a.access_token, a.state));
@@ -331,6 +353,7 @@ void token_manager::adopt(account& a, const account_record& row) {
   a.expires_at = from_unix(row.access_expires_at);
   a.obtained_at.reset();
   a.generation = row.token_generation;
+  a.authorized_at = row.authorized_at;
   a.last_error = row.last_error;
   if (row.last_delivery)
     a.last_delivery = std::max(a.last_delivery.value_or(0), *row.last_delivery);
@@ -524,6 +547,7 @@ std::vector<account_status> token_manager::status() const {
     s.last_delivery = a.last_delivery;
     s.last_error = a.last_error;
     if (a.service) s.service_account = a.service->client_email;
+    s.authorized_at = a.authorized_at;
     s.refreshes_ok = a.refreshes_ok;
     s.refreshes_failed = a.refreshes_failed;
     out.push_back(std::move(s));

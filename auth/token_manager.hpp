@@ -28,6 +28,7 @@
 #include "auth/token_store.hpp"
 #include "common/completion.hpp"
 #include "config/config.hpp"
+#include "config/log.hpp"
 
 namespace oauth_relay::auth {
 namespace jobs {
@@ -54,8 +55,12 @@ struct token_manager_options {
   std::chrono::milliseconds total_timeout = default_total_timeout;
 };
 
-// What get_token tells an account that must be authorized again.
+// What get_token tells an account that must be authorized again; with the
+// time it was authorized (unix seconds) the cause is told apart: about seven
+// days after consent, the consent screen's Testing status comes first.
 std::string needs_reauth_message(const std::string& account);
+std::string needs_reauth_message(const std::string& account,
+                                 std::optional<std::int64_t> authorized_at, std::int64_t now);
 
 // Every member function is called on `loop`, which one thread runs; all state
 // lives there, so there is no lock. Token endpoint requests and store reads
@@ -128,6 +133,7 @@ class token_manager final : public token_source {
     std::optional<system_time> obtained_at;  // when this process got the access token
     std::string last_error;
     std::optional<std::int64_t> last_delivery;
+    std::optional<std::int64_t> authorized_at;  // unix seconds, from the stored row
     int failures = 0;
     std::int64_t generation = -1;  // of the stored refresh token; -1 before loading
     bool refreshing = false;       // from the request until its store write is applied
@@ -174,6 +180,10 @@ class token_manager final : public token_source {
                          jobs::refresh_answer answer);
   void finish_refresh(const std::string& key, std::int64_t generation,
                       const jobs::refresh_answer& answer, const jobs::refresh_outcome& stored);
+  // A refresh that may work later: retried after `delay`, logged at `level`;
+  // each waiter still gets the access token while it has not lapsed.
+  void retry_later(account& a, const std::vector<waiter>& waiters, std::string error,
+                   std::chrono::nanoseconds delay, log::level level);
   void adopt(account& a, const account_record& row);
   void set_state(account& a, token_state state);
   void fail_waiters(account& a, const std::string& error);

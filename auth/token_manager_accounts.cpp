@@ -214,26 +214,9 @@ void token_manager::finish_service_refresh(const std::string& key,
   ++a.refreshes_failed;
   if (answer.signing_error.empty() && r.failure == token_failure::temporary) {
     a.failures += 1;
-    const auto delay = backoff(options_.retry_initial, options_.retry_max, a.failures);
-    a.next_retry = steady_clock::now() + delay;
-    a.last_error = r.error;
-    set_state(a, token_state::refresh_failing);
-    log::warning("token_refresh_failed")
-        .kv("account", a.address)
-        .kv("service_account", a.service->client_email)
-        .kv("state", to_string(a.state))
-        .kv("reason", r.error)
-        .kv("failures", a.failures)
-        .kv("retry_in_ms", static_cast<std::int64_t>(delay.count()));
-    const auto now = system_clock::now();
-    for (auto& w : waiters) {
-      if (!a.access_token.empty() && a.expires_at > now) {
-        w->post(served(a.access_token, a.state));
-      } else {
-        w->post(failed(a.state, "account " + a.address + ": " + a.last_error));
-      }
-    }
-    schedule();
+    retry_later(a, waiters, r.error,
+                backoff(options_.retry_initial, options_.retry_max, a.failures),
+                log::level::warning);
     return;
   }
   // Refused: delegation not granted, scope, mailbox, key. A person fixes it

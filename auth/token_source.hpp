@@ -32,6 +32,9 @@ struct account_status {
   // A Google Workspace service account's client_email (its tokens come from
   // its key, RFC 7523); empty for an account authorized by consent.
   std::string service_account;
+  // When authorize or import stored its refresh token (unix seconds); unset
+  // for service accounts and rows stored before the relay kept it.
+  std::optional<std::int64_t> authorized_at;
   std::uint64_t refreshes_ok = 0;      // since start, for token_refreshes_total{result="ok"}
   std::uint64_t refreshes_failed = 0;  // since start, for token_refreshes_total{result="error"}
 };

@@ -18,7 +18,7 @@ namespace {
 constexpr const char* select_columns =
     "SELECT address, refresh_token, access_token, access_expires_at, state, last_error, "
     "last_delivery, refresh_failures, token_generation, updated_at, typeof(refresh_token), "
-    "typeof(access_token) FROM accounts";
+    "typeof(access_token), authorized_at FROM accounts";
 
 // Runs `body`; a database failure becomes the store's own error type.
 template <typename Body>
@@ -176,6 +176,7 @@ account_record token_store::read_row(const db::statement& s) const {
   r.refresh_failures = s.int32(7);
   r.token_generation = s.int64(8);
   r.updated_at = s.int64(9);
+  r.authorized_at = s.optional_int64(12);
   // Only sealed values (BLOBs) are tokens: anything else was written past
   // the cipher and is treated as altered.
   if (!s.is_null(1)) {
@@ -229,12 +230,13 @@ std::int64_t token_store::store_refresh_token(std::string_view address,
     std::lock_guard lock(mutex_);
     db::statement s(db_, R"sql(
 INSERT INTO accounts(address, refresh_token, access_token, access_expires_at, state, last_error,
-                     refresh_failures, token_generation, updated_at)
-VALUES(?1, ?2, NULL, NULL, 'expired', '', 0, 1, ?3)
+                     refresh_failures, token_generation, updated_at, authorized_at)
+VALUES(?1, ?2, NULL, NULL, 'expired', '', 0, 1, ?3, ?3)
 ON CONFLICT(address) DO UPDATE SET
   refresh_token = excluded.refresh_token, access_token = NULL, access_expires_at = NULL,
   state = 'expired', last_error = '', refresh_failures = 0,
-  token_generation = token_generation + 1, updated_at = excluded.updated_at
+  token_generation = token_generation + 1, updated_at = excluded.updated_at,
+  authorized_at = excluded.authorized_at
 RETURNING token_generation)sql");
     const std::string sealed = cipher_.seal(address, token_field::refresh, refresh_token);
     s.bind(1, address).bind_blob(2, sealed).bind(3, now_seconds());

@@ -37,6 +37,9 @@ struct account_record {
   int refresh_failures = 0;
   std::int64_t token_generation = 0;  // bumped whenever a new refresh token is stored
   std::int64_t updated_at = 0;        // unix seconds
+  // When authorize or import stored the refresh token (unix seconds; not
+  // moved by a rotation); nothing for rows stored before schema version 8.
+  std::optional<std::int64_t> authorized_at;
 };
 
 // Thread-safe: one connection behind a mutex. Other processes (oauth-relayctl)
@@ -64,8 +67,9 @@ class token_store {
 
   // A refresh token from `oauth-relayctl authorize/import`: creates the account
   // when needed, drops the access token, clears errors and failures, sets
-  // state `expired` so the daemon refreshes, and bumps the generation, which
-  // the running daemon polls for. Returns the new generation.
+  // state `expired` so the daemon refreshes, notes the time as authorized_at,
+  // and bumps the generation, which the running daemon polls for. Returns the
+  // new generation.
   std::int64_t store_refresh_token(std::string_view address, std::string_view refresh_token);
 
   // A successful refresh. Applies only while the account's generation is

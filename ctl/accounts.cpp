@@ -97,7 +97,7 @@ int run_accounts(const context& ctx, bool json) {
     return 0;
   }
   std::vector<std::vector<std::string>> rows = {
-      {"ADDRESS", "KIND", "STATE", "ACCESS TOKEN", "LAST DELIVERY", "LAST ERROR"}};
+      {"ADDRESS", "KIND", "STATE", "ACCESS TOKEN", "AUTHORIZED", "LAST DELIVERY", "LAST ERROR"}};
   std::vector<std::string> to_authorize;
   std::vector<std::string> held;  // "ADDRESS: STATE until TIME (why)"
   for (const auto& a : document["accounts"]) {
@@ -111,6 +111,7 @@ int run_accounts(const context& ctx, bool json) {
       expiry = seconds <= 0 ? "expired" : "expires in " + format_duration(seconds);
     }
     const std::string delivered = text_of(a, "last_delivery");
+    const std::string authorized = text_of(a, "authorized_at");
     const std::string error = text_of(a, "last_error");
     const std::string service_account = text_of(a, "service_account");
     // A service account needs no consent: its kind names the key's client_email.
@@ -118,7 +119,8 @@ int run_accounts(const context& ctx, bool json) {
         service_account.empty() ? std::string("consent") : "service account " + service_account;
     rows.push_back({address + (configured ? "" : " (not in config)"), kind,
                     state == "per_mailbox" ? "per mailbox" : state, expiry,
-                    delivered.empty() ? "-" : delivered, error.empty() ? "-" : error});
+                    authorized.empty() ? "-" : authorized, delivered.empty() ? "-" : delivered,
+                    error.empty() ? "-" : error});
     if (configured && service_account.empty() && (state == "missing" || state == "needs_reauth")) {
       to_authorize.push_back(address);
     }
@@ -184,6 +186,12 @@ int run_test(const context& ctx, const std::string& address_arg) {
   const std::string step_refresh = "access token from " + ctx.settings.oauth.token_url;
   const auth::token_client tokens(std::make_shared<auth::curl_http_client>(), ctx.settings.oauth);
   const auto refreshed = tokens.refresh(row->refresh_token);
+  if (refreshed.failure == auth::token_failure::invalid_grant) {
+    // How long ago it was authorized tells the consent screen's Testing
+    // status (about seven days) from a revocation.
+    throw fail(step_refresh,
+               auth::explain_refresh_refusal(address, row->authorized_at, now_seconds()));
+  }
   if (!refreshed.ok()) {
     throw fail(step_refresh, auth::explain_token_failure(refreshed, auth::oauth_step::refresh,
                                                          address, ctx.settings.oauth));

@@ -29,7 +29,8 @@ json entry(const std::string& address, const auth::account_record* row, bool con
             {"last_delivery", nullptr}, {"last_error", nullptr},
             {"configured", configured}, {"service_account", nullptr},
             {"pattern", nullptr},       {"sending_state", nullptr},
-            {"resumes_at", nullptr},    {"sent_24h", nullptr}};
+            {"resumes_at", nullptr},    {"sent_24h", nullptr},
+            {"authorized_at", nullptr}};
   for (const auto& [key, s] : sending) {
     if (lower(key) != lower(address)) continue;
     a["sending_state"] = s.state;
@@ -51,6 +52,7 @@ json entry(const std::string& address, const auth::account_record* row, bool con
   a["token_state"] = std::string(auth::to_string(state));
   if (row->last_delivery) a["last_delivery"] = iso8601_utc(*row->last_delivery);
   if (!row->last_error.empty()) a["last_error"] = row->last_error;
+  if (row->authorized_at) a["authorized_at"] = iso8601_utc(*row->authorized_at);
   return a;
 }
 

@@ -20,13 +20,13 @@ bool token_problem(auth::token_state state) {
          state == auth::token_state::refresh_failing;
 }
 
-std::string token_problem_sentence(const auth::account_status& s) {
+std::string token_problem_sentence(const auth::account_status& s, std::int64_t now) {
   const std::string run = "run \"oauth-relayctl authorize " + s.address + "\"";
   switch (s.state) {
     case auth::token_state::needs_reauth:
       // A service account's error names its fix (domain-wide delegation).
       if (!s.service_account.empty() && !s.last_error.empty()) return s.last_error;
-      return auth::needs_reauth_message(s.address);
+      return auth::needs_reauth_message(s.address, s.authorized_at, now);
     case auth::token_state::missing:
       return "account " + s.address + " is not authorized yet: " + run;
     case auth::token_state::refresh_failing:
@@ -139,7 +139,7 @@ health_verdict evaluate(const health_input& in) {
           a.status.address + "\"");
     }
     if (token_problem(a.status.state)) {
-      out.problems.push_back(token_problem_sentence(a.status));
+      out.problems.push_back(token_problem_sentence(a.status, in.now));
     } else if (a.failures_in_a_row >= upstream_failure_limit) {
       out.problems.push_back(
           "account " + a.status.address + ": the last " + std::to_string(a.failures_in_a_row) +

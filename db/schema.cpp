@@ -173,6 +173,14 @@ CREATE TABLE IF NOT EXISTS account_holds(
 )sql");
 }
 
+// 8: when each account's refresh token was stored by authorize or import
+// (unix seconds; NULL for rows stored before): a refusal about seven days
+// later is the consent screen's Testing status, sooner it was revoked.
+void add_authorized_at(connection& db) {
+  if (!has_column(db, "accounts", "authorized_at"))
+    db.exec("ALTER TABLE accounts ADD COLUMN authorized_at INTEGER;");
+}
+
 struct migration {
   int version;  // the version the database has afterwards
   void (*apply)(connection&);
@@ -186,6 +194,7 @@ constexpr std::array migrations{
     migration{5, add_delay_warned},     // messages.delay_warned
     migration{6, add_eight_bit},        // messages.eight_bit
     migration{7, add_sending_record},   // sent_log, account_holds
+    migration{8, add_authorized_at},    // accounts.authorized_at
 };
 static_assert(migrations.size() == queue_schema_version,
               "queue_schema_version is the last migration's number");

@@ -11,7 +11,7 @@ namespace oauth_relay::db {
 
 // PRAGMA user_version of a database this code wrote. The history is the
 // numbered list of migrations in schema.cpp.
-inline constexpr int queue_schema_version = 7;
+inline constexpr int queue_schema_version = 8;
 
 struct open_options {
   // PRAGMA quick_check on an existing file first: the daemon refuses to start

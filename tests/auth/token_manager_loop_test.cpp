@@ -216,9 +216,12 @@ TEST_F(token_manager_loop_test, invalid_grant_needs_reauth_until_oauth_relayctl_
   const std::string refused_logs = testing::internal::GetCapturedStderr();
 
   const std::string message =
-      "account alice@example.com needs re-authorization: run \"oauth-relayctl authorize "
-      "alice@example.com\" (the refresh token was revoked, or expired after 7 days because the "
-      "OAuth consent screen is in Testing)";
+      "account alice@example.com needs re-authorization: Google refused the refresh token of "
+      "alice@example.com (invalid_grant) 0 days after it was authorized, too soon for the 7 days "
+      "of a "
+      "consent screen in Testing: it was revoked (by the user at myaccount.google.com > "
+      "Security, a password change, or an administrator). To fix it, run: oauth-relayctl "
+      "authorize alice@example.com";
   EXPECT_FALSE(t.ok);
   EXPECT_EQ(t.state, token_state::needs_reauth);
   EXPECT_EQ(t.access_token, "");

@@ -163,6 +163,28 @@ TEST_F(token_manager_test, refreshes_in_the_background_before_expiry) {
   EXPECT_LE(env_.fake.refreshes_served(), 3u) << "refreshing continuously";
 }
 
+TEST(needs_reauth_message, tells_testing_from_revocation_by_the_age_of_the_consent) {
+  constexpr std::int64_t now = 1796025600;  // 2026-11-30T08:00:00Z
+  constexpr std::int64_t day = 86400;
+  // Eight days after consent: the consent screen's Testing status first.
+  EXPECT_EQ(needs_reauth_message(alice, now - 8 * day, now),
+            "account alice@example.com needs re-authorization: Google refused the refresh token "
+            "of alice@example.com (invalid_grant) 8 days after it was authorized: the OAuth "
+            "consent screen is in Testing, where refresh tokens expire after 7 days. To fix it, "
+            "publish the consent screen (Google Auth Platform > Audience > Publish app: In "
+            "production), then run: oauth-relayctl authorize alice@example.com");
+  // Two days after: revoked.
+  EXPECT_EQ(
+      needs_reauth_message(alice, now - 2 * day, now)
+          .rfind("account alice@example.com needs re-authorization: Google refused the refresh "
+                 "token of alice@example.com (invalid_grant) 2 days after it was authorized, too "
+                 "soon",
+                 0),
+      0u);
+  // Not known (stored before the relay kept the time): both causes.
+  EXPECT_EQ(needs_reauth_message(alice, std::nullopt, now), needs_reauth_message(alice));
+}
+
 TEST_F(token_manager_test, invalid_grant_means_needs_reauth_with_the_command_to_run) {
   store_.store_refresh_token(alice, "1//revoked-token");  // unknown to the endpoint
   auto r = get();
@@ -170,9 +192,12 @@ TEST_F(token_manager_test, invalid_grant_means_needs_reauth_with_the_command_to_
   EXPECT_EQ(r.state, token_state::needs_reauth);
   EXPECT_EQ(r.access_token, "");
   EXPECT_EQ(r.error,
-            "account alice@example.com needs re-authorization: run \"oauth-relayctl authorize "
-            "alice@example.com\" (the refresh token was revoked, or expired after 7 days "
-            "because the OAuth consent screen is in Testing)");
+            "account alice@example.com needs re-authorization: Google refused the refresh token of "
+            "alice@example.com (invalid_grant) 0 days after it was authorized, too soon for the 7 "
+            "days of a "
+            "consent screen in Testing: it was revoked (by the user at myaccount.google.com > "
+            "Security, a password change, or an administrator). To fix it, run: oauth-relayctl "
+            "authorize alice@example.com");
   EXPECT_EQ(status_of().state, token_state::needs_reauth);
   EXPECT_EQ(status_of().last_error, r.error);
   auto row = store_.get(alice);

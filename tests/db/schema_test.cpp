@@ -133,7 +133,7 @@ const std::vector<std::string> current_shape = {
     "index messages_due",
     "index sent_log_time",
     "table account_holds account,reason,resumes_at_ms,since_ms,state,throttles",
-    "table accounts access_expires_at,access_token,address,last_delivery,last_error,"
+    "table accounts access_expires_at,access_token,address,authorized_at,last_delivery,last_error,"
     "refresh_failures,refresh_token,state,token_generation,updated_at",
     "table contents data,id",
     "table messages account,attempts,body_type,content_file,content_id,delay_warned,dsn_ret,"
@@ -146,7 +146,7 @@ const std::vector<std::string> current_shape = {
 TEST_F(schema_test, a_new_database_gets_every_table_privately_in_wal_mode) {
   auto db = open_queue(dir_);
   EXPECT_EQ(schema_version(db), queue_schema_version);
-  EXPECT_EQ(queue_schema_version, 7);
+  EXPECT_EQ(queue_schema_version, 8);
   EXPECT_EQ(shape(), current_shape);
   EXPECT_EQ(mode_of(dir_), 0700u);
   EXPECT_EQ(mode_of(file()), 0600u);

@@ -8,10 +8,13 @@
 
 #include <filesystem>
 #include <fstream>
+#include <regex>
 
 #include <nlohmann/json.hpp>
 
+#include <sqlite3.h>
 #include "auth/token_store.hpp"
+#include "db/sqlite.hpp"
 #include "fakes/fake_gmail.hpp"
 #include "fakes/fake_oauth.hpp"
 #include "fakes/test_pki.hpp"
@@ -222,12 +225,20 @@ TEST_F(ctl_accounts, accounts_lists_configured_accounts_with_their_state) {
   ASSERT_EQ(ctl({"import", alice, "--refresh-token-file", "-"}, alice_token).status, 0);
   const auto r = ctl({"accounts"});
   EXPECT_EQ(r.status, 0) << r.err;
-  EXPECT_EQ(r.out_lines,
-            (std::vector<std::string>{
-                "ADDRESS            KIND     STATE    ACCESS TOKEN    LAST DELIVERY  LAST ERROR",
-                "alice@example.com  consent  valid    expires in 59m  -              -",
-                "bob@example.com    consent  missing  -               -              -",
-                "to authorize bob@example.com: oauth-relayctl authorize bob@example.com"}));
+  // AUTHORIZED is when import stored the token: a moment ago, in UTC.
+  std::vector<std::string> lines = r.out_lines;
+  ASSERT_EQ(lines.size(), 4u) << r.out;
+  const std::regex stamp("20[0-9][0-9]-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-6][0-9]Z");
+  EXPECT_TRUE(std::regex_search(lines[1], stamp)) << lines[1];
+  lines[1] = std::regex_replace(lines[1], stamp, "<import time>       ");
+  EXPECT_EQ(lines, (std::vector<std::string>{
+                       "ADDRESS            KIND     STATE    ACCESS TOKEN    AUTHORIZED            "
+                       "LAST DELIVERY  LAST ERROR",
+                       "alice@example.com  consent  valid    expires in 59m  <import time>         "
+                       "-              -",
+                       "bob@example.com    consent  missing  -               -                     "
+                       "-              -",
+                       "to authorize bob@example.com: oauth-relayctl authorize bob@example.com"}));
 }
 
 TEST_F(ctl_accounts, accounts_json_is_one_document) {
@@ -248,7 +259,9 @@ TEST_F(ctl_accounts, accounts_json_is_one_document) {
   EXPECT_EQ(a["last_delivery"], "2026-11-30T08:00:00Z");
   EXPECT_TRUE(a["last_error"].is_null());
   EXPECT_EQ(a["configured"], true);
+  EXPECT_TRUE(a["authorized_at"].is_string());  // when import stored the token
   const auto& b = json["accounts"][1];
+  EXPECT_TRUE(b["authorized_at"].is_null());
   EXPECT_EQ(b["address"], "bob@example.com");
   EXPECT_TRUE(b["access_expires_in_seconds"].is_null());
   EXPECT_TRUE(b["last_delivery"].is_null());
@@ -282,14 +295,34 @@ TEST_F(ctl_accounts, test_with_a_revoked_token_says_invalid_grant) {
                              "[ok]     refresh token of alice@example.com in the token store",
                              "[failed] access token from " + token_url(),
                              "verdict: alice@example.com cannot send mail"}));
+  // Stored a moment ago: too soon for the 7 days of Testing, so revoked.
   EXPECT_EQ(r.err_lines,
             (std::vector<std::string>{
-                "error: Google refused the refresh token of alice@example.com (invalid_grant): it "
-                "was revoked, or it expired after 7 days because the OAuth consent screen is in "
-                "Testing",
+                "error: Google refused the refresh token of alice@example.com (invalid_grant) 0 "
+                "days after it was authorized, too soon for the 7 days of a consent screen in "
+                "Testing: it was revoked (by the user at myaccount.google.com > Security, a "
+                "password change, or an administrator)",
+                "hint: run: oauth-relayctl authorize alice@example.com"}));
+  EXPECT_EQ(gmail_.connections(), 0u);
+}
+
+TEST_F(ctl_accounts, test_a_week_after_consent_names_the_consent_screens_testing_status_first) {
+  store(alice, alice_token);
+  {
+    // Authorized eight days ago, as a Testing consent screen's token dies.
+    db::connection db(state_dir_ / "queue.db", SQLITE_OPEN_READWRITE);
+    db.exec("UPDATE accounts SET authorized_at = strftime('%s', 'now') - 8 * 86400");
+  }
+  oauth_.revoke(alice_token);
+  const auto r = ctl({"test", alice});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.err_lines,
+            (std::vector<std::string>{
+                "error: Google refused the refresh token of alice@example.com (invalid_grant) 8 "
+                "days after it was authorized: the OAuth consent screen is in Testing, where "
+                "refresh tokens expire after 7 days",
                 "hint: publish the consent screen (Google Auth Platform > Audience > Publish app: "
                 "In production), then run: oauth-relayctl authorize alice@example.com"}));
-  EXPECT_EQ(gmail_.connections(), 0u);
 }
 
 TEST_F(ctl_accounts, test_with_gmail_refusing_the_token_says_535) {

@@ -290,9 +290,12 @@ TEST_F(health, revoked_token_is_503_with_the_exact_problem_and_reload_clears_it)
   auto body = strict_health(r);
   EXPECT_EQ(body["status"], "degraded");
   const std::string sentence =
-      "account sender@example.com needs re-authorization: run \"oauth-relayctl authorize "
-      "sender@example.com\" (the refresh token was revoked, or expired after 7 days because the "
-      "OAuth consent screen is in Testing)";
+      "account sender@example.com needs re-authorization: Google refused the refresh token of "
+      "sender@example.com (invalid_grant) 0 days after it was authorized, too soon for the 7 days "
+      "of a "
+      "consent screen in Testing: it was revoked (by the user at myaccount.google.com > "
+      "Security, a password change, or an administrator). To fix it, run: oauth-relayctl "
+      "authorize sender@example.com";
   EXPECT_EQ(body["problems"], json::array({sentence}));
   EXPECT_EQ(body["accounts"][0]["token_state"], "needs_reauth");
   EXPECT_EQ(body["accounts"][0]["last_error"], sentence);
