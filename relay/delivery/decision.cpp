@@ -73,6 +73,22 @@ void consider(std::optional<answer_found>& best, const smtp::reply& r) {
   best = answer_found{a, smtp::to_line(r)};
 }
 
+// What a notice to the sender (a delay warning or a bounce) says of `m`,
+// before the recipients it is about.
+bounce_input notice_about(const queued_message& m, const delivery_policy& policy,
+                          std::optional<std::string_view> content, std::int64_t now_ms) {
+  bounce_input in;
+  in.reporting_host = policy.reporting_host;
+  in.upstream_host = policy.upstream_host;
+  in.original_id = m.id;
+  in.arrival_time = m.received_at;
+  in.now = now_ms / 1000;
+  in.original = m.env;
+  in.original_content = content;
+  in.original_size = m.size;
+  return in;
+}
+
 }  // namespace
 
 std::optional<answer_found> provider_answer_in(const attempt& what) {
@@ -177,17 +193,9 @@ delivery_decision decide(const queued_message& m, const attempt& what,
     // Once, whether or not a recipient asked for it: the next attempts need
     // not look again.
     rec.delay_warned = true;
-    bounce_input in;
+    bounce_input in = notice_about(m, policy, content, now_ms);
     in.delayed = true;
     in.retry_until = m.received_at + policy.lifetime.count();
-    in.reporting_host = policy.reporting_host;
-    in.upstream_host = policy.upstream_host;
-    in.original_id = m.id;
-    in.arrival_time = m.received_at;
-    in.now = now_ms / 1000;
-    in.original = m.env;
-    in.original_content = content;
-    in.original_size = m.size;
     for (std::size_t i = 0; i < state.size(); ++i) {
       if (state[i].status != recipient_status::pending) continue;
       failed_recipient f;
@@ -202,15 +210,7 @@ delivery_decision decide(const queued_message& m, const attempt& what,
   }
 
   if (rec.finished) {
-    bounce_input in;
-    in.reporting_host = policy.reporting_host;
-    in.upstream_host = policy.upstream_host;
-    in.original_id = m.id;
-    in.arrival_time = m.received_at;
-    in.now = now_ms / 1000;
-    in.original = m.env;
-    in.original_content = content;
-    in.original_size = m.size;
+    bounce_input in = notice_about(m, policy, content, now_ms);
     for (std::size_t i = 0; i < state.size(); ++i) {
       if (state[i].status != recipient_status::failed) continue;
       failed_recipient f;

@@ -20,8 +20,8 @@
 #include "common/secret.hpp"
 #include "fakes/test_pki.hpp"
 #include "integration/support/relay_process.hpp"
+#include "integration/support/scratch_user.hpp"
 #include "integration/support/smtp_client.hpp"
-#include "integration/support/test_users.hpp"
 #include "relay/smtp/logins.hpp"
 #include "relay/spool/spool.hpp"
 
@@ -69,14 +69,12 @@ std::string queued_id_in(const std::string& transcript) {
 class identity : public testing::Test {
  protected:
   void SetUp() override {
-    std::string why;
-    group_ = test_group::create(unique_name("ort-g"), why);
-    if (!group_) GTEST_SKIP() << "cannot make test users here: " << why;
-    user_a_ = test_user::create(unique_name("ort-a"), {}, why);
-    if (!user_a_) GTEST_SKIP() << "cannot make test users here: " << why;
-    user_b_ = test_user::create(unique_name("ort-b"), {group_->name()}, why);
-    if (!user_b_) GTEST_SKIP() << "cannot make test users here: " << why;
-    if (run_command({"setpriv", "--version"}).status != 0) GTEST_SKIP() << "setpriv is missing";
+    if (auto why = scratch_users_unavailable(); !why.empty()) {
+      GTEST_SKIP() << "cannot make test users here: " << why;
+    }
+    group_.emplace("ort-g");
+    user_a_.emplace("ort-a");
+    user_b_.emplace("ort-b", std::vector<std::string>{group_->name()});
     // The socket's directory must be reachable by the test users; the
     // harness's own directory is private.
     ::chmod(socket_dir_.path().c_str(), 0755);
@@ -101,8 +99,8 @@ class identity : public testing::Test {
   std::string tcp() const { return "127.0.0.1:" + std::to_string(relay_->port()); }
   std::string unix_socket() const { return "unix:" + socket_; }
 
-  std::unique_ptr<test_group> group_;
-  std::unique_ptr<test_user> user_a_, user_b_;
+  std::optional<scratch_group> group_;
+  std::optional<scratch_user> user_a_, user_b_;
   temp_dir socket_dir_;
   std::string socket_;
   std::unique_ptr<relay_process> relay_;
