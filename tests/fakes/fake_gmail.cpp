@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <set>
 #include <thread>
 #include <tuple>
@@ -86,6 +87,9 @@ struct fake_gmail::impl : std::enable_shared_from_this<impl> {
     int drop_after_data = 0;
     int reject_auth = 0;
     int throttle_mail = 0;
+    double throttle_probability = 0;  // of a 421 to each MAIL
+    std::minstd_rand throttle_draws;
+    std::size_t throttled = 0;       // MAIL commands answered 421
     std::size_t daily_limit = 0;     // 0: none
     std::size_t accepted_today = 0;  // messages accepted since daily_limit was set
     std::set<std::string> rejected_recipients;
@@ -468,6 +472,11 @@ class fake_gmail::impl::session {
     bool over = false;
     server_.change([&](auto& s) {
       throttled = take_one(s.throttle_mail);
+      if (!throttled && s.throttle_probability > 0) {
+        throttled =
+            std::uniform_real_distribution<double>(0, 1)(s.throttle_draws) < s.throttle_probability;
+      }
+      if (throttled) ++s.throttled;
       over = s.daily_limit > 0 && s.accepted_today >= s.daily_limit;
     });
     if (throttled) return answer(try_again_later, false);
@@ -617,6 +626,17 @@ void fake_gmail::daily_limit(std::size_t n) {
 }
 void fake_gmail::throttle_mail_421(int n) {
   impl_->change([&](auto& s) { s.throttle_mail = n; });
+}
+void fake_gmail::throttle_mail_421_at_random(double p, unsigned seed) {
+  impl_->change([&](auto& s) {
+    s.throttle_probability = p;
+    s.throttle_draws.seed(seed);
+  });
+}
+std::size_t fake_gmail::throttled_mails() const {
+  std::size_t n = 0;
+  impl_->change([&](auto& s) { n = s.throttled; });
+  return n;
 }
 void fake_gmail::reject_recipient(std::string address) {
   impl_->change([&](auto& s) { s.rejected_recipients.insert(std::move(address)); });

@@ -61,6 +61,11 @@ class fake_gmail {
   // connection" and the connection is closed, as Gmail does to a client
   // that sends too fast.
   void throttle_mail_421(int n);
+  // Each MAIL command gets that 421 with probability `p` (0 to 1), drawn
+  // from a generator seeded with `seed` so a failing run can be repeated.
+  void throttle_mail_421_at_random(double p, unsigned seed);
+  // MAIL commands answered with 421 so far, by either switch.
+  std::size_t throttled_mails() const;
   // RCPT TO for this address gets Gmail's 550 5.1.1 "does not exist".
   void reject_recipient(std::string address);
   // Every reply (greeting included) waits this long first: a slow upstream.

@@ -175,6 +175,20 @@ TEST_F(sending_limits, try_again_later_holds_the_account_then_it_resumes_by_itse
   EXPECT_EQ(occurrences(relay_->log(), "bounce="), 0u);
 }
 
+TEST_F(sending_limits, try_again_later_at_random_costs_no_message) {
+  start();
+  // A quarter of all MAIL commands refused as Gmail does to a client that
+  // sends too fast, while the mail keeps arriving.
+  google_.gmail().throttle_mail_421_at_random(0.25, 20261201);
+  const auto tags = send_accepted("random", 20);
+  ASSERT_TRUE(wait_drained(90s));
+  expect_each_once(tags);
+  EXPECT_GE(google_.gmail().throttled_mails(), 1u);
+  EXPECT_EQ(occurrences(relay_->log(), "bounce="), 0u);
+  EXPECT_EQ(occurrences(relay_->log(), "event=delivery_failed"), 0u);
+  EXPECT_TRUE(eventually([&] { return account_entry()["sending_state"] == "ok"; }));
+}
+
 TEST_F(sending_limits, the_eleventh_message_of_the_day_never_reaches_gmail_even_after_a_restart) {
   start("    limits:\n      messages_per_day: 10\n");
   const auto tags = send_accepted("limited", 11);
