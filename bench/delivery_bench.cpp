@@ -10,8 +10,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -41,7 +43,7 @@ namespace {
 namespace fs = std::filesystem;
 using steady = std::chrono::steady_clock;
 
-constexpr const char* account = "bench@example.com";
+constexpr const char* account = "bench@example.com";  // with --accounts N: bench-K@example.com
 constexpr const char* recipient = "rcpt@example.com";
 
 enum class client_kind { smtp_load, smtp_source };
@@ -58,10 +60,20 @@ struct options {
   std::size_t size = 10240;
   int reply_delay_ms = 0;
   int max_connections = 4;
+  int accounts = 1;
   double rate = 0;  // smtp-load --rate
   bool keep = false;
   bool no_drain = false;  // stop after the load; do not wait for delivery
 };
+
+// The accounts behind the relay: bench@example.com alone, or with N of
+// them the senders smtp-load --senders N makes of it.
+std::vector<std::string> account_addresses(int n) {
+  if (n <= 1) return {account};
+  std::vector<std::string> out;
+  for (int k = 0; k < n; ++k) out.push_back("bench-" + std::to_string(k) + "@example.com");
+  return out;
+}
 
 // The daemon under test, stopped by die() so that a failed run leaves no
 // oauth-relayd behind; its directory stays, for the log.
@@ -164,7 +176,7 @@ load_result run_load(const options& o, std::uint16_t port, std::uint64_t message
   const auto pid =
       spawn({o.load, "--port", std::to_string(port), "--sessions", std::to_string(o.sessions),
              "--messages", std::to_string(messages), "--size", std::to_string(o.size), "--from",
-             account, "--rate", std::to_string(o.rate)},
+             account, "--senders", std::to_string(o.accounts), "--rate", std::to_string(o.rate)},
             out, err);
   const int status = wait_exit(pid);
   load_result r;
@@ -226,6 +238,40 @@ load_result run_source(const options& o, std::uint16_t port, std::uint64_t messa
   return {line, seconds};
 }
 
+// How the accounts fared against each other: messages each delivered (all
+// runs), the most connections one account had logged in at a time, and when
+// each account's last measured message arrived, from the measured load's
+// start (first, median, last of the accounts): an account starved by the
+// others finishes long after them.
+std::string account_spread(const fakes::fake_gmail& gmail, steady::time_point start) {
+  std::map<std::string, std::size_t> delivered;
+  std::map<std::string, double> finished_s;
+  for (const auto& m : gmail.messages()) {
+    ++delivered[m.user];
+    if (m.accepted_at < start) continue;
+    auto& f = finished_s[m.user];
+    f = std::max(f, std::chrono::duration<double>(m.accepted_at - start).count());
+  }
+  std::size_t fewest = SIZE_MAX, most = 0, peak = 0;
+  for (const auto& [user, n] : delivered) {
+    fewest = std::min(fewest, n);
+    most = std::max(most, n);
+  }
+  for (const auto& [user, n] : gmail.peak_logins_per_user()) peak = std::max(peak, n);
+  std::vector<double> finish;
+  for (const auto& [user, f] : finished_s) finish.push_back(f);
+  std::sort(finish.begin(), finish.end());
+  if (finish.empty()) finish.push_back(0);
+  char line[256];
+  std::snprintf(line, sizeof line,
+                "accounts=%zu delivered_per_account_min=%zu delivered_per_account_max=%zu "
+                "max_logins_per_account=%zu finish_first_s=%.3f finish_median_s=%.3f "
+                "finish_last_s=%.3f",
+                delivered.size(), fewest, most, peak, finish.front(), finish[finish.size() / 2],
+                finish.back());
+  return line;
+}
+
 load_result run_client(const options& o, std::uint16_t port, std::uint64_t messages,
                        const fs::path& dir) {
   return o.client == client_kind::smtp_source ? run_source(o, port, messages, dir)
@@ -247,16 +293,26 @@ int run(const options& o) {
     return google.token_valid(user, token);
   });
   gmail.set_reply_delay(std::chrono::milliseconds(o.reply_delay_ms));
-  const std::string refresh_token = "bench-refresh-token";
-  google.add_account(account, refresh_token);
+  const auto addresses = account_addresses(o.accounts);
   const auto ca = pki.write_ca(dir / "ca.pem");
 
   const auto state = dir / "state";
   fs::create_directories(state);
   fs::permissions(state, fs::perms::owner_all);
   const auto key_file = dir / "token.key";
-  auth::token_store(state, auth::load_token_key_file(key_file, auth::when_missing::create))
-      .store_refresh_token(account, refresh_token);
+  {
+    auth::token_store store(state, auth::load_token_key_file(key_file, auth::when_missing::create));
+    for (const auto& address : addresses) {
+      const std::string refresh_token = "bench-refresh-token-" + address;
+      google.add_account(address, refresh_token);
+      store.store_refresh_token(address, refresh_token);
+    }
+  }
+  std::string accounts_yaml = "accounts:\n";
+  for (const auto& address : addresses) {
+    accounts_yaml += "  - address: " + address + "\n";
+    if (&address == &addresses.front()) accounts_yaml += "    default: true\n";
+  }
 
   std::ofstream(dir / "config.yaml") << "listen: [\"127.0.0.1:0\"]\n"
                                      << "state_dir: " << state.string() << "\n"
@@ -274,9 +330,7 @@ int run(const options& o) {
                                      << "  client_secret: \"" << google.client_secret() << "\"\n"
                                      << "  token_url: " << google.token_url() << "\n"
                                      << "  ca_file: " << ca.string() << "\n"
-                                     << "accounts:\n"
-                                     << "  - address: " << account << "\n"
-                                     << "    default: true\n";
+                                     << accounts_yaml;
 
   const auto log = dir / "relayd.log";
   const pid_t relayd =
@@ -319,6 +373,8 @@ int run(const options& o) {
   const auto logins = gmail.logins() - logins_before;
   const auto delivered = gmail.messages().size();
 
+  const std::string per_account = o.accounts > 1 ? account_spread(gmail, start) : std::string();
+
   ::kill(relayd, SIGTERM);
   const int relayd_status = wait_exit(relayd);
   relayd_pid = -1;
@@ -339,6 +395,7 @@ int run(const options& o) {
       std::chrono::duration<double>(delivered_at - accepted_at).count(), relayd_cpu, relayd_wait,
       fakes_cpu, relayd_status);
 
+  if (!per_account.empty()) std::printf("%s\n", per_account.c_str());
   std::fflush(stdout);
   if (o.keep) {
     std::cerr << "delivery-bench: kept " << dir << '\n';
@@ -376,6 +433,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--max-connections", o.max_connections, "upstream.max_connections")
       ->capture_default_str();
+  app.add_option("--accounts", o.accounts,
+                 "accounts behind the relay (bench-K@example.com), smtp-load sending as each "
+                 "in turn")
+      ->check(CLI::Range(1, 10000))
+      ->capture_default_str();
   app.add_option("--rate", o.rate, "offered messages per second (0: as fast as accepted)")
       ->capture_default_str();
   app.add_flag("--no-drain", o.no_drain,
@@ -390,6 +452,11 @@ int main(int argc, char** argv) {
   if (client == "smtp-source") o.client = oauth_relay::bench::client_kind::smtp_source;
   if (o.client == oauth_relay::bench::client_kind::smtp_load && o.load.empty()) {
     std::cerr << "delivery-bench: --load is required with --client smtp-load\n";
+    return 2;
+  }
+  if (o.client == oauth_relay::bench::client_kind::smtp_source && o.accounts > 1) {
+    std::cerr
+        << "delivery-bench: --accounts needs --client smtp-load (smtp-source has one sender)\n";
     return 2;
   }
   if (o.client == oauth_relay::bench::client_kind::smtp_source && o.rate > 0) {

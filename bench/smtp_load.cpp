@@ -48,10 +48,22 @@ struct options {
   bool pipeline = false;
   double rate = 0;  // messages per second over all sessions; 0: as fast as replies come
   std::string from = "bench@example.com";
+  int senders = 1;  // more: LOCAL-K@DOMAIN of --from, K = 0 .. senders-1, taken in turn
   std::string to = "rcpt@example.com";
   std::string auth;        // "USER:PASSWORD": AUTH PLAIN after EHLO on every connection
   bool auth_only = false;  // each "message" is a connection that logs in and quits
 };
+
+// The envelope sender (and From:) of a session's message `number`: --from,
+// or with --senders N one of N addresses made from it, in turn, so that a
+// session's every N messages go once to each (many accounts behind one relay).
+std::string sender_of(const options& o, int session, std::uint64_t number) {
+  if (o.senders <= 1) return o.from;
+  const auto at = o.from.rfind('@');
+  const auto k =
+      (static_cast<std::uint64_t>(session) + number) % static_cast<std::uint64_t>(o.senders);
+  return o.from.substr(0, at) + "-" + std::to_string(k) + o.from.substr(at);
+}
 
 // RFC 4648 base64, for AUTH PLAIN's initial response (RFC 4616).
 std::string base64(std::string_view in) {
@@ -238,7 +250,7 @@ std::string rfc5322_date() {
 class message_factory {
  public:
   message_factory(const options& o, std::string run_id)
-      : from_(o.from), to_(o.to), size_(o.size), date_(rfc5322_date()), run_id_(std::move(run_id)) {
+      : options_(o), to_(o.to), size_(o.size), date_(rfc5322_date()), run_id_(std::move(run_id)) {
     static constexpr std::string_view alphabet =
         "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     line_pool_.reserve(alphabet.size() * (body_line_length + 2));
@@ -273,12 +285,12 @@ class message_factory {
  private:
   std::string headers(int session, std::uint64_t number) const {
     const std::string tag = std::to_string(session) + "." + std::to_string(number);
-    return "From: <" + from_ + ">\r\nTo: <" + to_ + ">\r\nSubject: smtp-load message " + tag +
-           "\r\nDate: " + date_ + "\r\nMessage-ID: <" + run_id_ + "." + tag +
-           "@smtp-load.invalid>\r\n\r\n";
+    return "From: <" + sender_of(options_, session, number) + ">\r\nTo: <" + to_ +
+           ">\r\nSubject: smtp-load message " + tag + "\r\nDate: " + date_ + "\r\nMessage-ID: <" +
+           run_id_ + "." + tag + "@smtp-load.invalid>\r\n\r\n";
   }
 
-  std::string from_;
+  const options& options_;
   std::string to_;
   std::size_t size_;
   std::string date_;
@@ -412,7 +424,7 @@ class session {
 
   bool send_message(std::uint64_t number) {
     factory_.build(index_, number, message_);
-    const std::string mail = "MAIL FROM:<" + options_.from + ">\r\n";
+    const std::string mail = "MAIL FROM:<" + sender_of(options_, index_, number) + ">\r\n";
     const std::string rcpt = "RCPT TO:<" + options_.to + ">\r\n";
     const std::string data = "DATA\r\n";
     reply r;
@@ -544,6 +556,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--pipeline", o.pipeline, "send MAIL, RCPT and DATA in one write (RFC 2920)");
   app.add_option("--from", o.from, "envelope sender and From:")->capture_default_str();
+  app.add_option("--senders", o.senders,
+                 "more than 1: that many senders made from --from (LOCAL-K@DOMAIN), in turn")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
   app.add_option("--to", o.to, "envelope recipient and To:")->capture_default_str();
   app.add_option("--auth", o.auth, "USER:PASSWORD for AUTH PLAIN on every connection");
   app.add_flag("--auth-only", o.auth_only,

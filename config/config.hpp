@@ -82,6 +82,9 @@ struct oauth_settings {
   std::string auth_url = "https://accounts.google.com/o/oauth2/v2/auth";
   std::string token_url = "https://oauth2.googleapis.com/token";
   std::optional<std::filesystem::path> ca_file;
+  // False when the file has no `oauth` section, which only a config whose
+  // accounts are all service accounts may leave out.
+  bool present = true;
 };
 
 // Where the key that encrypts the stored OAuth tokens comes from, when the

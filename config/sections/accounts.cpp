@@ -205,6 +205,15 @@ void read(reader& r, const mapping& top, settings& all) {
   for (std::size_t index = 0; index < items->size(); ++index) {
     read_account(r, (*items)[index], index, earlier, all);
   }
+  // Service accounts sign their own grants; any other account needs the
+  // OAuth client its refresh token was issued to.
+  const auto by_consent =
+      std::find_if(all.accounts.begin(), all.accounts.end(),
+                   [](const account_settings& a) { return !a.service_account; });
+  if (!all.oauth.present && by_consent != all.accounts.end()) {
+    r.missing(top.self(), "\"oauth\" (the OAuth client of " + by_consent->address +
+                              ", an account authorized by consent)");
+  }
 }
 
 }  // namespace

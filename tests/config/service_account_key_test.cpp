@@ -214,5 +214,23 @@ TEST(service_account_config, errors_name_the_key_and_the_file) {
                                     open_key.string() + " may be read by every user (mode 0644)")));
 }
 
+TEST(service_account_config, only_service_accounts_need_no_oauth_section) {
+  scratch s;
+  const auto key = s.write("sa.json", good_key().dump());
+  const auto loaded = parse(
+      "accounts:\n  - address: \"*@example.com\"\n"
+      "    service_account_file: " +
+          key.string() + "\n",
+      "c.yaml");
+  ASSERT_TRUE(loaded.errors.empty()) << loaded.errors.front().to_string();
+  EXPECT_FALSE(loaded.value->oauth.present);
+  // An account authorized by consent needs the OAuth client.
+  EXPECT_THAT(errors_of("accounts:\n  - address: \"*@example.com\"\n"
+                        "    service_account_file: " +
+                        key.string() + "\n  - address: alice@example.net\n"),
+              ElementsAre("c.yaml:1:1: missing required key \"oauth\" (the OAuth client of "
+                          "alice@example.net, an account authorized by consent)"));
+}
+
 }  // namespace
 }  // namespace oauth_relay::config

@@ -145,7 +145,17 @@ struct fake_gmail::impl : std::enable_shared_from_this<impl> {
     commands_.push_back(std::move(line));
   }
 
+  // A connection authenticated as `user` (`delta` +1), or one closed (-1).
+  void count_login(const std::string& user, int delta) {
+    std::lock_guard lock(logins_mutex_);
+    auto& now = logged_in_[user];
+    now = delta > 0 ? now + 1 : now - 1;
+    auto& peak = peak_logins_[user];
+    peak = std::max(peak, now);
+  }
+
   void record_message(message m) {
+    m.accepted_at = std::chrono::steady_clock::now();
     {
       std::lock_guard lock(mutex_);
       messages_.push_back(std::move(m));
@@ -158,8 +168,11 @@ struct fake_gmail::impl : std::enable_shared_from_this<impl> {
   static asio::awaitable<void> run_session(std::shared_ptr<session> s);
 
   mode mode_;
-  // Before ioc_: sessions still in ioc_ when it is destroyed update it.
+  // Before ioc_: sessions still in ioc_ when it is destroyed update them.
   std::atomic<std::size_t> transactions_open_{0};
+  mutable std::mutex logins_mutex_;
+  std::map<std::string, std::size_t> logged_in_;    // connections authenticated now, by user
+  std::map<std::string, std::size_t> peak_logins_;  // the most at one time, by user
   asio::io_context ioc_;
   asio::ssl::context tls_;
   asio::ip::tcp::acceptor acceptor_;
@@ -183,7 +196,10 @@ class fake_gmail::impl::session {
  public:
   session(fake_gmail::impl& server, asio::ip::tcp::socket socket)
       : server_(server), stream_(std::move(socket), server.tls_), timer_(server.ioc_) {}
-  ~session() { close_transaction(); }
+  ~session() {
+    close_transaction();
+    if (!user_.empty()) server_.count_login(user_, -1);
+  }
 
   asio::awaitable<void> run() {
     if (server_.mode_ == fake_gmail::mode::implicit) {
@@ -441,7 +457,9 @@ class fake_gmail::impl::session {
     server_.change([&](auto& s) { forced_failure = take_one(s.reject_auth); });
     const auto validator = server_.get().validator;
     if (good && !forced_failure && (!validator || validator(user, token))) {
+      if (!user_.empty()) server_.count_login(user_, -1);  // a second AUTH replaces the first
       user_ = user;
+      server_.count_login(user_, +1);
       ++server_.logins_;
       respond("235 2.7.0 Accepted\r\n");
       co_return true;
@@ -691,6 +709,10 @@ std::size_t fake_gmail::tls_handshakes() const {
 }
 std::size_t fake_gmail::auth_attempts() const {
   return impl_->auth_attempts_;
+}
+std::map<std::string, std::size_t> fake_gmail::peak_logins_per_user() const {
+  std::lock_guard lock(impl_->logins_mutex_);
+  return impl_->peak_logins_;
 }
 std::size_t fake_gmail::logins() const {
   return impl_->logins_;

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,6 +28,7 @@ class fake_gmail {
     std::string mail_command;                // the MAIL line as received, parameters included
     std::vector<std::string> rcpt_commands;  // every RCPT line of the transaction
     bool pipelined = false;                  // MAIL, every RCPT and DATA came in one read
+    std::chrono::steady_clock::time_point accepted_at;  // when its final 250 was decided
   };
 
   // Decides whether an XOAUTH2 login is good. Unset: every token is good.
@@ -99,6 +101,9 @@ class fake_gmail {
   std::size_t auth_failures() const;   // 535
   // Mail transactions begun (MAIL answered 250) whose final reply is not yet written.
   std::size_t transactions_open() const;
+  // For each user that logged in: the most connections authenticated as that
+  // user at one time (a connection counts from its 235 until it closes).
+  std::map<std::string, std::size_t> peak_logins_per_user() const;
 
  private:
   struct impl;
