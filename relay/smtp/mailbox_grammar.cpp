@@ -83,6 +83,12 @@ std::size_t utf8_sequence(std::string_view s, std::size_t i) {
   return 0;
 }
 
+bool skip_utf8(std::string_view s, std::size_t& i) {
+  const std::size_t n = utf8_sequence(s, i);
+  i += n;
+  return n != 0;
+}
+
 // Dot-string: Atom *("." Atom); with `utf8`, atext includes UTF8-non-ascii (RFC 6531 §3.3).
 bool valid_dot_string(std::string_view s, bool utf8) {
   if (s.empty() || s.front() == '.' || s.back() == '.') return false;
@@ -94,9 +100,7 @@ bool valid_dot_string(std::string_view s, bool utf8) {
     } else if (is_atext(c)) {
       ++i;
     } else if (utf8 && is_non_ascii(c)) {
-      const std::size_t n = utf8_sequence(s, i);
-      if (n == 0) return false;
-      i += n;
+      if (!skip_utf8(s, i)) return false;
     } else {
       return false;
     }
@@ -118,9 +122,7 @@ std::size_t quoted_string_length(std::string_view s, bool utf8) {
     } else if (c >= 32 && c <= 126) {
       ++i;  // qtextSMTP: %d32-33 / %d35-91 / %d93-126; '"' and '\' are handled above
     } else if (utf8 && is_non_ascii(c)) {
-      const std::size_t n = utf8_sequence(s, i);
-      if (n == 0) return 0;
-      i += n;
+      if (!skip_utf8(s, i)) return 0;
     } else {
       return 0;
     }
@@ -237,9 +239,7 @@ bool is_valid_domain(std::string_view domain, bool allow_utf8) {
       if (is_alnum(c) || c == '-') {
         ++i;
       } else if (allow_utf8 && is_non_ascii(c)) {
-        const std::size_t n = utf8_sequence(label, i);
-        if (n == 0) return false;
-        i += n;
+        if (!skip_utf8(label, i)) return false;
       } else {
         return false;
       }

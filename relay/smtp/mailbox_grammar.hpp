@@ -18,6 +18,8 @@ bool istarts_with(std::string_view s, std::string_view prefix);
 std::string_view trim_spaces(std::string_view s);
 bool has_non_ascii(std::string_view s);
 std::size_t utf8_sequence(std::string_view s, std::size_t i);
+// Steps `i` over the UTF-8 sequence at s[i]; false when there is none.
+bool skip_utf8(std::string_view s, std::size_t& i);
 bool valid_dot_string(std::string_view s, bool utf8);
 std::size_t quoted_string_length(std::string_view s, bool utf8);
 bool valid_ipv4(std::string_view s);

@@ -176,9 +176,7 @@ bool valid_xtext(std::string_view s, bool utf8) {
     } else if (c >= 0x21 && c <= 0x7E && c != '=') {
       ++i;
     } else if (utf8 && is_non_ascii(c)) {
-      const std::size_t n = utf8_sequence(s, i);
-      if (n == 0) return false;
-      i += n;
+      if (!skip_utf8(s, i)) return false;
     } else {
       return false;
     }
