@@ -50,15 +50,15 @@ TEST(accounts_json, lists_configured_accounts_then_stored_ones_no_longer_configu
      "access_expires_in_seconds":1800,"last_delivery":"2026-11-30T07:59:00Z","last_error":null,
      "configured":true,"service_account":null,"pattern":null,
      "sending_state":"over_quota","resumes_at":"2026-11-30T09:00:00Z",
-     "sending_reason":"limits.messages_per_day (10) reached","sent_24h":10},
+     "sending_reason":"limits.messages_per_day (10) reached","sent_24h":10,"authorized_at":null},
     {"address":"bob@example.com","kind":"oauth","token_state":"missing",
      "access_expires_in_seconds":null,"last_delivery":null,"last_error":null,"configured":true,
      "service_account":null,"pattern":null,
-     "sending_state":"ok","resumes_at":null,"sent_24h":0},
+     "sending_state":"ok","resumes_at":null,"sent_24h":0,"authorized_at":null},
     {"address":"gone@example.com","kind":"oauth","token_state":"needs_reauth",
      "access_expires_in_seconds":null,"last_delivery":null,"last_error":"token revoked",
      "configured":false,"service_account":null,"pattern":null,
-     "sending_state":null,"resumes_at":null,"sent_24h":null}]})"));
+     "sending_state":null,"resumes_at":null,"sent_24h":null,"authorized_at":null}]})"));
 }
 
 TEST(accounts_json, a_lapsed_valid_token_reads_expired_and_no_refresh_token_reads_missing) {
@@ -104,20 +104,20 @@ TEST(accounts_json, service_accounts_come_from_the_daemons_memory_with_their_cli
     {"address":"*@example.com","kind":"service_account","token_state":"per_mailbox",
      "access_expires_in_seconds":null,"last_delivery":null,"last_error":null,"configured":true,
      "service_account":"relay@project.iam.gserviceaccount.com","pattern":null,
-     "sending_state":null,"resumes_at":null,"sent_24h":null},
+     "sending_state":null,"resumes_at":null,"sent_24h":null,"authorized_at":null},
     {"address":"alice@example.com","kind":"service_account","token_state":"valid",
      "access_expires_in_seconds":3000,"last_delivery":null,"last_error":null,"configured":true,
      "service_account":"relay@project.iam.gserviceaccount.com","pattern":"*@example.com",
-     "sending_state":null,"resumes_at":null,"sent_24h":null},
+     "sending_state":null,"resumes_at":null,"sent_24h":null,"authorized_at":null},
     {"address":"bob@example.com","kind":"service_account","token_state":"needs_reauth",
      "access_expires_in_seconds":null,"last_delivery":null,
      "last_error":"account bob@example.com needs attention: delegation","configured":true,
      "service_account":"relay@project.iam.gserviceaccount.com","pattern":"*@example.com",
-     "sending_state":null,"resumes_at":null,"sent_24h":null},
+     "sending_state":null,"resumes_at":null,"sent_24h":null,"authorized_at":null},
     {"address":"noreply@example.org","kind":"service_account","token_state":"expired",
      "access_expires_in_seconds":null,"last_delivery":null,"last_error":null,"configured":true,
      "service_account":"relay@project.iam.gserviceaccount.com","pattern":null,
-     "sending_state":null,"resumes_at":null,"sent_24h":null}]})"));
+     "sending_state":null,"resumes_at":null,"sent_24h":null,"authorized_at":null}]})"));
 }
 
 }  // namespace
