@@ -351,9 +351,10 @@ struct outcome {
   auth::advice why;
 };
 
-outcome complete(const context& ctx, const std::string& address, const auth::redirect_params& got,
-                 const std::string& state, const std::string& verifier,
-                 const std::string& redirect_uri, std::string& stored_note) {
+outcome complete(const context& ctx, const config::provider& provider, const std::string& address,
+                 const auth::redirect_params& got, const std::string& state,
+                 const std::string& verifier, const std::string& redirect_uri,
+                 std::string& stored_note) {
   const std::string again = "oauth-relayctl authorize " + address;
   if (!got.state || *got.state != state) {
     // RFC 6749 §10.12: an answer to another request (stale, or forged by
@@ -367,19 +368,28 @@ outcome complete(const context& ctx, const std::string& address, const auth::red
     return {false, auth::explain_oauth_error(*got.error, got.error_description,
                                              auth::oauth_step::consent, address)};
   }
-  const auth::token_client client(std::make_shared<auth::curl_http_client>(), ctx.settings.oauth);
+  const auth::token_client client(std::make_shared<auth::curl_http_client>(), provider);
   const auto r = client.exchange_code(*got.code, verifier, redirect_uri);
   if (!r.ok()) {
     return {false, auth::explain_token_failure(r, auth::oauth_step::code_exchange, address,
-                                               ctx.settings.oauth)};
+                                               provider.oauth)};
   }
   if (lower(r.email) != lower(address)) {
     return {false,
             {"the consent was given by " + r.email + ", not " + address + "; nothing was stored",
-             "sign in to Google as " + address +
+             "sign in to " + provider.display_name + " as " + address +
                  " (pick it in the account chooser, or use a private window), then run: " + again}};
   }
-  if (!auth::scope_granted(r.scope, auth::mail_scope)) {
+  if (provider.is_microsoft()) {
+    if (!auth::scope_granted(r.scope, config::microsoft_send_scope)) {
+      return {false,
+              {address + " did not grant " + std::string(config::microsoft_send_scope) +
+                   "; nothing was stored",
+               "add the delegated permission SMTP.Send to the app registration (Entra ID > App "
+               "registrations > API permissions), then run: " +
+                   again}};
+    }
+  } else if (!auth::scope_granted(r.scope, auth::mail_scope)) {
     return {false,
             {address + " did not grant access to Gmail (the consent lacks " +
                  std::string(auth::mail_scope) + "); nothing was stored",
@@ -448,6 +458,7 @@ std::string mailbox_to_test(const std::string& given) {
 
 int run_authorize(const context& ctx, const authorize_options& options) {
   const auto& account = require_account(ctx, options.address);
+  const auto provider = config::provider_of(ctx.settings, account.provider);
   if (account.service_account) {
     // Domain-wide delegation stands in for every mailbox's consent.
     std::cout << options.address << " needs no consent: it sends through the service account "
@@ -457,7 +468,24 @@ int run_authorize(const context& ctx, const authorize_options& options) {
               << mailbox_to_test(options.address) << std::endl;
     return 0;
   }
+  if (account.app_only) {
+    // The client credentials grant stands in for a person's consent.
+    std::cout << options.address
+              << " needs no consent: it is app_only (the application's own token, client "
+                 "credentials of providers.microsoft); check it with: oauth-relayctl test "
+              << options.address << std::endl;
+    return 0;
+  }
   const std::string address = account.address;
+  if (options.device) {
+    if (!provider.is_microsoft()) {
+      throw failure("--device is for Microsoft accounts; " + address +
+                        " is a Google account (Google's device flow does not grant Gmail's scope)",
+                    "run oauth-relayctl authorize " + address +
+                        " without --device (it prints a URL to open anywhere)");
+    }
+    return run_device_authorize(ctx, provider, address);
+  }
   // Fail before the consent, not after it.
   check_token_can_be_stored(ctx);
 
@@ -467,11 +495,11 @@ int run_authorize(const context& ctx, const authorize_options& options) {
   const auth::pkce pkce = auth::make_pkce();
   const std::string state = auth::make_state();
   const std::string url =
-      auth::consent_url({ctx.settings.oauth.auth_url, ctx.settings.oauth.client_id, redirect_uri,
-                         address, pkce.challenge, state});
+      auth::consent_url({provider.oauth.auth_url, provider.oauth.client_id, redirect_uri, address,
+                         pkce.challenge, state, provider.consent_scope, !provider.is_microsoft()});
 
-  std::cerr << "Open this URL in a browser and sign in to Google as " << address << ":"
-            << std::endl;
+  std::cerr << "Open this URL in a browser and sign in to " << provider.display_name << " as "
+            << address << ":" << std::endl;
   std::cout << url << std::endl;
   const bool graphical =
       std::getenv("DISPLAY") != nullptr || std::getenv("WAYLAND_DISPLAY") != nullptr;
@@ -483,8 +511,8 @@ int run_authorize(const context& ctx, const authorize_options& options) {
       open_browser(url, std::cerr);
     }
   }
-  std::cerr << "Waiting up to " << format_duration(options.timeout.count())
-            << " for Google's answer on " << redirect_uri << "\n"
+  std::cerr << "Waiting up to " << format_duration(options.timeout.count()) << " for "
+            << provider.display_name << "'s answer on " << redirect_uri << "\n"
             << "No browser here? On your computer run: ssh -L " << port << ":127.0.0.1:" << port
             << " THIS-SERVER, then open the URL there;\n"
             << "or open the URL anywhere and, after consenting, paste the address the browser "
@@ -494,7 +522,7 @@ int run_authorize(const context& ctx, const authorize_options& options) {
   redirect_waiter waiter(listener.fd(), STDIN_FILENO, state, std::cerr);
   auto got = waiter.wait(steady::now() + options.timeout);
   if (!got) {
-    throw failure("no answer from Google's consent screen within " +
+    throw failure("no answer from " + provider.display_name + "'s consent screen within " +
                       format_duration(options.timeout.count()) + "; nothing was stored",
                   "run oauth-relayctl authorize " + address +
                       " again; without a browser on this server forward the port (ssh -L " + port +
@@ -502,7 +530,7 @@ int run_authorize(const context& ctx, const authorize_options& options) {
   }
   std::string note;  // what the daemon does with the token now, a line each
   const outcome result =
-      complete(ctx, address, got->params, state, pkce.verifier, redirect_uri, note);
+      complete(ctx, provider, address, got->params, state, pkce.verifier, redirect_uri, note);
   if (got->browser.get() >= 0) {
     if (result.stored) {
       respond(got->browser.get(), 200, "OK",

@@ -11,7 +11,9 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "auth/microsoft_errors.hpp"
 #include "config/log.hpp"
+#include "config/provider.hpp"
 #include "relay/delivery/bounce.hpp"  // bounce_quote_limit
 #include "relay/delivery/scheduler_parts.hpp"
 
@@ -40,6 +42,28 @@ constexpr auto idle_poll = std::chrono::seconds(30);
 // An authenticated connection without work is kept this long for the next
 // message, then closed with QUIT.
 constexpr auto connection_idle = std::chrono::seconds(10);
+
+// A refusal that names a fix the administrator can apply in the provider's
+// console (Exchange's SendAsDenied): logged once per attempt with it.
+void log_provider_hint(const std::string& id, const std::string& account, const attempt& what) {
+  const auto* sent = std::get_if<sent_upstream>(&what);
+  if (sent == nullptr) return;
+  std::vector<const smtp::reply*> replies;
+  if (sent->result.mail_reply) replies.push_back(&*sent->result.mail_reply);
+  if (sent->result.data_reply) replies.push_back(&*sent->result.data_reply);
+  for (const auto& r : sent->result.recipients) replies.push_back(&r.reply);
+  for (const smtp::reply* r : replies) {
+    const auto why = auth::explain_exchange_reply(
+        r->code, r->enhanced, r->lines.empty() ? std::string() : r->lines.front(), account);
+    if (!why) continue;
+    log::warning("upstream_refused")
+        .kv("id", id)
+        .kv("account", account)
+        .kv("reason", why->cause)
+        .kv("hint", why->fix);
+    return;
+  }
+}
 
 delivery_policy policy_of(const config::settings& s) {
   delivery_policy p;
@@ -250,12 +274,13 @@ delivery_scheduler::open_connection(const std::string& account) {
   const std::string id = std::to_string(next_connection_++);
   for (int round = 0; round < 2; ++round) {
     // The connector is looked up each time: a reload may have replaced it.
-    connection_ptr connection = upstream_->make_connection(id);
+    connection_ptr connection = upstream_->make_connection_for(id, account);
     open_.insert(connection.get());
     auto connected = co_await connection->connect();
     if (!connected.ok()) {
       open_.erase(connection.get());
-      not_sent failure{"upstream " + policy_.upstream_host + ": " + connected.message,
+      not_sent failure{"upstream " + config::provider_of(settings_, account).upstream.host + ": " +
+                           connected.message,
                        policy_.backoff(1), connected.reply};
       co_return connect_failure{std::move(failure), true};
     }
@@ -515,6 +540,7 @@ asio::awaitable<void> delivery_scheduler::record(const queued_message& m, attemp
                                                  std::optional<std::int64_t> held_until,
                                                  bool quiet) {
   const auto now = now_();
+  log_provider_hint(m.id, m.env.account, what);
   auto decision = decide(m, what, policy_, now, std::nullopt, held_until);
   if (decision.bounce && !std::holds_alternative<content_lost>(what)) {
     // A notice quotes the original (at most bounce_quote_limit of it), read
