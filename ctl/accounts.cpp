@@ -201,7 +201,7 @@ int run_test(const context& ctx, const std::string& address_arg) {
   const std::string step_refresh = "access token from " + provider.oauth.token_url;
   const auth::token_client tokens(std::make_shared<auth::curl_http_client>(), provider);
   const auto refreshed = tokens.refresh(row->refresh_token);
-  if (refreshed.failure == auth::token_failure::invalid_grant) {
+  if (refreshed.failure == auth::token_failure::invalid_grant && !provider.is_microsoft()) {
     // How long ago it was authorized tells the consent screen's Testing
     // status (about seven days) from a revocation.
     throw fail(step_refresh,

@@ -29,6 +29,10 @@ struct authorize_options {
 // exit status; throws failure.
 int run_authorize(const context& ctx, const authorize_options& options);
 
+// The address `oauth-relayctl test` takes for a service account: the one
+// given, unless that is a domain pattern rather than a mailbox.
+std::string mailbox_to_test(const std::string& given);
+
 // The device code flow (RFC 8628) for a Microsoft account (authorize_device.cpp):
 // prints the verification address and the code, polls at the interval the
 // endpoint gives, checks the account that signed in and stores the refresh token.

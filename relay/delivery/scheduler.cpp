@@ -11,7 +11,6 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
-#include "auth/microsoft_errors.hpp"
 #include "config/log.hpp"
 #include "config/provider.hpp"
 #include "relay/delivery/bounce.hpp"  // bounce_quote_limit
@@ -42,28 +41,6 @@ constexpr auto idle_poll = std::chrono::seconds(30);
 // An authenticated connection without work is kept this long for the next
 // message, then closed with QUIT.
 constexpr auto connection_idle = std::chrono::seconds(10);
-
-// A refusal that names a fix the administrator can apply in the provider's
-// console (Exchange's SendAsDenied): logged once per attempt with it.
-void log_provider_hint(const std::string& id, const std::string& account, const attempt& what) {
-  const auto* sent = std::get_if<sent_upstream>(&what);
-  if (sent == nullptr) return;
-  std::vector<const smtp::reply*> replies;
-  if (sent->result.mail_reply) replies.push_back(&*sent->result.mail_reply);
-  if (sent->result.data_reply) replies.push_back(&*sent->result.data_reply);
-  for (const auto& r : sent->result.recipients) replies.push_back(&r.reply);
-  for (const smtp::reply* r : replies) {
-    const auto why = auth::explain_exchange_reply(
-        r->code, r->enhanced, r->lines.empty() ? std::string() : r->lines.front(), account);
-    if (!why) continue;
-    log::warning("upstream_refused")
-        .kv("id", id)
-        .kv("account", account)
-        .kv("reason", why->cause)
-        .kv("hint", why->fix);
-    return;
-  }
-}
 
 delivery_policy policy_of(const config::settings& s) {
   delivery_policy p;
@@ -540,14 +517,24 @@ asio::awaitable<void> delivery_scheduler::record(const queued_message& m, attemp
                                                  std::optional<std::int64_t> held_until,
                                                  bool quiet) {
   const auto now = now_();
-  log_provider_hint(m.id, m.env.account, what);
-  auto decision = decide(m, what, policy_, now, std::nullopt, held_until);
+  if (const auto why = provider_advice_in(what, m.env.account)) {
+    // A refusal with a fix the administrator applies in the provider's console.
+    log::warning("upstream_refused")
+        .kv("id", m.id)
+        .kv("account", m.env.account)
+        .kv("reason", why->cause)
+        .kv("hint", why->fix);
+  }
+  // A bounce's Remote-MTA is the account's own provider's server.
+  delivery_policy policy = policy_;
+  policy.upstream_host = config::provider_of(settings_, m.env.account).upstream.host;
+  auto decision = decide(m, what, policy, now, std::nullopt, held_until);
   if (decision.bounce && !std::holds_alternative<content_lost>(what)) {
     // A notice quotes the original (at most bounce_quote_limit of it), read
     // only now that one is due: no message holds its content while it waits
     // to be recorded. The same decision again, with the copy.
     auto quoted = co_await quote_of(m, content);
-    if (quoted) decision = decide(m, what, policy_, now, std::string_view(*quoted), held_until);
+    if (quoted) decision = decide(m, what, policy, now, std::string_view(*quoted), held_until);
   }
   // A bounce of a finished message, or the delay warning of a queued one.
   const bool notice = decision.bounce.has_value();

@@ -120,5 +120,29 @@ TEST(accounts_json, service_accounts_come_from_the_daemons_memory_with_their_cli
      "sending_state":null,"resumes_at":null,"sent_24h":null,"authorized_at":null}]})"));
 }
 
+TEST(accounts_json, app_only_accounts_come_from_the_daemons_memory) {
+  auto app = configured("alerts@contoso.com");
+  app.provider = config::provider_kind::microsoft;
+  app.app_only = true;
+  // A row left from before it became app_only is not its state.
+  const std::vector<auth::account_record> rows = {
+      row("alerts@contoso.com", auth::token_state::needs_reauth)};
+  const auto stopped = json::parse(accounts_json(rows, {app}, {}, now))["accounts"];
+  ASSERT_EQ(stopped.size(), 1u);
+  EXPECT_EQ(stopped[0]["kind"], "app_only");
+  EXPECT_EQ(stopped[0]["token_state"], "expired");
+
+  auth::account_status live;
+  live.address = "alerts@contoso.com";
+  live.state = auth::token_state::valid;
+  live.access_expires_in_seconds = 3000;
+  const auto running = json::parse(accounts_json(rows, {app}, {live}, now))["accounts"];
+  ASSERT_EQ(running.size(), 1u);
+  EXPECT_EQ(running[0]["kind"], "app_only");
+  EXPECT_EQ(running[0]["token_state"], "valid");
+  EXPECT_EQ(running[0]["access_expires_in_seconds"], 3000);
+  EXPECT_EQ(running[0]["service_account"], nullptr);
+}
+
 }  // namespace
 }  // namespace oauth_relay::daemon

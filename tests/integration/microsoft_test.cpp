@@ -14,6 +14,7 @@
 #include "fakes/fake_microsoft.hpp"
 #include "fakes/fake_oauth.hpp"
 #include "fakes/test_pki.hpp"
+#include "integration/support/ctl_process.hpp"
 #include "integration/support/relay_process.hpp"
 #include "integration/support/smtp_client.hpp"
 #include "relay/spool/spool.hpp"
@@ -200,6 +201,73 @@ TEST_F(microsoft, a_crash_before_the_rotated_token_is_stored_leaves_a_working_to
   const auto issued = microsoft_.refresh_tokens_of(ms_account);
   ASSERT_EQ(issued.size(), 3u);
   EXPECT_EQ(stored_refresh_token(ms_account), issued[2]);
+}
+
+TEST_F(microsoft, test_names_smtp_auth_disabled_with_the_set_casmailbox_fix) {
+  start();
+  exchange_.set_auth_failure_reply(
+      "535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the "
+      "Mailbox. Visit https://aka.ms/smtp_auth_disabled for more information.\r\n");
+  exchange_.reject_auth(1);
+  const auto r = run_ctl({"-c", relay_->config_path().string(), "test", ms_account});
+  EXPECT_EQ(r.status, 1) << r.out << r.err;
+  EXPECT_NE(r.out.find("[ok]     access token from " + microsoft_.authority() + "/" +
+                       microsoft_.tenant() + "/oauth2/v2.0/token"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.err.find("error: Exchange Online has SMTP AUTH turned off for it@contoso.com or "
+                       "its organization (535 5.7.139 Authentication unsuccessful"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("hint: an Exchange administrator runs, in Exchange Online PowerShell: "
+                       "Set-CASMailbox -Identity it@contoso.com -SmtpClientAuthenticationDisabled "
+                       "$false"),
+            std::string::npos)
+      << r.err;
+}
+
+TEST_F(microsoft, an_expired_refresh_token_waits_with_microsofts_cause) {
+  microsoft_.revoke("ms-refresh-1");
+  start();
+  ASSERT_EQ(send(ms_account, "waits").code, 250);
+  EXPECT_TRUE(
+      relay_->wait_for_log("Microsoft refused the refresh token of it@contoso.com: it "
+                           "expired (unused for 90 days) or was revoked (AADSTS700082",
+                           15s));
+  const auto r = run_ctl({"-c", relay_->config_path().string(), "test", ms_account});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("hint: run oauth-relayctl authorize it@contoso.com to get a new one"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(exchange_.message_count(), 0u);
+}
+
+TEST_F(microsoft, a_wrong_client_secret_names_the_secrets_value) {
+  std::ofstream(secret_file_) << "the-secret-id-not-its-value\n";
+  start();
+  const auto r = run_ctl({"-c", relay_->config_path().string(), "test", app_account});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("error: Microsoft refused the app's client secret (AADSTS7000215: "),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("Value (not its Secret ID)"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("the-secret-id-not-its-value"), std::string::npos);
+}
+
+TEST_F(microsoft, test_of_an_app_only_account_logs_in_with_the_apps_token) {
+  start();
+  const auto r = run_ctl({"-c", relay_->config_path().string(), "test", app_account});
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("[ok]     app-only access token from " + microsoft_.authority() + "/" +
+                       microsoft_.tenant() +
+                       "/oauth2/v2.0/token (client credentials, scope "
+                       "https://outlook.office365.com/.default)"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("verdict: alerts@contoso.com can send mail through 127.0.0.1:" +
+                       std::to_string(exchange_.port())),
+            std::string::npos)
+      << r.out;
 }
 
 }  // namespace
