@@ -290,11 +290,15 @@ void token_manager::finish_refresh(const std::string& key, std::int64_t generati
     a.obtained_at.reset();
     a.last_error = reauth_message(a.address, a.provider, a.authorized_at, r);
     set_state(a, token_state::needs_reauth);
+    // Microsoft's answer names its cause (AADSTS code): the log says it.
+    const auto why = a.provider == config::provider_kind::microsoft
+                         ? explain_microsoft_token_error(r, a.address)
+                         : std::nullopt;
     log::error("token_refresh_failed")
         .kv("account", a.address)
         .kv("state", to_string(a.state))
-        .kv("reason", r.error)
-        .kv("hint", "run \"oauth-relayctl authorize " + a.address + "\"");
+        .kv("reason", why ? why->cause : r.error)
+        .kv("hint", why ? why->fix : "run \"oauth-relayctl authorize " + a.address + "\"");
     for (auto& w : waiters) w->post(failed(a.state, a.last_error));
     schedule();
     return;

@@ -230,10 +230,14 @@ TEST_F(microsoft, an_expired_refresh_token_waits_with_microsofts_cause) {
   microsoft_.revoke("ms-refresh-1");
   start();
   ASSERT_EQ(send(ms_account, "waits").code, 250);
+  // The daemon's refresh at start: its log line names Microsoft's cause and the fix.
   EXPECT_TRUE(
-      relay_->wait_for_log("Microsoft refused the refresh token of it@contoso.com: it "
-                           "expired (unused for 90 days) or was revoked (AADSTS700082",
+      relay_->wait_for_log("reason=\"Microsoft refused the refresh token of "
+                           "it@contoso.com: it expired (unused for 90 days) or was revoked "
+                           "(AADSTS700082",
                            15s));
+  EXPECT_TRUE(relay_->wait_for_log(
+      "hint=\"run oauth-relayctl authorize it@contoso.com to get a new one\"", 5s));
   const auto r = run_ctl({"-c", relay_->config_path().string(), "test", ms_account});
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.err.find("hint: run oauth-relayctl authorize it@contoso.com to get a new one"),
