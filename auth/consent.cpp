@@ -102,7 +102,7 @@ std::string percent_decode(std::string_view text) {
 std::string consent_url(const consent_request& r) {
   const std::pair<std::string_view, std::string_view> params[] = {
       {"client_id", r.client_id},        {"redirect_uri", r.redirect_uri},
-      {"response_type", "code"},         {"scope", consent_scope},
+      {"response_type", "code"},         {"scope", r.scope},
       {"access_type", "offline"},        {"prompt", "consent"},
       {"login_hint", r.login_hint},      {"code_challenge", r.code_challenge},
       {"code_challenge_method", "S256"}, {"state", r.state},
@@ -111,6 +111,7 @@ std::string consent_url(const consent_request& r) {
   char separator = url.find('?') == std::string::npos ? '?' : '&';
   if (!url.empty() && (url.back() == '?' || url.back() == '&')) separator = '\0';
   for (const auto& [name, value] : params) {
+    if (name == "access_type" && !r.access_type_offline) continue;
     if (separator != '\0') url += separator;
     separator = '&';
     url += name;

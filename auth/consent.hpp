@@ -9,13 +9,14 @@
 #include <string_view>
 
 #include "common/text.hpp"  // base64url_encode, for the verifier and state
+#include "config/provider.hpp"
 
 namespace oauth_relay::auth {
 
 // SMTP needs the full mail scope (Gmail's XOAUTH2 accepts no narrower one);
 // "openid email" makes the token endpoint name the consenting account in an id_token.
-inline constexpr std::string_view consent_scope = "https://mail.google.com/ openid email";
-inline constexpr std::string_view mail_scope = "https://mail.google.com/";
+inline constexpr std::string_view consent_scope = config::google_consent_scope;
+inline constexpr std::string_view mail_scope = config::google_mail_scope;
 
 // RFC 7636 §7.1: 32 octets of entropy give a 43-character verifier.
 inline constexpr std::size_t verifier_octets = 32;
@@ -48,6 +49,10 @@ struct consent_request {
   std::string login_hint;  // the account expected to consent
   std::string code_challenge;
   std::string state;
+  std::string scope = std::string(consent_scope);  // the provider's consent scope
+  // Google's access_type=offline (for a refresh token); Microsoft asks for
+  // offline_access in the scope instead.
+  bool access_type_offline = true;
 };
 
 // The authorization request (RFC 6749 §4.1.1) as Google's installed-app flow

@@ -8,6 +8,7 @@
 #include <chrono>
 
 #include "auth/consent.hpp"
+#include "auth/microsoft_errors.hpp"
 
 namespace oauth_relay::auth {
 namespace {
@@ -269,6 +270,7 @@ advice explain_token_failure(const token_response& r, oauth_step step, std::stri
     if (detail.substr(0, prefix.size()) == prefix) detail.remove_prefix(prefix.size());
     return explain_transport_failure(token_endpoint(oauth), detail);
   }
+  if (auto microsoft = explain_microsoft_token_error(r, account)) return *microsoft;
   if (!r.oauth_error.empty()) {
     return explain_oauth_error(r.oauth_error, r.oauth_description, step, account);
   }
@@ -405,6 +407,7 @@ advice explain_service_account_failure(const token_response& r, std::string_view
 advice explain_smtp_auth_refusal(int code, std::string_view enhanced, std::string_view text,
                                  std::string_view account, std::string_view host) {
   const std::string a = who(account);
+  if (auto exchange = explain_exchange_reply(code, enhanced, text, account)) return *exchange;
   std::string reply = std::to_string(code);
   if (!enhanced.empty()) reply += " " + std::string(enhanced);
   if (!text.empty()) reply += " " + std::string(text);

@@ -28,7 +28,7 @@ std::string clean_code(std::string_view code) {
   return std::string(code);
 }
 
-enum class grant { refresh, code, jwt_bearer };
+enum class grant { refresh, code, jwt_bearer, client_credentials };
 
 // A parsed answer holds the tokens as well: its strings are wiped with it.
 class wipe_json_on_exit {
@@ -50,7 +50,7 @@ class wipe_json_on_exit {
 // OpenID Connect Core §3.1.3.7: an id_token is taken only if our client is
 // among its audiences (one issued to another client says nothing about who
 // consented to ours); its email only if the provider verified it.
-void take_identity(token_response& r, std::string_view client_id) {
+void take_identity(token_response& r, std::string_view client_id, bool microsoft) {
   const auto claims = read_id_token(r.id_token);
   if (!claims) {
     r.identity_error = "the id_token could not be read (not a JWT with a JSON payload)";
@@ -60,6 +60,12 @@ void take_identity(token_response& r, std::string_view client_id) {
       claims->audiences.end()) {
     r.identity_error = "the id_token was issued to another OAuth client (its aud is not " +
                        std::string(client_id) + ")";
+    return;
+  }
+  if (microsoft) {
+    // Microsoft's id_token names the account that signed in by its sign-in
+    // name (preferred_username), or by email; it has no email_verified.
+    r.email = claims->preferred_username.empty() ? claims->email : claims->preferred_username;
     return;
   }
   if (claims->email.empty()) return;  // no identity claimed: nothing to refuse
@@ -72,7 +78,7 @@ void take_identity(token_response& r, std::string_view client_id) {
 }
 
 token_response classify(const http_response& http, grant g, std::string_view client_id,
-                        std::initializer_list<std::string_view> secrets) {
+                        std::initializer_list<std::string_view> secrets, bool microsoft = false) {
   token_response r;
   r.http_status = http.status;
   if (!http.error.empty()) {
@@ -115,7 +121,7 @@ token_response classify(const http_response& http, grant g, std::string_view cli
     r.refresh_token = text("refresh_token");
     r.id_token = text("id_token");
     r.scope = text("scope");
-    if (!r.id_token.empty()) take_identity(r, client_id);
+    if (!r.id_token.empty()) take_identity(r, client_id, microsoft);
     return r;
   }
 
@@ -215,6 +221,9 @@ std::optional<id_token_claims> read_id_token(std::string_view id_token) {
   if (auto it = json.find("email"); it != json.end() && it->is_string()) {
     claims.email = it->get<std::string>();
   }
+  if (auto it = json.find("preferred_username"); it != json.end() && it->is_string()) {
+    claims.preferred_username = it->get<std::string>();
+  }
   if (auto it = json.find("email_verified"); it != json.end()) {
     // Google has sent it as a string in some of its id_tokens.
     claims.email_verified = (it->is_boolean() && it->get<bool>()) ||
@@ -238,13 +247,29 @@ std::optional<std::string> id_token_email(std::string_view id_token) {
   return std::move(claims->email);
 }
 
+namespace {
+
+config::provider google_with(config::oauth_settings oauth) {
+  config::provider p = config::provider_of(config::settings{}, config::provider_kind::google);
+  p.oauth = std::move(oauth);
+  return p;
+}
+
+}  // namespace
+
 token_client::token_client(std::shared_ptr<http_client> http, config::oauth_settings oauth,
                            std::chrono::milliseconds connect_timeout,
                            std::chrono::milliseconds total_timeout)
-    : http_(std::move(http)), oauth_(std::move(oauth)) {
+    : token_client(std::move(http), google_with(std::move(oauth)), connect_timeout, total_timeout) {
+}
+
+token_client::token_client(std::shared_ptr<http_client> http, config::provider provider,
+                           std::chrono::milliseconds connect_timeout,
+                           std::chrono::milliseconds total_timeout)
+    : http_(std::move(http)), provider_(std::move(provider)) {
   options_.connect_timeout = connect_timeout;
   options_.total_timeout = total_timeout;
-  options_.ca_file = oauth_.ca_file;
+  options_.ca_file = provider_.oauth.ca_file;
 }
 
 token_response token_client::refresh(const std::string& refresh_token,
@@ -252,13 +277,39 @@ token_response token_client::refresh(const std::string& refresh_token,
   http_options options = options_;
   options.cancel = cancel;
   form_fields form{{"grant_type", "refresh_token"},
-                   {"client_id", oauth_.client_id},
-                   {"client_secret", oauth_.client_secret},
+                   {"client_id", provider_.oauth.client_id},
+                   {"client_secret", provider_.oauth.client_secret},
                    {"refresh_token", refresh_token}};
-  auto http = http_->post_form(oauth_.token_url, form, options);
+  if (provider_.is_microsoft()) {
+    // The v2.0 endpoint names the resource by the scope; a public client
+    // (no secret) sends none.
+    if (provider_.oauth.client_secret.empty()) form.erase(form.begin() + 2);
+    form.emplace_back("scope", provider_.refresh_scope);
+  }
+  auto http = http_->post_form(provider_.oauth.token_url, form, options);
   wipe_values(form);
   wipe_on_exit wipe_body(http.body);
-  return classify(http, grant::refresh, oauth_.client_id, {oauth_.client_secret, refresh_token});
+  return classify(http, grant::refresh, provider_.oauth.client_id,
+                  {provider_.oauth.client_secret, refresh_token}, provider_.is_microsoft());
+}
+
+token_response token_client::client_credentials(const std::atomic<bool>* cancel) const {
+  http_options options = options_;
+  options.cancel = cancel;
+  form_fields form{{"grant_type", "client_credentials"},
+                   {"client_id", provider_.oauth.client_id},
+                   {"client_secret", provider_.oauth.client_secret},
+                   {"scope", provider_.app_only_scope}};
+  auto http = http_->post_form(provider_.oauth.token_url, form, options);
+  wipe_values(form);
+  wipe_on_exit wipe_body(http.body);
+  auto r = classify(http, grant::client_credentials, provider_.oauth.client_id,
+                    {provider_.oauth.client_secret});
+  // An application's token names no person and has nothing to refresh with.
+  r.refresh_token.clear();
+  r.id_token.clear();
+  r.email.clear();
+  return r;
 }
 
 token_response token_client::jwt_bearer(const std::string& assertion, const std::string& token_uri,
@@ -276,22 +327,16 @@ token_response token_client::jwt_bearer(const std::string& assertion, const std:
   return r;
 }
 
-token_response token_client::exchange_code(const std::string& code,
-                                           const std::string& code_verifier,
-                                           const std::string& redirect_uri) const {
-  form_fields form{{"grant_type", "authorization_code"}, {"code", code},
-                   {"code_verifier", code_verifier},     {"redirect_uri", redirect_uri},
-                   {"client_id", oauth_.client_id},      {"client_secret", oauth_.client_secret}};
-  auto http = http_->post_form(oauth_.token_url, form, options_);
-  wipe_values(form);
-  wipe_on_exit wipe_body(http.body);
-  auto r =
-      classify(http, grant::code, oauth_.client_id, {oauth_.client_secret, code, code_verifier});
-  if (!r.ok()) return r;
+namespace {
+
+// A consent's answer must carry a refresh token and an id_token naming the
+// account (the caller compares it with the address).
+void require_consent(token_response& r, bool microsoft) {
+  if (!r.ok()) return;
   // The id_token's signature is not checked: it came straight from the token
-  // endpoint over TLS verified against oauth.token_url's host, in answer to
-  // our own client credentials, which is the assurance OpenID Connect Core
-  // §3.1.3.7 accepts in place of a signature check.
+  // endpoint over TLS verified against its host, in answer to our own client
+  // credentials, which is the assurance OpenID Connect Core §3.1.3.7 accepts
+  // in place of a signature check.
   auto refuse = [&r](std::string why) {
     token_response refused;
     refused.failure = token_failure::rejected;
@@ -300,15 +345,102 @@ token_response token_client::exchange_code(const std::string& code,
     r = std::move(refused);
   };
   if (r.refresh_token.empty()) {
-    refuse("token endpoint issued no refresh token (the consent must ask for access_type=offline)");
+    refuse(microsoft ? "token endpoint issued no refresh token (the scope must include "
+                       "offline_access)"
+                     : "token endpoint issued no refresh token (the consent must ask for "
+                       "access_type=offline)");
   } else if (!r.identity_error.empty()) {
     refuse("token endpoint returned an id_token that does not name the account: " +
            r.identity_error);
   } else if (r.email.empty()) {
-    refuse(
-        "token endpoint returned no id_token with an email claim (the scope must include "
-        "\"openid email\")");
+    refuse(microsoft ? "token endpoint returned no id_token naming the account (the scope must "
+                       "include \"openid profile email\")"
+                     : "token endpoint returned no id_token with an email claim (the scope must "
+                       "include \"openid email\")");
   }
+}
+
+}  // namespace
+
+token_response token_client::exchange_code(const std::string& code,
+                                           const std::string& code_verifier,
+                                           const std::string& redirect_uri) const {
+  const auto& oauth = provider_.oauth;
+  const bool microsoft = provider_.is_microsoft();
+  form_fields form{{"grant_type", "authorization_code"}, {"code", code},
+                   {"code_verifier", code_verifier},     {"redirect_uri", redirect_uri},
+                   {"client_id", oauth.client_id},       {"client_secret", oauth.client_secret}};
+  if (microsoft) {
+    if (oauth.client_secret.empty()) form.pop_back();
+    form.emplace_back("scope", provider_.consent_scope);
+  }
+  auto http = http_->post_form(oauth.token_url, form, options_);
+  wipe_values(form);
+  wipe_on_exit wipe_body(http.body);
+  auto r = classify(http, grant::code, oauth.client_id, {oauth.client_secret, code, code_verifier},
+                    microsoft);
+  require_consent(r, microsoft);
+  return r;
+}
+
+device_authorization token_client::start_device_authorization() const {
+  device_authorization out;
+  const auto& oauth = provider_.oauth;
+  form_fields form{{"client_id", oauth.client_id}, {"scope", provider_.consent_scope}};
+  auto http = http_->post_form(provider_.device_code_url, form, options_);
+  wipe_on_exit wipe_body(http.body);
+  if (http.error.empty() && http.status == 200) {
+    auto json = nlohmann::json::parse(http.body, nullptr, /*allow_exceptions=*/false);
+    wipe_json_on_exit wipe_json(json);
+    auto text = [&](const char* key) {
+      auto it = json.is_object() ? json.find(key) : json.end();
+      return json.is_object() && it != json.end() && it->is_string() ? it->get<std::string>()
+                                                                     : std::string();
+    };
+    auto seconds = [&](const char* key, std::chrono::seconds fallback) {
+      auto it = json.is_object() ? json.find(key) : json.end();
+      return json.is_object() && it != json.end() && it->is_number_integer() &&
+                     it->get<std::int64_t>() >= 0
+                 ? std::chrono::seconds(it->get<std::int64_t>())
+                 : fallback;
+    };
+    out.device_code = text("device_code");
+    out.user_code = one_line(text("user_code"), max_description);
+    out.verification_uri = one_line(text("verification_uri"), max_description);
+    out.message = one_line(text("message"), 2 * max_description);
+    out.expires_in = seconds("expires_in", std::chrono::seconds(0));
+    out.interval = seconds("interval", default_device_interval);
+    if (out.device_code.empty() || out.user_code.empty() || out.verification_uri.empty()) {
+      out.failure.failure = token_failure::temporary;
+      out.failure.http_status = 200;
+      out.failure.error =
+          "device authorization endpoint answered HTTP 200 without device_code, user_code and "
+          "verification_uri (malformed body)";
+    }
+    return out;
+  }
+  // A refusal has the token endpoint's shape (RFC 8628 §3.2 refers to RFC 6749 §5.2).
+  out.failure = classify(http, grant::code, oauth.client_id, {oauth.client_secret}, true);
+  if (out.failure.ok()) {
+    out.failure.failure = token_failure::temporary;
+    out.failure.error =
+        "device authorization endpoint answered HTTP " + std::to_string(http.status);
+  }
+  return out;
+}
+
+token_response token_client::poll_device(const std::string& device_code) const {
+  const auto& oauth = provider_.oauth;
+  form_fields form{{"grant_type", "urn:ietf:params:oauth:grant-type:device_code"},
+                   {"client_id", oauth.client_id},
+                   {"device_code", device_code}};
+  if (!oauth.client_secret.empty()) form.emplace_back("client_secret", oauth.client_secret);
+  auto http = http_->post_form(oauth.token_url, form, options_);
+  wipe_values(form);
+  wipe_on_exit wipe_body(http.body);
+  auto r = classify(http, grant::code, oauth.client_id, {oauth.client_secret, device_code},
+                    provider_.is_microsoft());
+  require_consent(r, provider_.is_microsoft());
   return r;
 }
 

@@ -14,6 +14,7 @@
 #include "auth/http_client.hpp"
 #include "common/secret.hpp"
 #include "config/config.hpp"
+#include "config/provider.hpp"
 
 namespace oauth_relay::auth {
 
@@ -53,9 +54,31 @@ struct token_response {
   bool ok() const { return failure == token_failure::none; }
 };
 
+// RFC 8628 §3.2: without an "interval" in the answer, 5 seconds.
+inline constexpr std::chrono::seconds default_device_interval{5};
+
+// What the device authorization endpoint answered (RFC 8628 §3.2); on a
+// refusal, `failure` says why (classified as a token endpoint's answer).
+struct device_authorization {
+  token_response failure;
+  secret_string device_code;  // what the tokens are polled with
+  std::string user_code;
+  std::string verification_uri;
+  std::chrono::seconds expires_in{0};
+  std::chrono::seconds interval = default_device_interval;
+  std::string message;  // the endpoint's own instructions, if any
+
+  bool ok() const { return failure.ok(); }
+};
+
 class token_client {
  public:
+  // Google's token endpoint as `oauth` configures it.
   token_client(std::shared_ptr<http_client> http, config::oauth_settings oauth,
+               std::chrono::milliseconds connect_timeout = default_connect_timeout,
+               std::chrono::milliseconds total_timeout = default_total_timeout);
+  // The token endpoint of `provider`, with its scopes.
+  token_client(std::shared_ptr<http_client> http, config::provider provider,
                std::chrono::milliseconds connect_timeout = default_connect_timeout,
                std::chrono::milliseconds total_timeout = default_total_timeout);
 
@@ -64,11 +87,23 @@ class token_client {
   token_response refresh(const std::string& refresh_token,
                          const std::atomic<bool>* cancel = nullptr) const;
 
+  // grant_type=client_credentials (RFC 6749 §4.4) with the provider's
+  // app-only scope: an application's own token, no refresh token.
+  token_response client_credentials(const std::atomic<bool>* cancel = nullptr) const;
+
   // grant_type=authorization_code with the PKCE verifier (oauth-relayctl
   // authorize). Succeeds only with a refresh token and an id_token that names
   // the consenting account in `email`.
   token_response exchange_code(const std::string& code, const std::string& code_verifier,
                                const std::string& redirect_uri) const;
+
+  // The device authorization request (RFC 8628 §3.1) to the provider's
+  // device_code_url with its consent scope.
+  device_authorization start_device_authorization() const;
+  // One poll of the token endpoint (RFC 8628 §3.4); authorization_pending and
+  // slow_down come back as refusals (see auth/device_code.hpp). Succeeds only
+  // as exchange_code does: with a refresh token and an id_token naming the account.
+  token_response poll_device(const std::string& device_code) const;
 
   // grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer (RFC 7523 §2.1):
   // a service account's signed assertion, posted to the key file's
@@ -76,17 +111,19 @@ class token_client {
   token_response jwt_bearer(const std::string& assertion, const std::string& token_uri,
                             const std::atomic<bool>* cancel = nullptr) const;
 
-  const config::oauth_settings& oauth() const { return oauth_; }
+  const config::oauth_settings& oauth() const { return provider_.oauth; }
+  const config::provider& provider() const { return provider_; }
 
  private:
   std::shared_ptr<http_client> http_;
-  config::oauth_settings oauth_;
+  config::provider provider_;
   http_options options_;
 };
 
 // What the relay reads of an id_token's payload (OpenID Connect Core §2).
 struct id_token_claims {
   std::string email;
+  std::string preferred_username;      // Microsoft's: the account's sign-in name
   bool email_verified = false;         // true only for the JSON true (or Google's "true")
   std::vector<std::string> audiences;  // "aud": a string or an array of strings
 };

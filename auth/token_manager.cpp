@@ -12,6 +12,7 @@
 #include <boost/asio/prefer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "auth/microsoft_errors.hpp"
 #include "auth/oauth_errors.hpp"
 #include "auth/token_manager_jobs.hpp"
 #include "common/backoff.hpp"
@@ -77,6 +78,23 @@ std::string needs_reauth_message(const std::string& account,
   return "account " + account + " needs re-authorization: " + why.cause + ". To fix it, " + why.fix;
 }
 
+namespace {
+
+// A refused refresh token: Microsoft's answer names its cause (AADSTS
+// code); Google's is told apart by the time since consent.
+std::string reauth_message(const std::string& address, config::provider_kind provider,
+                           std::optional<std::int64_t> authorized_at, const token_response& r) {
+  if (provider == config::provider_kind::microsoft) {
+    if (const auto why = explain_microsoft_token_error(r, address)) {
+      return "account " + address + " needs re-authorization: " + why->cause + ". To fix it, " +
+             why->fix;
+    }
+  }
+  return needs_reauth_message(address, authorized_at, now_seconds());
+}
+
+}  // namespace
+
 token_manager::token_manager(boost::asio::any_io_executor loop,
                              boost::asio::any_io_executor blocking,
                              const config::settings& settings, token_store& store,
@@ -87,16 +105,15 @@ token_manager::token_manager(boost::asio::any_io_executor loop,
       store_(store),
       http_(std::move(http)),
       options_(options),
-      client_(std::make_shared<const token_client>(http_, settings.oauth, options.connect_timeout,
-                                                   options.total_timeout)),
-      oauth_(settings.oauth),
       refresh_timer_(loop_),
       poll_timer_(loop_) {
+  update_clients(settings);
   std::vector<config::account_settings> consented;
   for (const auto& a : settings.accounts) {
-    if (a.service_account) continue;  // update_services
+    if (a.service_account || a.app_only) continue;  // update_services
     account entry;
     entry.address = a.address;
+    entry.provider = a.provider;
     accounts_.emplace(key_of(a.address), std::move(entry));
     consented.push_back(a);
   }
@@ -140,11 +157,12 @@ void token_manager::serve(account& a, waiter done) {
   if (a.state == token_state::needs_reauth) {
     // A service account's error names its own fix (domain-wide delegation).
     done->post(failed(token_state::needs_reauth,
-                      a.service ? a.last_error
-                                : needs_reauth_message(a.address, a.authorized_at, now_seconds())));
+                      a.in_memory()
+                          ? a.last_error
+                          : needs_reauth_message(a.address, a.authorized_at, now_seconds())));
     return;
   }
-  if (a.refresh_token.empty() && !a.service) {
+  if (a.refresh_token.empty() && !a.in_memory()) {
     done->post(failed(token_state::missing, missing_message(a.address)));
     return;
   }
@@ -178,14 +196,14 @@ void token_manager::serve_all(account& a) {
 // ---------------------------------------------------------------- refreshing
 
 void token_manager::start_refresh(account& a) {
-  if (a.service) {
+  if (a.in_memory()) {
     start_service_refresh(a);
     return;
   }
   a.refreshing = true;
   offload(
       blocking_,
-      [client = client_, refresh_token = a.refresh_token, life = life_] {
+      [client = client_for(a), refresh_token = a.refresh_token, life = life_] {
         return jobs::refresh(*client, refresh_token, life->stopping);
       },
       [this, key = key_of(a.address), generation = a.generation](jobs::refresh_answer answer) {
@@ -200,9 +218,9 @@ void token_manager::on_refresh_answer(const std::string& key, std::int64_t gener
   if (it == accounts_.end()) return;  // removed by reconfigure meanwhile
   const bool reauth = answer.response.failure == token_failure::invalid_grant;
   const auto failed_state = reauth ? token_state::needs_reauth : token_state::refresh_failing;
-  auto failed_error =
-      reauth ? needs_reauth_message(it->second.address, it->second.authorized_at, now_seconds())
-             : answer.response.error;
+  auto failed_error = reauth ? reauth_message(it->second.address, it->second.provider,
+                                              it->second.authorized_at, answer.response)
+                             : answer.response.error;
   auto shared = std::make_shared<const jobs::refresh_answer>(std::move(answer));
   with_store(
       [&store = store_, key, generation, r = shared, failed_state,
@@ -270,13 +288,17 @@ void token_manager::finish_refresh(const std::string& key, std::int64_t generati
     // The access token was issued under the dead grant; Google revokes both.
     a.access_token.clear();
     a.obtained_at.reset();
-    a.last_error = needs_reauth_message(a.address, a.authorized_at, now_seconds());
+    a.last_error = reauth_message(a.address, a.provider, a.authorized_at, r);
     set_state(a, token_state::needs_reauth);
+    // Microsoft's answer names its cause (AADSTS code): the log says it.
+    const auto why = a.provider == config::provider_kind::microsoft
+                         ? explain_microsoft_token_error(r, a.address)
+                         : std::nullopt;
     log::error("token_refresh_failed")
         .kv("account", a.address)
         .kv("state", to_string(a.state))
-        .kv("reason", r.error)
-        .kv("hint", "run \"oauth-relayctl authorize " + a.address + "\"");
+        .kv("reason", why ? why->cause : r.error)
+        .kv("hint", why ? why->fix : "run \"oauth-relayctl authorize " + a.address + "\"");
     for (auto& w : waiters) w->post(failed(a.state, a.last_error));
     schedule();
     return;
@@ -383,7 +405,7 @@ token_manager::changes token_manager::apply_rows(const std::vector<account_recor
     auto it = accounts_.find(key_of(row.address));
     if (it == accounts_.end()) continue;
     account& a = it->second;
-    if (a.service) continue;  // a row left from before it became a service account
+    if (a.in_memory()) continue;  // a row left from before it became a service account
     // An account not loaded yet waits for its own load, which is queued.
     if (!a.loaded && !load) continue;
     // Same generation: no new refresh token, whoever wrote the row last. The
@@ -433,7 +455,7 @@ void token_manager::reload(std::function<void(changes)> done) {
     return;
   }
   for (auto& [key, a] : accounts_) {
-    if (a.service && a.state != token_state::valid) a.next_retry = steady_clock::now();
+    if (a.in_memory() && a.state != token_state::valid) a.next_retry = steady_clock::now();
   }
   poll(std::move(done));
 }
@@ -447,7 +469,9 @@ void token_manager::schedule() {
     if (!a.loaded || a.refreshing) continue;
     // An account authorized by consent waits for a person; a service account
     // is asked again now and then, since its fix is made in Google's consoles.
-    if (!a.service && (a.refresh_token.empty() || a.state == token_state::needs_reauth)) continue;
+    if (!a.in_memory() && (a.refresh_token.empty() || a.state == token_state::needs_reauth)) {
+      continue;
+    }
     const bool failing =
         a.state == token_state::refresh_failing || a.state == token_state::needs_reauth;
     // Retries go on while mail may wait; keeping a token fresh only while used.
@@ -506,7 +530,7 @@ void token_manager::invalidate(const std::string& account_address,
   a.obtained_at.reset();
   if (a.state == token_state::valid) set_state(a, token_state::expired);
   log::info("token_invalidated").kv("account", a.address);
-  if (a.service) {
+  if (a.in_memory()) {
     schedule();  // no row: service tokens live in memory only
     return;
   }
@@ -522,7 +546,7 @@ void token_manager::record_delivery(const std::string& account_address, std::int
   auto it = accounts_.find(key_of(account_address));
   if (it == accounts_.end() || stopped_) return;
   it->second.last_delivery = when;
-  if (it->second.service) return;  // no row
+  if (it->second.in_memory()) return;  // no row
   with_store(
       [&store = store_, key = it->first, when] { return jobs::record_delivery(store, key, when); },
       [this, key = it->first](std::string error) {

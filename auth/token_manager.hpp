@@ -121,6 +121,12 @@ class token_manager final : public token_source {
     // A Google Workspace service account's key: tokens by the JWT bearer
     // grant, kept in memory only, no row in the store. Null: consent.
     std::shared_ptr<const config::service_account_key> service;
+    config::provider_kind provider = config::provider_kind::google;  // whose token endpoint
+    // Microsoft's app_only: tokens by the client credentials grant, kept in
+    // memory only, no row in the store (as a service account's).
+    bool app_only = false;
+    // No refresh token and no row: the relay gets its tokens by itself.
+    bool in_memory() const { return service != nullptr || app_only; }
     // A mailbox of a domain pattern: kept fresh ahead of expiry only while
     // it is asked for (a domain may have many senders used once).
     bool on_demand = false;
@@ -173,6 +179,12 @@ class token_manager final : public token_source {
                               std::shared_ptr<const config::service_account_key> used,
                               jobs::refresh_answer answer);
 
+  // New token clients for the providers whose settings changed; true when any did.
+  bool update_clients(const config::settings& settings);
+  const std::shared_ptr<const token_client>& client_for(const account& a) const {
+    return a.provider == config::provider_kind::microsoft && microsoft_client_ ? microsoft_client_
+                                                                               : client_;
+  }
   void serve(account& a, waiter done);
   void serve_all(account& a);
   void start_refresh(account& a);
@@ -213,8 +225,12 @@ class token_manager final : public token_source {
   const token_manager_options options_;
   std::shared_ptr<lifetime> life_ = std::make_shared<lifetime>();
 
+  // Each provider's token endpoint: Google's (oauth), and Microsoft's when
+  // providers.microsoft is configured (null otherwise).
   std::shared_ptr<const token_client> client_;
   config::oauth_settings oauth_;
+  std::shared_ptr<const token_client> microsoft_client_;
+  std::optional<config::oauth_settings> microsoft_oauth_;
   std::map<std::string, account> accounts_;  // by lower-cased address
   // Domain patterns ("*@example.com") of service accounts, in config order.
   std::vector<std::pair<std::string, std::shared_ptr<const config::service_account_key>>> patterns_;

@@ -52,7 +52,9 @@ token_manager::account* token_manager::find_account(const std::string& address) 
 void token_manager::update_services(const config::settings& settings) {
   patterns_.clear();
   std::map<std::string, const config::account_settings*> listed;
+  std::map<std::string, const config::account_settings*> app_only;
   for (const auto& s : settings.accounts) {
+    if (s.app_only) app_only.emplace(key_of(s.address), &s);
     if (!s.service_account) continue;
     if (s.is_domain_pattern()) {
       patterns_.emplace_back(s.address, s.service_account);
@@ -69,6 +71,17 @@ void token_manager::update_services(const config::settings& settings) {
   for (auto it = accounts_.begin(); it != accounts_.end();) {
     account& a = it->second;
     const auto named = listed.find(it->first);
+    if (a.app_only || app_only.count(it->first)) {
+      // Kept while it stays app_only; a consented account that became one
+      // (or the reverse) starts over as what it is now.
+      if (a.app_only && app_only.count(it->first)) {
+        ++it;
+      } else {
+        fail_waiters(a, "account " + a.address + " changed how it gets its tokens");
+        it = accounts_.erase(it);
+      }
+      continue;
+    }
     if (!a.service) {
       // An account that was authorized by consent and is now a service account.
       if (named == listed.end()) {
@@ -107,14 +120,45 @@ void token_manager::update_services(const config::settings& settings) {
     entry.state = token_state::expired;
     accounts_.emplace(key, std::move(entry));
   }
+  for (const auto& [key, s] : app_only) {
+    if (accounts_.count(key)) continue;
+    account entry;
+    entry.address = s->address;
+    entry.provider = s->provider;
+    entry.app_only = true;
+    entry.loaded = true;
+    entry.state = token_state::expired;
+    accounts_.emplace(key, std::move(entry));
+  }
+}
+
+bool token_manager::update_clients(const config::settings& settings) {
+  bool changed = false;
+  if (!client_ || !same_oauth(oauth_, settings.oauth)) {
+    oauth_ = settings.oauth;
+    client_ = std::make_shared<const token_client>(http_, settings.oauth, options_.connect_timeout,
+                                                   options_.total_timeout);
+    changed = true;
+  }
+  if (!settings.microsoft) {
+    changed = changed || microsoft_client_ != nullptr;
+    microsoft_client_.reset();
+    microsoft_oauth_.reset();
+    return changed;
+  }
+  auto microsoft = config::provider_of(settings, config::provider_kind::microsoft);
+  if (!microsoft_oauth_ || !same_oauth(*microsoft_oauth_, microsoft.oauth)) {
+    microsoft_oauth_ = microsoft.oauth;
+    microsoft_client_ = std::make_shared<const token_client>(
+        http_, std::move(microsoft), options_.connect_timeout, options_.total_timeout);
+    changed = true;
+  }
+  return changed;
 }
 
 void token_manager::reconfigure(const config::settings& settings) {
   if (stopped_) return;
-  if (!same_oauth(oauth_, settings.oauth)) {
-    oauth_ = settings.oauth;
-    client_ = std::make_shared<const token_client>(http_, settings.oauth, options_.connect_timeout,
-                                                   options_.total_timeout);
+  if (update_clients(settings)) {
     // The fix may be in the new settings (secret, token_url, ca_file): try now.
     for (auto& [key, a] : accounts_) {
       a.client_refused = false;
@@ -124,10 +168,12 @@ void token_manager::reconfigure(const config::settings& settings) {
   update_services(settings);
   std::map<std::string, const config::account_settings*> wanted;
   for (const auto& s : settings.accounts) {
-    if (!s.service_account) wanted.emplace(key_of(s.address), &s);
+    if (!s.service_account && !s.app_only) wanted.emplace(key_of(s.address), &s);
   }
   for (auto it = accounts_.begin(); it != accounts_.end();) {
-    if (it->second.service || wanted.count(it->first)) {
+    const auto want = wanted.find(it->first);
+    if (want != wanted.end()) it->second.provider = want->second->provider;
+    if (it->second.in_memory() || want != wanted.end()) {
       ++it;
       continue;
     }
@@ -139,6 +185,7 @@ void token_manager::reconfigure(const config::settings& settings) {
     if (accounts_.count(key)) continue;
     account entry;
     entry.address = s->address;
+    entry.provider = s->provider;
     accounts_.emplace(key, std::move(entry));
     added.push_back(*s);
   }
@@ -168,6 +215,15 @@ void token_manager::reconfigure(const config::settings& settings) {
 
 void token_manager::start_service_refresh(account& a) {
   a.refreshing = true;
+  if (a.app_only) {
+    offload(
+        blocking_,
+        [client = client_for(a), life = life_] { return jobs::app_token(*client, life->stopping); },
+        [this, key = key_of(a.address)](jobs::refresh_answer answer) {
+          finish_service_refresh(key, nullptr, std::move(answer));
+        });
+    return;
+  }
   offload(
       blocking_,
       [client = client_, key = a.service, mailbox = a.address, life = life_] {
@@ -203,10 +259,13 @@ void token_manager::finish_service_refresh(const std::string& key,
     a.last_error.clear();
     ++a.refreshes_ok;
     set_state(a, token_state::valid);
-    log::info("token_refreshed")
-        .kv("account", a.address)
-        .kv("service_account", a.service->client_email)
-        .kv("expires_in", static_cast<std::int64_t>(r.expires_in.count()));
+    {
+      log::line line(log::level::info, "token_refreshed");
+      line.kv("account", a.address);
+      if (a.service) line.kv("service_account", a.service->client_email);
+      if (a.app_only) line.kv("grant", "client_credentials");
+      line.kv("expires_in", static_cast<std::int64_t>(r.expires_in.count()));
+    }
     for (auto& w : waiters) w->post(served(a.access_token, a.state));
     schedule();
     return;
@@ -222,23 +281,25 @@ void token_manager::finish_service_refresh(const std::string& key,
   // Refused: delegation not granted, scope, mailbox, key. A person fixes it
   // in Google's consoles, which the relay cannot see: it asks again after
   // retry_max, or at once on reload (oauth-relayctl test does one).
-  const advice why = answer.signing_error.empty()
-                         ? explain_service_account_failure(r, a.address, *a.service, oauth_)
-                         : advice{answer.signing_error,
-                                  "put the JSON key Google's Cloud console made for the service "
-                                  "account in that file, then: systemctl reload oauth-relay"};
+  const advice why =
+      a.app_only ? explain_token_failure(r, oauth_step::refresh, a.address, client_for(a)->oauth())
+      : answer.signing_error.empty()
+          ? explain_service_account_failure(r, a.address, *a.service, oauth_)
+          : advice{answer.signing_error,
+                   "put the JSON key Google's Cloud console made for the service "
+                   "account in that file, then: systemctl reload oauth-relay"};
   a.access_token.clear();
   a.obtained_at.reset();
   a.failures += 1;
   a.next_retry = steady_clock::now() + options_.retry_max;
   a.last_error = "account " + a.address + " needs attention: " + why.cause + "; " + why.fix;
   set_state(a, token_state::needs_reauth);
-  log::error("token_refresh_failed")
-      .kv("account", a.address)
-      .kv("service_account", a.service->client_email)
-      .kv("state", to_string(a.state))
-      .kv("reason", why.cause)
-      .kv("hint", why.fix);
+  {
+    log::line line(log::level::error, "token_refresh_failed");
+    line.kv("account", a.address);
+    if (a.service) line.kv("service_account", a.service->client_email);
+    line.kv("state", to_string(a.state)).kv("reason", why.cause).kv("hint", why.fix);
+  }
   for (auto& w : waiters) w->post(failed(a.state, a.last_error));
   schedule();
 }

@@ -52,6 +52,18 @@ refresh_answer service_token(const token_client& client, const config::service_a
   return out;
 }
 
+refresh_answer app_token(const token_client& client, const std::atomic<bool>& cancel) {
+  refresh_answer out;
+  if (cancel) {
+    out.response.failure = token_failure::temporary;
+    out.response.error = "cancelled";
+    return out;
+  }
+  out.response = client.client_credentials(&cancel);
+  out.expires_at = std::chrono::system_clock::now() + out.response.expires_in;
+  return out;
+}
+
 refresh_outcome store_refresh(token_store& store, const std::string& key, std::int64_t generation,
                               const refresh_answer& answer, token_state failed_state,
                               const std::string& failed_error) {

@@ -32,6 +32,9 @@ refresh_answer refresh(const token_client& client, const std::string& refresh_to
 refresh_answer service_token(const token_client& client, const config::service_account_key& key,
                              const std::string& mailbox, const std::atomic<bool>& cancel);
 
+// An app-only account's access token (Microsoft's client credentials grant).
+refresh_answer app_token(const token_client& client, const std::atomic<bool>& cancel);
+
 // What a refresh's store write found.
 struct refresh_outcome {
   bool superseded = false;            // a newer refresh token was stored meanwhile

@@ -87,6 +87,31 @@ struct oauth_settings {
   bool present = true;
 };
 
+// Which identity platform and mail service an account belongs to.
+enum class provider_kind { google, microsoft };
+std::string_view to_string(provider_kind kind);
+
+// providers.microsoft: the Microsoft identity platform (v2.0) and Exchange
+// Online. Endpoints are {authority}/{tenant}/oauth2/v2.0/{authorize,token,devicecode}.
+struct microsoft_settings {
+  // "organizations" (any work or school account), "common", "consumers", or
+  // the tenant's id or domain (which app-only accounts need).
+  std::string tenant = "organizations";
+  std::string client_id;
+  secret_string client_secret;  // never logged; empty: a public client
+  std::optional<std::filesystem::path> client_secret_file;
+  std::string authority = "https://login.microsoftonline.com";
+  std::optional<std::filesystem::path> ca_file;
+  upstream_settings upstream = exchange_online_upstream();
+
+  // Exchange Online's client submission endpoint: 587 with STARTTLS.
+  static upstream_settings exchange_online_upstream() {
+    upstream_settings u;
+    u.host = "smtp.office365.com";
+    return u;
+  }
+};
+
 // Where the key that encrypts the stored OAuth tokens comes from, when the
 // service has no systemd credential `token-key`.
 struct secrets_settings {
@@ -117,7 +142,7 @@ struct account_limits {
 };
 
 struct account_settings {
-  std::string address;               // the Google account that sends
+  std::string address;               // the mailbox that sends
   std::vector<std::string> senders;  // envelope sender patterns; '*' matches any run
   bool is_default = false;
   std::optional<permit_settings> permit;  // absent: every client clients.allow lets in
@@ -126,6 +151,10 @@ struct account_settings {
   // delegation gets the account's tokens (RFC 7523), no consent; shared, so
   // copies of the settings share one copy of the key. Nothing: OAuth consent.
   std::shared_ptr<const service_account_key> service_account = nullptr;
+  provider_kind provider = provider_kind::google;  // `provider:`
+  // app_only (Microsoft only): the client credentials grant gets the
+  // account's tokens, no one consents and no refresh token is kept.
+  bool app_only = false;
 
   // "*@example.com" (only with a service account): each sender of the domain
   // sends as itself.
@@ -175,7 +204,8 @@ struct settings {
   limits_settings limits;
   upstream_settings upstream;
   queue_settings queue;
-  oauth_settings oauth;
+  oauth_settings oauth;                         // Google's (the provider google)
+  std::optional<microsoft_settings> microsoft;  // providers.microsoft
   secrets_settings secrets;
   std::vector<account_settings> accounts;
   local_address_settings local;

@@ -20,14 +20,16 @@ namespace oauth_relay::config {
 // section added at the end changes neither for the sections already there.
 extern const section listen_section, paths_section, clients_section, limits_section,
     upstream_section, queue_section, oauth_section, accounts_section, secrets_section, tls_section,
-    local_addresses_section;
+    local_addresses_section, providers_section;
 
 namespace {
 
+// providers comes before accounts: an account's provider and app_only are
+// checked against it.
 constexpr const section* all_sections[] = {
-    &listen_section,   &paths_section, &clients_section,         &limits_section,
-    &upstream_section, &queue_section, &oauth_section,           &accounts_section,
-    &secrets_section,  &tls_section,   &local_addresses_section,
+    &listen_section,   &paths_section,   &clients_section, &limits_section,
+    &upstream_section, &queue_section,   &oauth_section,   &providers_section,
+    &accounts_section, &secrets_section, &tls_section,     &local_addresses_section,
 };
 
 }  // namespace

@@ -155,7 +155,8 @@ failure failed_step(const std::string& step, const std::string& address, const a
   return failure(why);
 }
 
-int test_upstream(const context& ctx, const std::string& address, const std::string& access_token);
+int test_upstream(const context& ctx, const config::upstream_settings& upstream,
+                  const std::string& address, const std::string& access_token);
 int run_service_test(const context& ctx, const config::account_settings& account,
                      const std::string& mailbox);
 
@@ -165,9 +166,23 @@ int run_test(const context& ctx, const std::string& address_arg) {
   const auto& account = require_account(ctx, address_arg);
   if (account.service_account) return run_service_test(ctx, account, address_arg);
   const std::string address = account.address;
+  const auto provider = config::provider_of(ctx.settings, account.provider);
   auto fail = [&](const std::string& step, const auth::advice& why) {
     return failed_step(step, address, why);
   };
+  if (account.app_only) {
+    // 1 and 2. The application's own token (client credentials), no refresh token.
+    const std::string step_app = "app-only access token from " + provider.oauth.token_url +
+                                 " (client credentials, scope " + provider.app_only_scope + ")";
+    const auth::token_client tokens(std::make_shared<auth::curl_http_client>(), provider);
+    const auto answer = tokens.client_credentials();
+    if (!answer.ok()) {
+      throw fail(step_app, auth::explain_token_failure(answer, auth::oauth_step::refresh, address,
+                                                       provider.oauth));
+    }
+    ok(step_app + " (valid for " + format_duration(answer.expires_in.count()) + ")");
+    return test_upstream(ctx, provider.upstream, address, answer.access_token);
+  }
 
   // 1. The stored refresh token.
   std::optional<auth::account_record> row;
@@ -183,10 +198,10 @@ int run_test(const context& ctx, const std::string& address_arg) {
   ok(step_stored);
 
   // 2. A fresh access token.
-  const std::string step_refresh = "access token from " + ctx.settings.oauth.token_url;
-  const auth::token_client tokens(std::make_shared<auth::curl_http_client>(), ctx.settings.oauth);
+  const std::string step_refresh = "access token from " + provider.oauth.token_url;
+  const auth::token_client tokens(std::make_shared<auth::curl_http_client>(), provider);
   const auto refreshed = tokens.refresh(row->refresh_token);
-  if (refreshed.failure == auth::token_failure::invalid_grant) {
+  if (refreshed.failure == auth::token_failure::invalid_grant && !provider.is_microsoft()) {
     // How long ago it was authorized tells the consent screen's Testing
     // status (about seven days) from a revocation.
     throw fail(step_refresh,
@@ -194,7 +209,7 @@ int run_test(const context& ctx, const std::string& address_arg) {
   }
   if (!refreshed.ok()) {
     throw fail(step_refresh, auth::explain_token_failure(refreshed, auth::oauth_step::refresh,
-                                                         address, ctx.settings.oauth));
+                                                         address, provider.oauth));
   }
   ok(step_refresh + " (valid for " + format_duration(refreshed.expires_in.count()) + ")");
   try {
@@ -206,7 +221,7 @@ int run_test(const context& ctx, const std::string& address_arg) {
   } catch (const std::exception&) {
     // Not needed for the test itself.
   }
-  return test_upstream(ctx, address, refreshed.access_token);
+  return test_upstream(ctx, provider.upstream, address, refreshed.access_token);
 }
 
 namespace {
@@ -254,11 +269,11 @@ int run_service_test(const context& ctx, const config::account_settings& account
   } catch (const std::exception&) {
     // Not needed for the test itself.
   }
-  return test_upstream(ctx, mailbox, answer.access_token);
+  return test_upstream(ctx, ctx.settings.upstream, mailbox, answer.access_token);
 }
 
-int test_upstream(const context& ctx, const std::string& address, const std::string& access_token) {
-  const auto& upstream = ctx.settings.upstream;
+int test_upstream(const context& ctx, const config::upstream_settings& upstream,
+                  const std::string& address, const std::string& access_token) {
   const auth::endpoint where = auth::upstream_endpoint(upstream);
   const std::string at = where.host + ":" + std::to_string(where.port);
   const std::string tls_mode =

@@ -1,6 +1,7 @@
-// The installed-application consent of RFC 8252 §7.3 (Google refuses the
-// device flow for the Gmail scope): a loopback listener, standard input for a
-// pasted redirect, PKCE, and the checks that decide whether anything is stored.
+// The installed-application consent of RFC 8252 §7.3 through the account's
+// provider (Google refuses the device flow for the Gmail scope; Microsoft's is
+// authorize_device.cpp): a loopback listener, standard input for a pasted
+// redirect, PKCE, and the checks that decide whether anything is stored.
 #include "ctl/authorize.hpp"
 
 #include <arpa/inet.h>
@@ -42,8 +43,6 @@ constexpr std::chrono::seconds idle_connection{30};
 // A browser opens a handful (preconnects, favicon); beyond this the oldest
 // goes, so a local process cannot exhaust the tool's descriptors.
 constexpr std::size_t max_connections = 16;
-// A refresh token is a few hundred bytes; a file far larger is the wrong file.
-constexpr std::size_t max_token_file = 64 * 1024;
 
 class fd_holder {
  public:
@@ -351,9 +350,10 @@ struct outcome {
   auth::advice why;
 };
 
-outcome complete(const context& ctx, const std::string& address, const auth::redirect_params& got,
-                 const std::string& state, const std::string& verifier,
-                 const std::string& redirect_uri, std::string& stored_note) {
+outcome complete(const context& ctx, const config::provider& provider, const std::string& address,
+                 const auth::redirect_params& got, const std::string& state,
+                 const std::string& verifier, const std::string& redirect_uri,
+                 std::string& stored_note) {
   const std::string again = "oauth-relayctl authorize " + address;
   if (!got.state || *got.state != state) {
     // RFC 6749 §10.12: an answer to another request (stale, or forged by
@@ -367,19 +367,28 @@ outcome complete(const context& ctx, const std::string& address, const auth::red
     return {false, auth::explain_oauth_error(*got.error, got.error_description,
                                              auth::oauth_step::consent, address)};
   }
-  const auth::token_client client(std::make_shared<auth::curl_http_client>(), ctx.settings.oauth);
+  const auth::token_client client(std::make_shared<auth::curl_http_client>(), provider);
   const auto r = client.exchange_code(*got.code, verifier, redirect_uri);
   if (!r.ok()) {
     return {false, auth::explain_token_failure(r, auth::oauth_step::code_exchange, address,
-                                               ctx.settings.oauth)};
+                                               provider.oauth)};
   }
   if (lower(r.email) != lower(address)) {
     return {false,
             {"the consent was given by " + r.email + ", not " + address + "; nothing was stored",
-             "sign in to Google as " + address +
+             "sign in to " + provider.display_name + " as " + address +
                  " (pick it in the account chooser, or use a private window), then run: " + again}};
   }
-  if (!auth::scope_granted(r.scope, auth::mail_scope)) {
+  if (provider.is_microsoft()) {
+    if (!auth::scope_granted(r.scope, config::microsoft_send_scope)) {
+      return {false,
+              {address + " did not grant " + std::string(config::microsoft_send_scope) +
+                   "; nothing was stored",
+               "add the delegated permission SMTP.Send to the app registration (Entra ID > App "
+               "registrations > API permissions), then run: " +
+                   again}};
+    }
+  } else if (!auth::scope_granted(r.scope, auth::mail_scope)) {
     return {false,
             {address + " did not grant access to Gmail (the consent lacks " +
                  std::string(auth::mail_scope) + "); nothing was stored",
@@ -401,41 +410,7 @@ outcome complete(const context& ctx, const std::string& address, const auth::red
   return {true, {}};
 }
 
-std::string read_token(const std::string& file) {
-  std::string text;
-  if (file == "-") {
-    text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
-  } else {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) {
-      throw failure("cannot read " + file + ": " + std::strerror(errno),
-                    "give the file that holds the refresh token, or - to read it from standard "
-                    "input");
-    }
-    text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  }
-  const std::string name = file == "-" ? std::string("standard input") : file;
-  if (text.size() > max_token_file) {
-    throw failure(name + " is too large to hold a refresh token",
-                  "the file must hold the refresh token alone (a few hundred characters)");
-  }
-  const auto begin = text.find_first_not_of(" \t\r\n");
-  if (begin == std::string::npos) {
-    throw failure(name + " holds no refresh token (it is empty)",
-                  "put the refresh token in it, alone; or let oauth-relayctl authorize ADDRESS get "
-                  "one");
-  }
-  const auto end = text.find_last_not_of(" \t\r\n");
-  std::string token = text.substr(begin, end - begin + 1);
-  for (unsigned char c : token) {
-    if (c <= 0x20 || c == 0x7f) {
-      throw failure(name + " holds more than a refresh token (it contains spaces or line breaks)",
-                    "the file must hold the refresh token alone, such as 1//0g... (not the JSON "
-                    "it came in)");
-    }
-  }
-  return token;
-}
+}  // namespace
 
 // The address `oauth-relayctl test` takes for a service account: the one
 // given, unless that is a domain pattern rather than a mailbox.
@@ -444,10 +419,9 @@ std::string mailbox_to_test(const std::string& given) {
   return given;
 }
 
-}  // namespace
-
 int run_authorize(const context& ctx, const authorize_options& options) {
   const auto& account = require_account(ctx, options.address);
+  const auto provider = config::provider_of(ctx.settings, account.provider);
   if (account.service_account) {
     // Domain-wide delegation stands in for every mailbox's consent.
     std::cout << options.address << " needs no consent: it sends through the service account "
@@ -457,7 +431,24 @@ int run_authorize(const context& ctx, const authorize_options& options) {
               << mailbox_to_test(options.address) << std::endl;
     return 0;
   }
+  if (account.app_only) {
+    // The client credentials grant stands in for a person's consent.
+    std::cout << options.address
+              << " needs no consent: it is app_only (the application's own token, client "
+                 "credentials of providers.microsoft); check it with: oauth-relayctl test "
+              << options.address << std::endl;
+    return 0;
+  }
   const std::string address = account.address;
+  if (options.device) {
+    if (!provider.is_microsoft()) {
+      throw failure("--device is for Microsoft accounts; " + address +
+                        " is a Google account (Google's device flow does not grant Gmail's scope)",
+                    "run oauth-relayctl authorize " + address +
+                        " without --device (it prints a URL to open anywhere)");
+    }
+    return run_device_authorize(ctx, provider, address);
+  }
   // Fail before the consent, not after it.
   check_token_can_be_stored(ctx);
 
@@ -467,11 +458,11 @@ int run_authorize(const context& ctx, const authorize_options& options) {
   const auth::pkce pkce = auth::make_pkce();
   const std::string state = auth::make_state();
   const std::string url =
-      auth::consent_url({ctx.settings.oauth.auth_url, ctx.settings.oauth.client_id, redirect_uri,
-                         address, pkce.challenge, state});
+      auth::consent_url({provider.oauth.auth_url, provider.oauth.client_id, redirect_uri, address,
+                         pkce.challenge, state, provider.consent_scope, !provider.is_microsoft()});
 
-  std::cerr << "Open this URL in a browser and sign in to Google as " << address << ":"
-            << std::endl;
+  std::cerr << "Open this URL in a browser and sign in to " << provider.display_name << " as "
+            << address << ":" << std::endl;
   std::cout << url << std::endl;
   const bool graphical =
       std::getenv("DISPLAY") != nullptr || std::getenv("WAYLAND_DISPLAY") != nullptr;
@@ -483,8 +474,8 @@ int run_authorize(const context& ctx, const authorize_options& options) {
       open_browser(url, std::cerr);
     }
   }
-  std::cerr << "Waiting up to " << format_duration(options.timeout.count())
-            << " for Google's answer on " << redirect_uri << "\n"
+  std::cerr << "Waiting up to " << format_duration(options.timeout.count()) << " for "
+            << provider.display_name << "'s answer on " << redirect_uri << "\n"
             << "No browser here? On your computer run: ssh -L " << port << ":127.0.0.1:" << port
             << " THIS-SERVER, then open the URL there;\n"
             << "or open the URL anywhere and, after consenting, paste the address the browser "
@@ -494,7 +485,7 @@ int run_authorize(const context& ctx, const authorize_options& options) {
   redirect_waiter waiter(listener.fd(), STDIN_FILENO, state, std::cerr);
   auto got = waiter.wait(steady::now() + options.timeout);
   if (!got) {
-    throw failure("no answer from Google's consent screen within " +
+    throw failure("no answer from " + provider.display_name + "'s consent screen within " +
                       format_duration(options.timeout.count()) + "; nothing was stored",
                   "run oauth-relayctl authorize " + address +
                       " again; without a browser on this server forward the port (ssh -L " + port +
@@ -502,7 +493,7 @@ int run_authorize(const context& ctx, const authorize_options& options) {
   }
   std::string note;  // what the daemon does with the token now, a line each
   const outcome result =
-      complete(ctx, address, got->params, state, pkce.verifier, redirect_uri, note);
+      complete(ctx, provider, address, got->params, state, pkce.verifier, redirect_uri, note);
   if (got->browser.get() >= 0) {
     if (result.stored) {
       respond(got->browser.get(), 200, "OK",
@@ -517,76 +508,6 @@ int run_authorize(const context& ctx, const authorize_options& options) {
   }
   if (!result.stored) throw failure(result.why);
   std::cout << "authorized " << address << ": refresh token stored\n" << note << std::flush;
-  return 0;
-}
-
-int run_import(const context& ctx, const import_options& options) {
-  const auto& account = require_account(ctx, options.address);
-  if (account.service_account) {
-    throw failure(options.address + " is a service account (" +
-                      account.service_account->client_email +
-                      "): it has no refresh token to import; its key file is its credential",
-                  "nothing to import; check it with: oauth-relayctl test " +
-                      mailbox_to_test(options.address));
-  }
-  const std::string address = account.address;
-  const secret_string token = read_token(options.file);  // wiped when the command ends
-  // Fail before asking Google, not after.
-  check_token_can_be_stored(ctx);
-
-  token_to_store stored{address, token, {}, 0};
-  auth::token_response checked;
-  if (options.verify) {
-    const auth::token_client client(std::make_shared<auth::curl_http_client>(), ctx.settings.oauth);
-    checked = client.refresh(token);
-    if (!checked.ok()) {
-      auto why = auth::explain_token_failure(checked, auth::oauth_step::refresh, address,
-                                             ctx.settings.oauth);
-      if (checked.failure == auth::token_failure::temporary) {
-        why.fix += "; or store the token unchecked with --no-verify";
-      }
-      throw failure(why.cause + "; nothing was stored", why.fix);
-    }
-    if (!checked.identity_error.empty()) {
-      throw failure(
-          "the answer to the check does not name the account: " + checked.identity_error +
-              "; nothing was stored",
-          "check oauth.token_url and oauth.client_id, or run: oauth-relayctl authorize " + address);
-    }
-    if (!checked.email.empty() && lower(checked.email) != lower(address)) {
-      throw failure(
-          "this refresh token belongs to " + checked.email + ", not " + address +
-              "; nothing was stored",
-          "import the token of " + address + ", or run: oauth-relayctl authorize " + address);
-    }
-    if (!auth::scope_granted(checked.scope, auth::mail_scope)) {
-      throw failure("this refresh token does not grant " + std::string(auth::mail_scope) +
-                        " (SMTP needs it); nothing was stored",
-                    "get a token with that scope: oauth-relayctl authorize " + address);
-    }
-    // The endpoint may have rotated the token; the access token of the check
-    // saves the daemon a refresh.
-    if (!checked.refresh_token.empty()) stored.refresh_token = checked.refresh_token;
-    stored.access_token = checked.access_token;
-    stored.access_expires_at = now_seconds() + checked.expires_in.count();
-  }
-  std::ostringstream note;
-  store_token(ctx, stored, note);
-  std::cout << "imported a refresh token for " << address
-            << (options.verify ? " (checked: Google issued an access token with it)"
-                               : " (not checked)")
-            << "\n"
-            << note.str() << std::flush;
-  if (options.verify && checked.email.empty()) {
-    // Google sends an id_token on a refresh only when the token was granted
-    // with "openid email": without one, nothing says whose mailbox this is.
-    std::cerr << "warning: Google's answer named no account (no id_token with an email), so it "
-                 "was not checked that this token belongs to "
-              << address
-              << "; Gmail will refuse it at the first delivery if it does not. oauth-relayctl "
-                 "authorize "
-              << address << " checks the account." << std::endl;
-  }
   return 0;
 }
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 
+#include "config/provider.hpp"
 #include "ctl/common.hpp"
 
 namespace oauth_relay::ctl {
@@ -19,6 +20,7 @@ struct authorize_options {
   bool no_browser = false;
   std::uint16_t port = 0;  // 0: any free port
   std::chrono::seconds timeout = default_consent_timeout;
+  bool device = false;  // --device: Microsoft's device code flow instead of the loopback redirect
 };
 
 // The loopback flow: prints the consent URL, waits for the redirect on
@@ -26,6 +28,16 @@ struct authorize_options {
 // checks the consenting account and stores the refresh token. Returns the
 // exit status; throws failure.
 int run_authorize(const context& ctx, const authorize_options& options);
+
+// The address `oauth-relayctl test` takes for a service account: the one
+// given, unless that is a domain pattern rather than a mailbox.
+std::string mailbox_to_test(const std::string& given);
+
+// The device code flow (RFC 8628) for a Microsoft account (authorize_device.cpp):
+// prints the verification address and the code, polls at the interval the
+// endpoint gives, checks the account that signed in and stores the refresh token.
+int run_device_authorize(const context& ctx, const config::provider& provider,
+                         const std::string& address);
 
 struct import_options {
   std::string address;

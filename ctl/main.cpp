@@ -47,6 +47,9 @@ int main(int argc, char** argv) {
       ->required();
   authorize_cmd->add_flag("--no-browser", authorize.no_browser,
                           "only print the URL; do not start a browser");
+  authorize_cmd->add_flag("--device", authorize.device,
+                          "Microsoft accounts: sign in on any device with a code (device code "
+                          "flow) instead of the loopback redirect");
   authorize_cmd
       ->add_option("--port", authorize.port,
                    "port of the loopback listener on 127.0.0.1 (default: any free port)")

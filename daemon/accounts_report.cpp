@@ -56,14 +56,13 @@ json entry(const std::string& address, const auth::account_record* row, bool con
   return a;
 }
 
-// A service account's mailbox as the daemon holds it (`status`), or as a
-// daemon that is not running would start it (`expired`).
-json service_entry(const std::string& address, const config::service_account_key& key,
-                   const auth::account_status* status,
-                   const std::map<std::string, account_sending>& sending) {
+// An account whose tokens live in the daemon's memory only (a service
+// account's mailbox, an app-only account) as the daemon holds it (`status`),
+// or as a daemon that is not running would start it (`expired`).
+json live_entry(const std::string& address, const char* kind, const auth::account_status* status,
+                const std::map<std::string, account_sending>& sending) {
   json a = entry(address, nullptr, true, 0, sending);
-  a["kind"] = "service_account";
-  a["service_account"] = key.client_email;
+  a["kind"] = kind;
   a["token_state"] = "expired";
   if (status == nullptr) return a;
   a["token_state"] = std::string(auth::to_string(status->state));
@@ -75,15 +74,29 @@ json service_entry(const std::string& address, const config::service_account_key
   return a;
 }
 
+json service_entry(const std::string& address, const config::service_account_key& key,
+                   const auth::account_status* status,
+                   const std::map<std::string, account_sending>& sending) {
+  json a = live_entry(address, "service_account", status, sending);
+  a["service_account"] = key.client_email;
+  return a;
+}
+
+const auth::account_status* live_status(const std::vector<auth::account_status>& live,
+                                        const std::string& address) {
+  const auto it = std::find_if(live.begin(), live.end(), [&](const auth::account_status& s) {
+    return lower(s.address) == lower(address);
+  });
+  return it == live.end() ? nullptr : &*it;
+}
+
 void add_service_account(json& list, const config::account_settings& account,
                          const std::vector<auth::account_status>& live,
                          const std::map<std::string, account_sending>& sending) {
   const auto& key = *account.service_account;
   if (!account.is_domain_pattern()) {
-    const auto it = std::find_if(live.begin(), live.end(), [&](const auth::account_status& s) {
-      return lower(s.address) == lower(account.address);
-    });
-    list.push_back(service_entry(account.address, key, it == live.end() ? nullptr : &*it, sending));
+    list.push_back(
+        service_entry(account.address, key, live_status(live, account.address), sending));
     return;
   }
   json pattern = service_entry(account.address, key, nullptr, sending);
@@ -111,6 +124,13 @@ std::string accounts_json(const std::vector<auth::account_record>& rows,
       // A row left from before it became a service account is not its state.
       by_address.erase(lower(account.address));
       add_service_account(list, account, live, sending);
+      continue;
+    }
+    if (account.app_only) {
+      // Microsoft's client credentials: no row, like a service account.
+      by_address.erase(lower(account.address));
+      list.push_back(
+          live_entry(account.address, "app_only", live_status(live, account.address), sending));
       continue;
     }
     auto it = by_address.find(lower(account.address));

@@ -37,7 +37,8 @@ struct account_sending {
 // `live` is (the token manager's status; empty when the daemon is not
 // running, and the account then reads `expired`: it gets a token when
 // needed). A domain pattern reads "per_mailbox", followed by each mailbox of
-// it the daemon has a token entry for ("pattern" names the pattern).
+// it the daemon has a token entry for ("pattern" names the pattern). A
+// Microsoft app_only account (kind "app_only") is read the same way.
 std::string accounts_json(const std::vector<auth::account_record>& rows,
                           const std::vector<config::account_settings>& configured,
                           const std::vector<auth::account_status>& live, std::int64_t now_seconds,

@@ -7,6 +7,7 @@
 #include <variant>
 #include <vector>
 
+#include "config/provider.hpp"
 #include "config/schema.hpp"
 #include "config/validators.hpp"
 
@@ -21,8 +22,9 @@ constexpr std::string_view keys[] = {"accounts"};
 // The keys of one account. A per-account block adds its key here and a
 // reader called from read_account, in a file of its own when it is more than
 // a few lines (as `permit`).
-constexpr std::string_view account_keys[] = {"address", "senders", "default",
-                                             "permit",  "limits",  "service_account_file"};
+constexpr std::string_view account_keys[] = {"address",  "senders", "default",
+                                             "permit",   "limits",  "service_account_file",
+                                             "provider", "app_only"};
 
 std::string lowercase(std::string_view s) {
   std::string out(s);
@@ -174,6 +176,69 @@ bool read_service_account(reader& r, const mapping& m, account_settings& account
   return true;
 }
 
+// provider: google (the default) or microsoft, which needs providers.microsoft.
+bool read_provider(reader& r, const mapping& m, const settings& all, account_settings& account) {
+  const auto provider = m.find("provider");
+  if (!provider) return true;
+  const auto text = r.scalar(*provider, "google or microsoft");
+  if (!text) return false;
+  if (*text == "google") return true;
+  if (*text != "microsoft") {
+    r.add(*provider, quote(*text) + " is not a provider; expected google or microsoft");
+    return false;
+  }
+  if (!all.microsoft) {
+    r.add(*provider,
+          "microsoft needs a providers.microsoft section (its tenant and client_id at least)");
+    return false;
+  }
+  if (m.find("service_account_file")) {
+    r.add(*provider,
+          "service_account_file is Google's; a Microsoft account without a person's consent is "
+          "app_only: true");
+    return false;
+  }
+  account.provider = provider_kind::microsoft;
+  // Exchange Online's own cap, so the relay holds the mail instead of
+  // hearing Exchange refuse it.
+  if (account.limits.recipients_per_day == 0) {
+    account.limits.recipients_per_day = exchange_recipients_per_day;
+  }
+  return true;
+}
+
+// app_only: Microsoft's client credentials grant, which needs a tenant of
+// its own (the token names the tenant's application) and a client secret.
+bool read_app_only(reader& r, const mapping& m, const settings& all, account_settings& account) {
+  const auto app_only = m.find("app_only");
+  if (!app_only) return true;
+  const auto value = r.boolean(*app_only);
+  if (!value) return false;
+  if (!*value) return true;
+  if (account.provider != provider_kind::microsoft) {
+    r.add(*app_only,
+          "app_only is for provider: microsoft (a Google Workspace account without consent uses "
+          "service_account_file)");
+    return false;
+  }
+  if (is_multi_tenant(all.microsoft->tenant)) {
+    r.add(*app_only,
+          "app_only needs providers.microsoft.tenant to be the tenant's id or domain, "
+          "not " +
+              quote(all.microsoft->tenant) +
+              " (the client credentials grant names one organization)");
+    return false;
+  }
+  if (all.microsoft->client_secret.empty()) {
+    r.add(*app_only,
+          "app_only needs providers.microsoft.client_secret_file (the client "
+          "credentials grant authenticates the application)");
+    return false;
+  }
+  account.app_only = true;
+  return true;
+}
+
 void read_account(reader& r, const field& item, std::size_t index, earlier_accounts& earlier,
                   settings& all) {
   const mapping m(r, item, account_keys);
@@ -190,6 +255,8 @@ void read_account(reader& r, const field& item, std::size_t index, earlier_accou
   ok = read_permit(r, m, all, account) && ok;
   ok = read_limits(r, m, account) && ok;
   ok = read_service_account(r, m, account) && ok;
+  ok = read_provider(r, m, all, account) && ok;
+  ok = read_app_only(r, m, all, account) && ok;
   if (ok) all.accounts.push_back(std::move(account));
 }
 
@@ -205,11 +272,12 @@ void read(reader& r, const mapping& top, settings& all) {
   for (std::size_t index = 0; index < items->size(); ++index) {
     read_account(r, (*items)[index], index, earlier, all);
   }
-  // Service accounts sign their own grants; any other account needs the
-  // OAuth client its refresh token was issued to.
+  // Service accounts and Microsoft's accounts bring their own clients; any
+  // other account needs Google's OAuth client its refresh token was issued to.
   const auto by_consent =
-      std::find_if(all.accounts.begin(), all.accounts.end(),
-                   [](const account_settings& a) { return !a.service_account; });
+      std::find_if(all.accounts.begin(), all.accounts.end(), [](const account_settings& a) {
+        return !a.service_account && a.provider == provider_kind::google;
+      });
   if (!all.oauth.present && by_consent != all.accounts.end()) {
     r.missing(top.self(), "\"oauth\" (the OAuth client of " + by_consent->address +
                               ", an account authorized by consent)");

@@ -9,12 +9,9 @@
 #include "config/schema.hpp"
 
 namespace oauth_relay::config {
-namespace {
-
-constexpr std::string_view keys[] = {"oauth"};
 
 // The secret without the trailing newline an editor or `echo` adds; the
-// text read is wiped either way.
+// text read is wiped either way (also providers.microsoft.client_secret_file).
 std::string trimmed_secret(std::string text) {
   std::string_view secret = text;
   while (!secret.empty() &&
@@ -25,6 +22,10 @@ std::string trimmed_secret(std::string text) {
   wipe(text);
   return out;
 }
+
+namespace {
+
+constexpr std::string_view keys[] = {"oauth"};
 
 // The systemd credential `client-secret`, when the service has one: it takes
 // precedence over the config file's keys, which become optional.
@@ -91,7 +92,7 @@ void read_secret(reader& r, const field& oauth, const mapping& m, oauth_settings
 void read(reader& r, const mapping& top, settings& all) {
   const auto f = top.find("oauth");
   if (!f) {
-    // Needed by any account authorized by consent: the accounts section says so.
+    // Needed by Google's accounts authorized by consent: the accounts section says so.
     all.oauth.present = false;
     return;
   }

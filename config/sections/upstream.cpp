@@ -4,18 +4,10 @@
 #include "config/validators.hpp"
 
 namespace oauth_relay::config {
-namespace {
 
-constexpr std::string_view keys[] = {"upstream"};
-
-void read(reader& r, const mapping& top, settings& all) {
-  const auto f = top.find("upstream");
-  if (!f) return;
-  const mapping m(r, *f,
-                  {"host", "port", "tls", "ca_file", "max_connections",
-                   "max_messages_per_connection", "outage_alert_after"});
-  if (!m.ok()) return;
-  upstream_settings& s = all.upstream;
+// host, port, tls and ca_file: where a provider's submission server is
+// (also providers.microsoft.upstream).
+void read_upstream_endpoint(reader& r, const mapping& m, upstream_settings& s) {
   if (const auto host = m.find("host")) {
     if (auto name = r.parsed(*host, "a host name or IP address", parse_host)) s.host = *name;
   }
@@ -34,6 +26,21 @@ void read(reader& r, const mapping& top, settings& all) {
     }
   }
   r.read_into(m, "ca_file", s.ca_file, &reader::readable_path_or_null);
+}
+
+namespace {
+
+constexpr std::string_view keys[] = {"upstream"};
+
+void read(reader& r, const mapping& top, settings& all) {
+  const auto f = top.find("upstream");
+  if (!f) return;
+  const mapping m(r, *f,
+                  {"host", "port", "tls", "ca_file", "max_connections",
+                   "max_messages_per_connection", "outage_alert_after"});
+  if (!m.ok()) return;
+  upstream_settings& s = all.upstream;
+  read_upstream_endpoint(r, m, s);
   r.read_into(m, "max_connections", s.max_connections, &reader::positive);
   r.read_into(m, "max_messages_per_connection", s.max_messages_per_connection, &reader::positive);
   r.read_into(m, "outage_alert_after", s.outage_alert_after, &reader::duration);

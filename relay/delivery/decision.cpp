@@ -7,6 +7,7 @@
 #include <cctype>
 #include <vector>
 
+#include "auth/microsoft_errors.hpp"
 #include "common/backoff.hpp"
 #include "relay/delivery/bounce.hpp"
 
@@ -103,6 +104,22 @@ std::optional<answer_found> provider_answer_in(const attempt& what) {
     if (unsent->refusal) consider(best, *unsent->refusal);
   }
   return best;
+}
+
+std::optional<auth::advice> provider_advice_in(const attempt& what, std::string_view account) {
+  const auto* sent = std::get_if<sent_upstream>(&what);
+  if (sent == nullptr) return std::nullopt;
+  std::vector<const smtp::reply*> replies;
+  if (sent->result.mail_reply) replies.push_back(&*sent->result.mail_reply);
+  if (sent->result.data_reply) replies.push_back(&*sent->result.data_reply);
+  for (const auto& r : sent->result.recipients) {
+    if (r.from_upstream) replies.push_back(&r.reply);
+  }
+  for (const smtp::reply* r : replies) {
+    const std::string_view text = r->lines.empty() ? std::string_view() : r->lines.front();
+    if (auto why = auth::explain_exchange_reply(r->code, r->enhanced, text, account)) return why;
+  }
+  return std::nullopt;
 }
 
 std::chrono::milliseconds delivery_policy::backoff(int failures) const {

@@ -12,6 +12,7 @@
 #include <string_view>
 #include <variant>
 
+#include "auth/oauth_errors.hpp"
 #include "relay/delivery/provider_answers.hpp"
 #include "relay/delivery/upstream.hpp"
 #include "relay/envelope.hpp"
@@ -106,6 +107,12 @@ struct answer_found {
   std::string reply;
 };
 std::optional<answer_found> provider_answer_in(const attempt& what_happened);
+
+// The first upstream reply of the attempt that names a fix the administrator
+// applies in the provider's console (Exchange's 554 5.2.252 SendAsDenied),
+// as cause and fix for `account`; nothing for every other reply.
+std::optional<auth::advice> provider_advice_in(const attempt& what_happened,
+                                               std::string_view account);
 
 // Whether `message` has been queued for queue.lifetime or longer at `now_ms`.
 bool past_lifetime(const queued_message& message, const delivery_policy& policy,

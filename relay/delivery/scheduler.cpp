@@ -12,6 +12,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "config/log.hpp"
+#include "config/provider.hpp"
 #include "relay/delivery/bounce.hpp"  // bounce_quote_limit
 #include "relay/delivery/scheduler_parts.hpp"
 
@@ -250,12 +251,13 @@ delivery_scheduler::open_connection(const std::string& account) {
   const std::string id = std::to_string(next_connection_++);
   for (int round = 0; round < 2; ++round) {
     // The connector is looked up each time: a reload may have replaced it.
-    connection_ptr connection = upstream_->make_connection(id);
+    connection_ptr connection = upstream_->make_connection_for(id, account);
     open_.insert(connection.get());
     auto connected = co_await connection->connect();
     if (!connected.ok()) {
       open_.erase(connection.get());
-      not_sent failure{"upstream " + policy_.upstream_host + ": " + connected.message,
+      not_sent failure{"upstream " + config::provider_of(settings_, account).upstream.host + ": " +
+                           connected.message,
                        policy_.backoff(1), connected.reply};
       co_return connect_failure{std::move(failure), true};
     }
@@ -515,13 +517,24 @@ asio::awaitable<void> delivery_scheduler::record(const queued_message& m, attemp
                                                  std::optional<std::int64_t> held_until,
                                                  bool quiet) {
   const auto now = now_();
-  auto decision = decide(m, what, policy_, now, std::nullopt, held_until);
+  if (const auto why = provider_advice_in(what, m.env.account)) {
+    // A refusal with a fix the administrator applies in the provider's console.
+    log::warning("upstream_refused")
+        .kv("id", m.id)
+        .kv("account", m.env.account)
+        .kv("reason", why->cause)
+        .kv("hint", why->fix);
+  }
+  // A bounce's Remote-MTA is the account's own provider's server.
+  delivery_policy policy = policy_;
+  policy.upstream_host = config::provider_of(settings_, m.env.account).upstream.host;
+  auto decision = decide(m, what, policy, now, std::nullopt, held_until);
   if (decision.bounce && !std::holds_alternative<content_lost>(what)) {
     // A notice quotes the original (at most bounce_quote_limit of it), read
     // only now that one is due: no message holds its content while it waits
     // to be recorded. The same decision again, with the copy.
     auto quoted = co_await quote_of(m, content);
-    if (quoted) decision = decide(m, what, policy_, now, std::string_view(*quoted), held_until);
+    if (quoted) decision = decide(m, what, policy, now, std::string_view(*quoted), held_until);
   }
   // A bounce of a finished message, or the delay warning of a queued one.
   const bool notice = decision.bounce.has_value();

@@ -119,6 +119,13 @@ class upstream_connector {
   virtual ~upstream_connector() = default;
   // A connection not yet connected; `id` names it in log lines.
   virtual std::unique_ptr<upstream_connection> make_connection(std::string id) = 0;
+  // A connection to the upstream of `account`'s provider; a connector with
+  // one upstream makes the same connection for every account.
+  virtual std::unique_ptr<upstream_connection> make_connection_for(std::string id,
+                                                                   const std::string& account) {
+    (void)account;
+    return make_connection(std::move(id));
+  }
 };
 
 }  // namespace oauth_relay::relay

@@ -23,6 +23,7 @@
 #include "common/secret.hpp"
 #include "common/text.hpp"
 #include "config/log.hpp"
+#include "config/provider.hpp"
 #include "relay/delivery/upstream_client_impl.hpp"
 
 namespace oauth_relay::relay {
@@ -518,14 +519,35 @@ const smtp::ehlo_capabilities& upstream_client::capabilities() const {
 tls_upstream_connector::tls_upstream_connector(asio::any_io_executor executor,
                                                const config::settings& settings)
     : executor_(std::move(executor)),
-      tls_(std::make_shared<asio::ssl::context>(
-          make_upstream_tls_context(settings.upstream.ca_file))),
-      options_(upstream_options::from(settings.upstream, settings.hostname)) {}
+      google_{std::make_shared<asio::ssl::context>(
+                  make_upstream_tls_context(settings.upstream.ca_file)),
+              upstream_options::from(settings.upstream, settings.hostname)} {
+  if (!settings.microsoft) return;
+  const auto& upstream = settings.microsoft->upstream;
+  microsoft_ =
+      endpoint{std::make_shared<asio::ssl::context>(make_upstream_tls_context(upstream.ca_file)),
+               upstream_options::from(upstream, settings.hostname)};
+  for (const auto& a : settings.accounts) {
+    if (a.provider == config::provider_kind::microsoft) microsoft_accounts_.push_back(a);
+  }
+}
+
+std::unique_ptr<upstream_connection> tls_upstream_connector::make(const endpoint& to,
+                                                                  std::string id) {
+  auto options = to.options;
+  options.id = std::move(id);
+  return std::make_unique<upstream_client>(executor_, to.tls, std::move(options));
+}
 
 std::unique_ptr<upstream_connection> tls_upstream_connector::make_connection(std::string id) {
-  auto options = options_;
-  options.id = std::move(id);
-  return std::make_unique<upstream_client>(executor_, tls_, std::move(options));
+  return make(google_, std::move(id));
+}
+
+std::unique_ptr<upstream_connection> tls_upstream_connector::make_connection_for(
+    std::string id, const std::string& account) {
+  const bool microsoft = microsoft_ && config::provider_kind_of(microsoft_accounts_, account) ==
+                                           config::provider_kind::microsoft;
+  return make(microsoft ? *microsoft_ : google_, std::move(id));
 }
 
 }  // namespace oauth_relay::relay

@@ -87,20 +87,31 @@ class upstream_client final : public upstream_connection {
   std::shared_ptr<impl> impl_;
 };
 
-// Makes upstream_clients to upstream.host with one TLS context (built from
-// upstream.ca_file) and the relay's hostname as the EHLO name. A reload
+// Makes upstream_clients to each provider's upstream (Google's upstream.host,
+// Microsoft's providers.microsoft.upstream.host) with one TLS context each
+// (built from its ca_file) and the relay's hostname as the EHLO name. A reload
 // builds a new connector; clients already made keep the old context alive.
 class tls_upstream_connector final : public upstream_connector {
  public:
   // Throws std::runtime_error naming the CA file when it cannot be loaded.
   tls_upstream_connector(boost::asio::any_io_executor executor, const config::settings& settings);
 
+  // To Google's upstream.
   std::unique_ptr<upstream_connection> make_connection(std::string id) override;
+  std::unique_ptr<upstream_connection> make_connection_for(std::string id,
+                                                           const std::string& account) override;
 
  private:
+  struct endpoint {
+    std::shared_ptr<boost::asio::ssl::context> tls;
+    upstream_options options;
+  };
+  std::unique_ptr<upstream_connection> make(const endpoint& to, std::string id);
+
   boost::asio::any_io_executor executor_;
-  std::shared_ptr<boost::asio::ssl::context> tls_;
-  upstream_options options_;
+  endpoint google_;
+  std::optional<endpoint> microsoft_;  // with providers.microsoft
+  std::vector<config::account_settings> microsoft_accounts_;
 };
 
 }  // namespace oauth_relay::relay

@@ -47,19 +47,19 @@ TEST(accounts_json, lists_configured_accounts_then_stored_ones_no_longer_configu
   EXPECT_EQ(text.find("1//refresh"), std::string::npos) << text;
   EXPECT_EQ(text.find("ya29"), std::string::npos) << text;
   EXPECT_EQ(json::parse(text), json::parse(R"({"accounts":[
-    {"address":"alice@example.com","kind":"oauth","authorized_at":"2026-11-29T08:00:00Z","token_state":"valid",
+    {"address":"alice@example.com","kind":"oauth","token_state":"valid",
      "access_expires_in_seconds":1800,"last_delivery":"2026-11-30T07:59:00Z","last_error":null,
      "configured":true,"service_account":null,"pattern":null,
      "sending_state":"over_quota","resumes_at":"2026-11-30T09:00:00Z",
-     "sending_reason":"limits.messages_per_day (10) reached","sent_24h":10},
-    {"address":"bob@example.com","kind":"oauth","authorized_at":null,"token_state":"missing",
+     "sending_reason":"limits.messages_per_day (10) reached","sent_24h":10,"authorized_at":"2026-11-29T08:00:00Z"},
+    {"address":"bob@example.com","kind":"oauth","token_state":"missing",
      "access_expires_in_seconds":null,"last_delivery":null,"last_error":null,"configured":true,
      "service_account":null,"pattern":null,
-     "sending_state":"ok","resumes_at":null,"sent_24h":0},
-    {"address":"gone@example.com","kind":"oauth","authorized_at":null,"token_state":"needs_reauth",
+     "sending_state":"ok","resumes_at":null,"sent_24h":0,"authorized_at":null},
+    {"address":"gone@example.com","kind":"oauth","token_state":"needs_reauth",
      "access_expires_in_seconds":null,"last_delivery":null,"last_error":"token revoked",
      "configured":false,"service_account":null,"pattern":null,
-     "sending_state":null,"resumes_at":null,"sent_24h":null}]})"));
+     "sending_state":null,"resumes_at":null,"sent_24h":null,"authorized_at":null}]})"));
 }
 
 TEST(accounts_json, a_lapsed_valid_token_reads_expired_and_no_refresh_token_reads_missing) {
@@ -102,23 +102,47 @@ TEST(accounts_json, service_accounts_come_from_the_daemons_memory_with_their_cli
       {row("noreply@example.org", auth::token_state::valid)},
       {service("*@example.com"), service("noreply@example.org")}, {alice, bob, other}, now));
   EXPECT_EQ(body, json::parse(R"({"accounts":[
-    {"address":"*@example.com","kind":"service_account","authorized_at":null,"token_state":"per_mailbox",
+    {"address":"*@example.com","kind":"service_account","token_state":"per_mailbox",
      "access_expires_in_seconds":null,"last_delivery":null,"last_error":null,"configured":true,
      "service_account":"relay@project.iam.gserviceaccount.com","pattern":null,
-     "sending_state":null,"resumes_at":null,"sent_24h":null},
-    {"address":"alice@example.com","kind":"service_account","authorized_at":null,"token_state":"valid",
+     "sending_state":null,"resumes_at":null,"sent_24h":null,"authorized_at":null},
+    {"address":"alice@example.com","kind":"service_account","token_state":"valid",
      "access_expires_in_seconds":3000,"last_delivery":null,"last_error":null,"configured":true,
      "service_account":"relay@project.iam.gserviceaccount.com","pattern":"*@example.com",
-     "sending_state":null,"resumes_at":null,"sent_24h":null},
-    {"address":"bob@example.com","kind":"service_account","authorized_at":null,"token_state":"needs_reauth",
+     "sending_state":null,"resumes_at":null,"sent_24h":null,"authorized_at":null},
+    {"address":"bob@example.com","kind":"service_account","token_state":"needs_reauth",
      "access_expires_in_seconds":null,"last_delivery":null,
      "last_error":"account bob@example.com needs attention: delegation","configured":true,
      "service_account":"relay@project.iam.gserviceaccount.com","pattern":"*@example.com",
-     "sending_state":null,"resumes_at":null,"sent_24h":null},
-    {"address":"noreply@example.org","kind":"service_account","authorized_at":null,"token_state":"expired",
+     "sending_state":null,"resumes_at":null,"sent_24h":null,"authorized_at":null},
+    {"address":"noreply@example.org","kind":"service_account","token_state":"expired",
      "access_expires_in_seconds":null,"last_delivery":null,"last_error":null,"configured":true,
      "service_account":"relay@project.iam.gserviceaccount.com","pattern":null,
-     "sending_state":null,"resumes_at":null,"sent_24h":null}]})"));
+     "sending_state":null,"resumes_at":null,"sent_24h":null,"authorized_at":null}]})"));
+}
+
+TEST(accounts_json, app_only_accounts_come_from_the_daemons_memory) {
+  auto app = configured("alerts@contoso.com");
+  app.provider = config::provider_kind::microsoft;
+  app.app_only = true;
+  // A row left from before it became app_only is not its state.
+  const std::vector<auth::account_record> rows = {
+      row("alerts@contoso.com", auth::token_state::needs_reauth)};
+  const auto stopped = json::parse(accounts_json(rows, {app}, {}, now))["accounts"];
+  ASSERT_EQ(stopped.size(), 1u);
+  EXPECT_EQ(stopped[0]["kind"], "app_only");
+  EXPECT_EQ(stopped[0]["token_state"], "expired");
+
+  auth::account_status live;
+  live.address = "alerts@contoso.com";
+  live.state = auth::token_state::valid;
+  live.access_expires_in_seconds = 3000;
+  const auto running = json::parse(accounts_json(rows, {app}, {live}, now))["accounts"];
+  ASSERT_EQ(running.size(), 1u);
+  EXPECT_EQ(running[0]["kind"], "app_only");
+  EXPECT_EQ(running[0]["token_state"], "valid");
+  EXPECT_EQ(running[0]["access_expires_in_seconds"], 3000);
+  EXPECT_EQ(running[0]["service_account"], nullptr);
 }
 
 }  // namespace

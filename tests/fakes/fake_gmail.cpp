@@ -99,6 +99,7 @@ struct fake_gmail::impl : std::enable_shared_from_this<impl> {
     bool offer_smtputf8 = true;
     bool offer_dsn = false;
     std::string inject_after_starttls;
+    std::string auth_failure_reply;  // empty: Gmail's 334 dance
     token_validator validator;
   };
 
@@ -464,6 +465,11 @@ class fake_gmail::impl::session {
       respond("235 2.7.0 Accepted\r\n");
       co_return true;
     }
+    if (const auto direct = server_.get().auth_failure_reply; !direct.empty()) {
+      ++server_.auth_failures_;
+      respond(direct);
+      co_return true;
+    }
     // Gmail's dance: a JSON error as a challenge, then 535 after any answer.
     respond(auth_challenge);
     const bool flushed = co_await flush();
@@ -622,6 +628,10 @@ std::uint16_t fake_gmail::port() const {
 
 void fake_gmail::stop() {
   impl_->stop();
+}
+
+void fake_gmail::set_auth_failure_reply(std::string reply) {
+  impl_->change([&](auto& s) { s.auth_failure_reply = std::move(reply); });
 }
 
 void fake_gmail::set_token_validator(token_validator validator) {

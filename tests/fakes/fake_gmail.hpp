@@ -76,6 +76,11 @@ class fake_gmail {
   void set_offer_starttls(bool offer);
   // The next `n` AUTH XOAUTH2 fail (334 dance, 535) even with a good token.
   void reject_auth(int n);
+  // Exchange Online's way: a failed XOAUTH2 is answered with `reply` (a
+  // whole reply, CRLF-terminated, e.g. "535 5.7.3 Authentication
+  // unsuccessful\r\n") directly, without the 334 JSON step. Empty (the
+  // default): Gmail's dance.
+  void set_auth_failure_reply(std::string reply);
   // What EHLO advertises besides Gmail's list (PIPELINING and SMTPUTF8 are on
   // by default, DSN off, as Gmail does).
   void set_offer_pipelining(bool offer);

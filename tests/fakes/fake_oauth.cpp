@@ -2,6 +2,8 @@
 // them: Beast over asio::ssl, one coroutine per connection, on its own thread.
 #include "fakes/fake_oauth.hpp"
 
+#include "fakes/http_fake_parts.hpp"
+
 #include <openssl/bio.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -33,91 +35,13 @@ namespace asio = boost::asio;
 namespace http = boost::beast::http;
 using tcp = asio::ip::tcp;
 using steady = std::chrono::steady_clock;
-using fields = std::map<std::string, std::string>;
-
-std::string lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
-// application/x-www-form-urlencoded and query strings.
-fields decode_form(std::string_view text) {
-  auto unescape = [](std::string_view in) {
-    std::string out;
-    for (std::size_t i = 0; i < in.size(); ++i) {
-      if (in[i] == '+') {
-        out += ' ';
-      } else if (in[i] == '%' && i + 2 < in.size() &&
-                 std::isxdigit(static_cast<unsigned char>(in[i + 1])) &&
-                 std::isxdigit(static_cast<unsigned char>(in[i + 2]))) {
-        out += static_cast<char>(std::stoi(std::string(in.substr(i + 1, 2)), nullptr, 16));
-        i += 2;
-      } else {
-        out += in[i];
-      }
-    }
-    return out;
-  };
-  fields out;
-  while (!text.empty()) {
-    const auto amp = text.find('&');
-    const auto pair = text.substr(0, amp);
-    text = amp == std::string_view::npos ? std::string_view() : text.substr(amp + 1);
-    if (pair.empty()) continue;
-    const auto eq = pair.find('=');
-    out[unescape(pair.substr(0, eq))] =
-        eq == std::string_view::npos ? std::string() : unescape(pair.substr(eq + 1));
-  }
-  return out;
-}
-
-std::string escape(std::string_view in) {
-  static constexpr char hex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : in) {
-    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 0xf];
-    }
-  }
-  return out;
-}
-
-std::string base64url(std::string_view bytes) {
-  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(bytes.data()),
-                                static_cast<int>(bytes.size()));
-  out.resize(static_cast<std::size_t>(n));
-  while (!out.empty() && out.back() == '=') out.pop_back();
-  for (char& c : out) {
-    if (c == '+') c = '-';
-    if (c == '/') c = '_';
-  }
-  return out;
-}
-
-// RFC 7636 §4.2: BASE64URL(SHA256(ASCII(code_verifier))).
-std::string s256(std::string_view verifier) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  EVP_Digest(verifier.data(), verifier.size(), digest, &length, EVP_sha256(), nullptr);
-  return base64url(std::string_view(reinterpret_cast<const char*>(digest), length));
-}
-
-std::set<std::string> split_scope(std::string_view scope) {
-  std::set<std::string> out;
-  while (!scope.empty()) {
-    const auto space = scope.find(' ');
-    if (space != 0) out.emplace(scope.substr(0, space));
-    if (space == std::string_view::npos) break;
-    scope.remove_prefix(space + 1);
-  }
-  return out;
-}
+using fields = http_parts::fields;
+using http_parts::base64url;
+using http_parts::decode_form;
+using http_parts::escape;
+using http_parts::lower;
+using http_parts::s256;
+using http_parts::split_scope;
 
 // Google accepts loopback redirects on any port and path (installed-app flow).
 bool loopback_redirect(std::string_view uri) {
