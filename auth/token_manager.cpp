@@ -71,6 +71,10 @@ std::string needs_reauth_message(const std::string& account) {
          "screen is in Testing)";
 }
 
+bool names_reauth(std::string_view error, const std::string& account) {
+  return error.starts_with("account " + account + " needs re-authorization: ");
+}
+
 std::string needs_reauth_message(const std::string& account,
                                  std::optional<std::int64_t> authorized_at, std::int64_t now) {
   if (!authorized_at) return needs_reauth_message(account);
@@ -155,9 +159,10 @@ void token_manager::serve(account& a, waiter done) {
     return;
   }
   if (a.state == token_state::needs_reauth) {
-    // A service account's error names its own fix (domain-wide delegation).
+    // The refusal's own sentence names its fix (a service account's
+    // delegation, Microsoft's AADSTS cause, Google's Testing status).
     done->post(failed(token_state::needs_reauth,
-                      a.in_memory()
+                      a.in_memory() || names_reauth(a.last_error, a.address)
                           ? a.last_error
                           : needs_reauth_message(a.address, a.authorized_at, now_seconds())));
     return;

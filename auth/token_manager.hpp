@@ -61,6 +61,10 @@ struct token_manager_options {
 std::string needs_reauth_message(const std::string& account);
 std::string needs_reauth_message(const std::string& account,
                                  std::optional<std::int64_t> authorized_at, std::int64_t now);
+// Whether `error` is such a sentence for `account`, made when the refusal
+// came (it then says more than needs_reauth_message can later: Microsoft's
+// cause, or the age of the consent at the time).
+bool names_reauth(std::string_view error, const std::string& account);
 
 // Every member function is called on `loop`, which one thread runs; all state
 // lives there, so there is no lock. Token endpoint requests and store reads

@@ -26,6 +26,8 @@ std::string token_problem_sentence(const auth::account_status& s, std::int64_t n
     case auth::token_state::needs_reauth:
       // A service account's error names its fix (domain-wide delegation).
       if (!s.service_account.empty() && !s.last_error.empty()) return s.last_error;
+      // Microsoft's cause, or Google's told apart when the refusal came.
+      if (auth::names_reauth(s.last_error, s.address)) return s.last_error;
       return auth::needs_reauth_message(s.address, s.authorized_at, now);
     case auth::token_state::missing:
       return "account " + s.address + " is not authorized yet: " + run;

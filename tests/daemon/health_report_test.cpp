@@ -113,6 +113,25 @@ TEST(health_rules, three_temporary_failures_in_a_row_degrade_unless_the_token_is
   EXPECT_EQ(verdict.problems[0].rfind("account alice@example.com needs re-authorization", 0), 0u);
 }
 
+TEST(health_rules, a_refusal_that_named_its_cause_is_said_as_it_was) {
+  auto in = healthy_input();
+  // Microsoft's AADSTS cause, as the token manager wrote it when the refusal came.
+  auto erin = account("erin@contoso.com", auth::token_state::needs_reauth);
+  erin.status.last_error =
+      "account erin@contoso.com needs re-authorization: Microsoft refused the refresh token "
+      "(AADSTS700082: expired for inactivity). To fix it, run: oauth-relayctl authorize "
+      "erin@contoso.com";
+  in.accounts.push_back(erin);
+  // Anything else in last_error is not that sentence: the general one is said.
+  auto frank = account("frank@example.com", auth::token_state::needs_reauth);
+  frank.status.last_error = "token revoked";
+  in.accounts.push_back(frank);
+  const auto verdict = evaluate(in);
+  ASSERT_EQ(verdict.problems.size(), 2u);
+  EXPECT_EQ(verdict.problems[0], erin.status.last_error);
+  EXPECT_EQ(verdict.problems[1], auth::needs_reauth_message("frank@example.com"));
+}
+
 TEST(health_rules, a_message_whose_content_was_lost_degrades_for_a_day) {
   auto in = healthy_input();
   in.messages_lost = 2;
