@@ -82,6 +82,22 @@ int main(int argc, char** argv) {
   auto* queue_cmd = app.add_subcommand("queue", "the queued messages (oldest first)");
   queue_cmd->require_subcommand(0, 1);
   queue_cmd->add_flag("--json", json, "one JSON document on standard output");
+  ctl::queue_page page;
+  queue_cmd
+      ->add_option("--limit", page.limit,
+                   "at most this many messages (the daemon lists a page at a time)")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  queue_cmd
+      ->add_option("--after", page.after,
+                   "start after this position: what the previous page printed last")
+      ->check(CLI::Validator(
+          [](const std::string& text) {
+            const bool digits = !text.empty() && text.size() <= 18 &&
+                                text.find_first_not_of("0123456789") == std::string::npos;
+            return digits ? std::string() : "the position the previous page printed (a number)";
+          },
+          "CURSOR"));
   std::vector<std::string> retry_ids;
   bool retry_all = false;
   auto* retry_cmd = queue_cmd->add_subcommand("retry", "make queued messages due now");
@@ -159,7 +175,7 @@ int main(int argc, char** argv) {
     if (test_cmd->parsed()) return ctl::run_test(ctx, test_address);
     if (retry_cmd->parsed()) return ctl::run_queue_retry(ctx, retry_ids, retry_all, json);
     if (delete_cmd->parsed()) return ctl::run_queue_delete(ctx, delete_ids, json);
-    if (queue_cmd->parsed()) return ctl::run_queue_list(ctx, json);
+    if (queue_cmd->parsed()) return ctl::run_queue_list(ctx, page, json);
     if (status_cmd->parsed()) return ctl::run_status(ctx, json);
     if (login_add_cmd->parsed()) return ctl::run_login_add(ctx, login_name, password_stdin);
     if (login_remove_cmd->parsed()) return ctl::run_login_remove(ctx, login_name);

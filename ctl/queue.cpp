@@ -79,20 +79,29 @@ int report_ids(const json& document, const char* count_key, const std::string& d
 
 }  // namespace
 
-int run_queue_list(const context& ctx, bool as_json) {
-  const auto document = answer(control_socket_client(ctx).get("/queue"), "GET /queue");
+int run_queue_list(const context& ctx, const queue_page& page, bool as_json) {
+  std::string target = "/queue?limit=" + std::to_string(page.limit);
+  if (!page.after.empty()) target += "&after=" + page.after;
+  const auto document = answer(control_socket_client(ctx).get(target), "GET /queue");
   const auto messages = document.find("messages");
   if (messages == document.end() || !messages->is_array()) malformed("GET /queue");
+  // A string when another page follows; null or missing on the last one.
+  std::string next_after;
+  if (auto next = document.find("next_after"); next != document.end() && !next->is_null()) {
+    if (!next->is_string()) malformed("GET /queue");
+    next_after = next->get<std::string>();
+  }
   if (as_json) {
     std::cout << document.dump(2) << std::endl;
     return 0;
   }
   if (messages->empty()) {
-    std::cout << "the queue is empty" << std::endl;
+    std::cout << (page.after.empty() ? "the queue is empty" : "no more messages") << std::endl;
     return 0;
   }
   std::cout << plural(static_cast<std::int64_t>(messages->size()), "message", "messages")
-            << " in the queue, oldest first" << std::endl;
+            << (page.after.empty() ? " in the queue" : " further on") << ", oldest first"
+            << (next_after.empty() ? "" : " (more follow)") << std::endl;
   for (const auto& m : *messages) {
     if (!m.is_object()) malformed("GET /queue");
     const auto next = number_of(m, "next_attempt_in_seconds");
@@ -111,6 +120,12 @@ int run_queue_list(const context& ctx, bool as_json) {
     }
     const std::string error = text_of(m, "last_error");
     if (!error.empty()) std::cout << "    last error: " << error << "\n";
+  }
+  if (!next_after.empty()) {
+    std::cout << "next page: oauth-relayctl queue --after " << next_after
+              << (page.limit == default_page_limit ? std::string()
+                                                   : " --limit " + std::to_string(page.limit))
+              << "\n";
   }
   std::cout.flush();
   return 0;

@@ -150,17 +150,21 @@ asio::awaitable<http_reply> control_routes::respond(const http_request& request)
   http_reply refusal;
   const auto* r = find_route<control_routes>(table, request.method, request.path, refusal);
   if (r == nullptr) co_return refusal;
-  co_return co_await (this->*(r->answer))(request.body);
+  // A GET has no body: its parameters are the query string.
+  co_return co_await (this->*(r->answer))(request.method == "GET" ? request.query : request.body);
 }
 
-asio::awaitable<http_reply> control_routes::queue(std::string_view) {
-  auto messages = co_await sources_.spool.admin().list();
-  if (!messages) {
-    log::error("queue_list_failed").kv("error", messages.error().detail);
+asio::awaitable<http_reply> control_routes::queue(std::string_view query) {
+  std::string problem;
+  const auto page = parse_queue_page(query, problem);
+  if (!page) co_return bad_request(problem);
+  auto listed = co_await sources_.spool.admin().list(page->after, page->limit);
+  if (!listed) {
+    log::error("queue_list_failed").kv("error", listed.error().detail);
     co_return http_reply{
-        500, "application/json", error_json("the spool failed: " + messages.error().detail), {}};
+        500, "application/json", error_json("the spool failed: " + listed.error().detail), {}};
   }
-  co_return http_reply{200, "application/json", queue_json(*messages, now_ms()), {}};
+  co_return http_reply{200, "application/json", queue_json(*listed, now_ms()), {}};
 }
 
 asio::awaitable<http_reply> control_routes::retry(std::string_view body) {

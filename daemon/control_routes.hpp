@@ -43,7 +43,9 @@ class control_routes {
 
   boost::asio::awaitable<http_reply> respond(const http_request& request);
 
-  // GET /queue, POST /queue/retry, POST /queue/delete: the queue.
+  // GET /queue[?limit=N&after=CURSOR] (a page: see parse_queue_page), POST
+  // /queue/retry, POST /queue/delete: the queue. A GET's answer gets the
+  // query string, a POST's its body.
   // POST /accounts/reload: re-read the token store now.
   // GET /accounts: the `oauth-relayctl accounts --json` document.
   // POST /accounts/import {"address", "refresh_token", optionally

@@ -7,6 +7,7 @@
 #include <charconv>
 #include <cmath>
 #include <ctime>
+#include <limits>
 
 #include <nlohmann/json.hpp>
 
@@ -234,9 +235,9 @@ std::string health_json(const health_input& in, const health_verdict& verdict,
   return body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
 }
 
-std::string queue_json(const std::vector<relay::queued_message>& messages, std::int64_t now_ms) {
+std::string queue_json(const relay::queue_page& page, std::int64_t now_ms) {
   json list = json::array();
-  for (const auto& m : messages) {
+  for (const auto& m : page.messages) {
     json recipients = json::array();
     for (const auto& r : m.recipients) {
       recipients.push_back({{"address", r.rcpt.address},
@@ -255,8 +256,50 @@ std::string queue_json(const std::vector<relay::queued_message>& messages, std::
         {"recipients", std::move(recipients)},
     });
   }
-  json body = {{"messages", std::move(list)}};
+  json body = {
+      {"messages", std::move(list)},
+      {"next_after", page.next_after ? json(std::to_string(*page.next_after)) : json(nullptr)}};
   return body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+}
+
+std::optional<queue_page_request> parse_queue_page(std::string_view query, std::string& error) {
+  queue_page_request out;
+  // A whole decimal number, no sign, no leading '+', at most `max`.
+  auto number = [](std::string_view text, std::uint64_t max) -> std::optional<std::uint64_t> {
+    std::uint64_t value = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (text.empty() || ec != std::errc() || end != text.data() + text.size() || value > max)
+      return std::nullopt;
+    return value;
+  };
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    const auto pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    if (pair.empty()) continue;
+    const auto eq = pair.find('=');
+    const auto key = pair.substr(0, eq);
+    const auto value = eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+    if (key == "limit") {
+      const auto limit = number(value, max_queue_page);
+      if (!limit || *limit == 0) {
+        error = "limit must be a number from 1 to " + std::to_string(max_queue_page);
+        return std::nullopt;
+      }
+      out.limit = static_cast<std::size_t>(*limit);
+    } else if (key == "after") {
+      const auto after = number(value, std::numeric_limits<std::int64_t>::max());
+      if (!after) {
+        error = "after must be the next_after of the previous page";
+        return std::nullopt;
+      }
+      out.after = static_cast<std::int64_t>(*after);
+    } else {
+      error = "unknown parameter \"" + std::string(key) + "\": expected limit=N and after=CURSOR";
+      return std::nullopt;
+    }
+  }
+  return out;
 }
 
 std::optional<queue_selection> parse_queue_selection(std::string_view body, bool allow_all,

@@ -88,7 +88,21 @@ std::string iso8601_utc(std::int64_t unix_seconds);
 // recipients) and GET /queue (control socket).
 std::string health_json(const health_input& in, const health_verdict& verdict,
                         std::string_view version);
-std::string queue_json(const std::vector<relay::queued_message>& messages, std::int64_t now_ms);
+// GET /queue: {"messages":[...],"next_after":"CURSOR" or null}.
+std::string queue_json(const relay::queue_page& page, std::int64_t now_ms);
+
+// GET /queue's query string: limit=N (1 to max_queue_page, default
+// default_queue_page) and after=CURSOR (a next_after the previous page gave;
+// none: from the oldest). The daemon never builds more than one page, so a
+// million queued messages cost a listing no more than a hundred.
+inline constexpr std::size_t default_queue_page = 100;
+inline constexpr std::size_t max_queue_page = 1000;
+struct queue_page_request {
+  std::int64_t after = 0;
+  std::size_t limit = default_queue_page;
+};
+// Unset with `error` saying what is wrong (for a 400).
+std::optional<queue_page_request> parse_queue_page(std::string_view query, std::string& error);
 
 // The body of POST /queue/retry and /queue/delete: {"ids":["ID",...]} or,
 // where `allow_all`, {"all":true}. Ids are deduplicated, order kept.

@@ -264,9 +264,13 @@ asio::awaitable<void> http_socket::serve(local::socket stream) {
         keep_alive = request.keep_alive() && allowed;
         const std::string method(request.method_string());
         std::string target(request.target());
-        if (auto q = target.find('?'); q != std::string::npos) target.resize(q);
+        std::string query;
+        if (auto q = target.find('?'); q != std::string::npos) {
+          query = target.substr(q + 1);
+          target.resize(q);
+        }
         if (allowed) {
-          const http_request asked{method, target, std::move(request.body())};
+          const http_request asked{method, target, std::move(request.body()), std::move(query)};
           answer = co_await answer_(asked);
         } else {
           answer = {

@@ -42,6 +42,7 @@ struct http_request {
   std::string method;
   std::string path;  // the target without its query string
   std::string body;
+  std::string query;  // what followed '?' in the target, as sent
 };
 
 struct http_reply {

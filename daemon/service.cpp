@@ -177,9 +177,10 @@ class service {
         .kv("control_socket", control_.path().string())
         .kv("state_dir", settings_.state_dir.string());
     sd_notifyf(0, "READY=1\nSTATUS=%s", status_line().c_str());
+    if (spool_.check_deferred()) check_spool();
     io_.run();
     log::notice("stopped").kv("accepted", spool_.messages_stored());
-    return 0;
+    return exit_status_;
   }
 
  private:
@@ -269,7 +270,9 @@ class service {
   void stop(int signal) {
     sd_notify(0, "STOPPING=1\nSTATUS=Stopping: finishing sessions");
     log::notice("stopping")
-        .kv("signal", signal == SIGTERM ? "SIGTERM" : "SIGINT")
+        .kv("signal", signal == SIGTERM  ? "SIGTERM"
+                      : signal == SIGINT ? "SIGINT"
+                                         : "none")
         .kv("sessions", server_.active_sessions());
     scheduler_.stop();
     server_.stop(shutdown_grace, [this] {
@@ -280,6 +283,25 @@ class service {
       watchdog_timer_.cancel();
       status_timer_.cancel();
       io_.stop();
+    });
+  }
+
+  // A large queue.db is checked once listening (relay::spool::check_later): a
+  // damaged one stops the daemon as it would have refused to start, exit 1.
+  void check_spool() {
+    const auto began = std::chrono::steady_clock::now();
+    spool_.check_later([this, began](const std::string& problem) {
+      const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now() - began)
+                          .count();
+      if (problem.empty()) {
+        log::info("queue_checked").kv("ms", static_cast<std::int64_t>(ms));
+        return;
+      }
+      log::error("spool_unusable").kv("error", problem);
+      sd_notifyf(0, "STATUS=Failed: %s", problem.c_str());
+      exit_status_ = 1;
+      stop(0);
     });
   }
 
@@ -320,6 +342,7 @@ class service {
   asio::steady_timer watchdog_timer_;
   asio::steady_timer status_timer_;
   std::chrono::microseconds watchdog_interval_{0};
+  int exit_status_ = 0;
 };
 
 }  // namespace

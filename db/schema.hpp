@@ -1,6 +1,6 @@
 // queue.db's schema: every table (messages, recipients, contents, accounts,
-// token_key, sent_log, account_holds), its version and the migrations from each earlier one.
-// Nothing else creates tables.
+// token_key, sent_log, account_holds, queue_counts), its version and the migrations from each
+// earlier one. Nothing else creates tables.
 #pragma once
 
 #include <filesystem>
@@ -11,7 +11,7 @@ namespace oauth_relay::db {
 
 // PRAGMA user_version of a database this code wrote. The history is the
 // numbered list of migrations in schema.cpp.
-inline constexpr int queue_schema_version = 8;
+inline constexpr int queue_schema_version = 9;
 
 struct open_options {
   // PRAGMA quick_check on an existing file first: the daemon refuses to start
@@ -35,5 +35,10 @@ connection open_queue_read_only(const std::filesystem::path& state_dir);
 
 // PRAGMA user_version.
 int schema_version(connection& db);
+
+// PRAGMA quick_check: reads every page, so its time grows with the file.
+// Throws db::error (SQLITE_CORRUPT) saying the database is damaged and how
+// to recover it.
+void check_integrity(connection& db);
 
 }  // namespace oauth_relay::db

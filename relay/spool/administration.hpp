@@ -18,11 +18,12 @@ class admin_queries {
  public:
   explicit admin_queries(spool_writer& writer) : writer_(writer) {}
 
-  // Depth, deferred count and oldest arrival, in one aggregate query.
+  // Depth, deferred count and oldest arrival, in constant time.
   boost::asio::awaitable<spool_result<queue_summary>> summary();
 
-  // Every queued message with its recipients, oldest first.
-  boost::asio::awaitable<spool_result<std::vector<queued_message>>> list();
+  // At most `limit` queued messages with their recipients, in arrival order,
+  // from the position after `after` (0: from the start); see queue_page.
+  boost::asio::awaitable<spool_result<queue_page>> list(std::int64_t after, std::size_t limit);
 
   // Makes the messages `ids` (every message when `all`) due at `when_ms` at
   // the latest; `changed` counts the queued ones, `unknown` lists the rest.

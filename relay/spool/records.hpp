@@ -137,6 +137,14 @@ struct queue_summary {
   std::optional<std::int64_t> oldest_received_at;  // unix seconds; unset when empty
 };
 
+// A page of the queue listing. Positions are the messages' places in arrival
+// order; a page starts after a position, so paging stays right while
+// messages leave the queue or arrive between two pages.
+struct queue_page {
+  std::vector<queued_message> messages;
+  std::optional<std::int64_t> next_after;  // the next page's start; unset on the last page
+};
+
 // What an administrator's retry or delete did.
 struct queue_change {
   std::size_t changed = 0;           // messages made due, or deleted

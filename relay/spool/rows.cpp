@@ -18,6 +18,11 @@ constexpr const char* select_due =
 // Same second: arrival (rowid) order decides.
 constexpr const char* select_all =
     "SELECT " OAUTH_RELAY_MESSAGE_COLUMNS " FROM messages ORDER BY received_at, rowid";
+// The rowid is the message's position: a new row gets one past the largest,
+// so rowid order is arrival order among the queued messages.
+constexpr const char* select_page =
+    "SELECT " OAUTH_RELAY_MESSAGE_COLUMNS
+    ", rowid FROM messages WHERE rowid > ?1 ORDER BY rowid LIMIT ?2";
 
 #undef OAUTH_RELAY_MESSAGE_COLUMNS
 
@@ -39,6 +44,8 @@ constexpr const char* insert_content_row = "INSERT INTO contents(data) VALUES(?1
 constexpr const char* delete_message_row =
     "DELETE FROM messages WHERE id = ?1 RETURNING content_file, content_id";
 constexpr const char* delete_content_row = "DELETE FROM contents WHERE id = ?1";
+constexpr const char* select_own_file =
+    "SELECT 1 FROM messages WHERE id = ?1 AND content_file = ?1";
 constexpr const char* select_content_files =
     "SELECT content_file FROM messages WHERE content_file IS NOT NULL";
 
@@ -128,6 +135,29 @@ std::vector<queued_message> all(db::statement_cache& sql) {
     while (st.step()) out.push_back(read_message(st));
   }
   read_all_recipients(sql, out);
+  return out;
+}
+
+queue_page page(db::statement_cache& sql, std::int64_t after, std::size_t limit) {
+  queue_page out;
+  if (limit == 0) return out;
+  auto& st = sql.get(select_page);
+  {
+    db::reset_on_exit reset(st);
+    st.bind(1, after);
+    // One more than asked: whether another page follows, without counting.
+    st.bind(2, static_cast<std::int64_t>(limit) + 1);
+    std::int64_t last = after;
+    while (st.step()) {
+      if (out.messages.size() == limit) {
+        out.next_after = last;
+        break;
+      }
+      out.messages.push_back(read_message(st));
+      last = st.int64(13);
+    }
+  }
+  read_all_recipients(sql, out.messages);
   return out;
 }
 
@@ -224,6 +254,13 @@ removed_message delete_message(db::statement_cache& sql, const std::string& id) 
   }
   if (content_id) sql.get(delete_content_row).bind(1, *content_id).run();
   return out;
+}
+
+bool names_own_file(db::statement_cache& sql, std::string_view id) {
+  auto& st = sql.get(select_own_file);
+  db::reset_on_exit reset(st);
+  st.bind(1, id);
+  return st.step();
 }
 
 std::vector<std::string> content_files(db::statement_cache& sql) {

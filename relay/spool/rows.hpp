@@ -26,6 +26,11 @@ std::vector<queued_message> due(db::statement_cache& sql, std::int64_t now_ms, s
 // Every message with its recipients, oldest arrival first.
 std::vector<queued_message> all(db::statement_cache& sql);
 
+// At most `limit` messages with their recipients, in arrival order (rowid),
+// from the one after position `after`; next_after is set when more follow.
+// One seek in the table's b-tree, however long the queue.
+queue_page page(db::statement_cache& sql, std::int64_t after, std::size_t limit);
+
 // The earliest next attempt of any message, if there is one.
 std::optional<std::int64_t> next_due(db::statement_cache& sql);
 
@@ -65,7 +70,11 @@ struct removed_message {
 };
 removed_message delete_message(db::statement_cache& sql, const std::string& id);
 
-// The content files rows name (to tell orphans apart at start).
+// Whether the message `id` is queued with its content in the file named
+// `id` (the name insert_message() gives it): one primary key lookup.
+bool names_own_file(db::statement_cache& sql, std::string_view id);
+
+// The content files rows name (to tell orphans apart at start): a scan.
 std::vector<std::string> content_files(db::statement_cache& sql);
 
 }  // namespace oauth_relay::relay::rows

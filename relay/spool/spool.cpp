@@ -16,19 +16,23 @@ namespace oauth_relay::relay {
 struct spool::opened {
   db::connection db;
   std::unique_ptr<wal_checkpointer> checkpointer;
+  bool check_deferred = false;
 };
 
 spool::spool(const std::filesystem::path& state_dir, boost::asio::any_io_executor executor,
              boost::asio::any_io_executor blocking)
-    : spool(open(state_dir, state_dir / "spool", std::move(blocking)), state_dir / "spool",
-            std::move(executor)) {}
+    : spool(open(state_dir, state_dir / "spool", blocking), state_dir, std::move(executor),
+            blocking) {}
 
-spool::spool(opened o, const std::filesystem::path& files_dir,
-             boost::asio::any_io_executor executor)
-    : executor_(executor),
+spool::spool(opened o, const std::filesystem::path& state_dir,
+             boost::asio::any_io_executor executor, boost::asio::any_io_executor blocking)
+    : state_dir_(state_dir),
+      executor_(executor),
+      blocking_(std::move(blocking)),
+      check_deferred_(o.check_deferred),
       checkpointer_(std::move(o.checkpointer)),
-      writer_(std::move(o.db), files_dir, executor, [this](std::size_t n) { stored(n); }),
-      storage_(writer_, files_dir),
+      writer_(std::move(o.db), state_dir / "spool", executor, [this](std::size_t n) { stored(n); }),
+      storage_(writer_, state_dir / "spool"),
       queue_(writer_),
       admin_(writer_) {}
 
@@ -37,6 +41,19 @@ spool::~spool() = default;
 void spool::on_stored(std::function<void()> callback) {
   std::lock_guard lock(on_stored_mutex_);
   on_stored_ = std::move(callback);
+}
+
+void spool::check_later(std::function<void(std::string)> done) {
+  boost::asio::post(blocking_, [dir = state_dir_, done = std::move(done), executor = executor_] {
+    std::string problem;
+    try {
+      auto db = db::open_queue_read_only(dir);
+      db::check_integrity(db);
+    } catch (const db::error& e) {
+      problem = e.what();
+    }
+    boost::asio::post(executor, [done, problem] { done(problem); });
+  });
 }
 
 void spool::stored(std::size_t) {
@@ -54,14 +71,17 @@ spool::opened spool::open(const std::filesystem::path& state_dir,
   ::chmod(state_dir.c_str(), 0700);
   ::chmod(files_dir.c_str(), 0700);
   try {
-    auto db = db::open_queue(state_dir, {.check_integrity = true});
+    std::error_code size_error;
+    const auto size = std::filesystem::file_size(state_dir / "queue.db", size_error);
+    const bool check_now = size_error || size <= check_at_open_limit;
+    auto db = db::open_queue(state_dir, {.check_integrity = check_now});
     // The writer appends and rarely reads back: a small page cache, and a WAL
     // file that does not stay large after a burst.
     db.exec("PRAGMA cache_size=-512; PRAGMA journal_size_limit=67108864;");
     message_storage::remove_orphan_files(db, files_dir);
     auto checkpointer = std::make_unique<wal_checkpointer>(db.path(), std::move(blocking));
     checkpointer->watch(db);
-    return {std::move(db), std::move(checkpointer)};
+    return {std::move(db), std::move(checkpointer), !check_now};
   } catch (const db::error& e) {
     throw spool_error(e.what());
   }

@@ -3,10 +3,11 @@
 // file is handed to the row once it is durable.
 #include "relay/spool/storage.hpp"
 
-#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <system_error>
+#include <unordered_set>
+#include <vector>
 
 #include <boost/asio/use_awaitable.hpp>
 
@@ -73,15 +74,25 @@ boost::asio::awaitable<spool_result<void>> message_storage::commit(
 
 void message_storage::remove_orphan_files(db::connection& db,
                                           const std::filesystem::path& files_dir) {
-  db::statement_cache statements(db);
-  const auto referenced = rows::content_files(statements);
+  // Before the daemon listens, so never a full scan of the queue on the way:
+  // a file is named by its message's id, one primary key lookup each; only
+  // names that lookup does not place (a draft a crash left, or a row from a
+  // version that named files otherwise) are checked against every row's.
   std::error_code ec;
+  std::vector<std::filesystem::path> unplaced;
+  db::statement_cache statements(db);
   for (const auto& entry : std::filesystem::directory_iterator(files_dir, ec)) {
-    const auto name = entry.path().filename().string();
-    if (std::find(referenced.begin(), referenced.end(), name) == referenced.end()) {
-      std::filesystem::remove(entry.path(), ec);
-      log::info("spool_orphan_removed").kv("file", name);
-    }
+    if (!rows::names_own_file(statements, entry.path().filename().string()))
+      unplaced.push_back(entry.path());
+  }
+  if (unplaced.empty()) return;
+  const auto listed = rows::content_files(statements);
+  const std::unordered_set<std::string> referenced(listed.begin(), listed.end());
+  for (const auto& path : unplaced) {
+    const auto name = path.filename().string();
+    if (referenced.count(name) != 0) continue;
+    std::filesystem::remove(path, ec);
+    log::info("spool_orphan_removed").kv("file", name);
   }
 }
 

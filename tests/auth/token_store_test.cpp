@@ -251,10 +251,11 @@ TEST_F(token_store_test, no_file_of_the_state_directory_holds_a_token_in_plain_t
 TEST_F(token_store_test, plain_tokens_of_schema_version_3_are_sealed_on_open) {
   std::filesystem::create_directories(state_);
   // A version 3 database has the spool's tables too; later migrations add
-  // columns to `messages` (its other columns do not matter here).
+  // columns to `messages` and count and index it by attempts and arrival
+  // (its other columns do not matter here).
   sql(state_, R"sql(
 PRAGMA journal_mode=WAL;
-CREATE TABLE messages(id INTEGER PRIMARY KEY);
+CREATE TABLE messages(id INTEGER PRIMARY KEY, received_at INTEGER, attempts INTEGER);
 CREATE TABLE accounts(
   address TEXT PRIMARY KEY COLLATE NOCASE, refresh_token TEXT, access_token TEXT,
   access_expires_at INTEGER, state TEXT NOT NULL, last_error TEXT NOT NULL DEFAULT '',

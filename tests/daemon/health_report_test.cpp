@@ -289,8 +289,8 @@ TEST(queue_json, lists_messages_with_recipient_states) {
   due.id = "fedcba9876543210";
   due.next_attempt_ms = now * 1000 - 5000;
   due.last_error.clear();
-  const auto body = json::parse(queue_json({m, due}, now * 1000));
-  EXPECT_EQ(body, json::parse(R"({"messages": [
+  const auto body = json::parse(queue_json({{m, due}, 4711}, now * 1000));
+  EXPECT_EQ(body, json::parse(R"({"next_after": "4711", "messages": [
     {"id": "0123456789abcdef", "account": "alice@example.com", "sender": "app@example.com",
      "size": 1234, "age_seconds": 90, "attempts": 2, "next_attempt_in_seconds": 60,
      "last_error": "421 4.7.0 Try again later",
@@ -306,6 +306,44 @@ TEST(queue_json, lists_messages_with_recipient_states) {
        {"address": "b@example.org", "state": "pending", "last_reply": ""},
        {"address": "c@example.org", "state": "failed", "last_reply": "550 5.1.1 no such user"}]}
   ]})"));
+}
+
+TEST(queue_json, the_last_page_has_no_next) {
+  EXPECT_EQ(json::parse(queue_json({}, now * 1000)),
+            json::parse(R"({"messages": [], "next_after": null})"));
+}
+
+TEST(queue_page, reads_limit_and_after_and_refuses_anything_else) {
+  std::string error;
+  auto page = parse_queue_page("", error);
+  ASSERT_TRUE(page);
+  EXPECT_EQ(page->limit, default_queue_page);
+  EXPECT_EQ(page->after, 0);
+  page = parse_queue_page("limit=1000&after=9223372036854775807", error);
+  ASSERT_TRUE(page);
+  EXPECT_EQ(page->limit, 1000u);
+  EXPECT_EQ(page->after, 9223372036854775807);
+  page = parse_queue_page("after=12&&limit=7&", error);
+  ASSERT_TRUE(page);
+  EXPECT_EQ(page->limit, 7u);
+  EXPECT_EQ(page->after, 12);
+
+  const std::vector<std::pair<std::string, std::string>> refused = {
+      {"limit=0", "limit must be a number from 1 to 1000"},
+      {"limit=1001", "limit must be a number from 1 to 1000"},
+      {"limit=", "limit must be a number from 1 to 1000"},
+      {"limit=+5", "limit must be a number from 1 to 1000"},
+      {"limit=5x", "limit must be a number from 1 to 1000"},
+      {"after=-1", "after must be the next_after of the previous page"},
+      {"after=9223372036854775808", "after must be the next_after of the previous page"},
+      {"after", "after must be the next_after of the previous page"},
+      {"all=1", "unknown parameter \"all\": expected limit=N and after=CURSOR"},
+  };
+  for (const auto& [query, why] : refused) {
+    error.clear();
+    EXPECT_FALSE(parse_queue_page(query, error)) << query;
+    EXPECT_EQ(error, why) << query;
+  }
 }
 
 TEST(queue_selection, accepts_ids_or_all_and_refuses_anything_else) {

@@ -130,6 +130,7 @@ unsigned mode_of(const std::filesystem::path& p) {
 
 const std::vector<std::string> current_shape = {
     "index messages_account_due",
+    "index messages_age",
     "index messages_due",
     "index sent_log_time",
     "table account_holds account,reason,resumes_at_ms,since_ms,state,throttles",
@@ -138,15 +139,19 @@ const std::vector<std::string> current_shape = {
     "table contents data,id",
     "table messages account,attempts,body_type,content_file,content_id,delay_warned,dsn_ret,"
     "eight_bit,envid,id,last_error,next_attempt_ms,received_at,sender,size,smtputf8",
+    "table queue_counts deferred,id,messages",
     "table recipients address,last_reply,message_id,notify,orcpt,position,status",
     "table sent_log account,recipients,sent_at_ms",
     "table token_key created_at,id,key_check",
+    "trigger queue_counts_attempts",
+    "trigger queue_counts_delete",
+    "trigger queue_counts_insert",
 };
 
 TEST_F(schema_test, a_new_database_gets_every_table_privately_in_wal_mode) {
   auto db = open_queue(dir_);
   EXPECT_EQ(schema_version(db), queue_schema_version);
-  EXPECT_EQ(queue_schema_version, 8);
+  EXPECT_EQ(queue_schema_version, 9);
   EXPECT_EQ(shape(), current_shape);
   EXPECT_EQ(mode_of(dir_), 0700u);
   EXPECT_EQ(mode_of(file()), 0600u);
@@ -268,6 +273,60 @@ TEST_F(schema_test, version_5_rows_keep_their_8bit_flag_unknown) {
   EXPECT_EQ(value("PRAGMA user_version"), queue_schema_version);
   EXPECT_EQ(shape(), current_shape);
   EXPECT_EQ(value("SELECT eight_bit IS NULL FROM messages WHERE id = 'm4'"), 1);
+}
+
+TEST_F(schema_test, version_7_counts_its_queue_once_and_the_triggers_keep_the_counts) {
+  open_queue(dir_);
+  {
+    // Back to what version 7 wrote: no counts, no triggers, no age index.
+    connection db(file(), SQLITE_OPEN_READWRITE);
+    db.exec(
+        "DROP TRIGGER queue_counts_insert; DROP TRIGGER queue_counts_delete; "
+        "DROP TRIGGER queue_counts_attempts; DROP TABLE queue_counts; DROP INDEX messages_age; "
+        "ALTER TABLE accounts DROP COLUMN authorized_at; PRAGMA user_version = 7;");
+    for (const char* row : {"('m1', 0)", "('m2', 3)", "('m3', 1)", "('m4', 0)"}) {
+      db.exec((std::string("INSERT INTO messages(id, attempts, received_at, sender, account, "
+                           "body_type, smtputf8, dsn_ret, envid, size, next_attempt_ms) SELECT "
+                           "column1, column2, 1, 'a@example.com', 'a@example.com', 0, 0, 0, '', "
+                           "9, 5 FROM (VALUES ") +
+               row + ");")
+                  .c_str());
+    }
+  }
+  auto db = open_queue(dir_);
+  EXPECT_EQ(value("PRAGMA user_version"), queue_schema_version);
+  EXPECT_EQ(shape(), current_shape);
+  EXPECT_EQ(rows("SELECT messages || ' ' || deferred FROM queue_counts"),
+            std::vector<std::string>{"4 2"});
+  // Each change of a row changes the counts in its own statement's transaction.
+  db.exec(
+      "UPDATE messages SET attempts = attempts + 1 WHERE id IN ('m1', 'm2'); "
+      "DELETE FROM messages WHERE id = 'm3';"
+      "INSERT INTO messages(id, attempts, received_at, sender, account, body_type, smtputf8, "
+      "dsn_ret, envid, size, next_attempt_ms) VALUES('m5', 2, 1, 'a', 'a', 0, 0, 0, '', 9, 5);");
+  EXPECT_EQ(rows("SELECT messages || ' ' || deferred FROM queue_counts"),
+            std::vector<std::string>{"4 3"});
+  EXPECT_EQ(rows("SELECT count(*) || ' ' || count(CASE WHEN attempts > 0 THEN 1 END) "
+                 "FROM messages"),
+            std::vector<std::string>{"4 3"});
+}
+
+TEST_F(schema_test, the_oldest_arrival_and_a_page_of_the_queue_are_index_seeks) {
+  open_queue(dir_);
+  // EXPLAIN QUERY PLAN's detail column (the fourth): a SEARCH, never a SCAN
+  // of the table.
+  auto plan = [&](const char* sql) {
+    connection db(file(), SQLITE_OPEN_READONLY);
+    statement st(db, std::string("EXPLAIN QUERY PLAN ") + sql);
+    std::vector<std::string> out;
+    while (st.step()) out.push_back(st.text(3));
+    return out;
+  };
+  EXPECT_EQ(plan("SELECT min(received_at) FROM messages"),
+            std::vector<std::string>{"SEARCH messages USING COVERING INDEX messages_age"});
+  // A page of the listing starts where the last one ended, in arrival order.
+  EXPECT_EQ(plan("SELECT id FROM messages WHERE rowid > 7 ORDER BY rowid LIMIT 100"),
+            std::vector<std::string>{"SEARCH messages USING INTEGER PRIMARY KEY (rowid>?)"});
 }
 
 TEST_F(schema_test, a_read_only_open_never_migrates) {

@@ -5,6 +5,7 @@
 // arrived with its exact bytes; a message may arrive twice only when a kill
 // fell between Gmail taking it and the relay recording that.
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <atomic>
 #include <chrono>
@@ -17,6 +18,7 @@
 #include <sstream>
 #include <thread>
 
+#include "db/sqlite.hpp"
 #include "integration/support/google_fakes.hpp"
 #include "integration/support/mail_load.hpp"
 #include "integration/support/relay_process.hpp"
@@ -26,6 +28,19 @@ namespace oauth_relay::test_support {
 namespace {
 
 using namespace std::chrono_literals;
+
+// The queue's kept figures (queue_counts, kept by triggers) and a recount of
+// the rows, as "depth deferred" each, read while the relay is dead.
+std::pair<std::string, std::string> kept_and_counted(const std::filesystem::path& state_dir) {
+  db::connection db(state_dir / "queue.db", SQLITE_OPEN_READWRITE);
+  auto read = [&](const char* sql) {
+    db::statement st(db, sql);
+    return st.step() ? st.text(0) : std::string("no row");
+  };
+  return {read("SELECT messages || ' ' || deferred FROM queue_counts"),
+          read("SELECT count(*) || ' ' || count(CASE WHEN attempts > 0 THEN 1 END) "
+               "FROM messages")};
+}
 
 // Polls `condition` every few milliseconds; false when `timeout` passed first.
 template <typename Condition>
@@ -125,6 +140,8 @@ void run_crash_test(const crash_plan& plan) {
     // the boundary is drawn once Gmail has seen every connection close.
     wait_until([&] { return google.gmail().transactions_open() == 0; }, 5s);
     boundaries.push_back(google.message_count());
+    const auto [kept, counted] = kept_and_counted(relay.state_dir());
+    EXPECT_EQ(kept, counted) << "after kill " << k;
     relay.start();
     port = relay.port();
     just_restarted = true;

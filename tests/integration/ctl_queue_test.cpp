@@ -78,7 +78,7 @@ class ctl_queue : public testing::Test {
 };
 
 TEST_F(ctl_queue, queue_lists_messages_oldest_first) {
-  daemon().answer("GET", "/queue", 200, queue_json);
+  daemon().answer("GET", "/queue?limit=100", 200, queue_json);
   const auto r = ctl({"queue"});
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.out_lines,
@@ -93,18 +93,57 @@ TEST_F(ctl_queue, queue_lists_messages_oldest_first) {
                 "    to <c@example.org>: pending"}));
   ASSERT_EQ(daemon().requests().size(), 1u);
   EXPECT_EQ(daemon().requests()[0].method, "GET");
-  EXPECT_EQ(daemon().requests()[0].target, "/queue");
+  EXPECT_EQ(daemon().requests()[0].target, "/queue?limit=100");
+}
+
+// A long queue comes a page at a time: the request names the page, the
+// text says how to get the next, --json passes next_after through.
+TEST_F(ctl_queue, queue_pages_say_how_to_get_the_next) {
+  const std::string page = R"({"messages":[
+    {"id":"m3","account":"alice@example.com","sender":"cron@host.example","size":10,
+     "age_seconds":5,"attempts":0,"next_attempt_in_seconds":0,"last_error":"",
+     "recipients":[{"address":"a@example.org","state":"pending","last_reply":""}]}],
+    "next_after":"4711"})";
+  daemon().answer("GET", "/queue?limit=1&after=17", 200, page);
+  auto r = ctl({"queue", "--limit", "1", "--after", "17"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out_lines,
+            (std::vector<std::string>{
+                "1 message further on, oldest first (more follow)",
+                "m3  from <cron@host.example>  via alice@example.com  10 B  age 5s  attempts 0  "
+                "next attempt now",
+                "    to <a@example.org>: pending",
+                "next page: oauth-relayctl queue --after 4711 --limit 1"}));
+  r = ctl({"queue", "--json", "--limit", "1", "--after", "17"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["next_after"], "4711");
+  daemon().answer("GET", "/queue?limit=100&after=4711", 200,
+                  R"({"messages":[],"next_after":null})");
+  r = ctl({"queue", "--after", "4711"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "no more messages\n");
+  ASSERT_EQ(daemon().requests().size(), 3u);
+  EXPECT_EQ(daemon().requests()[2].target, "/queue?limit=100&after=4711");
+
+  // Bad pages are usage errors, asked of no daemon.
+  for (const std::vector<std::string>& args : {std::vector<std::string>{"queue", "--limit", "0"},
+                                               {"queue", "--limit", "1001"},
+                                               {"queue", "--after", "m1"},
+                                               {"queue", "--after", "-3"}}) {
+    EXPECT_EQ(ctl(args).status, 2) << args[1] << " " << args[2];
+  }
+  EXPECT_EQ(daemon().requests().size(), 3u);
 }
 
 TEST_F(ctl_queue, queue_json_is_the_daemons_document) {
-  daemon().answer("GET", "/queue", 200, queue_json);
+  daemon().answer("GET", "/queue?limit=100", 200, queue_json);
   const auto r = ctl({"queue", "--json"});
   EXPECT_EQ(r.status, 0);
   EXPECT_EQ(json::parse(r.out), json::parse(queue_json));
 }
 
 TEST_F(ctl_queue, an_empty_queue) {
-  daemon().answer("GET", "/queue", 200, R"({"messages":[]})");
+  daemon().answer("GET", "/queue?limit=100", 200, R"({"messages":[]})");
   const auto r = ctl({"queue"});
   EXPECT_EQ(r.status, 0);
   EXPECT_EQ(r.out, "the queue is empty\n");
@@ -231,13 +270,13 @@ TEST_F(ctl_queue, no_daemon_means_not_running) {
 TEST_F(ctl_queue, the_queue_goes_to_the_control_socket_and_status_to_the_health_socket) {
   health().answer("GET", "/health", 200, healthy_json);
   health().answer("GET", "/queue", 200, queue_json);
-  daemon().answer("GET", "/queue", 200, R"({"messages":[]})");
+  daemon().answer("GET", "/queue?limit=100", 200, R"({"messages":[]})");
   EXPECT_EQ(ctl({"queue"}).out, "the queue is empty\n");
   EXPECT_EQ(ctl({"status"}).status, 0);
   ASSERT_EQ(health().requests().size(), 1u);
   EXPECT_EQ(health().requests()[0].target, "/health");
   ASSERT_EQ(daemon().requests().size(), 1u);
-  EXPECT_EQ(daemon().requests()[0].target, "/queue");
+  EXPECT_EQ(daemon().requests()[0].target, "/queue?limit=100");
 }
 
 TEST_F(ctl_queue, a_daemon_without_the_endpoint_is_a_version_mismatch) {

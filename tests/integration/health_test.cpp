@@ -371,7 +371,15 @@ TEST_F(health, queue_lists_a_refused_message_retry_sends_it_delete_removes_it) {
   auto del = control_post("/queue/delete", R"({"ids":[")" + second + R"("]})");
   EXPECT_EQ(del.status, 200);
   EXPECT_EQ(json::parse(del.body), json::parse(R"({"deleted":1,"unknown":[]})"));
-  EXPECT_EQ(json::parse(control_get("/queue").body), json::parse(R"({"messages":[]})"));
+  EXPECT_EQ(json::parse(control_get("/queue").body),
+            json::parse(R"({"messages":[],"next_after":null})"));
+  // The page is the query's: a bad one is a 400 saying what is wrong.
+  EXPECT_EQ(json::parse(control_get("/queue?limit=5&after=0").body),
+            json::parse(R"({"messages":[],"next_after":null})"));
+  auto bad = control_get("/queue?limit=0");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(json::parse(bad.body),
+            json::parse(R"({"error":"limit must be a number from 1 to 1000"})"));
   {
     relay::spool_reader reader(relay_->state_dir());
     EXPECT_TRUE(reader.messages().value().empty());
@@ -485,7 +493,8 @@ TEST_F(health, a_message_deleted_during_its_attempt_goes_once_the_attempt_is_rec
   ASSERT_TRUE(
       relay_->wait_for_log("event=message_deleted id=" + id + " after=\"its delivery attempt\""))
       << relay_->log();
-  EXPECT_EQ(json::parse(control_get("/queue").body), json::parse(R"({"messages":[]})"));
+  EXPECT_EQ(json::parse(control_get("/queue").body),
+            json::parse(R"({"messages":[],"next_after":null})"));
   relay::spool_reader reader(relay_->state_dir());
   EXPECT_TRUE(reader.messages().value().empty());
   EXPECT_EQ(gmail_->messages().size(), 0u);
@@ -620,7 +629,8 @@ TEST_F(health, oauth_relayctl_works_the_queue_and_imports_through_the_control_so
   r = ctl({"queue", "delete", second});
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.out, "1 message deleted\n");
-  EXPECT_EQ(json::parse(control_get("/queue").body), json::parse(R"({"messages":[]})"));
+  EXPECT_EQ(json::parse(control_get("/queue").body),
+            json::parse(R"({"messages":[],"next_after":null})"));
 
   oauth_.add_account(account, "refresh-2");
   r = ctl({"import", account, "--refresh-token-file", "-", "--no-verify"}, "refresh-2\n");

@@ -200,7 +200,7 @@ TEST_F(sockets, a_widened_control_socket_still_refuses_other_users) {
   // Root still is served.
   r = curl(nullptr, control(), "GET", "/queue");
   EXPECT_EQ(r.status, 200);
-  EXPECT_EQ(json::parse(r.body), json::parse(R"({"messages":[]})"));
+  EXPECT_EQ(json::parse(r.body), json::parse(R"({"messages":[],"next_after":null})"));
 }
 
 TEST_F(sockets, stop_removes_both_sockets) {

@@ -8,9 +8,12 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <random>
+#include <string>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/thread_pool.hpp>
 
@@ -92,7 +95,7 @@ TEST_F(spool_failure, reads_of_a_broken_queue_are_errors_not_an_empty_queue) {
 
   exec_sql("ALTER TABLE recipients RENAME TO recipients_elsewhere");
   EXPECT_TRUE(failed_with(run_op(io_, s->queue().due(later, 10, {})), "no such table"));
-  EXPECT_TRUE(failed_with(run_op(io_, s->admin().list()), "no such table"));
+  EXPECT_TRUE(failed_with(run_op(io_, s->admin().list(0, 10)), "no such table"));
   EXPECT_TRUE(failed_with(spool_reader(dir_).messages(), "no such table"));
 
   exec_sql("ALTER TABLE messages RENAME TO messages_elsewhere");
@@ -224,6 +227,62 @@ TEST_F(spool_failure, a_full_disk_answers_no_space_and_stores_nothing) {
   ASSERT_TRUE(stored(left));
   ASSERT_GE(left->size(), 1u);
   EXPECT_EQ(left->front().id, kept);
+}
+
+}  // namespace
+}  // namespace oauth_relay::relay
+
+namespace oauth_relay::relay {
+namespace {
+
+// Runs spool::check_later to its end; the problem it found ("" when none).
+std::string checked_later(spool& s, boost::asio::io_context& io) {
+  std::optional<std::string> problem;
+  // The answer is posted from the blocking pool: the loop is kept waiting.
+  auto guard = boost::asio::make_work_guard(io);
+  s.check_later([&](const std::string& p) { problem = p; });
+  io.restart();
+  while (!problem) io.run_one();
+  return *problem;
+}
+
+// A queue.db larger than check_at_open_limit (a backlog) opens without
+// PRAGMA quick_check, so the daemon listens at once, and is checked after:
+// sound, or damaged with the same words the check at open uses.
+TEST_F(spool_failure, a_large_database_is_checked_after_it_opens) {
+  {
+    auto s = open();
+    EXPECT_FALSE(s->check_deferred());
+    store_one(*s);
+    EXPECT_EQ(checked_later(*s, io_), "");
+  }
+  const std::size_t megabytes = spool::check_at_open_limit / (1024 * 1024) + 8;
+  exec_sql(("CREATE TABLE filler(x); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 "
+            "FROM n WHERE i < " +
+            std::to_string(megabytes) + ") INSERT INTO filler SELECT randomblob(1048576) FROM n;")
+               .c_str());
+  {
+    auto s = open();
+    EXPECT_TRUE(s->check_deferred());
+    EXPECT_EQ(checked_later(*s, io_), "");
+  }
+  // A page in the middle of the file (the filler's overflow chain, which
+  // opening never reads) gets a next-page number past the end.
+  const auto file = dir_ / "queue.db";
+  const auto middle = std::filesystem::file_size(file) / 2 / 4096 * 4096;
+  {
+    std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(middle));
+    f.write("\x7f\xff\xff\xff", 4);
+  }
+  auto s = open();
+  EXPECT_TRUE(s->check_deferred());
+  const auto problem = checked_later(*s, io_);
+  EXPECT_NE(problem.find(file.string() + ": the database is damaged"), std::string::npos)
+      << problem;
+  EXPECT_NE(problem.find(".recover"), std::string::npos) << problem;
+  // The spool itself goes on: the queue's own tables are sound.
+  EXPECT_EQ(run_op(io_, s->admin().summary()).value().depth, 1u);
 }
 
 }  // namespace
