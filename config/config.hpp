@@ -134,10 +134,12 @@ struct permit_settings {
   std::vector<std::string> logins;       // the name it authenticated as (SMTP AUTH)
 };
 
-// An account's own sending limits, over a rolling 24 hours; 0: none.
+// An account's own sending limits, over a rolling 24 hours (and a rolling
+// minute for messages_per_minute); 0: none.
 struct account_limits {
   std::size_t messages_per_day = 0;
   std::size_t recipients_per_day = 0;
+  std::size_t messages_per_minute = 0;
   friend bool operator==(const account_limits&, const account_limits&) = default;
 };
 

@@ -29,8 +29,10 @@ inline constexpr std::string_view microsoft_app_only_scope =
 // endpoint lists back).
 inline constexpr std::string_view microsoft_send_scope = "https://outlook.office.com/SMTP.Send";
 // Exchange Online's sending limits per mailbox (Microsoft's "Exchange Online
-// limits": 10,000 recipients a day); applied when the account sets none.
+// limits": 10,000 recipients a day, 30 messages a minute); each applied when
+// the account sets none.
 inline constexpr std::size_t exchange_recipients_per_day = 10'000;
+inline constexpr std::size_t exchange_messages_per_minute = 30;
 
 // One provider as the relay uses it. Plain values: copy freely.
 struct provider {

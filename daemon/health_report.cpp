@@ -103,6 +103,14 @@ std::string hold_sentence(const account_health& a) {
   const std::string why = a.sending_reason.empty()
                               ? std::string()
                               : " (" + without_addresses(a.sending_reason, a.status.address) + ")";
+  if (a.sending_state == "over_quota" &&
+      a.sending_reason.starts_with("limits.messages_per_minute")) {
+    // The relay pacing itself (Exchange Online's 30 a minute by default).
+    return "account " + a.status.address + " is at its sending limit per minute" + why +
+           ": its mail waits in the queue and goes out by itself from " + until +
+           "; nothing is lost. To send more per minute, raise limits.messages_per_minute in the "
+           "config (Exchange Online allows 30 a minute)";
+  }
   if (a.sending_state == "over_quota") {
     // The relay's own limits (their reasons name the key) or Gmail's quota.
     const bool own = a.sending_reason.starts_with("limits.");

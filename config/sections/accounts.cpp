@@ -133,12 +133,13 @@ bool read_senders(reader& r, const mapping& m, account_settings& account) {
   return ok;
 }
 
-// `limits: {messages_per_day, recipients_per_day}`: the relay's own pacing
-// over a rolling 24 hours, each optional and at least 1.
+// `limits: {messages_per_day, recipients_per_day, messages_per_minute}`: the
+// relay's own pacing over a rolling 24 hours (a rolling minute for the
+// last), each optional and at least 1.
 bool read_limits(reader& r, const mapping& m, account_settings& account) {
   const auto limits = m.find("limits");
   if (!limits) return true;
-  const mapping l(r, *limits, {"messages_per_day", "recipients_per_day"});
+  const mapping l(r, *limits, {"messages_per_day", "recipients_per_day", "messages_per_minute"});
   if (!l.ok()) return false;
   bool ok = true;
   auto read_one = [&](std::string_view key, std::size_t& out) {
@@ -152,6 +153,7 @@ bool read_limits(reader& r, const mapping& m, account_settings& account) {
   };
   read_one("messages_per_day", account.limits.messages_per_day);
   read_one("recipients_per_day", account.limits.recipients_per_day);
+  read_one("messages_per_minute", account.limits.messages_per_minute);
   return ok;
 }
 
@@ -199,10 +201,13 @@ bool read_provider(reader& r, const mapping& m, const settings& all, account_set
     return false;
   }
   account.provider = provider_kind::microsoft;
-  // Exchange Online's own cap, so the relay holds the mail instead of
+  // Exchange Online's own caps, so the relay holds the mail instead of
   // hearing Exchange refuse it.
   if (account.limits.recipients_per_day == 0) {
     account.limits.recipients_per_day = exchange_recipients_per_day;
+  }
+  if (account.limits.messages_per_minute == 0) {
+    account.limits.messages_per_minute = exchange_messages_per_minute;
   }
   return true;
 }

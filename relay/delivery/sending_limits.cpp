@@ -101,9 +101,30 @@ const account_hold& sending_limits::hold_for(std::string_view account,
 std::optional<account_hold> sending_limits::check(std::string_view account,
                                                   const config::account_limits& limits,
                                                   std::size_t recipients, std::int64_t now_ms) {
-  if (limits.messages_per_day == 0 && limits.recipients_per_day == 0) return std::nullopt;
+  if (limits.messages_per_day == 0 && limits.recipients_per_day == 0 &&
+      limits.messages_per_minute == 0) {
+    return std::nullopt;
+  }
   auto& a = of(account);
   prune(a, now_ms);
+  const auto day = day_hold(a, limits, recipients, now_ms);
+  const auto minute = minute_hold(a, limits, now_ms);
+  if (!day && !minute) {
+    if (a.hold && a.hold->own_limit) a.hold.reset();
+    return std::nullopt;
+  }
+  // Both must have room: the later of the two; the day's reason when it is
+  // the day's count that holds (it lasts longer and says more).
+  account_hold h = day ? *day : *minute;
+  if (day && minute) h.resumes_at_ms = std::max(day->resumes_at_ms, minute->resumes_at_ms);
+  a.hold = h;
+  return h;
+}
+
+std::optional<account_hold> sending_limits::day_hold(const account_state& a,
+                                                     const config::account_limits& limits,
+                                                     std::size_t recipients, std::int64_t now_ms) {
+  if (limits.messages_per_day == 0 && limits.recipients_per_day == 0) return std::nullopt;
   // A message with more recipients than a day allows takes the whole day's
   // allowance: it goes alone, once the window is empty.
   const std::size_t wanted =
@@ -114,10 +135,7 @@ std::optional<account_hold> sending_limits::check(std::string_view account,
     return (limits.messages_per_day == 0 || messages + 1 <= limits.messages_per_day) &&
            (limits.recipients_per_day == 0 || sent_to + wanted <= limits.recipients_per_day);
   };
-  if (fits()) {
-    if (a.hold && a.hold->own_limit) a.hold.reset();
-    return std::nullopt;
-  }
+  if (fits()) return std::nullopt;
   // The window has room once enough of its oldest messages have left it;
   // what is still in flight leaves it a full day from now.
   std::int64_t resumes_at = now_ms + sending_window.count();
@@ -129,21 +147,52 @@ std::optional<account_hold> sending_limits::check(std::string_view account,
       break;
     }
   }
+  const bool by_messages = limits.messages_per_day != 0 &&
+                           a.window.size() + a.in_flight_messages + 1 > limits.messages_per_day;
+  return own_hold(now_ms, resumes_at,
+                  by_messages
+                      ? "limits.messages_per_day (" + std::to_string(limits.messages_per_day) +
+                            ") reached: " + std::to_string(a.window.size()) +
+                            " messages sent in the last 24 hours"
+                      : "limits.recipients_per_day (" + std::to_string(limits.recipients_per_day) +
+                            ") reached: " + std::to_string(recipients_in(a.window)) +
+                            " recipients in the last 24 hours");
+}
+
+std::optional<account_hold> sending_limits::minute_hold(const account_state& a,
+                                                        const config::account_limits& limits,
+                                                        std::int64_t now_ms) {
+  if (limits.messages_per_minute == 0) return std::nullopt;
+  // The deliveries of the last minute: the window's newest, at most a minute old.
+  const auto first =
+      std::upper_bound(a.window.begin(), a.window.end(), now_ms - pacing_window.count(),
+                       [](std::int64_t t, const sent_entry& e) { return t < e.at_ms; });
+  const auto sent = static_cast<std::size_t>(a.window.end() - first);
+  std::size_t messages = sent + a.in_flight_messages;
+  if (messages + 1 <= limits.messages_per_minute) return std::nullopt;
+  // Room once enough of the minute's oldest are a minute old; what is in
+  // flight lands in the window no sooner than now.
+  std::int64_t resumes_at = now_ms + pacing_window.count();
+  for (auto e = first; e != a.window.end(); ++e) {
+    --messages;
+    if (messages + 1 <= limits.messages_per_minute) {
+      resumes_at = e->at_ms + pacing_window.count();
+      break;
+    }
+  }
+  return own_hold(now_ms, resumes_at,
+                  "limits.messages_per_minute (" + std::to_string(limits.messages_per_minute) +
+                      ") reached: " + std::to_string(sent) + " messages sent in the last minute");
+}
+
+account_hold sending_limits::own_hold(std::int64_t now_ms, std::int64_t resumes_at_ms,
+                                      std::string reason) {
   account_hold h;
   h.state = sending_state::over_quota;
   h.since_ms = now_ms;
-  h.resumes_at_ms = resumes_at;
+  h.resumes_at_ms = resumes_at_ms;
   h.own_limit = true;
-  const bool by_messages = limits.messages_per_day != 0 &&
-                           a.window.size() + a.in_flight_messages + 1 > limits.messages_per_day;
-  h.reason = by_messages
-                 ? "limits.messages_per_day (" + std::to_string(limits.messages_per_day) +
-                       ") reached: " + std::to_string(a.window.size()) +
-                       " messages sent in the last 24 hours"
-                 : "limits.recipients_per_day (" + std::to_string(limits.recipients_per_day) +
-                       ") reached: " + std::to_string(recipients_in(a.window)) +
-                       " recipients in the last 24 hours";
-  a.hold = h;
+  h.reason = std::move(reason);
   return h;
 }
 

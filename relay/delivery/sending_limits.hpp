@@ -21,6 +21,9 @@ namespace oauth_relay::relay {
 // Gmail's quotas are over a rolling 24 hours (Gmail Help, "Gmail sending
 // limits"); so are the relay's own limits.
 inline constexpr std::chrono::milliseconds sending_window{24 * 3600 * 1000};
+// limits.messages_per_minute counts over a rolling minute, as Exchange
+// Online's 30 messages a minute per mailbox does.
+inline constexpr std::chrono::milliseconds pacing_window{60 * 1000};
 
 // One delivered message as the window counts it.
 struct sent_entry {
@@ -74,7 +77,8 @@ class sending_limits {
 
   // Whether a message with `recipients` recipients may go now under
   // `limits`, counting what is in flight: nothing when it may; else the hold
-  // until the window has room, which is then on the account.
+  // until the window has room (the day's, and the last minute's for
+  // messages_per_minute: the later of the two), which is then on the account.
   std::optional<account_hold> check(std::string_view account, const config::account_limits& limits,
                                     std::size_t recipients, std::int64_t now_ms);
   // A message is on its way (counted against the limits until finished).
@@ -106,6 +110,15 @@ class sending_limits {
   static void prune(account_state& a, std::int64_t now_ms);
   static std::int64_t quota_resume(const account_state& a, std::int64_t since_ms,
                                    const hold_policy& policy);
+  // The hold of the relay's own limits, if `a` has no room now: the day's
+  // counts, and messages_per_minute's.
+  static std::optional<account_hold> day_hold(const account_state& a,
+                                              const config::account_limits& limits,
+                                              std::size_t recipients, std::int64_t now_ms);
+  static std::optional<account_hold> minute_hold(const account_state& a,
+                                                 const config::account_limits& limits,
+                                                 std::int64_t now_ms);
+  static account_hold own_hold(std::int64_t now_ms, std::int64_t resumes_at_ms, std::string reason);
 
   std::map<std::string, account_state> accounts_;  // by lowercased address
 };

@@ -525,6 +525,7 @@ TEST(config, full_file_sets_every_key) {
       "    limits:\n"
       "      messages_per_day: 450\n"
       "      recipients_per_day: 900\n"
+      "      messages_per_minute: 20\n"
       "  - address: ops@example.com\n"
       "    default: true\n"
       "  - address: bob@example.com\n"
@@ -563,7 +564,7 @@ TEST(config, full_file_sets_every_key) {
   EXPECT_EQ(s.upstream.max_connections, 2u);
   EXPECT_EQ(s.upstream.max_messages_per_connection, 30u);
   EXPECT_EQ(s.upstream.outage_alert_after, 90s);
-  EXPECT_EQ(s.accounts.at(0).limits, (account_limits{450, 900}));
+  EXPECT_EQ(s.accounts.at(0).limits, (account_limits{450, 900, 20}));
   EXPECT_EQ(s.accounts.at(1).limits, account_limits{});
   EXPECT_EQ(s.queue.retry_initial, 30s);
   EXPECT_EQ(s.queue.retry_max, 2h);

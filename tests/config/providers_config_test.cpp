@@ -72,9 +72,12 @@ TEST(providers_config, microsoft_defaults_and_endpoints) {
   EXPECT_EQ(r.value->microsoft->tenant, "organizations");
   EXPECT_EQ(r.value->accounts[0].provider, provider_kind::google);
   EXPECT_EQ(r.value->accounts[1].provider, provider_kind::microsoft);
-  // Exchange Online's 10,000 recipients a day, as the account's own limit.
+  // Exchange Online's 10,000 recipients a day and 30 messages a minute, as
+  // the account's own limits; the Google account gets none.
   EXPECT_EQ(r.value->accounts[1].limits.recipients_per_day, 10'000u);
+  EXPECT_EQ(r.value->accounts[1].limits.messages_per_minute, 30u);
   EXPECT_EQ(r.value->accounts[1].limits.messages_per_day, 0u);
+  EXPECT_EQ(r.value->accounts[0].limits.messages_per_minute, 0u);
   const provider p = provider_of(*r.value, "IT@contoso.com");
   EXPECT_EQ(p.kind, provider_kind::microsoft);
   EXPECT_EQ(p.oauth.client_id, "ms-id");
@@ -109,6 +112,8 @@ TEST(providers_config, microsoft_keys_as_written) {
   ASSERT_THAT(r.errors, IsEmpty());
   EXPECT_TRUE(r.value->accounts[0].app_only);
   EXPECT_EQ(r.value->accounts[0].limits.recipients_per_day, 50u);
+  // A limit of its own does not take Exchange's other one away.
+  EXPECT_EQ(r.value->accounts[0].limits.messages_per_minute, 30u);
   const provider p = provider_of(*r.value, "alerts@contoso.com");
   EXPECT_EQ(p.oauth.client_secret, "ms-secret");
   EXPECT_EQ(p.oauth.token_url, "https://127.0.0.1:4443/contoso.onmicrosoft.com/oauth2/v2.0/token");

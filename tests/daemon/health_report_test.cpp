@@ -208,6 +208,16 @@ TEST(health_rules, a_held_account_degrades_saying_when_it_resumes_and_what_to_do
                 "out by itself from 2026-11-30T08:00:00Z; nothing is lost. To send more per "
                 "day, raise the account's limits in the config (Gmail allows about 500 a day, "
                 "2,000 for Google Workspace)"});
+  // Paced by messages_per_minute: a minute's wait, not a day's.
+  in.accounts[0].sending_reason =
+      "limits.messages_per_minute (30) reached: 30 messages sent in the last minute";
+  EXPECT_EQ(evaluate(in).problems,
+            std::vector<std::string>{
+                "account alice@example.com is at its sending limit per minute "
+                "(limits.messages_per_minute (30) reached: 30 messages sent in the last minute): "
+                "its mail waits in the queue and goes out by itself from 2026-11-30T08:00:00Z; "
+                "nothing is lost. To send more per minute, raise limits.messages_per_minute in "
+                "the config (Exchange Online allows 30 a minute)"});
   EXPECT_EQ(body["accounts"][0]["resumes_at"], "2026-11-30T08:00:00Z");
 }
 

@@ -93,6 +93,7 @@ struct fake_gmail::impl : std::enable_shared_from_this<impl> {
     std::size_t daily_limit = 0;     // 0: none
     std::size_t accepted_today = 0;  // messages accepted since daily_limit was set
     std::set<std::string> rejected_recipients;
+    std::set<std::string> send_as_denied;  // MAIL FROM addresses
     std::chrono::milliseconds reply_delay{0};
     bool offer_starttls = true;
     bool offer_pipelining = true;
@@ -558,9 +559,11 @@ class fake_gmail::impl::session {
     }
     bool drop = false;
     bool fail = false;
+    bool denied = false;
     server_.change([&](auto& s) {
       drop = take_one(s.drop_after_data);
       if (!drop) fail = take_one(s.fail_data_451);
+      denied = current_.sender != current_.user && s.send_as_denied.count(current_.sender) > 0;
     });
     message m = std::move(current_);
     reset_transaction();
@@ -571,6 +574,15 @@ class fake_gmail::impl::session {
     }
     if (fail) {
       respond(data_451);
+      co_return true;
+    }
+    if (denied) {
+      // Exchange Online's answer, as it gives it after the content.
+      respond("554 5.2.252 SendAsDenied; " + m.user + " not allowed to send as " + m.sender +
+              "; STOREDRV.Submission.Exception:SendAsDeniedException.MapiExceptionSendAsDenied; "
+              "Failed to process message due to a permanent exception with message "
+              "[BeginDiagnosticData]"
+              "Cannot submit message.[EndDiagnosticData] [Hostname=fake.outlook]\r\n");
       co_return true;
     }
     server_.change([](auto& s) { ++s.accepted_today; });
@@ -665,6 +677,9 @@ std::size_t fake_gmail::throttled_mails() const {
   std::size_t n = 0;
   impl_->change([&](auto& s) { n = s.throttled; });
   return n;
+}
+void fake_gmail::deny_send_as(std::string sender) {
+  impl_->change([&](auto& s) { s.send_as_denied.insert(std::move(sender)); });
 }
 void fake_gmail::reject_recipient(std::string address) {
   impl_->change([&](auto& s) { s.rejected_recipients.insert(std::move(address)); });

@@ -70,6 +70,11 @@ class fake_gmail {
   std::size_t throttled_mails() const;
   // RCPT TO for this address gets Gmail's 550 5.1.1 "does not exist".
   void reject_recipient(std::string address);
+  // Exchange Online's SendAsDenied: a message whose MAIL FROM is `sender`
+  // and differs from the account that logged in is refused at the end of
+  // DATA with "554 5.2.252 SendAsDenied; <user> not allowed to send as
+  // <sender>; STOREDRV.Submission.Exception:SendAsDeniedException...".
+  void deny_send_as(std::string sender);
   // Every reply (greeting included) waits this long first: a slow upstream.
   void set_reply_delay(std::chrono::milliseconds delay);
   // false: a plain server whose EHLO offers AUTH but no STARTTLS (mode starttls only).

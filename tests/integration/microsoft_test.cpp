@@ -1,13 +1,16 @@
 // Microsoft 365 beside Gmail end to end: the real oauth-relayd with a Google
 // account and Microsoft accounts (delegated with rotating refresh tokens, and
 // app-only), each message to its own upstream stand-in over real TLS; Exchange's
-// direct 535; a crash while Microsoft's rotated answer is on its way.
+// direct 535 and SendAsDenied; a crash while Microsoft's rotated answer is on
+// its way; limits.messages_per_minute pacing the mailbox.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <thread>
+
+#include <nlohmann/json.hpp>
 
 #include "auth/token_store.hpp"
 #include "fakes/fake_gmail.hpp"
@@ -54,7 +57,8 @@ class microsoft : public testing::Test {
     if (HasFailure() && relay_) std::cerr << "---- oauth-relayd log\n" << relay_->log();
   }
 
-  std::string config() const {
+  // `ms_extra` lines go under the delegated Microsoft account (four spaces).
+  std::string config(const std::string& ms_extra = "") const {
     const std::string ca = ca_file_.string();
     return "hostname: relay.test\n"
            "upstream:\n  host: 127.0.0.1\n  port: " +
@@ -73,13 +77,13 @@ class microsoft : public testing::Test {
            "}\n"
            "accounts:\n"
            "  - address: " +
-           google_account + "\n  - address: " + ms_account +
-           "\n    provider: microsoft\n  - address: " + app_account +
+           google_account + "\n  - address: " + ms_account + "\n    provider: microsoft\n" +
+           ms_extra + "  - address: " + app_account +
            "\n    provider: microsoft\n    app_only: true\n";
   }
 
-  void start() {
-    relay_ = std::make_unique<relay_process>(config());
+  void start(const std::string& ms_extra = "") {
+    relay_ = std::make_unique<relay_process>(config(ms_extra));
     // As `oauth-relayctl import` does: the refresh tokens go into the store.
     std::filesystem::create_directories(relay_->state_dir());
     std::filesystem::permissions(relay_->state_dir(), std::filesystem::perms::owner_all);
@@ -95,6 +99,37 @@ class microsoft : public testing::Test {
     smtp_client client(relay_->port());
     return client.send_message(from, {"someone@example.org"},
                                "From: " + from + "\r\nSubject: " + tag + "\r\n\r\n" + tag + "\r\n");
+  }
+
+  // The delegated Microsoft account's entry in the control socket's /accounts.
+  nlohmann::json ms_entry() {
+    const auto r =
+        run_command({"curl", "--silent", "--max-time", "10", "--unix-socket",
+                     (relay_->dir() / "control.sock").string(), "http://localhost/accounts"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    const auto all = nlohmann::json::parse(r.out, nullptr, false);
+    if (all.is_object() && all["accounts"].is_array()) {
+      for (const auto& a : all["accounts"]) {
+        if (a["address"] == ms_account) return a;
+      }
+    }
+    return nlohmann::json::object();
+  }
+
+  std::vector<relay::queued_message> queue() {
+    relay::spool_reader reader(relay_->state_dir());
+    return reader.messages().value();
+  }
+
+  // Polls `done` for up to `timeout`.
+  template <typename Predicate>
+  bool eventually(Predicate done, std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (done()) return true;
+      std::this_thread::sleep_for(100ms);
+    }
+    return false;
   }
 
   std::string stored_refresh_token(const std::string& account) {
@@ -272,6 +307,77 @@ TEST_F(microsoft, test_of_an_app_only_account_logs_in_with_the_apps_token) {
                        std::to_string(exchange_.port())),
             std::string::npos)
       << r.out;
+}
+
+TEST_F(microsoft, messages_per_minute_holds_the_fourth_until_the_first_is_a_minute_old) {
+  start("    limits: {messages_per_minute: 3}\n");
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_EQ(send(ms_account, "paced-" + std::to_string(i)).code, 250) << i;
+  }
+  ASSERT_TRUE(exchange_.wait_for_messages(3, 15s));
+  // The account is held by its own limit, as messages_per_day holds it.
+  ASSERT_TRUE(eventually([&] { return ms_entry()["sending_state"] == "over_quota"; }, 15s))
+      << ms_entry().dump();
+  const auto entry = ms_entry();
+  EXPECT_EQ(entry["sending_reason"],
+            "limits.messages_per_minute (3) reached: 3 messages sent in the last minute");
+  EXPECT_TRUE(entry["resumes_at"].is_string()) << entry.dump();
+  EXPECT_EQ(entry["sent_24h"], 3);
+  EXPECT_EQ(exchange_.message_count(), 3u);
+  EXPECT_EQ(queue().size(), 2u);
+
+  // The other two go once the window has room, each no sooner than a minute
+  // after the one whose place it takes.
+  ASSERT_TRUE(exchange_.wait_for_messages(5, 90s));
+  auto at_exchange = exchange_.messages();
+  ASSERT_EQ(at_exchange.size(), 5u);
+  std::sort(at_exchange.begin(), at_exchange.end(),
+            [](const auto& a, const auto& b) { return a.accepted_at < b.accepted_at; });
+  EXPECT_GE(at_exchange[3].accepted_at - at_exchange[0].accepted_at, 60s);
+  EXPECT_GE(at_exchange[4].accepted_at - at_exchange[1].accepted_at, 60s);
+  // Each exactly once, and nothing bounced.
+  std::vector<std::string> tags;
+  for (const auto& m : at_exchange) {
+    EXPECT_EQ(m.sender, ms_account);
+    const auto body = m.content.rfind("\r\n\r\n");
+    ASSERT_NE(body, std::string::npos);
+    tags.push_back(m.content.substr(body + 4));
+  }
+  std::sort(tags.begin(), tags.end());
+  EXPECT_EQ(tags, (std::vector<std::string>{"paced-0\r\n", "paced-1\r\n", "paced-2\r\n",
+                                            "paced-3\r\n", "paced-4\r\n"}));
+  EXPECT_TRUE(eventually([&] { return queue().empty(); }, 15s));
+  EXPECT_EQ(relay_->log().find("bounce="), std::string::npos);
+  EXPECT_EQ(relay_->log().find("event=delivery_failed"), std::string::npos);
+}
+
+TEST_F(microsoft, send_as_denied_bounces_and_the_log_says_how_to_grant_send_as) {
+  start("    senders: [it@contoso.com, boss@contoso.com]\n");
+  exchange_.deny_send_as("boss@contoso.com");
+  ASSERT_EQ(send("boss@contoso.com", "denied").code, 250);
+  EXPECT_TRUE(relay_->wait_for_log(
+      "account=it@contoso.com reason=\"Exchange Online refused to send as this sender from "
+      "it@contoso.com (SendAsDenied: 554 5.2.252 SendAsDenied; it@contoso.com not allowed to "
+      "send as boss@contoso.com; STOREDRV.Submission.Exception:SendAsDeniedException",
+      15s));
+  EXPECT_TRUE(relay_->wait_for_log(
+      "hint=\"grant it@contoso.com Send As on the sender's mailbox (Exchange admin center > "
+      "Recipients > Mailboxes > the sender > Delegation), or send with it@contoso.com as the "
+      "envelope sender\"",
+      5s));
+  // A 5xx: the message failed, and its sender hears it in a bounce (sent
+  // through the same mailbox with the null sender, which Exchange takes).
+  EXPECT_TRUE(relay_->wait_for_log("bounce=\"sent to sender\"", 5s));
+  ASSERT_TRUE(exchange_.wait_for_messages(1, 15s));
+  const auto at_exchange = exchange_.messages();
+  ASSERT_EQ(at_exchange.size(), 1u);
+  EXPECT_EQ(at_exchange[0].user, ms_account);
+  EXPECT_EQ(at_exchange[0].sender, "");
+  EXPECT_EQ(at_exchange[0].recipients, std::vector<std::string>{"boss@contoso.com"});
+  EXPECT_NE(at_exchange[0].content.find("554 5.2.252 SendAsDenied; it@contoso.com not allowed"),
+            std::string::npos)
+      << at_exchange[0].content;
+  EXPECT_TRUE(eventually([&] { return queue().empty(); }, 15s));
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // The accounts' sending record, limits and holds, with the time pinned:
-// exact resume times from the rolling 24-hour window, backoff for throttles,
-// and what is in flight counted against the limits.
+// exact resume times from the rolling 24-hour window and the rolling minute
+// of messages_per_minute, backoff for throttles, and what is in flight
+// counted against the limits.
 #include "relay/delivery/sending_limits.hpp"
 
 #include <gtest/gtest.h>
@@ -88,6 +89,90 @@ TEST(sending_limits, messages_in_flight_count_against_the_limit) {
   EXPECT_EQ(hold->resumes_at_ms, t0 + day);  // they will land in the window now
   l.end_send(alice, 1);
   EXPECT_FALSE(l.check(alice, limits, 1, t0).has_value());
+}
+
+TEST(sending_limits, the_message_that_would_go_over_messages_per_minute_waits_for_the_oldest) {
+  sending_limits l;
+  config::account_limits limits;
+  limits.messages_per_minute = 3;
+  // Three at t0, t0 + 1 s and t0 + 2 s go at once.
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_FALSE(l.check(alice, limits, 1, t0 + i * 1000).has_value()) << i;
+    l.record_sent(alice, t0 + i * 1000, 1);
+  }
+  const auto hold = l.check(alice, limits, 1, t0 + 2500);
+  ASSERT_TRUE(hold.has_value());
+  EXPECT_EQ(hold->state, sending_state::over_quota);
+  EXPECT_TRUE(hold->own_limit);
+  EXPECT_EQ(hold->since_ms, t0 + 2500);
+  // Until the first is exactly a minute old, not a millisecond sooner.
+  EXPECT_EQ(hold->resumes_at_ms, t0 + minute);
+  EXPECT_EQ(hold->reason,
+            "limits.messages_per_minute (3) reached: 3 messages sent in the last minute");
+  const auto s = l.status(alice, t0 + minute - 1);
+  EXPECT_EQ(s.state, sending_state::over_quota);
+  EXPECT_EQ(s.resumes_at_ms, t0 + minute);
+  EXPECT_EQ(s.sent_messages, 3u);  // the status counts the day
+  EXPECT_TRUE(l.check(alice, limits, 1, t0 + minute - 1).has_value());
+  EXPECT_FALSE(l.check(alice, limits, 1, t0 + minute).has_value());
+  EXPECT_EQ(l.status(alice, t0 + minute).state, sending_state::ok);
+  // The fourth goes; the fifth waits for the second to be a minute old.
+  l.record_sent(alice, t0 + minute, 1);
+  const auto next = l.check(alice, limits, 1, t0 + minute);
+  ASSERT_TRUE(next.has_value());
+  EXPECT_EQ(next->resumes_at_ms, t0 + 1000 + minute);
+  EXPECT_EQ(next->reason,
+            "limits.messages_per_minute (3) reached: 3 messages sent in the last minute");
+}
+
+TEST(sending_limits, messages_in_flight_count_against_messages_per_minute) {
+  sending_limits l;
+  config::account_limits limits;
+  limits.messages_per_minute = 2;
+  l.record_sent(alice, t0, 1);
+  l.begin_send(alice, 1);
+  // One sent and one on its way: the sent one leaving makes room.
+  auto hold = l.check(alice, limits, 1, t0 + 10);
+  ASSERT_TRUE(hold.has_value());
+  EXPECT_EQ(hold->resumes_at_ms, t0 + minute);
+  EXPECT_EQ(hold->reason,
+            "limits.messages_per_minute (2) reached: 1 messages sent in the last minute");
+  // Two on their way: they land in the window no sooner than now.
+  l.begin_send(alice, 1);
+  hold = l.check(alice, limits, 1, t0 + minute);
+  ASSERT_TRUE(hold.has_value());
+  EXPECT_EQ(hold->resumes_at_ms, t0 + 2 * minute);
+  l.end_send(alice, 1);
+  EXPECT_FALSE(l.check(alice, limits, 1, t0 + minute).has_value());
+}
+
+TEST(sending_limits, the_later_of_the_day_and_the_minute_wins_with_the_days_reason) {
+  sending_limits l;
+  const config::account_limits limits{2, 0, 2};
+  l.record_sent(alice, t0, 1);
+  l.record_sent(alice, t0 + 1000, 1);
+  const auto hold = l.check(alice, limits, 1, t0 + 2000);
+  ASSERT_TRUE(hold.has_value());
+  EXPECT_EQ(hold->resumes_at_ms, t0 + day);
+  EXPECT_EQ(hold->reason,
+            "limits.messages_per_day (2) reached: 2 messages sent in the last 24 hours");
+  // A minute later only the day's count holds, to the same millisecond.
+  EXPECT_EQ(l.check(alice, limits, 1, t0 + 2 * minute)->resumes_at_ms, t0 + day);
+}
+
+TEST(sending_limits, messages_per_minute_alone_ignores_the_rest_of_the_day) {
+  sending_limits l;
+  config::account_limits limits;
+  limits.messages_per_minute = 30;
+  // 29 a minute for an hour: never held.
+  for (int m = 0; m < 60; ++m) {
+    for (int i = 0; i < 29; ++i) {
+      const std::int64_t at = t0 + m * minute + i * 2000;
+      ASSERT_FALSE(l.check(alice, limits, 1, at).has_value()) << m << " " << i;
+      l.record_sent(alice, at, 1);
+    }
+  }
+  EXPECT_EQ(l.status(alice, t0 + 60 * minute).sent_messages, 60u * 29u);
 }
 
 TEST(sending_limits, no_limits_never_hold) {
