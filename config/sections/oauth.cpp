@@ -10,6 +10,23 @@
 
 namespace oauth_relay::config {
 
+std::string trimmed_secret(std::string text);
+
+// Also providers.microsoft.client_secret_file's reader.
+void read_secret_file(reader& r, const field& f, secret_string& secret,
+                      std::optional<std::filesystem::path>& file) {
+  const auto p = r.path(f);
+  auto contents = p ? r.file_text(f, *p) : std::nullopt;
+  if (!contents) return;
+  std::string text = trimmed_secret(std::move(*contents));
+  if (text.empty()) {
+    r.add(f, escaped(p->string()) + " is empty");
+  } else {
+    secret = std::move(text);
+    file = *p;
+  }
+}
+
 // The secret without the trailing newline an editor or `echo` adds; the
 // text read is wiped either way (also providers.microsoft.client_secret_file).
 std::string trimmed_secret(std::string text) {
@@ -69,17 +86,7 @@ void read_secret(reader& r, const field& oauth, const mapping& m, oauth_settings
       s.client_secret = secret->value.Scalar();
     }
   } else if (secret_file) {
-    const auto p = r.path(*secret_file);
-    auto contents = p ? r.file_text(*secret_file, *p) : std::nullopt;
-    if (contents) {
-      std::string text = trimmed_secret(std::move(*contents));
-      if (text.empty()) {
-        r.add(*secret_file, escaped(p->string()) + " is empty");
-      } else {
-        s.client_secret = std::move(text);
-        s.client_secret_file = *p;
-      }
-    }
+    read_secret_file(r, *secret_file, s.client_secret, s.client_secret_file);
   }
   const bool from_credential = read_credential(r, s);
   if (!secret && !secret_file && !from_credential) {

@@ -13,7 +13,10 @@ namespace oauth_relay::config {
 
 // sections/upstream.cpp and sections/oauth.cpp
 void read_upstream_endpoint(reader& r, const mapping& m, upstream_settings& s);
-std::string trimmed_secret(std::string text);
+// A client secret from a file (the file's text without a trailing newline;
+// an empty file is an error naming it, never quoting anything read).
+void read_secret_file(reader& r, const field& f, secret_string& secret,
+                      std::optional<std::filesystem::path>& file);
 
 namespace {
 
@@ -49,17 +52,7 @@ void read_microsoft(reader& r, const field& f, settings& all) {
   }
   if (const auto secret_file = m.find("client_secret_file");
       secret_file && !secret_file->value.IsNull()) {
-    const auto p = r.path(*secret_file);
-    auto contents = p ? r.file_text(*secret_file, *p) : std::nullopt;
-    if (contents) {
-      std::string text = trimmed_secret(std::move(*contents));
-      if (text.empty()) {
-        r.add(*secret_file, escaped(p->string()) + " is empty");
-      } else {
-        ms.client_secret = std::move(text);
-        ms.client_secret_file = *p;
-      }
-    }
+    read_secret_file(r, *secret_file, ms.client_secret, ms.client_secret_file);
   }
   r.read_into(m, "authority", ms.authority, &reader::https_url);
   r.read_into(m, "ca_file", ms.ca_file, &reader::readable_path_or_null);
