@@ -64,6 +64,12 @@ struct options {
   double rate = 0;  // smtp-load --rate
   bool keep = false;
   bool no_drain = false;  // stop after the load; do not wait for delivery
+  // --backlog N: N messages queued (backlog-fill) while the account is not
+  // authorized; the run imports its token and measures the drain, with
+  // --messages of fresh mail offered meanwhile at --rate.
+  std::uint64_t backlog = 0;
+  std::string fill;  // path of backlog-fill
+  std::string ctl;   // path of oauth-relayctl
 };
 
 // The accounts behind the relay: bench@example.com alone, or with N of
@@ -278,6 +284,128 @@ load_result run_client(const options& o, std::uint16_t port, std::uint64_t messa
                                               : run_load(o, port, messages, dir);
 }
 
+// Seconds from `start` to each time point, sorted.
+std::vector<double> seconds_after(steady::time_point start,
+                                  const std::vector<steady::time_point>& at) {
+  std::vector<double> out;
+  for (const auto& t : at) out.push_back(std::chrono::duration<double>(t - start).count());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+double quantile(const std::vector<double>& sorted, double q) {
+  if (sorted.empty()) return 0;
+  const auto at = static_cast<std::size_t>(q * static_cast<double>(sorted.size() - 1) + 0.5);
+  return sorted[std::min(at, sorted.size() - 1)];
+}
+
+// The backlog run: --backlog messages wait for an account nobody has
+// authorized; `oauth-relayctl import` gives it its token while smtp-load
+// offers --messages of fresh mail at --rate. Reports how fast the backlog
+// reached the stand-in, the daemon's peak memory, the fresh mail's 250
+// latency, and when fresh mail was delivered against the backlog's end.
+int drain(const options& o, const fs::path& dir, std::uint16_t port, fakes::fake_gmail& gmail) {
+  const auto config = dir / "config.yaml";
+  const auto token_file = dir / "refresh-token";
+  std::ofstream(token_file) << "bench-refresh-token-" << account << "\n";
+  fs::permissions(token_file, fs::perms::owner_read | fs::perms::owner_write);
+  const std::uint64_t total = o.backlog + o.messages;
+
+  const auto start = steady::now();
+  const double relayd_cpu_before = cpu_seconds(relayd_pid);
+  const int imported = wait_exit(spawn({o.ctl, "-c", config.string(), "import", account,
+                                        "--refresh-token-file", token_file.string()},
+                                       dir / "import.out", dir / "import.err"));
+  if (imported != 0) die("oauth-relayctl import failed: " + read_file(dir / "import.err"));
+  const auto import_done = steady::now();
+  const auto load_out = dir / "load.out";
+  const pid_t load =
+      o.messages == 0
+          ? -1
+          : spawn({o.load, "--port", std::to_string(port), "--sessions", std::to_string(o.sessions),
+                   "--messages", std::to_string(o.messages), "--size", std::to_string(o.size),
+                   "--from", account, "--rate", std::to_string(o.rate)},
+                  load_out, dir / "load.err");
+  int load_status = 0;
+  bool load_running = load > 0;
+  std::size_t delivered_at_load_end = 0;
+  steady::time_point load_end = start;
+  long peak_rss_kb = 0;
+  while (gmail.message_count() < total || load_running) {
+    if (steady::now() - start > std::chrono::minutes(15)) {
+      die("not every message was delivered within 15 minutes");
+    }
+    peak_rss_kb = std::max(peak_rss_kb, rss_kb(relayd_pid, "VmRSS"));
+    if (load_running) {
+      int status = 0;
+      const pid_t done = ::waitpid(load, &status, WNOHANG);
+      if (done == load) {
+        load_running = false;
+        load_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        load_end = steady::now();
+        delivered_at_load_end = gmail.message_count();
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  const auto all_done = steady::now();
+  const double relayd_cpu = cpu_seconds(relayd_pid) - relayd_cpu_before;
+  // Late duplicates would show here.
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  const long hwm_kb = rss_kb(relayd_pid, "VmHWM");
+  std::string load_line = read_file(load_out);
+  while (!load_line.empty() && load_line.back() == '\n') load_line.pop_back();
+  if (load > 0 && (load_status != 0 || field(load_line, "failed") != "0")) {
+    die("smtp-load failed (exit " + std::to_string(load_status) + "): " + load_line);
+  }
+
+  std::vector<steady::time_point> backlog_at, fresh_at;
+  for (const auto& m : gmail.messages()) {
+    (m.content.find("Subject: backlog\r\n") != std::string::npos ? backlog_at : fresh_at)
+        .push_back(m.accepted_at);
+  }
+  const auto backlog_s = seconds_after(start, backlog_at);
+  const auto fresh_s = seconds_after(start, fresh_at);
+  const double drain_s = backlog_s.empty() ? 0 : backlog_s.back();
+  const double load_end_s = std::chrono::duration<double>(load_end - start).count();
+  std::size_t fresh_before_backlog_end = 0;
+  for (double t : fresh_s) fresh_before_backlog_end += t < drain_s ? 1 : 0;
+
+  ::kill(relayd_pid, SIGTERM);
+  const int relayd_status = wait_exit(relayd_pid);
+  relayd_pid = -1;
+
+  std::printf(
+      "drain backlog=%llu fresh=%llu fresh_rate=%.0f size=%zu import_s=%.3f drain_s=%.3f "
+      "drain_rate=%.1f all_s=%.3f all_rate=%.1f peak_rss_mb=%.1f hwm_mb=%.1f "
+      "fresh_p50_ms=%s fresh_p99_ms=%s load_end_s=%.3f delivered_at_load_end=%zu "
+      "fresh_delivered_first_s=%.3f fresh_delivered_median_s=%.3f fresh_delivered_last_s=%.3f "
+      "fresh_before_backlog_end=%zu relayd_cpu_s=%.2f delivered=%zu relayd_exit=%d\n",
+      static_cast<unsigned long long>(backlog_s.size()),
+      static_cast<unsigned long long>(fresh_s.size()), o.rate, o.size,
+      std::chrono::duration<double>(import_done - start).count(), drain_s,
+      drain_s > 0 ? static_cast<double>(backlog_s.size()) / drain_s : 0.0,
+      std::chrono::duration<double>(all_done - start).count(),
+      static_cast<double>(total) / std::chrono::duration<double>(all_done - start).count(),
+      static_cast<double>(peak_rss_kb) / 1024.0, static_cast<double>(hwm_kb) / 1024.0,
+      field(load_line, "p50_ms").c_str(), field(load_line, "p99_ms").c_str(), load_end_s,
+      delivered_at_load_end, quantile(fresh_s, 0), quantile(fresh_s, 0.5), quantile(fresh_s, 1),
+      fresh_before_backlog_end, relayd_cpu, backlog_s.size() + fresh_s.size(), relayd_status);
+  std::fflush(stdout);
+  if (o.keep) {
+    std::cerr << "delivery-bench: kept " << dir << '\n';
+  } else {
+    fs::remove_all(dir);
+  }
+  const bool exact = backlog_s.size() == o.backlog && fresh_s.size() == o.messages;
+  if (!exact) {
+    std::cerr << "delivery-bench: delivered " << backlog_s.size() << " of the backlog and "
+              << fresh_s.size() << " fresh messages, expected " << o.backlog << " and "
+              << o.messages << "\n";
+  }
+  return relayd_status == 0 && exact ? 0 : 1;
+}
+
 int run(const options& o) {
   fs::path dir = fs::temp_directory_path() /
                  ("oauth-relay-delivery-bench." + std::to_string(std::random_device{}()));
@@ -305,7 +433,8 @@ int run(const options& o) {
     for (const auto& address : addresses) {
       const std::string refresh_token = "bench-refresh-token-" + address;
       google.add_account(address, refresh_token);
-      store.store_refresh_token(address, refresh_token);
+      // A backlog builds up for an account nobody has authorized yet.
+      if (o.backlog == 0) store.store_refresh_token(address, refresh_token);
     }
   }
   std::string accounts_yaml = "accounts:\n";
@@ -332,6 +461,16 @@ int run(const options& o) {
                                      << "  ca_file: " << ca.string() << "\n"
                                      << accounts_yaml;
 
+  if (o.backlog > 0) {
+    // Parked as the daemon parks an unauthorized account's mail.
+    const auto status = wait_exit(
+        spawn({o.fill, "--state-dir", state.string(), "--count", std::to_string(o.backlog),
+               "--size", std::to_string(o.size), "--account", account},
+              dir / "fill.out", dir / "fill.err"));
+    if (status != 0) die("backlog-fill failed: " + read_file(dir / "fill.err"));
+    std::cerr << "delivery-bench: " << read_file(dir / "fill.out");
+  }
+
   const auto log = dir / "relayd.log";
   const pid_t relayd =
       spawn({o.relayd, "-c", (dir / "config.yaml").string()}, dir / "relayd.out", log);
@@ -346,6 +485,8 @@ int run(const options& o) {
     if (listen != std::string::npos) port = std::stoi(text.substr(listen + 17));
   }
   if (port == 0) die("oauth-relayd did not start: " + read_file(log));
+
+  if (o.backlog > 0) return drain(o, dir, port, gmail);
 
   // Warm-up: the first token refresh, TLS session and connections.
   run_client(o, port, o.warmup, dir);
@@ -442,6 +583,13 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--no-drain", o.no_drain,
                "measure acceptance only: stop the daemon after the load (mail stays queued)");
+  app.add_option("--backlog", o.backlog,
+                 "queue N messages (with --fill) while the account is unauthorized, then import "
+                 "its token (with --ctl) and measure the drain; --messages fresh ones are offered "
+                 "meanwhile at --rate")
+      ->capture_default_str();
+  app.add_option("--fill", o.fill, "path of backlog-fill (with --backlog)");
+  app.add_option("--ctl", o.ctl, "path of oauth-relayctl (with --backlog)");
   app.add_flag("--keep", o.keep, "keep the temporary directory (config, state, log)");
   try {
     app.parse(argc, argv);
@@ -461,6 +609,11 @@ int main(int argc, char** argv) {
   }
   if (o.client == oauth_relay::bench::client_kind::smtp_source && o.rate > 0) {
     std::cerr << "delivery-bench: --rate needs --client smtp-load (smtp-source cannot pace)\n";
+    return 2;
+  }
+  if (o.backlog > 0 && (o.fill.empty() || o.ctl.empty() || o.load.empty() || o.accounts > 1 ||
+                        o.client != oauth_relay::bench::client_kind::smtp_load)) {
+    std::cerr << "delivery-bench: --backlog needs --fill, --ctl and --load, one account\n";
     return 2;
   }
   return oauth_relay::bench::run(o);

@@ -24,6 +24,11 @@ using asio::use_awaitable;
 // How many due messages one look at the spool takes, and how many may wait
 // in memory at most (a large backlog is taken in slices, not all at once).
 constexpr std::size_t due_batch = 500;
+// And how many of the arrivals since the last look each look takes besides,
+// however long the backlog before them (waiting_mail.hpp gives them their
+// turn). Looks come at most every min_pass_interval: room for 4,000 new
+// messages a second.
+constexpr std::size_t fresh_share = 100;
 constexpr std::size_t max_claimed = 2000;
 // While this many claimed messages wait in memory for a connection, the spool
 // is not asked for more: workers wake the dispatcher when the backlog runs
@@ -41,6 +46,16 @@ constexpr auto idle_poll = std::chrono::seconds(30);
 // An authenticated connection without work is kept this long for the next
 // message, then closed with QUIT.
 constexpr auto connection_idle = std::chrono::seconds(10);
+
+// The messages of one look in the order they are claimed, each with whether
+// it is of the fresh share.
+std::vector<std::pair<queued_message, bool>> claims_of(due_mail& due) {
+  std::vector<std::pair<queued_message, bool>> out;
+  out.reserve(due.fresh.size() + due.oldest.size());
+  for (auto& m : due.fresh) out.emplace_back(std::move(m), true);
+  for (auto& m : due.oldest) out.emplace_back(std::move(m), false);
+  return out;
+}
 
 delivery_policy policy_of(const config::settings& s) {
   delivery_policy p;
@@ -151,14 +166,22 @@ asio::awaitable<void> delivery_scheduler::dispatch_loop() {
     last_pass = std::chrono::steady_clock::now();
     wake_pending_ = false;
     const std::size_t room = max_claimed - std::min(max_claimed, claimed_.size());
+    // While enough claimed mail waits in memory, only the fresh share is
+    // looked for: new mail never waits for a backlog to be worked through.
     const bool backlog = waiting_total() >= refill_below;
-    std::vector<queued_message> due;
-    if (room > 0 && !backlog) {
-      message_id_set busy(claimed_);
-      busy.insert(removing_.begin(), removing_.end());
-      auto found = co_await queue_.due(now_(), std::min(due_batch, room), std::move(busy));
+    due_mail due;
+    due_request request;
+    if (room > 0) {
+      request.now_ms = now_();
+      request.fresh = std::min(fresh_share, room);
+      request.oldest = backlog ? 0 : std::min(due_batch, room - request.fresh);
+      request.arrived_after = arrived_through_;
+      request.busy = claimed_;
+      request.busy.insert(removing_.begin(), removing_.end());
+      auto found = co_await queue_.due(std::move(request));
       if (found) {
         due = std::move(*found);
+        arrived_through_ = due.arrived_through;
       } else {
         log::error("delivery_queue_failed").kv("query", "due").kv("error", found.error().detail);
       }
@@ -174,7 +197,7 @@ asio::awaitable<void> delivery_scheduler::dispatch_loop() {
     std::map<std::string, std::int64_t> parked_until;
     const auto pass_time = now_();
     co_await resume_ended_holds(pass_time);
-    for (auto& m : due) {
+    for (auto& [m, fresh] : claims_of(due)) {
       if (removing_.count(m.id) != 0 || claimed_.count(m.id) != 0) continue;
       const auto b = blocked.find(m.env.account);
       std::optional<account_hold> hold;
@@ -208,7 +231,7 @@ asio::awaitable<void> delivery_scheduler::dispatch_loop() {
       claimed_.insert(m.id);
       auto q = queue_for(m.env.account);
       touched.insert(m.env.account);
-      q->waiting.push_back(std::move(m));
+      q->waiting.push(std::move(m), fresh);
     }
     for (const auto& account : touched) start_workers(queues_[account]);
     if (!parked.empty()) co_await parking_.park(parked, blocked, policy_, now_(), parked_until);
@@ -222,7 +245,7 @@ asio::awaitable<void> delivery_scheduler::dispatch_loop() {
     auto delay = std::chrono::milliseconds(idle_poll);
     if (backlog) {
       delay = std::chrono::milliseconds(busy_poll);  // a worker wakes us sooner
-    } else if (room > 0 && due.size() == std::min(due_batch, room) && parked.empty()) {
+    } else if (request.oldest > 0 && due.oldest.size() == request.oldest && parked.empty()) {
       delay = std::chrono::milliseconds(0);
     } else if (next && *next) {
       const auto until = std::chrono::milliseconds(std::max<std::int64_t>(0, **next - now_()));
@@ -315,8 +338,7 @@ asio::awaitable<void> delivery_scheduler::worker(std::shared_ptr<account_queue> 
       if (q->waiting.empty()) break;
       continue;
     }
-    queued_message m = std::move(q->waiting.front());
-    q->waiting.pop_front();
+    queued_message m = q->waiting.pop();
     if (!wake_pending_ && waiting_total() + 1 == refill_below) wake();
 
     auto content = co_await queue_.content(m.id);
@@ -384,8 +406,7 @@ asio::awaitable<void> delivery_scheduler::worker(std::shared_ptr<account_queue> 
         }
         counters_.last_upstream_error = failure->reason;
         // Everything waiting for this account shares the fate of this attempt.
-        std::deque<queued_message> all;
-        all.swap(q->waiting);
+        auto all = q->waiting.take_all();
         all.push_front(std::move(m));
         if (failed->unreachable) {
           // An outage is one event (and its own health rule), not a failure

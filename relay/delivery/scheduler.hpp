@@ -198,6 +198,9 @@ class delivery_scheduler {
   // Ids the spool is deleting now: no look for due mail may hand them to a
   // worker before the delete is done.
   message_id_set removing_;
+  // Where in arrival order the last look for fresh mail ended (unset until
+  // the first look, which starts it at the newest queued message).
+  std::optional<std::int64_t> arrived_through_;
   std::set<upstream_connection*> open_;  // for stop()
   boost::asio::steady_timer wake_timer_;
   bool wake_pending_ = false;

@@ -23,12 +23,7 @@ void delivery_scheduler::delete_messages(std::vector<std::string> ids,
     }
     bool was_waiting = false;
     for (auto& [account, q] : queues_) {
-      auto it = std::find_if(q->waiting.begin(), q->waiting.end(),
-                             [&](const queued_message& m) { return m.id == id; });
-      if (it == q->waiting.end()) continue;
-      q->waiting.erase(it);
-      was_waiting = true;
-      break;
+      if ((was_waiting = q->waiting.erase(id))) break;
     }
     if (was_waiting) {
       claimed_.erase(id);

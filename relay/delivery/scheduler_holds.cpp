@@ -153,8 +153,7 @@ asio::awaitable<void> delivery_scheduler::hold_account(std::shared_ptr<account_q
       if (!saved) log::error("account_hold_save_failed").kv("error", saved.error().detail);
     }
   }
-  std::deque<queued_message> all;
-  all.swap(q->waiting);
+  auto all = q->waiting.take_all();
   if (also) all.push_front(std::move(*also));
   if (all.empty()) co_return;
   wake();  // the backlog in memory is gone: other accounts may need more

@@ -15,6 +15,7 @@
 #include "relay/delivery/decision.hpp"
 #include "relay/delivery/scheduler.hpp"
 #include "relay/delivery/sending_limits.hpp"
+#include "relay/delivery/waiting_mail.hpp"
 
 namespace oauth_relay::relay {
 
@@ -24,7 +25,7 @@ struct delivery_scheduler::account_queue {
   explicit account_queue(asio::any_io_executor ex, std::string a)
       : account(std::move(a)), executor(std::move(ex)) {}
   std::string account;
-  std::deque<queued_message> waiting;
+  waiting_mail waiting;
   std::size_t workers = 0;
   std::size_t idle_workers = 0;
   asio::any_io_executor executor;

@@ -22,10 +22,9 @@ class delivery_queue {
  public:
   virtual ~delivery_queue() = default;
 
-  // Messages whose next attempt is due at `now_ms`, oldest first, at most
-  // `limit`, leaving out `busy` ones (already being delivered).
-  virtual boost::asio::awaitable<spool_result<std::vector<queued_message>>> due(
-      std::int64_t now_ms, std::size_t limit, message_id_set busy) = 0;
+  // The due messages `request` asks for: oldest first, and the fresh share
+  // among the arrivals after its position (records.hpp).
+  virtual boost::asio::awaitable<spool_result<due_mail>> due(due_request request) = 0;
 
   // The earliest next attempt of any queued message (unix ms); nothing when
   // the queue is empty.
@@ -55,7 +54,9 @@ class delivery_queue {
                                                                      std::string reason) = 0;
 
   // Makes the messages of `account` (every message when empty) due at
-  // `when_ms` at the latest; how many changed.
+  // `when_ms` at the latest; how many changed. A long queue is changed in
+  // slices, each its own short job, so mail arriving meanwhile is stored
+  // between them.
   virtual boost::asio::awaitable<spool_result<std::size_t>> reschedule(std::string account,
                                                                        std::int64_t when_ms) = 0;
 

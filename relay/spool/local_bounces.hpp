@@ -27,9 +27,8 @@ class local_bounces final : public delivery_queue {
   // The table of the running configuration (nothing: no rewriting).
   void use(std::shared_ptr<const local_addresses> local) { local_ = std::move(local); }
 
-  boost::asio::awaitable<spool_result<std::vector<queued_message>>> due(
-      std::int64_t now_ms, std::size_t limit, message_id_set busy) override {
-    return spool_.due(now_ms, limit, std::move(busy));
+  boost::asio::awaitable<spool_result<due_mail>> due(due_request request) override {
+    return spool_.due(std::move(request));
   }
   boost::asio::awaitable<spool_result<std::optional<std::int64_t>>> next_due() override {
     return spool_.next_due();

@@ -107,6 +107,29 @@ struct delivery_record {
   std::int64_t sent_at_ms = 0;
 };
 
+// One look at the queue for the delivery scheduler: the due messages,
+// oldest first, and apart from them the ones that arrived since `arrived_after`
+// (a position in arrival order), so that fresh mail has a share of every pass
+// however long the backlog before it.
+struct due_request {
+  std::int64_t now_ms = 0;
+  std::size_t oldest = 0;  // at most this many due messages, oldest first
+  std::size_t fresh = 0;   // at most this many due arrivals after `arrived_after`
+  // Unset: no arrivals are looked at; the answer says where arrival order
+  // ends now, the place to look from next time.
+  std::optional<std::int64_t> arrived_after;
+  message_id_set busy;  // left out (already being delivered)
+};
+
+struct due_mail {
+  std::vector<queued_message> oldest;
+  std::vector<queued_message> fresh;  // none of them also in `oldest`
+  // How far in arrival order the look for fresh mail went: the place to look
+  // from next time (messages passed over were busy or not due, and come up
+  // again oldest first when due).
+  std::int64_t arrived_through = 0;
+};
+
 // One delivered message of an account's sending record (sent_log).
 struct sent_row {
   std::string account;

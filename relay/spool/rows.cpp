@@ -14,12 +14,13 @@ namespace {
 
 constexpr const char* select_due =
     "SELECT " OAUTH_RELAY_MESSAGE_COLUMNS
-    " FROM messages WHERE next_attempt_ms <= ?1 ORDER BY next_attempt_ms, received_at LIMIT ?2";
+    " FROM messages WHERE next_attempt_ms <= ?1 ORDER BY next_attempt_ms, rowid LIMIT ?2";
 // Same second: arrival (rowid) order decides.
 constexpr const char* select_all =
     "SELECT " OAUTH_RELAY_MESSAGE_COLUMNS " FROM messages ORDER BY received_at, rowid";
-// The rowid is the message's position: a new row gets one past the largest,
-// so rowid order is arrival order among the queued messages.
+// The rowid is the message's position: a new row gets one past the largest
+// and past any given before (insert_message_row), so rowid order is arrival
+// order.
 constexpr const char* select_page =
     "SELECT " OAUTH_RELAY_MESSAGE_COLUMNS
     ", rowid FROM messages WHERE rowid > ?1 ORDER BY rowid LIMIT ?2";
@@ -31,13 +32,17 @@ constexpr const char* select_recipients =
     "SELECT address, notify, orcpt, status, last_reply FROM recipients "
     "WHERE message_id = ?1 ORDER BY position";
 constexpr const char* select_next_due = "SELECT min(next_attempt_ms) FROM messages";
+constexpr const char* select_last_position = "SELECT max(rowid) FROM messages";
 constexpr const char* select_content =
     "SELECT c.data, m.content_file, m.size, m.eight_bit FROM messages m LEFT JOIN contents c "
     "ON c.id = m.content_id WHERE m.id = ?1";
+// The position is given, not left to SQLite, which reuses the rowid of the
+// newest row once it is deleted (writer_context::last_position).
 constexpr const char* insert_message_row =
-    "INSERT INTO messages(id, received_at, sender, account, body_type, smtputf8, dsn_ret, envid, "
-    "size, content_id, content_file, next_attempt_ms, eight_bit) "
-    "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)";
+    "INSERT INTO messages(rowid, id, received_at, sender, account, body_type, smtputf8, dsn_ret, "
+    "envid, size, content_id, content_file, next_attempt_ms, eight_bit) "
+    "VALUES(max(?14, (SELECT coalesce(max(rowid), 0) + 1 FROM messages)),"
+    "?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)";
 constexpr const char* insert_recipient_row =
     "INSERT INTO recipients(message_id, position, address, notify, orcpt) VALUES(?1,?2,?3,?4,?5)";
 constexpr const char* insert_content_row = "INSERT INTO contents(data) VALUES(?1)";
@@ -105,25 +110,50 @@ void read_all_recipients(db::statement_cache& sql, std::vector<queued_message>& 
 
 }  // namespace
 
-std::vector<queued_message> due(db::statement_cache& sql, std::int64_t now_ms, std::size_t limit,
-                                const message_id_set& busy) {
-  std::vector<queued_message> out;
-  if (limit == 0) return out;
-  auto& st = sql.get(select_due);
-  {
+due_mail due(db::statement_cache& sql, const due_request& request) {
+  due_mail out;
+  // Arrivals first: a message both could take goes to the fresh share.
+  if (!request.arrived_after) {
+    auto& last = sql.get(select_last_position);
+    db::reset_on_exit reset(last);
+    out.arrived_through = last.step() ? last.optional_int64(0).value_or(0) : 0;
+  } else {
+    out.arrived_through = *request.arrived_after;
+    if (request.fresh > 0) {
+      auto& st = sql.get(select_page);
+      db::reset_on_exit reset(st);
+      st.bind(1, *request.arrived_after);
+      // Busy rows are passed over: read at most that many more.
+      st.bind(2, static_cast<std::int64_t>(request.fresh + request.busy.size()));
+      while (st.step()) {
+        out.arrived_through = st.int64(13);
+        if (request.busy.find(st.text_view(0)) != request.busy.end()) continue;
+        if (st.int64(10) > request.now_ms) continue;  // deferred: due oldest first later
+        out.fresh.push_back(read_message(st));
+        if (out.fresh.size() >= request.fresh) break;
+      }
+    }
+  }
+  if (request.oldest > 0) {
+    message_id_set fresh_ids;
+    for (const auto& m : out.fresh) fresh_ids.insert(m.id);
+    auto& st = sql.get(select_due);
     db::reset_on_exit reset(st);
-    st.bind(1, now_ms);
-    // Fetch enough to fill `limit` after leaving out the busy ones.
-    st.bind(2, static_cast<std::int64_t>(limit + busy.size()));
+    st.bind(1, request.now_ms);
+    // Fetch enough to fill the limit after leaving out the busy and fresh ones.
+    st.bind(2, static_cast<std::int64_t>(request.oldest + request.busy.size() + out.fresh.size()));
     while (st.step()) {
       // Claimed rows are skipped by id alone: under a backlog they are most
       // of what the query steps over.
-      if (busy.find(st.text_view(0)) != busy.end()) continue;
-      out.push_back(read_message(st));
-      if (out.size() >= limit) break;
+      const auto id = st.text_view(0);
+      if (request.busy.find(id) != request.busy.end()) continue;
+      if (fresh_ids.find(id) != fresh_ids.end()) continue;
+      out.oldest.push_back(read_message(st));
+      if (out.oldest.size() >= request.oldest) break;
     }
   }
-  read_all_recipients(sql, out);
+  read_all_recipients(sql, out.oldest);
+  read_all_recipients(sql, out.fresh);
   return out;
 }
 
@@ -199,8 +229,9 @@ spool_result<message_content> open_content(const std::filesystem::path& files_di
   return message_content::open_file(files_dir / where.file, id, where.size, where.eight_bit);
 }
 
-void insert_message(db::statement_cache& sql, const std::string& id, const envelope& env,
-                    std::int64_t received_ms, const new_content& content) {
+std::int64_t insert_message(db::statement_cache& sql, const std::string& id, const envelope& env,
+                            std::int64_t received_ms, const new_content& content,
+                            std::int64_t after) {
   auto& m = sql.get(insert_message_row);
   db::reset_on_exit reset(m);
   m.bind(1, std::string_view(id));
@@ -224,17 +255,20 @@ void insert_message(db::statement_cache& sql, const std::string& id, const envel
   }
   m.bind(12, received_ms);
   m.bind(13, static_cast<std::int64_t>(content.eight_bit ? 1 : 0));
+  m.bind(14, after + 1);
   m.run();
+  const std::int64_t position = sql.db().last_insert_rowid();
   auto& r = sql.get(insert_recipient_row);
-  std::int64_t position = 0;
+  std::int64_t place = 0;
   for (const auto& rcpt : env.recipients) {
     r.bind(1, std::string_view(id));
-    r.bind(2, position++);
+    r.bind(2, place++);
     r.bind(3, std::string_view(rcpt.address));
     r.bind(4, encode_notify(rcpt.params.notify));
     r.bind(5, std::string_view(rcpt.params.orcpt));
     r.run();
   }
+  return position;
 }
 
 removed_message delete_message(db::statement_cache& sql, const std::string& id) {

@@ -18,10 +18,11 @@
 
 namespace oauth_relay::relay::rows {
 
-// Messages whose next attempt is due at `now_ms`, oldest first, at most
-// `limit`, leaving out `busy` ones, with their recipients.
-std::vector<queued_message> due(db::statement_cache& sql, std::int64_t now_ms, std::size_t limit,
-                                const message_id_set& busy);
+// What `request` asks for, with the recipients: the due messages oldest
+// first (by due time, then arrival; an index walk, no sort however many are
+// due at once), and the due ones of the next arrivals (a seek in the table's
+// b-tree, at most fresh + busy rows read).
+due_mail due(db::statement_cache& sql, const due_request& request);
 
 // Every message with its recipients, oldest arrival first.
 std::vector<queued_message> all(db::statement_cache& sql);
@@ -58,9 +59,11 @@ struct new_content {
   bool in_file = false;
   bool eight_bit = false;
 };
-// Inserts a message and its recipients.
-void insert_message(db::statement_cache& sql, const std::string& id, const envelope& env,
-                    std::int64_t received_ms, const new_content& content);
+// Inserts a message and its recipients; returns its position in arrival
+// order (rowid), past `after` and past every queued message.
+std::int64_t insert_message(db::statement_cache& sql, const std::string& id, const envelope& env,
+                            std::int64_t received_ms, const new_content& content,
+                            std::int64_t after);
 
 // Deletes a message, its recipients and its content row. `found` says
 // whether it existed; `file` names a content file to remove once committed.

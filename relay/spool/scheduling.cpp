@@ -27,9 +27,17 @@ constexpr const char* postpone_due =
     "CASE WHEN ?6 > 0 AND delay_warned = 0 AND received_at * 1000 + ?6 > ?4 "
     "THEN received_at * 1000 + ?6 ELSE ?1 END), last_error = ?3 "
     "WHERE account = ?2 COLLATE NOCASE AND next_attempt_ms <= ?4";
+// A slice of at most ?3 rows at a time, found through messages_account_due
+// (or messages_due for every account): each slice seeks straight to the rows
+// not yet changed.
 constexpr const char* reschedule_account =
-    "UPDATE messages SET next_attempt_ms = ?1 "
-    "WHERE (?2 = '' OR account = ?2 COLLATE NOCASE) AND next_attempt_ms > ?1";
+    "UPDATE messages SET next_attempt_ms = ?1 WHERE rowid IN (SELECT rowid FROM messages "
+    "WHERE account = ?2 COLLATE NOCASE AND next_attempt_ms > ?1 LIMIT ?3)";
+constexpr const char* reschedule_all =
+    "UPDATE messages SET next_attempt_ms = ?1 WHERE rowid IN (SELECT rowid FROM messages "
+    "WHERE next_attempt_ms > ?1 LIMIT ?3)";
+// Rows per slice: a few milliseconds of the writer's time.
+constexpr std::int64_t reschedule_slice = 1000;
 
 // The sending record: a row per delivered message, and the rows that left
 // the 24-hour window go as new ones come (the index on sent_at_ms keeps both
@@ -69,12 +77,10 @@ struct content_job {
 
 }  // namespace
 
-boost::asio::awaitable<spool_result<std::vector<queued_message>>> scheduling_queries::due(
-    std::int64_t now_ms, std::size_t limit, message_id_set busy) {
-  return writer_.run<std::vector<queued_message>>(
-      [now_ms, limit, busy = std::move(busy)](writer_context& ctx) {
-        return spool_result<std::vector<queued_message>>(
-            rows::due(ctx.statements(), now_ms, limit, busy));
+boost::asio::awaitable<spool_result<due_mail>> scheduling_queries::due(due_request request) {
+  return writer_.run<due_mail>(
+      [request = std::move(request)](writer_context& ctx) {
+        return spool_result<due_mail>(rows::due(ctx.statements(), request));
       },
       use_awaitable);
 }
@@ -129,11 +135,12 @@ boost::asio::awaitable<spool_result<void>> scheduling_queries::record(
           prune.run();
         }
         if (bounce) {
-          rows::insert_message(ctx.statements(), bounce_id, bounce->env, now_ms(),
-                               {.size = bounce->content.size(),
-                                .memory = bounce->content,
-                                .eight_bit = has_8bit(bounce->content)});
-          ctx.message_stored();
+          ctx.message_stored(rows::insert_message(ctx.statements(), bounce_id, bounce->env,
+                                                  now_ms(),
+                                                  {.size = bounce->content.size(),
+                                                   .memory = bounce->content,
+                                                   .eight_bit = has_8bit(bounce->content)},
+                                                  ctx.last_position()));
         }
         return {};
       },
@@ -161,15 +168,22 @@ boost::asio::awaitable<spool_result<std::size_t>> scheduling_queries::postpone(
 
 boost::asio::awaitable<spool_result<std::size_t>> scheduling_queries::reschedule(
     std::string account, std::int64_t when_ms) {
-  return writer_.run<std::size_t>(
-      [account = std::move(account), when_ms](writer_context& ctx) -> spool_result<std::size_t> {
-        auto& st = ctx.prepared(reschedule_account);
-        st.bind(1, when_ms);
-        st.bind(2, std::string_view(account));
-        st.run();
-        return static_cast<std::size_t>(ctx.db().changes());
-      },
-      use_awaitable);
+  std::size_t changed = 0;
+  for (;;) {
+    auto slice = co_await writer_.run<std::size_t>(
+        [&account, when_ms](writer_context& ctx) -> spool_result<std::size_t> {
+          auto& st = ctx.prepared(account.empty() ? reschedule_all : reschedule_account);
+          st.bind(1, when_ms);
+          if (!account.empty()) st.bind(2, std::string_view(account));
+          st.bind(3, reschedule_slice);
+          st.run();
+          return static_cast<std::size_t>(ctx.db().changes());
+        },
+        use_awaitable);
+    if (!slice) co_return slice.error();
+    changed += *slice;
+    if (*slice < static_cast<std::size_t>(reschedule_slice)) co_return changed;
+  }
 }
 
 boost::asio::awaitable<spool_result<sending_record>> scheduling_queries::sending_history(

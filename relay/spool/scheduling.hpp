@@ -19,8 +19,7 @@ class scheduling_queries final : public delivery_queue {
  public:
   explicit scheduling_queries(spool_writer& writer) : writer_(writer) {}
 
-  boost::asio::awaitable<spool_result<std::vector<queued_message>>> due(
-      std::int64_t now_ms, std::size_t limit, message_id_set busy) override;
+  boost::asio::awaitable<spool_result<due_mail>> due(due_request request) override;
   boost::asio::awaitable<spool_result<std::optional<std::int64_t>>> next_due() override;
   boost::asio::awaitable<spool_result<message_content>> content(std::string id) override;
   boost::asio::awaitable<spool_result<void>> record(

@@ -41,12 +41,12 @@ struct commit_job {
     return {};
   }
   spool_result<void> apply(writer_context& ctx) {
-    rows::insert_message(ctx.statements(), draft->id(), env, received_ms,
-                         {.size = draft->size(),
-                          .memory = draft->memory(),
-                          .in_file = draft->in_file(),
-                          .eight_bit = draft->eight_bit()});
-    ctx.message_stored();
+    ctx.message_stored(rows::insert_message(ctx.statements(), draft->id(), env, received_ms,
+                                            {.size = draft->size(),
+                                             .memory = draft->memory(),
+                                             .in_file = draft->in_file(),
+                                             .eight_bit = draft->eight_bit()},
+                                            ctx.last_position()));
     return {};
   }
   void committed(writer_context&, spool_result<void>&) {

@@ -2,6 +2,7 @@
 // runs here, in batches that share one transaction and one sync (group commit).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <concepts>
 #include <condition_variable>
@@ -43,8 +44,17 @@ class writer_context {
   // removed after the commit. (A crash in between leaves an orphan, which
   // the next start removes.) Forgotten when the transaction fails.
   void remove_after_commit(std::string file) { to_remove_.push_back(std::move(file)); }
-  // This transaction stores a new message (messages_stored, on_stored).
-  void message_stored() { ++stored_; }
+  // This transaction stores a new message (messages_stored, on_stored) at
+  // `position` in arrival order (its rowid).
+  void message_stored(std::int64_t position) {
+    ++stored_;
+    last_position_ = std::max(last_position_, position);
+  }
+  // The last position given to a new message since the writer started: the
+  // next goes past it even when that message has left the queue meanwhile
+  // (SQLite would give its rowid again), so while the daemon runs no two
+  // messages share a place in arrival order.
+  std::int64_t last_position() const { return last_position_; }
 
  private:
   friend class spool_writer;
@@ -57,6 +67,7 @@ class writer_context {
   bool directory_dirty_ = false;
   std::vector<std::string> to_remove_;
   std::size_t stored_ = 0;
+  std::int64_t last_position_ = 0;
 };
 
 // Work for the writer. Required: `apply(writer_context&) -> spool_result<T>`,

@@ -77,18 +77,31 @@ class fake_queue final : public delivery_queue {
     messages_[m.id] = std::move(m);
   }
 
-  asio::awaitable<spool_result<std::vector<queued_message>>> due(std::int64_t now_ms,
-                                                                 std::size_t limit,
-                                                                 message_id_set busy) override {
+  // Positions in arrival order are places in order_ counted from 1.
+  asio::awaitable<spool_result<due_mail>> due(due_request request) override {
     co_await yield();
-    std::vector<queued_message> out;
-    for (const auto& id : order_) {
+    due_mail out;
+    message_id_set taken(request.busy);
+    auto take = [&](const std::string& id, std::vector<queued_message>& into) {
       auto it = messages_.find(id);
-      if (it == messages_.end() || it->second.next_attempt_ms > now_ms || busy.count(id) != 0) {
-        continue;
+      if (it == messages_.end() || it->second.next_attempt_ms > request.now_ms ||
+          !taken.insert(id).second) {
+        return;
       }
-      if (out.size() == limit) break;
-      out.push_back(it->second);
+      into.push_back(it->second);
+    };
+    out.arrived_through = static_cast<std::int64_t>(order_.size());
+    if (request.arrived_after) {
+      out.arrived_through = *request.arrived_after;
+      for (auto i = static_cast<std::size_t>(*request.arrived_after);
+           i < order_.size() && out.fresh.size() < request.fresh; ++i) {
+        out.arrived_through = static_cast<std::int64_t>(i + 1);
+        take(order_[i], out.fresh);
+      }
+    }
+    for (const auto& id : order_) {
+      if (out.oldest.size() == request.oldest) break;
+      take(id, out.oldest);
     }
     co_return out;
   }

@@ -24,6 +24,7 @@ namespace oauth_relay::relay {
 namespace {
 
 using spool_test_support::failure_code;
+using spool_test_support::oldest_due;
 using spool_test_support::run_op;
 using spool_test_support::stored;
 
@@ -94,7 +95,7 @@ TEST_F(spool_failure, reads_of_a_broken_queue_are_errors_not_an_empty_queue) {
   const auto later = std::numeric_limits<std::int64_t>::max();
 
   exec_sql("ALTER TABLE recipients RENAME TO recipients_elsewhere");
-  EXPECT_TRUE(failed_with(run_op(io_, s->queue().due(later, 10, {})), "no such table"));
+  EXPECT_TRUE(failed_with(run_op(io_, s->queue().due(oldest_due(later, 10, {}))), "no such table"));
   EXPECT_TRUE(failed_with(run_op(io_, s->admin().list(0, 10)), "no such table"));
   EXPECT_TRUE(failed_with(spool_reader(dir_).messages(), "no such table"));
 
@@ -107,7 +108,7 @@ TEST_F(spool_failure, reads_of_a_broken_queue_are_errors_not_an_empty_queue) {
   exec_sql(
       "ALTER TABLE messages_elsewhere RENAME TO messages; "
       "ALTER TABLE recipients_elsewhere RENAME TO recipients;");
-  EXPECT_EQ(run_op(io_, s->queue().due(later, 10, {})).value().size(), 1u);
+  EXPECT_EQ(run_op(io_, s->queue().due(oldest_due(later, 10, {}))).value().oldest.size(), 1u);
   EXPECT_EQ(run_op(io_, s->admin().summary()).value().depth, 1u);
 }
 

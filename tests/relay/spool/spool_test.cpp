@@ -21,6 +21,7 @@ namespace oauth_relay::relay {
 namespace {
 
 using spool_test_support::failure_code;
+using spool_test_support::oldest_due;
 using spool_test_support::run_op;
 using spool_test_support::stored;
 using spool_test_support::text_of;
@@ -217,11 +218,11 @@ TEST_F(spool_test, due_messages_then_records_move_and_finish_them) {
                        std::chrono::system_clock::now().time_since_epoch())
                        .count();
 
-  auto due = run_op(io_, queue.due(now + 1000, 10, {})).value();
+  auto due = run_op(io_, queue.due(oldest_due(now + 1000, 10, {}))).value().oldest;
   ASSERT_EQ(due.size(), 1u);
   EXPECT_EQ(due[0].id, id);
   EXPECT_EQ(due[0].recipients.size(), 2u);
-  EXPECT_TRUE(run_op(io_, queue.due(now + 1000, 10, {id})).value().empty());
+  EXPECT_TRUE(run_op(io_, queue.due(oldest_due(now + 1000, 10, {id}))).value().oldest.empty());
   EXPECT_EQ(text_of(run_op(io_, queue.content(id))).value(), "Subject: x\r\n\r\nbody\r\n");
 
   // First attempt: bob delivered, carol deferred.
@@ -232,7 +233,7 @@ TEST_F(spool_test, due_messages_then_records_move_and_finish_them) {
   first.next_attempt_ms = now + 60000;
   first.last_error = "451 4.3.0 try later";
   EXPECT_TRUE(stored(run_op(io_, queue.record(first, std::nullopt))));
-  EXPECT_TRUE(run_op(io_, queue.due(now + 1000, 10, {})).value().empty());
+  EXPECT_TRUE(run_op(io_, queue.due(oldest_due(now + 1000, 10, {}))).value().oldest.empty());
   EXPECT_EQ(run_op(io_, queue.next_due()).value(), now + 60000);
   {
     spool_reader reader(dir_);
@@ -245,7 +246,7 @@ TEST_F(spool_test, due_messages_then_records_move_and_finish_them) {
 
   // Retry now; carol fails for good and the message leaves with a bounce.
   EXPECT_EQ(run_op(io_, queue.reschedule("alice@example.com", now)).value(), 1u);
-  EXPECT_EQ(run_op(io_, queue.due(now + 1000, 10, {})).value().size(), 1u);
+  EXPECT_EQ(run_op(io_, queue.due(oldest_due(now + 1000, 10, {}))).value().oldest.size(), 1u);
   delivery_record last;
   last.id = id;
   last.finished = true;
@@ -282,11 +283,126 @@ TEST_F(spool_test, due_takes_the_oldest_up_to_the_limit_and_skips_claimed_ones) 
     for (const auto& m : ms) out.push_back(m.id);
     return out;
   };
-  auto two = run_op(io_, s.queue().due(later, 2, {})).value();
+  auto two = run_op(io_, s.queue().due(oldest_due(later, 2, {}))).value().oldest;
   EXPECT_EQ(ids_of(two), (std::vector<std::string>{ids[0], ids[1]}));
   EXPECT_EQ(two.at(0).recipients.size(), 2u);
-  auto skipping = run_op(io_, s.queue().due(later, 2, {ids[0], ids[2]})).value();
+  auto skipping = run_op(io_, s.queue().due(oldest_due(later, 2, {ids[0], ids[2]}))).value().oldest;
   EXPECT_EQ(ids_of(skipping), (std::vector<std::string>{ids[1], ids[3]}));
+}
+
+// A backlog made due at one instant (an account authorized again) is taken
+// in arrival order, and the mail that came in after the last look has its
+// share apart from it however long the backlog.
+// Parked as the scheduler parks an account's mail: up again at queue.lifetime.
+const delivery_queue::parking_limits five_days{5LL * 86'400'000, 0};
+
+TEST_F(spool_test, due_takes_a_fresh_share_of_arrivals_beside_the_oldest) {
+  spool s(dir_, io_.get_executor(), blocking_);
+  std::vector<std::string> ids;
+  auto store_one = [&] {
+    auto draft = s.store().begin();
+    ids.push_back(draft->id());
+    draft->append("Subject: " + std::to_string(ids.size()) + "\r\n\r\nbody\r\n");
+    ASSERT_TRUE(stored(commit(s, std::move(draft), sample_envelope())));
+  };
+  for (int i = 0; i < 6; ++i) store_one();
+  const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  // The backlog waits for the account, then is due at one instant.
+  ASSERT_EQ(
+      run_op(io_, s.queue().postpone("alice@example.com", now + 3'600'000, five_days, "waiting"))
+          .value(),
+      6u);
+  auto first = oldest_due(now + 1000, 2, {});
+  first.fresh = 2;  // no position yet: only where arrival order ends
+  auto start = run_op(io_, s.queue().due(first)).value();
+  EXPECT_TRUE(start.fresh.empty());
+  ASSERT_EQ(start.oldest.size(), 0u);  // all parked
+  const auto position = start.arrived_through;
+  EXPECT_GT(position, 0);
+  ASSERT_EQ(run_op(io_, s.queue().reschedule("alice@example.com", now)).value(), 6u);
+  for (int i = 0; i < 3; ++i) store_one();  // fresh: ids[6], ids[7], ids[8]
+
+  auto ids_of = [](const std::vector<queued_message>& ms) {
+    std::vector<std::string> out;
+    for (const auto& m : ms) out.push_back(m.id);
+    return out;
+  };
+  auto request = oldest_due(now + 1000, 2, {ids[6]});  // ids[6] is being delivered
+  request.fresh = 1;
+  request.arrived_after = position;
+  auto look = run_op(io_, s.queue().due(request)).value();
+  EXPECT_EQ(ids_of(look.fresh), (std::vector<std::string>{ids[7]}));
+  EXPECT_EQ(ids_of(look.oldest), (std::vector<std::string>{ids[0], ids[1]}));
+  EXPECT_EQ(look.fresh.at(0).recipients.size(), 2u);
+
+  // From where that look ended: the last fresh one, and the oldest again
+  // (the caller claims what it was given; here nothing is busy).
+  request.arrived_after = look.arrived_through;
+  request.busy = {};
+  request.fresh = 5;
+  auto next = run_op(io_, s.queue().due(request)).value();
+  EXPECT_EQ(ids_of(next.fresh), (std::vector<std::string>{ids[8]}));
+  EXPECT_EQ(ids_of(next.oldest), (std::vector<std::string>{ids[0], ids[1]}));
+  request.arrived_after = next.arrived_through;
+  EXPECT_TRUE(run_op(io_, s.queue().due(request)).value().fresh.empty());
+}
+
+// SQLite gives a deleted newest row's rowid to the next row: the spool does
+// not, or mail arriving just after the newest left would be behind the place
+// the scheduler looks for fresh mail from.
+TEST_F(spool_test, a_new_message_goes_past_the_position_of_one_that_left) {
+  spool s(dir_, io_.get_executor(), blocking_);
+  auto store_one = [&] {
+    auto draft = s.store().begin();
+    std::string id = draft->id();
+    draft->append("Subject: x\r\n\r\nbody\r\n");
+    EXPECT_TRUE(stored(commit(s, std::move(draft), sample_envelope())));
+    return id;
+  };
+  store_one();
+  const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  auto where = oldest_due(now + 1000, 0, {});
+  const auto before = run_op(io_, s.queue().due(where)).value().arrived_through;
+  const auto newest = store_one();
+  delivery_record done;
+  done.id = newest;
+  done.finished = true;
+  ASSERT_TRUE(stored(run_op(io_, s.queue().record(done, std::nullopt))));
+  const auto next = store_one();
+  where.arrived_after = before;
+  where.fresh = 10;
+  auto look = run_op(io_, s.queue().due(where)).value();
+  ASSERT_EQ(look.fresh.size(), 1u);
+  EXPECT_EQ(look.fresh[0].id, next);
+  EXPECT_EQ(look.arrived_through, before + 2);
+}
+
+// Rescheduling a long queue goes in slices; every message is changed once.
+TEST_F(spool_test, reschedule_changes_every_message_of_a_long_queue) {
+  spool s(dir_, io_.get_executor(), blocking_);
+  for (int i = 0; i < 2500; ++i) {
+    auto draft = s.store().begin();
+    draft->append("Subject: x\r\n\r\nbody\r\n");
+    ASSERT_TRUE(stored(commit(s, std::move(draft), sample_envelope())));
+  }
+  const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  ASSERT_EQ(
+      run_op(io_, s.queue().postpone("alice@example.com", now + 3'600'000, five_days, "waiting"))
+          .value(),
+      2500u);
+  EXPECT_EQ(run_op(io_, s.queue().reschedule("alice@example.com", now)).value(), 2500u);
+  EXPECT_EQ(run_op(io_, s.queue().due(oldest_due(now, 3000, {}))).value().oldest.size(), 2500u);
+  EXPECT_EQ(
+      run_op(io_, s.queue().postpone("ALICE@example.com", now + 3'600'000, five_days, "w")).value(),
+      2500u);
+  EXPECT_EQ(run_op(io_, s.queue().reschedule("", now)).value(), 2500u);
+  EXPECT_EQ(run_op(io_, s.queue().reschedule("", now)).value(), 0u);
 }
 
 TEST_F(spool_test, finishing_a_large_message_removes_its_file) {
@@ -377,7 +493,9 @@ TEST_F(spool_test, retry_makes_named_or_all_messages_due_and_names_unknown_ids) 
     later.next_attempt_ms = now + 3600000;
     ASSERT_TRUE(stored(run_op(io_, s.queue().record(later, std::nullopt))));
   }
-  auto due_now = [&] { return run_op(io_, s.queue().due(now + 10, 10, {})).value(); };
+  auto due_now = [&] {
+    return run_op(io_, s.queue().due(oldest_due(now + 10, 10, {}))).value().oldest;
+  };
   EXPECT_TRUE(due_now().empty());
 
   auto one = run_op(io_, s.admin().retry({a, "ffffffffffffffff"}, false, now));

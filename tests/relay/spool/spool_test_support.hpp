@@ -32,6 +32,15 @@ T run_op(boost::asio::io_context& io, boost::asio::awaitable<T> op) {
   return std::move(*out);
 }
 
+// A look at the queue for its due messages oldest first only, as most tests make.
+inline due_request oldest_due(std::int64_t now_ms, std::size_t limit, message_id_set busy) {
+  due_request r;
+  r.now_ms = now_ms;
+  r.oldest = limit;
+  r.busy = std::move(busy);
+  return r;
+}
+
 // All of a content the spool handed out, or why there is none.
 inline spool_result<std::string> text_of(spool_result<message_content> content) {
   if (!content) return content.error();
