@@ -103,6 +103,7 @@ class fake_queue final : public delivery_queue {
       if (out.oldest.size() == request.oldest) break;
       take(id, out.oldest);
     }
+    fresh_handed_out += out.fresh.size();
     co_return out;
   }
 
@@ -231,6 +232,7 @@ class fake_queue final : public delivery_queue {
   std::map<std::string, int> content_reads;         // content() calls per id
   std::vector<std::string> log;                     // record, reschedule and remove, in order
   std::vector<delivery_record> records;
+  std::size_t fresh_handed_out = 0;                       // messages due() gave as the fresh share
   std::vector<std::optional<generated_message>> bounces;  // stored with records[i]
   std::vector<postponement> postponed;
   sending_record history;  // what sending_history() reads back at start
@@ -557,6 +559,39 @@ TEST_F(scheduler_test, at_most_max_connections_per_account) {
   std::vector<std::string> each;
   for (int i = 1; i <= 6; ++i) each.push_back(content_of("m" + std::to_string(i)));
   EXPECT_EQ(sent, each);  // each message exactly once
+}
+
+// A backlog goes oldest first, but mail that arrives meanwhile is not put
+// behind all of it: it has its own line, and the connection takes from the
+// two in turn.
+TEST_F(scheduler_test, fresh_mail_is_not_kept_behind_a_backlog) {
+  settings.upstream.max_connections = 1;
+  settings.upstream.max_messages_per_connection = 1000;
+  for (int i = 1; i <= 600; ++i) queue.add("b" + std::to_string(i), alice);
+  upstream.hold();
+  start();
+  ASSERT_TRUE(run_until([&] { return upstream.in_flight == 1; }));
+  for (int i = 1; i <= 3; ++i) queue.add("f" + std::to_string(i), alice);
+  scheduler->wake();
+  ASSERT_TRUE(run_until([&] { return queue.fresh_handed_out == 3; }));
+  upstream.release();
+  ASSERT_TRUE(recorded(603));
+
+  ASSERT_EQ(upstream.connections.size(), 1u);
+  const auto& sent = upstream.connections[0].sent;
+  ASSERT_EQ(sent.size(), 603u);
+  auto place = [&](const std::string& id) {
+    return std::find(sent.begin(), sent.end(), content_of(id)) - sent.begin();
+  };
+  // b1 was on the connection; then fresh and backlog by turns.
+  EXPECT_EQ(place("b1"), 0);
+  EXPECT_EQ(place("f1"), 1);
+  EXPECT_EQ(place("b2"), 2);
+  EXPECT_EQ(place("f2"), 3);
+  EXPECT_EQ(place("b3"), 4);
+  EXPECT_EQ(place("f3"), 5);
+  // The backlog itself in arrival order.
+  for (int i = 4; i <= 600; ++i) EXPECT_EQ(place("b" + std::to_string(i)), i + 2) << i;
 }
 
 TEST_F(scheduler_test, a_connection_carries_at_most_max_messages_per_connection) {
