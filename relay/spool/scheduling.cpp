@@ -3,6 +3,8 @@
 // content lives in its own table, postponing touches only mail that is due.
 #include "relay/spool/scheduling.hpp"
 
+#include <span>
+
 #include <boost/asio/use_awaitable.hpp>
 
 #include "common/clock.hpp"
@@ -104,8 +106,10 @@ boost::asio::awaitable<spool_result<void>> scheduling_queries::record(
   return writer_.run<void>(
       [record = std::move(record), bounce = std::move(bounce),
        bounce_id = std::move(bounce_id)](writer_context& ctx) -> spool_result<void> {
+        // A finished message's recipients go with it: not updated first.
+        const auto no_updates = std::span<const recipient_update>();
         auto& recipient = ctx.prepared(update_recipient);
-        for (const auto& r : record.recipients) {
+        for (const auto& r : record.finished ? no_updates : std::span(record.recipients)) {
           recipient.bind(1, static_cast<std::int64_t>(r.status));
           recipient.bind(2, std::string_view(r.reply));
           recipient.bind(3, std::string_view(record.id));
