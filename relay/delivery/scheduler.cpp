@@ -176,7 +176,12 @@ asio::awaitable<void> delivery_scheduler::dispatch_loop() {
       request.fresh = std::min(fresh_share, room);
       request.oldest = backlog ? 0 : std::min(due_batch, room - request.fresh);
       request.arrived_after = arrived_through_;
-      request.busy = claimed_;
+      // The oldest-first look steps over every claimed message, so it is
+      // told them all. The fresh share alone is not: its place has passed
+      // all it handed out, and anything claimed since is skipped below. A
+      // copy of 2,000 ids for each look, 40 times a second, cost more than
+      // the rows it spares.
+      if (request.oldest > 0) request.busy = claimed_;
       request.busy.insert(removing_.begin(), removing_.end());
       auto found = co_await queue_.due(std::move(request));
       if (found) {

@@ -187,24 +187,24 @@ TEST_F(spool_test, a_growing_log_is_checkpointed_on_the_blocking_pool) {
   // Only a checkpoint copies pages from the log into queue.db while the
   // spool is open: SQLite's own checkpoint is replaced.
   const auto before = std::filesystem::file_size(dir_ / "queue.db");
-  for (int i = 0; i < 30; ++i) {
+  for (int i = 0; i < 200; ++i) {
     auto draft = s.store().begin();
     draft->append(std::string(200 * 1024, static_cast<char>('a' + i % 26)));
     ASSERT_TRUE(stored(commit(s, std::move(draft), sample_envelope())));
   }
-  // The first checkpoint starts once the log holds 1,000 frames (4,096,000
+  // The first checkpoint starts once the log holds 8,000 frames (32,768,000
   // bytes, some of them versions of the same page) and copies what the log
   // held then; commits landing meanwhile may or may not be in it, and the
   // log starts over afterwards, below the next threshold. So at least about
-  // 900 pages reach queue.db, and none without the checkpointer.
-  constexpr std::uintmax_t copied_at_least = 3 * 1024 * 1024;
+  // 7,000 pages reach queue.db, and none without the checkpointer.
+  constexpr std::uintmax_t copied_at_least = 24 * 1024 * 1024;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (std::filesystem::file_size(dir_ / "queue.db") < before + copied_at_least &&
          std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   EXPECT_GE(std::filesystem::file_size(dir_ / "queue.db"), before + copied_at_least);
-  EXPECT_EQ(run_op(io_, s.admin().summary()).value().depth, 30u);
+  EXPECT_EQ(run_op(io_, s.admin().summary()).value().depth, 200u);
 }
 
 TEST_F(spool_test, due_messages_then_records_move_and_finish_them) {
