@@ -106,15 +106,28 @@ void delivery_scheduler::account_state_changed(const std::string& account,
 }
 
 asio::awaitable<void> delivery_scheduler::release_account(std::string account) {
-  auto changed = co_await queue_.reschedule(account, now_());
-  if (!changed) {
-    log::error("account_mail_release_failed")
-        .kv("account", account)
-        .kv("error", changed.error().detail);
-  } else if (*changed > 0) {
-    log::info("account_mail_released").kv("account", account).kv("messages", *changed);
+  // One release of an account at a time: authorize and import report the
+  // change twice (the token's state and the accounts' reload), and two
+  // releases of a long queue would go slice by slice through the same rows.
+  // A change during a release makes it run once more, for mail parked since.
+  const auto key = lowercase(account);
+  if (!releasing_.insert(key).second) {
+    release_again_.insert(key);
+    co_return;
   }
-  wake();
+  do {
+    release_again_.erase(key);
+    auto changed = co_await queue_.reschedule(account, now_());
+    if (!changed) {
+      log::error("account_mail_release_failed")
+          .kv("account", account)
+          .kv("error", changed.error().detail);
+    } else if (*changed > 0) {
+      log::info("account_mail_released").kv("account", account).kv("messages", *changed);
+    }
+    wake();
+  } while (release_again_.count(key) != 0 && !stopping_);
+  releasing_.erase(key);
 }
 
 void delivery_scheduler::reconfigure(const config::settings& settings,

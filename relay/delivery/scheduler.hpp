@@ -201,6 +201,8 @@ class delivery_scheduler {
   // Where in arrival order the last look for fresh mail ended (unset until
   // the first look, which starts it at the newest queued message).
   std::optional<std::int64_t> arrived_through_;
+  std::set<std::string> releasing_;      // accounts whose mail release_account is making due
+  std::set<std::string> release_again_;  // ... and that changed state again meanwhile
   std::set<upstream_connection*> open_;  // for stop()
   boost::asio::steady_timer wake_timer_;
   bool wake_pending_ = false;

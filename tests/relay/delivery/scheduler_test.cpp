@@ -171,7 +171,10 @@ class fake_queue final : public delivery_queue {
 
   asio::awaitable<spool_result<std::size_t>> reschedule(std::string account,
                                                         std::int64_t when_ms) override {
+    most_rescheduling = std::max(most_rescheduling, ++rescheduling);
     co_await yield();
+    co_await yield();  // a long queue takes several jobs
+    --rescheduling;
     log.push_back("reschedule " + account);
     std::size_t n = 0;
     for (auto& [id, m] : messages_) {
@@ -232,7 +235,9 @@ class fake_queue final : public delivery_queue {
   std::map<std::string, int> content_reads;         // content() calls per id
   std::vector<std::string> log;                     // record, reschedule and remove, in order
   std::vector<delivery_record> records;
-  std::size_t fresh_handed_out = 0;                       // messages due() gave as the fresh share
+  std::size_t fresh_handed_out = 0;  // messages due() gave as the fresh share
+  int rescheduling = 0;              // reschedule() calls under way
+  int most_rescheduling = 0;
   std::vector<std::optional<generated_message>> bounces;  // stored with records[i]
   std::vector<postponement> postponed;
   sending_record history;  // what sending_history() reads back at start
@@ -725,14 +730,20 @@ TEST_F(scheduler_test, accounts_without_consent_are_parked_until_their_state_cha
   EXPECT_EQ(tokens.gets, std::vector<std::string>{"carol@example.com"});
   EXPECT_EQ(queue.records[0].id, "m3");
 
-  // Consent given: the parked mail is due at once and goes.
+  // Consent given: the parked mail is due at once and goes. The change is
+  // reported twice (the token's state, the accounts' reload): the second
+  // release waits for the first and runs after it, never beside it.
   tokens.states[0].state = auth::token_state::valid;
+  scheduler->account_state_changed(alice, auth::token_state::valid);
   scheduler->account_state_changed(alice, auth::token_state::valid);
   ASSERT_TRUE(recorded(2));
   EXPECT_EQ(queue.records[1].id, "m1");
   EXPECT_TRUE(queue.records[1].finished);
   EXPECT_TRUE(queue.queued("m2"));
   EXPECT_EQ(queue.postponed.size(), 2u);
+  ASSERT_TRUE(run_until(
+      [&] { return std::count(queue.log.begin(), queue.log.end(), "reschedule " + alice) == 2; }));
+  EXPECT_EQ(queue.most_rescheduling, 1);
 }
 
 TEST_F(scheduler_test, parked_mail_is_due_again_when_it_expires_and_then_bounces) {
