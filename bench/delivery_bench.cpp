@@ -313,6 +313,7 @@ int drain(const options& o, const fs::path& dir, std::uint16_t port, fakes::fake
 
   const auto start = steady::now();
   const double relayd_cpu_before = cpu_seconds(relayd_pid);
+  const double relayd_wait_before = run_queue_wait_seconds(relayd_pid);
   const int imported = wait_exit(spawn({o.ctl, "-c", config.string(), "import", account,
                                         "--refresh-token-file", token_file.string()},
                                        dir / "import.out", dir / "import.err"));
@@ -350,6 +351,7 @@ int drain(const options& o, const fs::path& dir, std::uint16_t port, fakes::fake
   }
   const auto all_done = steady::now();
   const double relayd_cpu = cpu_seconds(relayd_pid) - relayd_cpu_before;
+  const double relayd_wait = run_queue_wait_seconds(relayd_pid) - relayd_wait_before;
   // Late duplicates would show here.
   std::this_thread::sleep_for(std::chrono::seconds(1));
   const long hwm_kb = rss_kb(relayd_pid, "VmHWM");
@@ -380,7 +382,8 @@ int drain(const options& o, const fs::path& dir, std::uint16_t port, fakes::fake
       "drain_rate=%.1f all_s=%.3f all_rate=%.1f peak_rss_mb=%.1f hwm_mb=%.1f "
       "fresh_p50_ms=%s fresh_p99_ms=%s load_end_s=%.3f delivered_at_load_end=%zu "
       "fresh_delivered_first_s=%.3f fresh_delivered_median_s=%.3f fresh_delivered_last_s=%.3f "
-      "fresh_before_backlog_end=%zu relayd_cpu_s=%.2f delivered=%zu relayd_exit=%d\n",
+      "fresh_before_backlog_end=%zu relayd_cpu_s=%.2f relayd_wait_s=%.2f delivered=%zu "
+      "relayd_exit=%d\n",
       static_cast<unsigned long long>(backlog_s.size()),
       static_cast<unsigned long long>(fresh_s.size()), o.rate, o.size,
       std::chrono::duration<double>(import_done - start).count(), drain_s,
@@ -390,7 +393,8 @@ int drain(const options& o, const fs::path& dir, std::uint16_t port, fakes::fake
       static_cast<double>(peak_rss_kb) / 1024.0, static_cast<double>(hwm_kb) / 1024.0,
       field(load_line, "p50_ms").c_str(), field(load_line, "p99_ms").c_str(), load_end_s,
       delivered_at_load_end, quantile(fresh_s, 0), quantile(fresh_s, 0.5), quantile(fresh_s, 1),
-      fresh_before_backlog_end, relayd_cpu, backlog_s.size() + fresh_s.size(), relayd_status);
+      fresh_before_backlog_end, relayd_cpu, relayd_wait, backlog_s.size() + fresh_s.size(),
+      relayd_status);
   std::fflush(stdout);
   if (o.keep) {
     std::cerr << "delivery-bench: kept " << dir << '\n';
