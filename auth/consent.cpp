@@ -9,6 +9,8 @@
 #include <climits>
 #include <stdexcept>
 
+#include "common/text.hpp"
+
 namespace oauth_relay::auth {
 namespace {
 
@@ -142,15 +144,9 @@ std::optional<redirect_params> parse_redirect(std::string_view text) {
   }
 
   redirect_params out;
-  while (!query.empty()) {
-    const auto amp = query.find('&');
-    const auto pair = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
-    if (pair.empty()) continue;
-    const auto eq = pair.find('=');
-    const std::string name = percent_decode(pair.substr(0, eq));
-    std::string value =
-        eq == std::string_view::npos ? std::string() : percent_decode(pair.substr(eq + 1));
+  for (const auto& [raw_name, raw_value] : query_pairs(query)) {
+    const std::string name = percent_decode(raw_name);
+    std::string value = percent_decode(raw_value);
     // RFC 6749 §3.1: parameters must not repeat; the first one counts.
     if (name == "code" && !out.code) {
       out.code = std::move(value);

@@ -141,4 +141,18 @@ std::optional<std::string> base64url_decode(std::string_view text) {
   return decode(text, true);
 }
 
+std::vector<std::pair<std::string_view, std::string_view>> query_pairs(std::string_view query) {
+  std::vector<std::pair<std::string_view, std::string_view>> out;
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    const auto pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    if (pair.empty()) continue;
+    const auto eq = pair.find('=');
+    out.emplace_back(pair.substr(0, eq),
+                     eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1));
+  }
+  return out;
+}
+
 }  // namespace oauth_relay

@@ -1,5 +1,6 @@
 // Text helpers shared by every part: one printable log line, RFC 5322 dates,
-// base64 (RFC 4648). Pure functions, table-tested (tests/common).
+// base64 (RFC 4648), a URL query's pairs. Pure functions, table-tested
+// (tests/common).
 #pragma once
 
 #include <cstddef>
@@ -7,6 +8,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace oauth_relay {
 
@@ -34,5 +37,10 @@ std::string base64url_encode(std::string_view bytes);
 // the text is not that.
 std::optional<std::string> base64_decode(std::string_view text);
 std::optional<std::string> base64url_decode(std::string_view text);
+
+// The name=value pairs of a URL query ("a=1&b=&c"), in order, as written (not
+// percent-decoded: the caller decides); empty pairs are skipped, and a pair
+// without '=' has an empty value. Views into `query`.
+std::vector<std::pair<std::string_view, std::string_view>> query_pairs(std::string_view query);
 
 }  // namespace oauth_relay

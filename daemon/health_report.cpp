@@ -11,6 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/text.hpp"
+
 namespace oauth_relay::daemon {
 namespace {
 
@@ -280,14 +282,7 @@ std::optional<queue_page_request> parse_queue_page(std::string_view query, std::
       return std::nullopt;
     return value;
   };
-  while (!query.empty()) {
-    const auto amp = query.find('&');
-    const auto pair = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
-    if (pair.empty()) continue;
-    const auto eq = pair.find('=');
-    const auto key = pair.substr(0, eq);
-    const auto value = eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+  for (const auto& [key, value] : query_pairs(query)) {
     if (key == "limit") {
       const auto limit = number(value, max_queue_page);
       if (!limit || *limit == 0) {

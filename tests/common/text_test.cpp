@@ -5,6 +5,9 @@
 #include <ctime>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -122,6 +125,19 @@ TEST(backoff, doubles_from_the_first_failure_up_to_the_cap) {
   EXPECT_EQ(backoff(initial, max, 3), milliseconds(4000));
   EXPECT_EQ(backoff(initial, max, 4), milliseconds(5000));
   EXPECT_EQ(backoff(initial, max, 1000), milliseconds(5000));
+}
+
+using query = std::vector<std::pair<std::string_view, std::string_view>>;
+
+TEST(query_pairs, pairs_in_order_as_written) {
+  EXPECT_EQ(query_pairs("limit=100&after=42"), (query{{"limit", "100"}, {"after", "42"}}));
+  EXPECT_EQ(query_pairs("code=4%2F0A&state=x"), (query{{"code", "4%2F0A"}, {"state", "x"}}));
+}
+
+TEST(query_pairs, empty_pairs_are_skipped_and_a_bare_name_has_an_empty_value) {
+  EXPECT_EQ(query_pairs(""), query{});
+  EXPECT_EQ(query_pairs("&&a=1&&b&c=&=d"), (query{{"a", "1"}, {"b", ""}, {"c", ""}, {"", "d"}}));
+  EXPECT_EQ(query_pairs("a=b=c"), (query{{"a", "b=c"}}));
 }
 
 }  // namespace
