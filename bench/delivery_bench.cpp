@@ -118,6 +118,14 @@ int wait_exit(pid_t pid) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+// SIGTERM to the daemon under test; its exit status.
+int stop_relayd() {
+  ::kill(relayd_pid, SIGTERM);
+  const int status = wait_exit(relayd_pid);
+  relayd_pid = -1;
+  return status;
+}
+
 std::string read_file(const fs::path& p) {
   std::ifstream in(p);
   std::stringstream s;
@@ -373,9 +381,7 @@ int drain(const options& o, const fs::path& dir, std::uint16_t port, fakes::fake
   std::size_t fresh_before_backlog_end = 0;
   for (double t : fresh_s) fresh_before_backlog_end += t < drain_s ? 1 : 0;
 
-  ::kill(relayd_pid, SIGTERM);
-  const int relayd_status = wait_exit(relayd_pid);
-  relayd_pid = -1;
+  const int relayd_status = stop_relayd();
 
   std::printf(
       "drain backlog=%llu fresh=%llu fresh_rate=%.0f size=%zu import_s=%.3f drain_s=%.3f "
@@ -520,9 +526,7 @@ int run(const options& o) {
 
   const std::string per_account = o.accounts > 1 ? account_spread(gmail, start) : std::string();
 
-  ::kill(relayd, SIGTERM);
-  const int relayd_status = wait_exit(relayd);
-  relayd_pid = -1;
+  const int relayd_status = stop_relayd();
 
   std::printf(
       "delivery client=%s sessions=%d messages=%llu size=%zu reply_delay_ms=%d accepted_rate=%s "

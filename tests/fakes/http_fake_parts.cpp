@@ -6,6 +6,8 @@
 
 #include <cctype>
 
+#include "common/text.hpp"
+
 namespace oauth_relay::fakes::http_parts {
 
 std::string lower(std::string s) {
@@ -31,15 +33,7 @@ fields decode_form(std::string_view text) {
     return out;
   };
   fields out;
-  while (!text.empty()) {
-    const auto amp = text.find('&');
-    const auto pair = text.substr(0, amp);
-    text = amp == std::string_view::npos ? std::string_view() : text.substr(amp + 1);
-    if (pair.empty()) continue;
-    const auto eq = pair.find('=');
-    out[unescape(pair.substr(0, eq))] =
-        eq == std::string_view::npos ? std::string() : unescape(pair.substr(eq + 1));
-  }
+  for (const auto& [name, value] : query_pairs(text)) out[unescape(name)] = unescape(value);
   return out;
 }
 

@@ -14,6 +14,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/thread_pool.hpp>
 
+#include "common/clock.hpp"
 #include "db/schema.hpp"
 #include "tests/relay/spool/spool_test_support.hpp"
 
@@ -52,6 +53,15 @@ class spool_test : public testing::Test {
 
   spool_result<void> commit(spool& s, std::unique_ptr<message_draft> draft, envelope env) {
     return run_op(io_, s.store().commit(std::move(draft), std::move(env)));
+  }
+
+  // Parks alice's due mail for an hour, as the scheduler parks the mail of an
+  // account that cannot send (up again at the latest at queue.lifetime);
+  // how many messages.
+  std::size_t park_alice(spool& s, std::int64_t now) {
+    const delivery_queue::parking_limits five_days{5LL * 86'400'000, 0};
+    return run_op(io_, s.queue().postpone("alice@example.com", now + 3'600'000, five_days, "w"))
+        .value();
   }
 
   unsigned mode_of(const std::filesystem::path& p) {
@@ -293,8 +303,6 @@ TEST_F(spool_test, due_takes_the_oldest_up_to_the_limit_and_skips_claimed_ones) 
 // A backlog made due at one instant (an account authorized again) is taken
 // in arrival order, and the mail that came in after the last look has its
 // share apart from it however long the backlog.
-// Parked as the scheduler parks an account's mail: up again at queue.lifetime.
-const delivery_queue::parking_limits five_days{5LL * 86'400'000, 0};
 
 TEST_F(spool_test, due_takes_a_fresh_share_of_arrivals_beside_the_oldest) {
   spool s(dir_, io_.get_executor(), blocking_);
@@ -306,14 +314,9 @@ TEST_F(spool_test, due_takes_a_fresh_share_of_arrivals_beside_the_oldest) {
     ASSERT_TRUE(stored(commit(s, std::move(draft), sample_envelope())));
   };
   for (int i = 0; i < 6; ++i) store_one();
-  const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                       std::chrono::system_clock::now().time_since_epoch())
-                       .count();
+  const auto now = oauth_relay::now_ms();
   // The backlog waits for the account, then is due at one instant.
-  ASSERT_EQ(
-      run_op(io_, s.queue().postpone("alice@example.com", now + 3'600'000, five_days, "waiting"))
-          .value(),
-      6u);
+  ASSERT_EQ(park_alice(s, now), 6u);
   auto first = oldest_due(now + 1000, 2, {});
   first.fresh = 2;  // no position yet: only where arrival order ends
   auto start = run_op(io_, s.queue().due(first)).value();
@@ -389,18 +392,11 @@ TEST_F(spool_test, reschedule_changes_every_message_of_a_long_queue) {
     draft->append("Subject: x\r\n\r\nbody\r\n");
     ASSERT_TRUE(stored(commit(s, std::move(draft), sample_envelope())));
   }
-  const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                       std::chrono::system_clock::now().time_since_epoch())
-                       .count();
-  ASSERT_EQ(
-      run_op(io_, s.queue().postpone("alice@example.com", now + 3'600'000, five_days, "waiting"))
-          .value(),
-      2500u);
+  const auto now = oauth_relay::now_ms();
+  ASSERT_EQ(park_alice(s, now), 2500u);
   EXPECT_EQ(run_op(io_, s.queue().reschedule("alice@example.com", now)).value(), 2500u);
   EXPECT_EQ(run_op(io_, s.queue().due(oldest_due(now, 3000, {}))).value().oldest.size(), 2500u);
-  EXPECT_EQ(
-      run_op(io_, s.queue().postpone("ALICE@example.com", now + 3'600'000, five_days, "w")).value(),
-      2500u);
+  EXPECT_EQ(park_alice(s, now), 2500u);
   EXPECT_EQ(run_op(io_, s.queue().reschedule("", now)).value(), 2500u);
   EXPECT_EQ(run_op(io_, s.queue().reschedule("", now)).value(), 0u);
 }
