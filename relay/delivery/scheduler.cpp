@@ -183,8 +183,9 @@ asio::awaitable<void> delivery_scheduler::dispatch_loop() {
     // looked for: new mail never waits for a backlog to be worked through.
     const bool backlog = waiting_total() >= refill_below;
     due_mail due;
-    due_request request;
+    std::size_t oldest_asked = 0;
     if (room > 0) {
+      due_request request;
       request.now_ms = now_();
       request.fresh = std::min(fresh_share, room);
       request.oldest = backlog ? 0 : std::min(due_batch, room - request.fresh);
@@ -196,6 +197,7 @@ asio::awaitable<void> delivery_scheduler::dispatch_loop() {
       // the rows it spares.
       if (request.oldest > 0) request.busy = claimed_;
       request.busy.insert(removing_.begin(), removing_.end());
+      oldest_asked = request.oldest;
       auto found = co_await queue_.due(std::move(request));
       if (found) {
         due = std::move(*found);
@@ -263,7 +265,7 @@ asio::awaitable<void> delivery_scheduler::dispatch_loop() {
     auto delay = std::chrono::milliseconds(idle_poll);
     if (backlog) {
       delay = std::chrono::milliseconds(busy_poll);  // a worker wakes us sooner
-    } else if (request.oldest > 0 && due.oldest.size() == request.oldest && parked.empty()) {
+    } else if (oldest_asked > 0 && due.oldest.size() == oldest_asked && parked.empty()) {
       delay = std::chrono::milliseconds(0);
     } else if (next && *next) {
       const auto until = std::chrono::milliseconds(std::max<std::int64_t>(0, **next - now_()));
