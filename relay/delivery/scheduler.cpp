@@ -47,16 +47,6 @@ constexpr auto idle_poll = std::chrono::seconds(30);
 // message, then closed with QUIT.
 constexpr auto connection_idle = std::chrono::seconds(10);
 
-// The messages of one look in the order they are claimed, each with whether
-// it is of the fresh share.
-std::vector<std::pair<queued_message, bool>> claims_of(due_mail& due) {
-  std::vector<std::pair<queued_message, bool>> out;
-  out.reserve(due.fresh.size() + due.oldest.size());
-  for (auto& m : due.fresh) out.emplace_back(std::move(m), true);
-  for (auto& m : due.oldest) out.emplace_back(std::move(m), false);
-  return out;
-}
-
 delivery_policy policy_of(const config::settings& s) {
   delivery_policy p;
   p.retry_initial = std::chrono::duration_cast<std::chrono::milliseconds>(s.queue.retry_initial);
@@ -96,38 +86,6 @@ void delivery_scheduler::on_delivery_duration(std::function<void(double)> observ
 void delivery_scheduler::wake() {
   wake_pending_ = true;
   wake_timer_.cancel();
-}
-
-void delivery_scheduler::account_state_changed(const std::string& account,
-                                               auth::token_state state) {
-  if (state != auth::token_state::valid && state != auth::token_state::expired) return;
-  // Mail that waited for this account (needs_reauth, refresh_failing) goes now.
-  asio::co_spawn(executor_, release_account(account), log_failure("account_release_failed"));
-}
-
-asio::awaitable<void> delivery_scheduler::release_account(std::string account) {
-  // One release of an account at a time: authorize and import report the
-  // change twice (the token's state and the accounts' reload), and two
-  // releases of a long queue would go slice by slice through the same rows.
-  // A change during a release makes it run once more, for mail parked since.
-  const auto key = lowercase(account);
-  if (!releasing_.insert(key).second) {
-    release_again_.insert(key);
-    co_return;
-  }
-  do {
-    release_again_.erase(key);
-    auto changed = co_await queue_.reschedule(account, now_());
-    if (!changed) {
-      log::error("account_mail_release_failed")
-          .kv("account", account)
-          .kv("error", changed.error().detail);
-    } else if (*changed > 0) {
-      log::info("account_mail_released").kv("account", account).kv("messages", *changed);
-    }
-    wake();
-  } while (release_again_.count(key) != 0 && !stopping_);
-  releasing_.erase(key);
 }
 
 void delivery_scheduler::reconfigure(const config::settings& settings,

@@ -1,8 +1,11 @@
 // The scheduler's side of each account's sending state: the sending record
 // read back at start, holds put on and lifted (parking the account's mail
-// until they end), and an unreachable upstream logged as one event. A part
-// of the delivery scheduler (scheduler.cpp).
+// until they end), an account's parked mail released when it can send
+// again, and an unreachable upstream logged as one event. A part of the
+// delivery scheduler (scheduler.cpp).
 #include <algorithm>
+
+#include <boost/asio/co_spawn.hpp>
 
 #include "config/log.hpp"
 #include "relay/delivery/scheduler_parts.hpp"
@@ -20,6 +23,38 @@ hold_row row_of(const std::string& account, const account_hold& h) {
 }
 
 }  // namespace
+
+void delivery_scheduler::account_state_changed(const std::string& account,
+                                               auth::token_state state) {
+  if (state != auth::token_state::valid && state != auth::token_state::expired) return;
+  // Mail that waited for this account (needs_reauth, refresh_failing) goes now.
+  asio::co_spawn(executor_, release_account(account), log_failure("account_release_failed"));
+}
+
+asio::awaitable<void> delivery_scheduler::release_account(std::string account) {
+  // One release of an account at a time: authorize and import report the
+  // change twice (the token's state and the accounts' reload), and two
+  // releases of a long queue would go slice by slice through the same rows.
+  // A change during a release makes it run once more, for mail parked since.
+  const auto key = lowercase(account);
+  if (!releasing_.insert(key).second) {
+    release_again_.insert(key);
+    co_return;
+  }
+  do {
+    release_again_.erase(key);
+    auto changed = co_await queue_.reschedule(account, now_());
+    if (!changed) {
+      log::error("account_mail_release_failed")
+          .kv("account", account)
+          .kv("error", changed.error().detail);
+    } else if (*changed > 0) {
+      log::info("account_mail_released").kv("account", account).kv("messages", *changed);
+    }
+    wake();
+  } while (release_again_.count(key) != 0 && !stopping_);
+  releasing_.erase(key);
+}
 
 void delivery_scheduler::lift_holds() {
   limits_.lift_all();

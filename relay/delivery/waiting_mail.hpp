@@ -9,6 +9,8 @@
 #include <cstddef>
 #include <deque>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "relay/spool/records.hpp"
 
@@ -59,5 +61,15 @@ class waiting_mail {
   std::deque<queued_message> fresh_;
   bool fresh_turn_ = true;  // both have mail: which line gives the next one
 };
+
+// The messages of one look at the queue in the order they are claimed, each
+// with the line it goes to (true: fresh), taken out of `due`.
+inline std::vector<std::pair<queued_message, bool>> claims_of(due_mail& due) {
+  std::vector<std::pair<queued_message, bool>> out;
+  out.reserve(due.fresh.size() + due.oldest.size());
+  for (auto& m : due.fresh) out.emplace_back(std::move(m), true);
+  for (auto& m : due.oldest) out.emplace_back(std::move(m), false);
+  return out;
+}
 
 }  // namespace oauth_relay::relay
