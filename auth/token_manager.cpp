@@ -384,6 +384,7 @@ void token_manager::adopt(account& a, const account_record& row) {
   a.last_error = row.last_error;
   if (row.last_delivery)
     a.last_delivery = std::max(a.last_delivery.value_or(0), *row.last_delivery);
+  a.stored_delivery = row.last_delivery;
   a.failures = row.refresh_failures;
   a.client_refused = false;
   a.next_retry = steady_clock::now();  // a new token (or a restart) deserves a try now
@@ -550,13 +551,27 @@ void token_manager::invalidate(const std::string& account_address,
 void token_manager::record_delivery(const std::string& account_address, std::int64_t when) {
   auto it = accounts_.find(key_of(account_address));
   if (it == accounts_.end() || stopped_) return;
-  it->second.last_delivery = when;
+  it->second.last_delivery = std::max(it->second.last_delivery.value_or(when), when);
   if (it->second.in_memory()) return;  // no row
-  with_store(
-      [&store = store_, key = it->first, when] { return jobs::record_delivery(store, key, when); },
-      [this, key = it->first](std::string error) {
-        if (!error.empty()) log_store_error(key, error);
-      });
+  store_last_delivery(it->second, it->first);
+}
+
+void token_manager::store_last_delivery(account& a, const std::string& key) {
+  if (a.delivery_writing || !a.last_delivery || a.stored_delivery == a.last_delivery) return;
+  a.delivery_writing = true;
+  const std::int64_t when = *a.last_delivery;
+  with_store([&store = store_, key, when] { return jobs::record_delivery(store, key, when); },
+             [this, key, when](std::string error) {
+               auto it = accounts_.find(key);
+               if (it == accounts_.end()) return;
+               it->second.delivery_writing = false;
+               if (!error.empty()) {
+                 log_store_error(key, error);
+                 return;  // tried again at the next delivery
+               }
+               it->second.stored_delivery = when;
+               if (!stopped_) store_last_delivery(it->second, key);  // a newer second meanwhile
+             });
 }
 
 std::vector<account_status> token_manager::status() const {

@@ -143,6 +143,11 @@ class token_manager final : public token_source {
     std::optional<system_time> obtained_at;  // when this process got the access token
     std::string last_error;
     std::optional<std::int64_t> last_delivery;
+    // last_delivery as the store has it, and whether a write of it is on its
+    // way: one write at a time, and none while the second is the same (a
+    // drain delivers thousands a second; a synced write each would queue up).
+    std::optional<std::int64_t> stored_delivery;
+    bool delivery_writing = false;
     std::optional<std::int64_t> authorized_at;  // unix seconds, from the stored row
     int failures = 0;
     std::int64_t generation = -1;  // of the stored refresh token; -1 before loading
@@ -189,6 +194,8 @@ class token_manager final : public token_source {
     return a.provider == config::provider_kind::microsoft && microsoft_client_ ? microsoft_client_
                                                                                : client_;
   }
+  // Writes a.last_delivery to the store unless it is there or on its way.
+  void store_last_delivery(account& a, const std::string& key);
   void serve(account& a, waiter done);
   void serve_all(account& a);
   void start_refresh(account& a);

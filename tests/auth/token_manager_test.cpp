@@ -367,6 +367,17 @@ TEST_F(token_manager_test, delivery_time_is_recorded) {
   ASSERT_TRUE(run_until(io_, [&] { return store_.get(alice)->last_delivery == 1700000000; }));
 }
 
+TEST_F(token_manager_test, a_burst_of_deliveries_stores_the_newest_time) {
+  // A drain reports thousands of deliveries a second: one store write at a
+  // time, the newest second last, and an earlier report never goes back.
+  for (int i = 0; i < 3000; ++i) manager().record_delivery(alice, 1700000000 + i / 1000);
+  manager().record_delivery(alice, 1699999999);
+  EXPECT_EQ(status_of().last_delivery, 1700000002);
+  ASSERT_TRUE(run_until(io_, [&] { return store_.get(alice)->last_delivery == 1700000002; }));
+  manager().record_delivery(alice, 1700000003);
+  ASSERT_TRUE(run_until(io_, [&] { return store_.get(alice)->last_delivery == 1700000003; }));
+}
+
 TEST_F(token_manager_test, stop_abandons_a_slow_refresh_and_answers_the_caller) {
   env_.fake.add_account(alice, "1//alice");
   store_.store_refresh_token(alice, "1//alice");
