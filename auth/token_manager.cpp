@@ -570,7 +570,8 @@ void token_manager::store_last_delivery(account& a, const std::string& key) {
                  return;  // tried again at the next delivery
                }
                it->second.stored_delivery = when;
-               if (!stopped_) store_last_delivery(it->second, key);  // a newer second meanwhile
+               // A newer second meanwhile (also while stopping: the last one is kept).
+               store_last_delivery(it->second, key);
              });
 }
 

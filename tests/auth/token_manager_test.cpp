@@ -376,6 +376,11 @@ TEST_F(token_manager_test, a_burst_of_deliveries_stores_the_newest_time) {
   ASSERT_TRUE(run_until(io_, [&] { return store_.get(alice)->last_delivery == 1700000002; }));
   manager().record_delivery(alice, 1700000003);
   ASSERT_TRUE(run_until(io_, [&] { return store_.get(alice)->last_delivery == 1700000003; }));
+  // A stop while a write is on its way still leaves the newest second stored.
+  manager().record_delivery(alice, 1700000004);
+  manager().record_delivery(alice, 1700000005);
+  manager().stop();
+  ASSERT_TRUE(run_until(io_, [&] { return store_.get(alice)->last_delivery == 1700000005; }));
 }
 
 TEST_F(token_manager_test, stop_abandons_a_slow_refresh_and_answers_the_caller) {
