@@ -1,51 +1,29 @@
 // The Microsoft identity platform's v2.0 endpoints as far as oauth-relay uses
-// them: Beast over asio::ssl, one coroutine per connection, on its own thread.
+// them, answered on https_fake_server's thread.
 #include "fakes/fake_microsoft.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <deque>
 #include <mutex>
 #include <set>
-#include <thread>
 
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ssl.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
 #include "fakes/http_fake_parts.hpp"
+#include "fakes/https_fake_server.hpp"
 
 namespace oauth_relay::fakes {
 namespace {
 
-namespace asio = boost::asio;
 namespace http = boost::beast::http;
-using tcp = asio::ip::tcp;
 using steady = std::chrono::steady_clock;
 using namespace http_parts;
+using reply = https_reply;
 
 constexpr std::string_view smtp_send = "https://outlook.office.com/SMTP.Send";
 constexpr std::string_view app_scope = "https://outlook.office365.com/.default";
 constexpr std::string_view device_grant = "urn:ietf:params:oauth:grant-type:device_code";
-
-struct reply {
-  http::status status = http::status::ok;
-  std::string content_type = "application/json; charset=utf-8";
-  std::string body;
-  std::string location;
-};
-
-reply json_reply(http::status status, const nlohmann::json& body) {
-  return {status, "application/json; charset=utf-8", body.dump(), {}};
-}
 
 // Microsoft's error body: the AADSTS code leads the description.
 reply aad_error(http::status status, const std::string& error, const std::string& description) {
@@ -82,72 +60,23 @@ struct fake_microsoft::impl {
   };
 
   impl(const test_pki& pki, std::string tenant_name, std::string id, std::string secret)
-      : tenant(std::move(tenant_name)), client_id(std::move(id)), client_secret(std::move(secret)) {
-    const auto cert = pki.issue({"localhost"}, {"127.0.0.1"});
-    tls.use_certificate_chain(asio::buffer(cert.certificate));
-    tls.use_private_key(asio::buffer(cert.private_key), asio::ssl::context::pem);
-    tcp::endpoint endpoint(asio::ip::make_address("127.0.0.1"), 0);
-    acceptor.open(endpoint.protocol());
-    acceptor.set_option(tcp::acceptor::reuse_address(true));
-    acceptor.bind(endpoint);
-    acceptor.listen();
-    port = acceptor.local_endpoint().port();
-    asio::co_spawn(io, accept_loop(), asio::detached);
-    thread = std::thread([this] { io.run(); });
+      : tenant(std::move(tenant_name)),
+        client_id(std::move(id)),
+        client_secret(std::move(secret)),
+        server(pki, options(), [this](const https_fake_server::request& r) { return handle(r); }) {}
+
+  // Each answer is made at once (tokens issued, a refresh token rotated) and
+  // then waits out set_delay before it is written; Microsoft's TLS defaults.
+  static https_fake_options options() {
+    https_fake_options o;
+    o.server = "fake-microsoft";
+    o.answer = https_fake_options::order::handle_then_wait;
+    return o;
   }
 
-  ~impl() {
-    io.stop();
-    thread.join();
-  }
-
-  asio::awaitable<void> accept_loop() {
-    for (;;) {
-      auto [ec, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
-      if (ec) co_return;
-      asio::co_spawn(io, serve(std::move(socket)), asio::detached);
-    }
-  }
-
-  asio::awaitable<void> serve(tcp::socket socket) {
-    asio::ssl::stream<tcp::socket> stream(std::move(socket), tls);
-    auto [hs] = co_await stream.async_handshake(asio::ssl::stream_base::server,
-                                                asio::as_tuple(asio::use_awaitable));
-    if (hs) co_return;
-    boost::beast::flat_buffer buffer;
-    for (;;) {
-      http::request<http::string_body> request;
-      auto [rec, n] =
-          co_await http::async_read(stream, buffer, request, asio::as_tuple(asio::use_awaitable));
-      if (rec) co_return;
-      const reply r = handle(request);
-      ++in_flight;
-      struct done_guard {
-        std::atomic<std::size_t>& n;
-        ~done_guard() { --n; }
-      } done{in_flight};
-      if (const auto pause = delay.load(); pause.count() > 0) {
-        asio::steady_timer timer(io, pause);
-        co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
-      }
-      http::response<http::string_body> response(r.status, request.version());
-      response.set(http::field::server, "fake-microsoft");
-      response.set(http::field::content_type, r.content_type);
-      if (!r.location.empty()) response.set(http::field::location, r.location);
-      response.body() = r.body;
-      response.keep_alive(request.keep_alive());
-      response.prepare_payload();
-      auto [wec, w] =
-          co_await http::async_write(stream, response, asio::as_tuple(asio::use_awaitable));
-      if (wec || !response.keep_alive()) break;
-    }
-    co_await stream.async_shutdown(asio::as_tuple(asio::use_awaitable));
-  }
-
-  reply handle(const http::request<http::string_body>& request) {
+  reply handle(const https_fake_server::request& request) {
     const std::string_view target(request.target().data(), request.target().size());
-    const auto question = target.find('?');
-    std::string_view path = target.substr(0, question);
+    const std::string_view path = path_of(target);
     // /{tenant}/oauth2/v2.0/{endpoint}
     if (!path.starts_with('/')) return not_found();
     const auto slash = path.find('/', 1);
@@ -170,8 +99,7 @@ struct fake_microsoft::impl {
       return devicecode(decode_form(request.body()));
     }
     if (endpoint == "authorize" && request.method() == http::verb::get) {
-      return authorize(
-          question == std::string_view::npos ? fields() : decode_form(target.substr(question + 1)));
+      return authorize(query_of(target));
     }
     return not_found();
   }
@@ -184,10 +112,7 @@ struct fake_microsoft::impl {
     std::lock_guard lock(mutex);
     ++token_requests;
     last_token_request = form;
-    auto field = [&](const char* name) {
-      auto it = form.find(name);
-      return it == form.end() ? std::string() : it->second;
-    };
+    const auto field = reader(form);
     if (!forced_error.empty()) {
       return aad_error(static_cast<http::status>(forced_status), forced_error, forced_description);
     }
@@ -363,10 +288,7 @@ struct fake_microsoft::impl {
   reply authorize(const fields& query) {
     std::lock_guard lock(mutex);
     last_auth_request = query;
-    auto field = [&](const char* name) {
-      auto it = query.find(name);
-      return it == query.end() ? std::string() : it->second;
-    };
+    const auto field = reader(query);
     auto refuse = [](const std::string& text) {
       return reply{http::status::bad_request, "text/html", "<html>" + text + "</html>", {}};
     };
@@ -381,21 +303,19 @@ struct fake_microsoft::impl {
     if (field("code_challenge_method") != "S256" || field("code_challenge").size() != 43) {
       return refuse("AADSTS501491: PKCE with S256 is required.");
     }
-    const char separator = redirect_uri.find('?') == std::string::npos ? '?' : '&';
-    reply r;
-    r.status = http::status::found;
-    r.content_type = "text/html";
     if (consenting.empty()) {
-      r.location = redirect_uri + separator + "error=access_denied&error_description=" +
-                   escape("AADSTS65004: User declined to consent to access the app.") +
-                   "&state=" + escape(field("state"));
-      return r;
+      return redirect_reply(
+          "text/html",
+          with_query(redirect_uri,
+                     "error=access_denied&error_description=" +
+                         escape("AADSTS65004: User declined to consent to access the app.") +
+                         "&state=" + escape(field("state"))));
     }
     const std::string code_value = "0.fake-ms-code-" + std::to_string(++codes_issued);
     codes[code_value] = {consenting, redirect_uri, field("code_challenge")};
-    r.location = redirect_uri + separator + "code=" + escape(code_value) +
-                 "&state=" + escape(field("state"));
-    return r;
+    return redirect_reply(
+        "text/html", with_query(redirect_uri,
+                                "code=" + escape(code_value) + "&state=" + escape(field("state"))));
   }
 
   nlohmann::json issue_access(const std::string& email, const std::string& scope) {
@@ -418,14 +338,6 @@ struct fake_microsoft::impl {
   const std::string tenant;
   const std::string client_id;
   const std::string client_secret;
-  asio::io_context io;
-  asio::ssl::context tls{asio::ssl::context::tls_server};
-  tcp::acceptor acceptor{io};
-  std::uint16_t port = 0;
-  std::thread thread;
-  std::atomic<std::chrono::milliseconds> delay{std::chrono::milliseconds(0)};
-  std::atomic<std::size_t> in_flight{0};
-
   mutable std::mutex mutex;  // everything below
   std::map<std::string, grant> grants;
   std::map<std::string, std::vector<std::string>> issued_to;  // lower-cased email -> tokens
@@ -453,6 +365,9 @@ struct fake_microsoft::impl {
   fields last_refresh_request;
   fields last_device_request;
   fields last_auth_request;
+  // Last: built once the state handle() reads is, and stopped (its thread
+  // joined) before that state goes away.
+  https_fake_server server;
 };
 
 fake_microsoft::fake_microsoft(const test_pki& pki, std::string tenant, std::string client_id,
@@ -463,10 +378,10 @@ fake_microsoft::fake_microsoft(const test_pki& pki, std::string tenant, std::str
 fake_microsoft::~fake_microsoft() = default;
 
 std::uint16_t fake_microsoft::port() const {
-  return impl_->port;
+  return impl_->server.port();
 }
 std::string fake_microsoft::authority() const {
-  return "https://127.0.0.1:" + std::to_string(impl_->port);
+  return "https://127.0.0.1:" + std::to_string(impl_->server.port());
 }
 const std::string& fake_microsoft::tenant() const {
   return impl_->tenant;
@@ -514,10 +429,10 @@ void fake_microsoft::set_expires_in(std::chrono::seconds s) {
   impl_->expires_in = s;
 }
 void fake_microsoft::set_delay(std::chrono::milliseconds d) {
-  impl_->delay.store(d);
+  impl_->server.set_delay(d);
 }
 std::size_t fake_microsoft::answers_in_flight() const {
-  return impl_->in_flight.load();
+  return impl_->server.requests_in_flight();
 }
 void fake_microsoft::fail_token_requests(int http_status, const std::string& error,
                                          const std::string& description) {

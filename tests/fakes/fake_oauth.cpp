@@ -1,30 +1,21 @@
 // Google's token endpoint and consent screen, as far as oauth-relay uses
-// them: Beast over asio::ssl, one coroutine per connection, on its own thread.
+// them, answered on https_fake_server's thread.
 #include "fakes/fake_oauth.hpp"
 
 #include "fakes/http_fake_parts.hpp"
+#include "fakes/https_fake_server.hpp"
 
 #include <openssl/bio.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cctype>
 #include <mutex>
 #include <set>
-#include <thread>
 #include <vector>
 
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ssl.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
@@ -33,15 +24,15 @@ namespace {
 
 namespace asio = boost::asio;
 namespace http = boost::beast::http;
-using tcp = asio::ip::tcp;
 using steady = std::chrono::steady_clock;
 using fields = http_parts::fields;
-using http_parts::base64url;
 using http_parts::decode_form;
 using http_parts::escape;
 using http_parts::lower;
 using http_parts::s256;
 using http_parts::split_scope;
+using http_parts::with_query;
+using reply = https_reply;
 
 // Google accepts loopback redirects on any port and path (installed-app flow).
 bool loopback_redirect(std::string_view uri) {
@@ -51,17 +42,6 @@ bool loopback_redirect(std::string_view uri) {
   std::size_t digits = 0;
   while (digits < uri.size() && std::isdigit(static_cast<unsigned char>(uri[digits]))) ++digits;
   return digits > 0 && digits <= 5 && (digits == uri.size() || uri[digits] == '/');
-}
-
-struct reply {
-  http::status status = http::status::ok;
-  std::string content_type = "application/json; charset=utf-8";
-  std::string body;
-  std::string location;
-};
-
-reply json_reply(http::status status, const nlohmann::json& body) {
-  return {status, "application/json; charset=utf-8", body.dump(), {}};
 }
 
 reply oauth_error(http::status status, const std::string& error, const std::string& description) {
@@ -93,85 +73,31 @@ struct fake_oauth::impl {
   };
 
   impl(const test_pki& pki, std::string id, std::string secret)
-      : client_id(std::move(id)), client_secret(std::move(secret)) {
-    const auto cert = pki.issue({"localhost"}, {"127.0.0.1"});
-    tls.use_certificate_chain(asio::buffer(cert.certificate));
-    tls.use_private_key(asio::buffer(cert.private_key), asio::ssl::context::pem);
-    tls.set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+      : client_id(std::move(id)),
+        client_secret(std::move(secret)),
+        server(pki, options(), [this](const https_fake_server::request& r) { return handle(r); }) {}
+
+  // Every request waits out set_delay before it is answered (and counts as
+  // in flight from when it is read): a slow Google.
+  static https_fake_options options() {
+    https_fake_options o;
+    o.server = "fake-oauth";
+    o.headers = {{http::field::cache_control, "no-cache, no-store, max-age=0, must-revalidate"}};
+    o.tls_options = asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
                     asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
-                    asio::ssl::context::no_tlsv1_1);
-    tcp::endpoint endpoint(asio::ip::make_address("127.0.0.1"), 0);
-    acceptor.open(endpoint.protocol());
-    acceptor.set_option(tcp::acceptor::reuse_address(true));
-    acceptor.bind(endpoint);
-    acceptor.listen();
-    port = acceptor.local_endpoint().port();
-    asio::co_spawn(io, accept_loop(), asio::detached);
-    thread = std::thread([this] { io.run(); });
+                    asio::ssl::context::no_tlsv1_1;
+    o.answer = https_fake_options::order::wait_then_handle;
+    return o;
   }
 
-  ~impl() {
-    io.stop();
-    thread.join();
-  }
-
-  asio::awaitable<void> accept_loop() {
-    for (;;) {
-      auto [ec, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
-      if (ec) co_return;
-      asio::co_spawn(io, serve(std::move(socket)), asio::detached);
-    }
-  }
-
-  asio::awaitable<void> serve(tcp::socket socket) {
-    asio::ssl::stream<tcp::socket> stream(std::move(socket), tls);
-    auto [hs] = co_await stream.async_handshake(asio::ssl::stream_base::server,
-                                                asio::as_tuple(asio::use_awaitable));
-    if (hs) co_return;  // e.g. the client refused our certificate
-    boost::beast::flat_buffer buffer;
-    for (;;) {
-      http::request<http::string_body> request;
-      auto [rec, n] =
-          co_await http::async_read(stream, buffer, request, asio::as_tuple(asio::use_awaitable));
-      if (rec) co_return;
-      // Counted from the request to the end of the answer's write, so a test
-      // can tell that a refresh is under way (and kill the client then).
-      ++in_flight;
-      struct done_guard {
-        std::atomic<std::size_t>& n;
-        ~done_guard() { --n; }
-      } done{in_flight};
-      const auto pause = delay.load();
-      if (pause.count() > 0) {
-        asio::steady_timer timer(io, pause);
-        co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
-      }
-      const reply r = handle(request);
-      http::response<http::string_body> response(r.status, request.version());
-      response.set(http::field::server, "fake-oauth");
-      response.set(http::field::content_type, r.content_type);
-      response.set(http::field::cache_control, "no-cache, no-store, max-age=0, must-revalidate");
-      if (!r.location.empty()) response.set(http::field::location, r.location);
-      response.body() = r.body;
-      response.keep_alive(request.keep_alive());
-      response.prepare_payload();
-      auto [wec, w] =
-          co_await http::async_write(stream, response, asio::as_tuple(asio::use_awaitable));
-      if (wec || !response.keep_alive()) break;
-    }
-    co_await stream.async_shutdown(asio::as_tuple(asio::use_awaitable));
-  }
-
-  reply handle(const http::request<http::string_body>& request) {
+  reply handle(const https_fake_server::request& request) {
     const std::string_view target(request.target().data(), request.target().size());
-    const auto question = target.find('?');
-    const auto path = target.substr(0, question);
+    const auto path = http_parts::path_of(target);
     if (path == "/token" && request.method() == http::verb::post) {
       return token(decode_form(request.body()));
     }
     if (path == "/auth" && request.method() == http::verb::get) {
-      return consent(question == std::string_view::npos ? fields()
-                                                        : decode_form(target.substr(question + 1)));
+      return consent(http_parts::query_of(target));
     }
     return page(http::status::not_found, "Not Found");
   }
@@ -184,10 +110,7 @@ struct fake_oauth::impl {
     last_token_request = form;
     if (fail_503) return page(http::status::service_unavailable, "Service Unavailable");
     if (malformed) return {http::status::ok, "application/json", "{\"access_token\": ", {}};
-    auto field = [&](const char* name) {
-      auto it = form.find(name);
-      return it == form.end() ? std::string() : it->second;
-    };
+    const auto field = http_parts::reader(form);
     // RFC 7523 §2.1: the assertion is the client's whole credential.
     if (field("grant_type") == "urn:ietf:params:oauth:grant-type:jwt-bearer") {
       return jwt_bearer(field("assertion"));
@@ -250,10 +173,7 @@ struct fake_oauth::impl {
     if (c.offline) refresh_token = new_refresh_token(c.email);
     nlohmann::json body = issue_access(c.email, refresh_token, c.scope);
     if (!refresh_token.empty()) body["refresh_token"] = refresh_token;
-    const auto now = std::chrono::duration_cast<std::chrono::seconds>(
-                         std::chrono::system_clock::now().time_since_epoch())
-                         .count();
-    const nlohmann::json header = {{"alg", "RS256"}, {"kid", "fake"}, {"typ", "JWT"}};
+    const auto now = http_parts::unix_seconds();
     const nlohmann::json claims = {{"iss", "https://accounts.google.com"},
                                    {"azp", client_id},
                                    {"aud", client_id},
@@ -262,8 +182,7 @@ struct fake_oauth::impl {
                                    {"email_verified", true},
                                    {"iat", now},
                                    {"exp", now + 3600}};
-    body["id_token"] =
-        base64url(header.dump()) + "." + base64url(claims.dump()) + "." + base64url("fake-sig");
+    body["id_token"] = http_parts::fake_jwt(claims.dump());
     ++exchanges;
     return json_reply(http::status::ok, body);
   }
@@ -352,12 +271,11 @@ struct fake_oauth::impl {
                       *signature)) {
       return refuse_assertion("invalid_grant", "Invalid JWT Signature.");
     }
-    const auto now = std::chrono::duration_cast<std::chrono::seconds>(
-                         std::chrono::system_clock::now().time_since_epoch())
-                         .count();
+    const auto now = http_parts::unix_seconds();
     const auto iat = claims.value("iat", std::int64_t{0});
     const auto exp = claims.value("exp", std::int64_t{0});
-    if (claims.value("aud", "") != "https://127.0.0.1:" + std::to_string(port) + "/token") {
+    if (claims.value("aud", "") !=
+        "https://127.0.0.1:" + std::to_string(server.port()) + "/token") {
       return refuse_assertion("invalid_grant", "Invalid JWT: aud is not the token endpoint");
     }
     if (iat > now + 60 || exp <= now || exp - iat > 3600 || exp <= iat) {
@@ -410,10 +328,7 @@ struct fake_oauth::impl {
   reply consent(const fields& query) {
     std::lock_guard lock(mutex);
     last_auth_request = query;
-    auto field = [&](const char* name) {
-      auto it = query.find(name);
-      return it == query.end() ? std::string() : it->second;
-    };
+    const auto field = http_parts::reader(query);
     // Errors Google shows on its own page (no redirect): the client or the
     // redirect cannot be trusted with an answer.
     auto refuse = [&](const std::string& error, const std::string& text) {
@@ -435,35 +350,25 @@ struct fake_oauth::impl {
       return refuse("invalid_request", "PKCE with code_challenge_method=S256 is required.");
     }
     const std::string state = field("state");
-    const char separator = redirect_uri.find('?') == std::string::npos ? '?' : '&';
-    reply r;
-    r.status = http::status::found;
-    r.content_type = "text/html; charset=utf-8";
+    constexpr const char* redirect_type = "text/html; charset=utf-8";
     if (deny || consenting.empty()) {
       last_auth_error = "access_denied";
-      r.location = redirect_uri + separator + "error=access_denied&state=" + escape(state);
-      return r;
+      return redirect_reply(redirect_type,
+                            with_query(redirect_uri, "error=access_denied&state=" + escape(state)));
     }
     last_auth_error.clear();
     const std::string code_value = "4/fake-code-" + std::to_string(++codes_issued);
     const std::string granted = granted_scopes.empty() ? field("scope") : granted_scopes;
     codes[code_value] = {consenting, redirect_uri, field("code_challenge"), granted,
                          field("access_type") == "offline"};
-    r.location = redirect_uri + separator + "state=" + escape(state) +
-                 "&code=" + escape(code_value) + "&scope=" + escape(granted);
-    return r;
+    return redirect_reply(
+        redirect_type,
+        with_query(redirect_uri, "state=" + escape(state) + "&code=" + escape(code_value) +
+                                     "&scope=" + escape(granted)));
   }
 
   const std::string client_id;
   const std::string client_secret;
-  asio::io_context io;
-  asio::ssl::context tls{asio::ssl::context::tls_server};
-  tcp::acceptor acceptor{io};
-  std::uint16_t port = 0;
-  std::thread thread;
-  std::atomic<std::chrono::milliseconds> delay{std::chrono::milliseconds(0)};
-  std::atomic<std::size_t> in_flight{0};
-
   mutable std::mutex mutex;                   // everything below
   std::map<std::string, grant> grants;        // by refresh token
   std::map<std::string, std::string> latest;  // lower-cased email -> newest refresh token
@@ -490,6 +395,9 @@ struct fake_oauth::impl {
       delegations;  // (client_id, domain) -> scopes
   std::string last_assertion_error;
   std::vector<std::string> subjects;
+  // Last: built once the state handle() reads is, and stopped (its thread
+  // joined) before that state goes away.
+  https_fake_server server;
 };
 
 fake_oauth::fake_oauth(const test_pki& pki, std::string client_id, std::string client_secret)
@@ -498,13 +406,13 @@ fake_oauth::fake_oauth(const test_pki& pki, std::string client_id, std::string c
 fake_oauth::~fake_oauth() = default;
 
 std::uint16_t fake_oauth::port() const {
-  return impl_->port;
+  return impl_->server.port();
 }
 std::string fake_oauth::token_url() const {
-  return "https://127.0.0.1:" + std::to_string(impl_->port) + "/token";
+  return "https://127.0.0.1:" + std::to_string(impl_->server.port()) + "/token";
 }
 std::string fake_oauth::auth_url() const {
-  return "https://127.0.0.1:" + std::to_string(impl_->port) + "/auth";
+  return "https://127.0.0.1:" + std::to_string(impl_->server.port()) + "/auth";
 }
 const std::string& fake_oauth::client_id() const {
   return impl_->client_id;
@@ -558,7 +466,7 @@ void fake_oauth::fail_with_503(bool on) {
   impl_->fail_503 = on;
 }
 void fake_oauth::set_delay(std::chrono::milliseconds d) {
-  impl_->delay.store(d);
+  impl_->server.set_delay(d);
 }
 void fake_oauth::rotate_refresh_tokens(bool on) {
   std::lock_guard lock(impl_->mutex);
@@ -613,7 +521,7 @@ std::size_t fake_oauth::token_requests() const {
   return impl_->token_requests;
 }
 std::size_t fake_oauth::requests_in_flight() const {
-  return impl_->in_flight.load();
+  return impl_->server.requests_in_flight();
 }
 std::size_t fake_oauth::refreshes_served() const {
   std::lock_guard lock(impl_->mutex);

@@ -5,6 +5,7 @@
 #include <openssl/evp.h>
 
 #include <cctype>
+#include <chrono>
 
 #include "common/text.hpp"
 
@@ -13,6 +14,25 @@ namespace oauth_relay::fakes::http_parts {
 std::string lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
+}
+
+std::string_view path_of(std::string_view target) {
+  return target.substr(0, target.find('?'));
+}
+
+fields query_of(std::string_view target) {
+  const auto question = target.find('?');
+  return question == std::string_view::npos ? fields() : decode_form(target.substr(question + 1));
+}
+
+std::string with_query(const std::string& uri, const std::string& query) {
+  return uri + (uri.find('?') == std::string::npos ? '?' : '&') + query;
+}
+
+std::int64_t unix_seconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 fields decode_form(std::string_view text) {

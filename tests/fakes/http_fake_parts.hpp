@@ -1,7 +1,8 @@
 // What the HTTPS stand-ins of the identity providers (fake_oauth,
-// fake_microsoft) share: form and URL coding, PKCE's S256, scopes, JWT parts.
+// fake_microsoft) share: form, URL and target coding, PKCE's S256, scopes, JWT parts.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <set>
 #include <string>
@@ -12,6 +13,20 @@ namespace oauth_relay::fakes::http_parts {
 using fields = std::map<std::string, std::string>;
 
 std::string lower(std::string s);
+// A lookup into `f` that answers "" for a missing field; `f` must outlive it.
+inline auto reader(const fields& f) {
+  return [&f](const std::string& name) {
+    auto it = f.find(name);
+    return it == f.end() ? std::string() : it->second;
+  };
+}
+// A request target's path (before '?') and its decoded query (none: empty).
+std::string_view path_of(std::string_view target);
+fields query_of(std::string_view target);
+// `uri` with `query` appended after '?', or after '&' when it has a query already.
+std::string with_query(const std::string& uri, const std::string& query);
+// Seconds since the Unix epoch, for JWT claims (iat, exp).
+std::int64_t unix_seconds();
 // application/x-www-form-urlencoded and query strings.
 fields decode_form(std::string_view text);
 // RFC 3986 percent-encoding of all but the unreserved characters.
