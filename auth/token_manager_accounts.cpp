@@ -1,6 +1,9 @@
 // Which accounts the token manager keeps: the configured ones (again on each
 // reload), the mailboxes of service accounts' domain patterns as they are
-// first used, and the service accounts' refreshes by the JWT bearer grant.
+// first used, the service accounts' refreshes by the JWT bearer grant, and
+// what each account shows: its status and its last delivery.
+#include <algorithm>
+
 #include <boost/asio/post.hpp>
 
 #include "auth/oauth_errors.hpp"
@@ -12,6 +15,8 @@
 namespace oauth_relay::auth {
 namespace {
 
+using std::chrono::duration_cast;
+using std::chrono::seconds;
 using std::chrono::steady_clock;
 using std::chrono::system_clock;
 
@@ -302,6 +307,58 @@ void token_manager::finish_service_refresh(const std::string& key,
   }
   for (auto& w : waiters) w->post(failed(a.state, a.last_error));
   schedule();
+}
+
+void token_manager::record_delivery(const std::string& account_address, std::int64_t when) {
+  auto it = accounts_.find(key_of(account_address));
+  if (it == accounts_.end() || stopped_) return;
+  it->second.last_delivery = std::max(it->second.last_delivery.value_or(when), when);
+  if (it->second.in_memory()) return;  // no row
+  store_last_delivery(it->second, it->first);
+}
+
+void token_manager::store_last_delivery(account& a, const std::string& key) {
+  if (a.delivery_writing || !a.last_delivery || a.stored_delivery == a.last_delivery) return;
+  a.delivery_writing = true;
+  const std::int64_t when = *a.last_delivery;
+  with_store([&store = store_, key, when] { return jobs::record_delivery(store, key, when); },
+             [this, key, when](std::string error) {
+               auto it = accounts_.find(key);
+               if (it == accounts_.end()) return;
+               it->second.delivery_writing = false;
+               if (!error.empty()) {
+                 log_store_error(key, error);
+                 return;  // tried again at the next delivery
+               }
+               it->second.stored_delivery = when;
+               // A newer second meanwhile (also while stopping: the last one is kept).
+               store_last_delivery(it->second, key);
+             });
+}
+
+std::vector<account_status> token_manager::status() const {
+  const auto now = system_clock::now();
+  std::vector<account_status> out;
+  out.reserve(accounts_.size());
+  for (const auto& [key, a] : accounts_) {
+    account_status s;
+    s.address = a.address;
+    s.state = a.state;
+    const bool usable = !a.access_token.empty() && a.expires_at > now;
+    if (s.state == token_state::valid && !usable) s.state = token_state::expired;
+    if (!a.access_token.empty()) {
+      s.access_expires_in_seconds =
+          std::max<std::int64_t>(0, duration_cast<seconds>(a.expires_at - now).count());
+    }
+    s.last_delivery = a.last_delivery;
+    s.last_error = a.last_error;
+    if (a.service) s.service_account = a.service->client_email;
+    s.authorized_at = a.authorized_at;
+    s.refreshes_ok = a.refreshes_ok;
+    s.refreshes_failed = a.refreshes_failed;
+    out.push_back(std::move(s));
+  }
+  return out;
 }
 
 }  // namespace oauth_relay::auth
